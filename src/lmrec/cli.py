@@ -1,0 +1,314 @@
+"""The ``lmrec`` command: parse, load config, call one library function.
+
+Only this module (and the server settings) read the command line and the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="lmrec: recommendations with language models.")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect data sets.")
+app.add_typer(data_app, name="data")
+console = Console(stderr=True)
+out = Console()
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code=2)
+
+
+def _split_list(value: str | None) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+
+
+def _experiment_config(
+    config: Optional[Path], data: Optional[str], models: Optional[str], split: Optional[str], seed: Optional[int],
+    ks: Optional[str], text_fields: Optional[str], scenario_field: Optional[str], scenario_level: Optional[int],
+    params: list[str], overrides: list[str],
+):
+    from lmrec.config import load_config
+
+    sets: list[str] = list(overrides)
+    if data is not None:
+        sets.append(f"data.source={json.dumps(data)}")
+    if split is not None:
+        sets.append(f"split.kind={split}")
+    if seed is not None:
+        sets += [f"split.seed={seed}", f"seed={seed}"]
+    if ks is not None:
+        sets.append(f"eval.ks=[{ks}]")
+    if text_fields is not None:
+        sets.append(f"data.text_fields=[{text_fields}]")
+    if scenario_field is not None:
+        sets.append(f"data.scenario_field={json.dumps(scenario_field)}")
+    if scenario_level is not None:
+        sets.append(f"data.scenario_level={scenario_level}")
+    cfg = load_config(config, sets)
+    if models is not None or params:
+        names = _split_list(models) if models is not None else [m.name for m in cfg.models]
+        model_params = _model_params(params, names)
+        existing = {m.name: dict(m.params) for m in cfg.models}
+        from lmrec.config import ModelConfig
+
+        chosen = tuple(
+            ModelConfig(name, {**existing.get(name, {}), **model_params.get(name, {})}) for name in names
+        )
+        from dataclasses import replace
+
+        cfg = replace(cfg, models=chosen)
+    return cfg
+
+
+def _model_params(params: list[str], names: list[str]) -> dict[str, dict[str, Any]]:
+    """``--param sasrec.epochs=5`` -> {"sasrec": {"epochs": 5}}."""
+    import yaml
+
+    outp: dict[str, dict[str, Any]] = {}
+    for item in params:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            _fail(f"--param {item!r} must look like MODEL.NAME=VALUE, e.g. sasrec.epochs=5")
+        key, raw = item.split("=", 1)
+        model, name = key.split(".", 1)
+        if model not in names:
+            _fail(f"--param {item!r} names model {model!r}, which is not among --models {names}")
+        outp.setdefault(model, {})[name] = yaml.safe_load(raw)
+    return outp
+
+
+@data_app.command("inspect")
+def data_inspect(
+    data: str = typer.Option("ml-100k", "--data", help="Bundled name, directory of data files, or YAML data config."),
+    text_fields: Optional[str] = typer.Option(None, help="Comma-separated item text fields (default: from the header)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Summarise a data set: sizes, density, fields, rejected rows."""
+    _setup_logging(verbose)
+    from lmrec.config import DataConfig
+    from lmrec.pipeline import load_dataset
+
+    try:
+        dataset = load_dataset(DataConfig(source=data, text_fields=tuple(_split_list(text_fields)) or None))
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    table = Table(title=f"data set {dataset.name}")
+    table.add_column("property")
+    table.add_column("value")
+    for key, value in dataset.summary().items():
+        table.add_row(key, f"{value:.6f}" if isinstance(value, float) else str(value))
+    out.print(table)
+    for report in dataset.reports or []:
+        out.print(report.summary())
+    if dataset.items is not None:
+        texts = dataset.items.texts(dataset.interactions.item_map)
+        out.print("example item text:", texts[0][:300] if texts else "")
+
+
+@app.command()
+def evaluate(
+    data: Optional[str] = typer.Option(None, "--data", help="Bundled name, directory of data files, or YAML data config."),
+    models: Optional[str] = typer.Option(None, "--models", help="Comma-separated model names, e.g. pop,itemknn,ease,mf,sasrec,lm."),
+    split: Optional[str] = typer.Option(None, "--split", help="loo | ratio | temporal | cold-items | predefined."),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    ks: Optional[str] = typer.Option(None, "--ks", help="Comma-separated cut-offs, e.g. 5,10,20."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON here."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write PREFIX.md, PREFIX.json and PREFIX.png."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML experiment config."),
+    text_fields: Optional[str] = typer.Option(None, "--text-fields", help="Comma-separated item text fields."),
+    query_from: Optional[str] = typer.Option(None, "--query-from", help="Item field that builds a query per test case."),
+    scenario_field: Optional[str] = typer.Option(None, "--scenario-field", help="Interaction or item column holding the scenario."),
+    scenario_level: Optional[int] = typer.Option(None, "--scenario-level", help="Element of a list-valued scenario column."),
+    param: list[str] = typer.Option([], "--param", help="Model parameter MODEL.NAME=VALUE (repeatable)."),
+    set_: list[str] = typer.Option([], "--set", help="Config override key.sub=value (repeatable)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Fit models on a split and evaluate them with full ranking over all items."""
+    _setup_logging(verbose)
+    from lmrec.config import ConfigError
+
+    try:
+        cfg = _experiment_config(
+            config, data, models, split, seed, ks, text_fields, scenario_field, scenario_level, param, set_
+        )
+    except ConfigError as exc:
+        _fail(str(exc))
+    from lmrec.pipeline import run_config
+
+    started = time.perf_counter()
+    try:
+        result = run_config(cfg, query_from=query_from)
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        _fail(str(exc))
+    result["wall_s"] = time.perf_counter() - started
+    _print_results(result)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=2, default=float))
+        console.print(f"wrote {json_out}")
+    if report is not None:
+        from lmrec.eval.report import write_report
+
+        paths = write_report(result, report)
+        console.print(f"wrote {paths}")
+
+
+def _print_results(result: dict[str, Any]) -> None:
+    from lmrec.eval.report import markdown_table
+
+    out.print(f"split={result.get('split')} users={result.get('n_users')} items={result.get('n_items')}")
+    out.print(markdown_table(result["results"]))
+
+
+@app.command()
+def train(
+    data: str = typer.Option("ml-100k", "--data"),
+    model: str = typer.Option("ease", "--model"),
+    out_dir: Path = typer.Option(..., "--out", help="Model directory to write."),
+    param: list[str] = typer.Option([], "--param", help="Model parameter MODEL.NAME=VALUE (repeatable)."),
+    text_fields: Optional[str] = typer.Option(None, "--text-fields"),
+    seed: int = typer.Option(2020, "--seed"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Fit one model on all interactions and write a model directory for recommend and serve."""
+    _setup_logging(verbose)
+    from lmrec.config import DataConfig, ModelConfig
+    from lmrec.pipeline import load_dataset, make_model, train_bundle
+
+    try:
+        dataset = load_dataset(DataConfig(source=data, text_fields=tuple(_split_list(text_fields)) or None))
+        recommender = make_model(ModelConfig(model, _model_params(param, [model]).get(model, {})), seed)
+        started = time.perf_counter()
+        bundle = train_bundle(recommender, dataset, seed=seed)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    bundle.save(out_dir)
+    console.print(f"trained {model} on {dataset.name} in {time.perf_counter() - started:.1f}s; wrote {out_dir}")
+
+
+@app.command()
+def recommend(
+    model_dir: Path = typer.Option(..., "--model", help="A directory written by `lmrec train`."),
+    user: Optional[str] = typer.Option(None, "--user", help="External user id."),
+    query: Optional[str] = typer.Option(None, "--query", help="Natural-language query (models with a text space)."),
+    k: int = typer.Option(10, "--k"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Print the top-k items (ids and titles) for a user and/or a query."""
+    from lmrec.models.bundle import ModelBundle
+    from lmrec.pipeline import recommend_for
+
+    try:
+        bundle = ModelBundle.load(model_dir)
+        rows = recommend_for(bundle, user_id=user, query=query, k=k)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table(title=f"top {k} for user={user} query={query!r}")
+    for col in ("rank", "item_id", "score", "title"):
+        table.add_column(col)
+    for rank, row in enumerate(rows, 1):
+        table.add_row(str(rank), row["item_id"], f"{row['score']:.4f}", row.get("title", ""))
+    out.print(table)
+
+
+@app.command()
+def encode(
+    data: str = typer.Option(..., "--data", help="Directory of RecBole atomic files (or any data source)."),
+    out_path: Path = typer.Option(..., "--out", help="Write an (n_items, dim) float32 .npy here."),
+    backend: str = typer.Option("torch", "--backend", help="torch | onnx-int8 | onnx | hf | fake."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model path or name (default: the packaged MiniLM)."),
+    text_fields: Optional[str] = typer.Option(None, "--text-fields"),
+    template: Optional[str] = typer.Option(None, "--template", help='Item text template, e.g. "{title}. {brand}".'),
+    batch_size: int = typer.Option(64, "--batch-size"),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Embedding cache directory."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Encode every item's text into L2-normalised vectors in item-index order."""
+    _setup_logging(verbose)
+    import numpy as np
+
+    from lmrec.config import DataConfig
+    from lmrec.pipeline import encode_items
+
+    try:
+        dataset = load_dataset_for_encode(DataConfig(source=data, text_fields=tuple(_split_list(text_fields)) or None))
+        vectors, stats = encode_items(
+            dataset, model=model, backend=backend, template=template, batch_size=batch_size, cache_dir=cache_dir
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out_path, vectors)
+    out.print(
+        f"encoder={stats['encoder']} dim={vectors.shape[1]} items={vectors.shape[0]} "
+        f"items/s={stats['items_per_s']:.1f} cache_hits={stats.get('cache_hits', 0)} wrote {out_path}"
+    )
+
+
+def load_dataset_for_encode(cfg):
+    from lmrec.pipeline import load_dataset
+
+    return load_dataset(cfg)
+
+
+@app.command()
+def serve(
+    model_dir: Path = typer.Option(..., "--model", help="A directory written by `lmrec train`."),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port"),
+    state_dir: Optional[Path] = typer.Option(None, "--state-dir", help="Where the SQLite event log and profiles live."),
+    profile_store: str = typer.Option("sqlite", "--profile-store", help="sqlite | redis."),
+    redis_url: Optional[str] = typer.Option(None, "--redis-url", help="redis://host:port/db for --profile-store redis."),
+    index: str = typer.Option("auto", "--index", help="auto | flat | hnsw | ivf."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Serve recommendations, events and item updates over HTTP."""
+    _setup_logging(verbose)
+    from lmrec.serve import ServeSettings, run_server
+
+    settings = ServeSettings(
+        model_dir=model_dir, host=host, port=port, state_dir=state_dir, profile_store=profile_store,
+        redis_url=redis_url, index=index,
+    )
+    run_server(settings)
+
+
+@app.command()
+def demo(
+    out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="Where the report goes."),
+    data: str = typer.Option("ml-100k", "--data"),
+) -> None:
+    """The main job end to end on bundled data: load, split, train the baselines, evaluate, report."""
+    _setup_logging(False)
+    from lmrec.pipeline import run_demo
+
+    result = run_demo(data=data, out_dir=out_dir)
+    _print_results(result)
+    console.print(f"report written to {out_dir}")
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())
