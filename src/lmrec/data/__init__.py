@@ -4,6 +4,17 @@ from lmrec.data.catalog import ItemCatalog, UserTexts
 from lmrec.data.dataset import Dataset, LoadReport
 from lmrec.data.idmap import IdMap
 from lmrec.data.interactions import Interactions
+from lmrec.data.loaders import (
+    ColumnMap,
+    ItemColumns,
+    UserColumns,
+    load_amazon2023,
+    load_movielens,
+    load_recbole,
+    load_recbole_benchmark,
+    load_table,
+    write_recbole,
+)
 from lmrec.data.splits import (
     Split,
     cold_item_split,
@@ -14,16 +25,25 @@ from lmrec.data.splits import (
 )
 
 __all__ = [
+    "ColumnMap",
     "Dataset",
     "IdMap",
     "Interactions",
     "ItemCatalog",
+    "ItemColumns",
     "LoadReport",
     "Split",
+    "UserColumns",
     "UserTexts",
     "cold_item_split",
     "kcore_filter",
     "leave_one_out",
+    "load_amazon2023",
+    "load_movielens",
+    "load_recbole",
+    "load_recbole_benchmark",
+    "load_table",
     "ratio_split",
     "temporal_split",
+    "write_recbole",
 ]

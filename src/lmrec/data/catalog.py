@@ -23,7 +23,16 @@ def _clean_text(value: object) -> str:
     if isinstance(value, (list, tuple, np.ndarray)):
         return ", ".join(s for s in (_clean_text(v) for v in value) if s)
     text = str(value).strip()
-    return "" if text.lower() in ("nan", "none", "<na>") else text
+    return "" if text.lower() in ("nan", "none", "<na>", "nat") else text
+
+
+def _join_sentences(parts: list[str]) -> str:
+    """Non-empty parts joined with ". ", or a space after a part that already ends a sentence."""
+    out = ""
+    for part in parts:
+        if part:
+            out = part if not out else out + (" " if out[-1] in ".!?" else ". ") + part
+    return out
 
 
 @dataclass(eq=False)
@@ -87,7 +96,7 @@ class ItemCatalog:
         if template is None:
             cols = fields or self.text_fields or list(self.categorical)
             rows = frame[cols].itertuples(index=False, name=None)
-            return [". ".join(s for s in (_clean_text(v) for v in row) if s) for row in rows]
+            return [_join_sentences([_clean_text(v) for v in row]) for row in rows]
         from lmrec.data.text import render_template
 
         return [render_template(template, row) for row in frame.to_dict("records")]

@@ -16,8 +16,11 @@ _FIELD = re.compile(r"\{([^{}]+)\}")
 def render_template(template: str, values: Mapping[str, object]) -> str:
     """Fill ``template`` with ``values``; a segment whose field is empty is dropped whole.
 
-    Segments are the pieces between fields: ``"{title}. {brand}. {categories}"`` with an empty brand
-    gives ``"Title. Cats"`` rather than ``"Title. . Cats"``.
+    A segment is a field with its label before it and its closing brackets after it; the
+    punctuation between segments separates them and is written only between two non-empty ones:
+    ``"{title}. {brand}. {categories}"`` with an empty brand gives ``"Title. Cats"`` rather than
+    ``"Title. . Cats"``; ``"Title: {title}. Brand: {brand}"`` with an empty title gives
+    ``"Brand: Acme"``; ``"{title} ({year})"`` with no year gives ``"Title"``.
 
     Raises:
         ValueError: a field of the template is not among ``values``.
@@ -26,26 +29,29 @@ def render_template(template: str, values: Mapping[str, object]) -> str:
     missing = [n for n in names if n not in values]
     if missing:
         raise ValueError(f"template field(s) {missing} not found; available: {sorted(values)}")
+    literals = _FIELD.split(template)[::2]  # literals[i] precedes field i; the last one is the tail
+    fields = _FIELD.findall(template)
     out: list[str] = []
-    pos = 0
-    pending_sep = ""
-    for match in _FIELD.finditer(template):
-        literal = template[pos : match.start()]
-        pos = match.end()
-        value = _clean_text(values[match.group(1)])
-        if out:
-            pending_sep = literal
-        elif literal.strip():
-            out.append(literal)
+    label, sep = literals[0], ""
+    for i, name in enumerate(fields):
+        after = literals[i + 1]
+        close = _CLOSE.match(after).group(0)
+        rest = after[len(close) :]
+        value = _clean_text(values[name])
         if value:
-            if out:
-                out.append(pending_sep)
-            out.append(value)
-        pending_sep = ""
-    tail = template[pos:]
-    if out and tail.strip():
-        out.append(tail)
+            if out and out[-1][-1:] in (".", "!", "?") and sep.startswith("."):
+                sep = sep[1:]  # "Great!" + ". " + "Text" -> "Great! Text"
+            out.append((sep if out else "") + label + value + close)
+        if i + 1 < len(fields):
+            sep = _SEP.match(rest).group(0)
+            label = rest[len(sep) :]
+        elif out:
+            out.append(rest)
     return "".join(out).strip()
+
+
+_CLOSE = re.compile(r"[)\]}\"'»]*")
+_SEP = re.compile(r"[\s.,;:!?|/\-–—]*")
 
 
 def profile_sentence(attributes: Mapping[str, object]) -> str:
