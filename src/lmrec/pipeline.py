@@ -36,28 +36,25 @@ log = logging.getLogger(__name__)
 
 
 def assign_scenarios(dataset: Dataset, field: str, level: int = 0) -> Dataset:
-    """Set each interaction's scenario from an interaction column or an item column.
+    """Set each interaction's scenario from an item column (each interaction takes its item's value).
 
-    For list-valued item columns (``"A, B, C"`` or a list) element ``level`` is the scenario; items
-    without a value get the scenario ``"unknown"``.
+    For list-valued columns (``"A, B, C"`` or a list) element ``level`` is the scenario; items
+    without a value get the scenario ``"unknown"``. Interaction columns are read by the loader
+    (``load_recbole(..., scenario=field)``), see `load_dataset`.
 
     Raises:
-        ValueError: ``field`` is neither an interaction column nor an item column.
+        ValueError: ``field`` is not an item column.
     """
     inter = dataset.interactions
-    extra = inter.meta.get("columns", {})
-    if field in extra:
-        values = np.asarray(extra[field], dtype=object)
-    elif dataset.items is not None and field in dataset.items.frame.columns:
-        raw = dataset.items.aligned(inter.item_map)[field].tolist()
-        per_item = np.asarray([_pick_level(v, level) for v in raw], dtype=object)
-        values = per_item[inter.items]
-    else:
+    if dataset.items is None or field not in dataset.items.frame.columns:
         item_cols = list(dataset.items.frame.columns) if dataset.items is not None else []
+        inter_cols = sorted(inter.meta.get("recbole_types", {}))
         raise ValueError(
-            f"scenario field {field!r} is neither an interaction column {sorted(extra)} nor an item column {item_cols}"
+            f"scenario field {field!r} is neither an interaction column {inter_cols} nor an item column {item_cols}"
         )
-    return dataset.with_interactions(replace(inter, scenarios=values.astype(str)))
+    raw = dataset.items.aligned(inter.item_map)[field].tolist()
+    per_item = np.asarray([_pick_level(v, level) for v in raw], dtype=object)
+    return dataset.with_interactions(replace(inter, scenarios=per_item[inter.items].astype(str)))
 
 
 def _pick_level(value: Any, level: int) -> str:
@@ -69,25 +66,57 @@ def _pick_level(value: Any, level: int) -> str:
     return parts[level] if level < len(parts) else "unknown"
 
 
+def _apply_text_fields(dataset: Dataset, fields: tuple[str, ...] | None) -> Dataset:
+    if not fields:
+        return dataset
+    if dataset.items is None:
+        raise ValueError(f"--text-fields {list(fields)} given but {dataset.name} has no item catalogue")
+    unknown = [f for f in fields if f not in dataset.items.frame.columns]
+    if unknown:
+        raise ValueError(f"text fields {unknown} are not item columns; item columns: {list(dataset.items.frame.columns)}")
+    dataset.items.text_fields = list(fields)
+    return dataset
+
+
 def load_dataset(cfg: DataConfig) -> Dataset:
     """Load ``cfg.source`` (bundled name, directory or YAML data config) and apply the config."""
     from lmrec import datasets
 
-    kwargs: dict[str, Any] = {}
-    if cfg.text_fields:
-        kwargs["text_fields"] = list(cfg.text_fields)
-    dataset = datasets.load(cfg.source, **kwargs)
+    dataset = datasets.load(cfg.source)
+    field = cfg.scenario_field
+    if field:
+        is_item_col = dataset.items is not None and field in dataset.items.frame.columns
+        if not is_item_col and field in dataset.interactions.meta.get("recbole_types", {}):
+            dataset = datasets.load(cfg.source, scenario=field)
+        elif is_item_col:
+            dataset = assign_scenarios(dataset, field, cfg.scenario_level)
+        else:
+            assign_scenarios(dataset, field, cfg.scenario_level)  # raises, naming the columns
     if cfg.kcore > 0:
         dataset = dataset.with_interactions(kcore_filter(dataset.interactions, cfg.kcore, cfg.kcore))
-    if cfg.scenario_field:
-        dataset = assign_scenarios(dataset, cfg.scenario_field, cfg.scenario_level)
-    if cfg.template and dataset.items is not None:
-        dataset.items.template = cfg.template  # read by models that build item text
-    return dataset
+    return _apply_text_fields(dataset, cfg.text_fields)
+
+
+def load_dataset_and_split(data: DataConfig, split: SplitConfig) -> tuple[Dataset, Split]:
+    """`load_dataset` then `make_split`; ``predefined`` reads RecBole benchmark files instead."""
+    if split.kind != "predefined":
+        dataset = load_dataset(data)
+        return dataset, make_split(dataset, split)
+    from lmrec.data.loaders import load_recbole_benchmark
+
+    directory = Path(data.source)
+    trains = sorted(directory.glob("*.train.inter")) if directory.is_dir() else []
+    if not trains:
+        raise ValueError(
+            f"split 'predefined' needs RecBole benchmark files <name>.train.inter/.valid.inter/.test.inter in {directory}"
+        )
+    name = trains[0].name[: -len(".train.inter")]
+    dataset, parts = load_recbole_benchmark(directory, name)
+    return _apply_text_fields(dataset, data.text_fields), parts
 
 
 def make_split(dataset: Dataset, cfg: SplitConfig) -> Split:
-    """Split ``dataset.interactions`` as ``cfg`` says."""
+    """Split ``dataset.interactions`` as ``cfg`` says (``predefined``: see `load_dataset_and_split`)."""
     inter = dataset.interactions
     if cfg.kind == "loo":
         return leave_one_out(inter)
@@ -97,14 +126,7 @@ def make_split(dataset: Dataset, cfg: SplitConfig) -> Split:
         return temporal_split(inter, cfg.ratios)
     if cfg.kind == "cold-items":
         return cold_item_split(inter, cfg.cold_test_frac, cfg.cold_valid_frac, random_state=cfg.seed)
-    if cfg.kind == "predefined":
-        split = inter.meta.get("predefined_split")
-        if split is None:
-            raise ValueError(
-                "split kind 'predefined' needs RecBole benchmark files (<name>.train.inter, .valid.inter, .test.inter) in the data directory"
-            )
-        return split
-    raise ValueError(f"unknown split kind {cfg.kind!r}")
+    raise ValueError(f"split kind {cfg.kind!r} cannot be made from loaded interactions; use load_dataset_and_split")
 
 
 def make_model(cfg: ModelConfig, random_state: int | None = None) -> Recommender:
@@ -135,8 +157,7 @@ def run_config(
     """
     from lmrec.eval import run_experiment
 
-    dataset = load_dataset(cfg.data)
-    split = make_split(dataset, cfg.split)
+    dataset, split = load_dataset_and_split(cfg.data, cfg.split)
     models = {m.name: make_model(m, cfg.seed) for m in cfg.models}
     return run_experiment(
         models,
