@@ -247,27 +247,18 @@ def encode(
     import numpy as np
 
     from lmrec.config import DataConfig
-    from lmrec.pipeline import encode_items
+    from lmrec.encoders import encode_catalog, make_text_encoder
+    from lmrec.pipeline import load_dataset
 
     try:
-        dataset = load_dataset_for_encode(DataConfig(source=data, text_fields=tuple(_split_list(text_fields)) or None))
-        vectors, stats = encode_items(
-            dataset, model=model, backend=backend, template=template, batch_size=batch_size, cache_dir=cache_dir
-        )
+        dataset = load_dataset(DataConfig(source=data, text_fields=tuple(_split_list(text_fields)) or None))
+        encoder = make_text_encoder(model, backend, cache_dir=cache_dir)
+        result = encode_catalog(dataset, encoder=encoder, template=template, batch_size=batch_size, show_progress=True)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(out_path, vectors)
-    out.print(
-        f"encoder={stats['encoder']} dim={vectors.shape[1]} items={vectors.shape[0]} "
-        f"items/s={stats['items_per_s']:.1f} cache_hits={stats.get('cache_hits', 0)} wrote {out_path}"
-    )
-
-
-def load_dataset_for_encode(cfg):
-    from lmrec.pipeline import load_dataset
-
-    return load_dataset(cfg)
+    np.save(out_path, result.vectors)
+    out.print(f"{result.summary()} wrote {out_path}")
 
 
 @app.command()
