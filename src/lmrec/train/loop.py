@@ -1,0 +1,122 @@
+"""One generic training loop for every torch model in lmrec.
+
+The loop knows nothing about recommenders: the caller supplies
+
+- ``batches(epoch) -> Iterable[Batch]``: a fresh iterable per epoch (shuffle with a seed derived
+  from ``epoch`` for reproducibility); a batch is whatever ``loss_fn`` understands;
+- ``loss_fn(module, batch) -> scalar tensor``: the forward pass plus a loss from
+  `lmrec.train.losses`;
+- ``validate() -> dict[str, float]``: optional, run under ``torch.no_grad`` in eval mode after
+  every ``validate_every`` epochs; callbacks such as `EarlyStopping` read its keys.
+
+Example::
+
+    state = fit_loop(net, batches, lambda m, b: ce(m(b.x), b.y), torch.optim.Adam(net.parameters()),
+                     epochs=50, validate=lambda: {"ndcg@10": evaluate(net)},
+                     callbacks=[EarlyStopping("ndcg@10", patience=5)])
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from lmrec.train.callbacks import Callback, ProgressBar, TrainState
+
+__all__ = ["fit_loop"]
+
+log = logging.getLogger(__name__)
+
+Batch = Any
+
+
+def fit_loop(
+    module: nn.Module,
+    batches: Callable[[int], Iterable[Batch]],
+    loss_fn: Callable[[nn.Module, Batch], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    *,
+    epochs: int,
+    callbacks: Sequence[Callback] = (),
+    validate: Callable[[], dict[str, float]] | None = None,
+    validate_every: int = 1,
+    grad_clip: float | None = None,
+    scheduler: Any | None = None,
+    show_progress: bool = False,
+) -> TrainState:
+    """Train ``module`` for up to ``epochs`` epochs.
+
+    Args:
+        module: the network; put in train mode for batches and eval mode for validation.
+        batches: ``epoch -> iterable of batches``.
+        loss_fn: ``(module, batch) -> scalar loss``.
+        optimizer: steps once per batch.
+        epochs: the maximum number of epochs.
+        callbacks: hooks run in order (see `lmrec.train.callbacks`).
+        validate: returns metrics such as ``{"ndcg@10": 0.31}``; None for no validation.
+        validate_every: validate after every this many epochs (and after the last).
+        grad_clip: clip the global gradient norm to this value when given.
+        scheduler: an LR scheduler stepped once per epoch, when given.
+        show_progress: add a `ProgressBar` when ``callbacks`` has none.
+
+    Returns:
+        The final `TrainState` (``history`` holds the loss and metrics of every epoch).
+
+    Raises:
+        ValueError: ``epochs`` or ``validate_every`` below 1.
+        FloatingPointError: the loss became NaN or infinite.
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if validate_every < 1:
+        raise ValueError(f"validate_every must be >= 1, got {validate_every}")
+    callbacks = list(callbacks)
+    if show_progress and not any(isinstance(c, ProgressBar) for c in callbacks):
+        callbacks.append(ProgressBar())
+    state = TrainState(epochs=epochs)
+    for cb in callbacks:
+        cb.on_train_begin(state, module)
+    try:
+        for epoch in range(epochs):
+            state.epoch, state.metrics = epoch, {}
+            for cb in callbacks:
+                cb.on_epoch_begin(state, module)
+            module.train()
+            total, count = 0.0, 0
+            for batch in batches(epoch):
+                optimizer.zero_grad(set_to_none=True)
+                loss = loss_fn(module, batch)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, step {state.step}")
+                loss.backward()
+                if grad_clip is not None:
+                    nn.utils.clip_grad_norm_(module.parameters(), grad_clip)
+                optimizer.step()
+                state.step += 1
+                state.batch_loss = float(loss.detach())
+                total, count = total + state.batch_loss, count + 1
+                for cb in callbacks:
+                    cb.on_batch_end(state, module)
+            state.epoch_loss = total / count if count else math.nan
+            if scheduler is not None:
+                scheduler.step()
+            if validate is not None and ((epoch + 1) % validate_every == 0 or epoch + 1 == epochs):
+                module.eval()
+                with torch.no_grad():
+                    state.metrics = {k: float(v) for k, v in validate().items()}
+                module.train()
+            state.history.append({"epoch": float(epoch), "loss": state.epoch_loss, **state.metrics})
+            for cb in callbacks:
+                cb.on_epoch_end(state, module)
+            if state.stop:
+                break
+    finally:
+        for cb in callbacks:
+            cb.on_train_end(state, module)
+        module.eval()
+    return state
