@@ -245,3 +245,33 @@ def test_negative_sampler_is_uniform_over_free_items() -> None:
     assert counts[1::2].min() > 250 and counts[1::2].max() < 420
     # fewer free items than asked: all of them
     np.testing.assert_array_equal(_sample_negatives(rng, np.arange(58), 60, 5), [58, 59])
+
+
+def test_exclude_history_false_lets_seen_items_rank():
+    # One user, three items; train has item 0, test has item 2. Scores favour item 0 > 2 > 1.
+    # Masked: item 2 ranks first (NDCG@1 = 1). Unmasked: item 0 takes rank 1, item 2 rank 2,
+    # NDCG@2 = (1/log2(3)) / 1 = 0.6309.
+    import numpy as np
+    import pandas as pd
+
+    from lmrec.data import Interactions, Split
+    from lmrec.models.base import Recommender
+
+    inter = Interactions.from_frame(
+        pd.DataFrame({"user_id": ["u", "u", "u"], "item_id": ["a", "b", "c"], "timestamp": [1, 2, 3]})
+    )
+    split = Split(inter.subset(np.array([0])), inter.subset(np.array([], dtype=int)), inter.subset(np.array([2])))
+
+    class Fixed(Recommender):
+        def _fit(self, dataset):
+            pass
+
+        def score_all(self, user_idx):
+            return np.tile(np.array([3.0, 1.0, 2.0], np.float32), (len(user_idx), 1))
+
+    model = Fixed().fit(split.train)
+    masked = evaluate(model, split, ks=(1, 2), metrics=("ndcg",))
+    unmasked = evaluate(model, split, ks=(1, 2), metrics=("ndcg",), exclude_history=False)
+    assert masked.metrics["ndcg@1"] == 1.0
+    assert unmasked.metrics["ndcg@1"] == 0.0
+    assert abs(unmasked.metrics["ndcg@2"] - 1 / np.log2(3)) < 1e-9

@@ -203,6 +203,7 @@ def evaluate(
     show_progress: bool = False,
     keep_ranked: bool = False,
     primary: str | None = None,
+    exclude_history: bool = True,
 ) -> EvalResult:
     """Top-k evaluation of a fitted model on one part of a split.
 
@@ -225,6 +226,9 @@ def evaluate(
         keep_ranked: keep the top lists on the result (``EvalResult.ranked``).
         primary: the metric for model selection, e.g. ``"recall@20"`` (the protocol label is added);
             defaults to ndcg@10, or ndcg at the largest k when 10 is not among ``ks``.
+        exclude_history: mask the user's earlier items (the default, and RecBole's protocol for
+            general models). RecBole does not mask for sequential models; pass False to compare with
+            its sequential figures on the same footing.
 
     Returns:
         An `EvalResult`; with no users to evaluate, every metric is NaN and ``n_users`` is 0.
@@ -288,8 +292,9 @@ def evaluate(
                 lo, hi = np.searchsorted(rel_keys, [batch[0] * n_items, (batch[-1] + 1) * n_items])
                 batch_rel = rel_keys[lo:hi]
                 r, c = history[batch].nonzero()
-                masked = ~np.isin(batch[r] * n_items + c, batch_rel)
-                scores[r[masked], c[masked]] = -np.inf
+                if exclude_history:
+                    masked = ~np.isin(batch[r] * n_items + c, batch_rel)
+                    scores[r[masked], c[masked]] = -np.inf
                 idx, _ = top_k(scores, max_k)
             ranked[start : start + len(batch), : idx.shape[1]] = idx
             bar.update(len(batch))
