@@ -1,0 +1,223 @@
+"""The FastAPI application: ``create_app(settings)`` and ``run_server(settings)``.
+
+The model, stores and index load in the lifespan (in a worker thread), not at import. Errors map to
+JSON ``{"detail": ..., "field": ...}``: 404 unknown user/item, 413 oversized body or batch, 422 bad
+input with the field named.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from lmrec.serve.errors import ServeError
+from lmrec.serve.metrics import Metrics
+from lmrec.serve.ranking import BusinessRule
+from lmrec.serve.routes import router
+from lmrec.serve.service import RecService
+from lmrec.serve.settings import ServeSettings
+
+__all__ = ["create_app", "limit_threads", "run_server"]
+
+log = logging.getLogger(__name__)
+
+
+def _describe(metrics: Metrics) -> None:
+    metrics.describe("lmrec_http_requests_total", "counter", "HTTP requests by method, route and status")
+    metrics.describe("lmrec_http_request_duration_seconds", "histogram", "HTTP request latency by route, seconds")
+    metrics.describe("lmrec_events_ingested_total", "counter", "events appended to the log")
+    metrics.describe("lmrec_events_duplicate_total", "counter", "events skipped as duplicates (same event_id)")
+    metrics.describe("lmrec_events_rejected_total", "counter", "events rejected (unknown item or type, ...)")
+    metrics.describe("lmrec_recommendations_total", "counter", "recommendation lists served, by strategy")
+    metrics.describe("lmrec_index_items", "gauge", "rows in the item index (deleted ones included)")
+    metrics.describe("lmrec_live_items", "gauge", "items that can be recommended")
+
+
+class _Instrument:
+    """Pure ASGI middleware: request counts and latency by route template; rejects oversized bodies (413)."""
+
+    def __init__(self, app: Any, metrics: Metrics, max_body_bytes: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = {"code": 500}
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            await self._too_large(send, int(length))
+            self._record(scope, 413, start)
+            return
+        if length is None and scope["method"] in ("POST", "PUT", "PATCH"):
+            # no declared length (chunked): read the body here, bounded, and replay it to the app
+            chunks, size, more = [], 0, True
+            while more:
+                message = await receive()
+                if message["type"] != "http.request":
+                    break
+                chunks.append(message.get("body", b""))
+                size += len(chunks[-1])
+                more = message.get("more_body", False)
+                if size > self.max_body_bytes:
+                    await self._too_large(send, size)
+                    self._record(scope, 413, start)
+                    return
+            body = b"".join(chunks)
+            replayed = False
+
+            async def replay() -> dict:
+                nonlocal replayed
+                if replayed:
+                    return await receive()
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            receive = replay
+
+        async def recording_send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, recording_send)
+        self._record(scope, status["code"], start)
+
+    async def _too_large(self, send: Any, size: int) -> None:
+        body = JSONResponse(
+            {"detail": f"body: request body of {size} bytes exceeds max_body_bytes={self.max_body_bytes}", "field": "body"},
+            status_code=413,
+        )
+        await send({"type": "http.response.start", "status": 413, "headers": body.raw_headers})
+        await send({"type": "http.response.body", "body": body.body})
+
+    def _record(self, scope: dict, status: int, start: float) -> None:
+        route = scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        self.metrics.inc("lmrec_http_requests_total", method=scope["method"], route=path, status=str(status))
+        self.metrics.observe("lmrec_http_request_duration_seconds", time.perf_counter() - start, route=path)
+
+
+_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
+
+
+def _field(error: dict[str, Any]) -> str:
+    """A pydantic error's location as a dotted field path, without the leading ``body``/``query``/``path``
+    and the union-member tags pydantic adds (``attributes.genres.str`` -> ``attributes.genres``)."""
+    if error.get("type") == "json_invalid":
+        return "body"
+    loc = error.get("loc", ())[1:]
+    return ".".join(str(p) for p in loc if str(p) not in _TYPE_TAGS and "[" not in str(p)) or "body"
+
+
+def create_app(
+    settings: ServeSettings,
+    *,
+    encoder: Any = None,
+    rules: Sequence[BusinessRule] = (),
+    service: RecService | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> FastAPI:
+    """The recommendation service as an ASGI app.
+
+    Args:
+        settings: service settings.
+        encoder: a `TextEncoder` for models without their own vectors (tests inject a `HashingEncoder`);
+            None builds one from ``settings`` / the bundle.
+        rules: business-rule hooks (`lmrec.serve.ranking`), applied before those in ``settings.rules``.
+        service: an already opened service to serve (its lifecycle stays with the caller).
+        on_ready: called once the service is open, before the first request (`run_server` limits
+            the process's threads there, after the catalogue was encoded and indexed with all cores).
+
+    Returns:
+        A FastAPI app; the model and stores load when its lifespan starts.
+    """
+    metrics = service.metrics if service is not None else Metrics()
+    _describe(metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        svc = service
+        if svc is None:
+            # a thread of the loop's default executor, not of the request threadpool: torch fixes its
+            # intra-op thread count per thread on first use, so a request thread that encoded the
+            # catalogue would keep the start-up setting instead of the one `on_ready` applies
+            svc = await asyncio.to_thread(RecService.open, settings, encoder=encoder, rules=rules)
+            svc.metrics = metrics
+        metrics.gauge("lmrec_index_items", lambda: len(svc.items))
+        metrics.gauge("lmrec_live_items", lambda: svc.items.n_live)
+        app.state.service = svc
+        if on_ready is not None:
+            on_ready()
+        try:
+            yield
+        finally:
+            if service is None:
+                svc.close()
+
+    app = FastAPI(
+        title="lmrec",
+        summary="Real-time recommendations: queries and live events change the next list, without retraining.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.include_router(router)
+
+    @app.exception_handler(ServeError)
+    async def _serve_error(request: Request, exc: ServeError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc), "field": exc.field}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"field": _field(e), "msg": e.get("msg", "invalid")} for e in exc.errors()]
+        fields = list(dict.fromkeys(e["field"] for e in errors)) or ["body"]
+        first = next(e for e in errors if e["field"] == fields[0]) if errors else {"msg": "invalid request"}
+        detail = f"{fields[0]}: {first['msg']}"
+        if len(fields) > 1:
+            detail += f" (and {len(fields) - 1} more field{'s' if len(fields) > 2 else ''})"
+        return JSONResponse({"detail": detail, "field": fields[0], "errors": errors}, status_code=422)
+
+    app.add_middleware(_Instrument, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    return app
+
+
+def run_server(settings: ServeSettings) -> None:
+    """Serve ``create_app(settings)`` with uvicorn on ``settings.host:settings.port`` (blocks).
+
+    Once the model is loaded and the catalogue indexed (with every core), caps the process's BLAS,
+    FAISS and torch intra-op threads at ``settings.threads``: requests are served concurrently from a
+    thread pool, and per-request parallelism on top of that oversubscribes the cores (OpenBLAS called
+    from many threads at once can slow down a hundredfold).
+    """
+    import uvicorn
+
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings, on_ready=lambda: limit_threads(settings.threads))
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+
+
+def limit_threads(threads: int) -> None:
+    """Cap BLAS (threadpoolctl), FAISS (OpenMP) and torch intra-op threads of this process."""
+    import faiss
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(threads)
+    faiss.omp_set_num_threads(threads)
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:  # pragma: no cover - torch is a dependency, but serving does not need it
+        pass

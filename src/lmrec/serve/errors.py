@@ -1,0 +1,28 @@
+"""Errors the service raises; the app maps them to JSON ``{"detail", "field"}`` with their status."""
+
+from __future__ import annotations
+
+__all__ = ["BadRequest", "NotFound", "ServeError", "TooLarge"]
+
+
+class ServeError(Exception):
+    """An error with an HTTP status and the request field at fault."""
+
+    status = 400
+
+    def __init__(self, field: str | None, message: str) -> None:
+        super().__init__(message if field is None else f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class NotFound(ServeError):
+    status = 404
+
+
+class BadRequest(ServeError):
+    status = 422
+
+
+class TooLarge(ServeError):
+    status = 413

@@ -1,0 +1,163 @@
+"""Start-up: load the model directory, open the stores, build (or reload) the index, repair profiles."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lmrec.models.bundle import ModelBundle
+from lmrec.serve.attributes import AttributeTable
+from lmrec.serve.index import VectorIndex, resolve_kind
+from lmrec.serve.items import ServedItems
+from lmrec.serve.ranking import BusinessRule, load_rules
+from lmrec.serve.settings import ServeSettings
+from lmrec.serve.space import VectorSpace, item_texts_for, make_space, served_item_ids
+from lmrec.serve.stores.base import ProfileStore
+from lmrec.serve.stores.sqlite import SQLiteProfileStore, SQLiteStore
+
+if TYPE_CHECKING:
+    from lmrec.serve.service import RecService
+
+__all__ = ["build_index", "model_version", "open_service"]
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "lmrec.sqlite3"
+
+
+def model_version(model_dir: str | Path, model_name: str) -> str:
+    """``<model name>-<12 hex>``: a hash of ``config.json`` and the size and mtime of each file of the
+    model directory, so retraining into the same directory changes it."""
+    model_dir = Path(model_dir)
+    digest = hashlib.sha256()
+    config = model_dir / "config.json"
+    if config.exists():
+        digest.update(config.read_bytes())
+    for path in sorted(p for p in model_dir.iterdir() if p.is_file()):
+        stat = path.stat()
+        digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return f"{model_name}-{digest.hexdigest()[:12]}"
+
+
+def _ensure_registered(model_dir: Path) -> None:
+    """Import the module of a model that ``import lmrec.models`` does not register (``lm`` lives in
+    ``lmrec.models.lm``), so ``ModelBundle.load`` can find its class."""
+    import importlib
+
+    from lmrec.models.base import MODEL_REGISTRY
+
+    config = model_dir / "config.json"
+    if not config.exists():
+        return  # ModelBundle.load says what is wrong
+    name = json.loads(config.read_text()).get("model")
+    import lmrec.models  # noqa: F401  (registers the built-in models)
+
+    if isinstance(name, str) and name.isidentifier() and name not in MODEL_REGISTRY:
+        try:
+            importlib.import_module(f"lmrec.models.{name}")
+        except ImportError:
+            pass  # ModelBundle.load names the unknown model and the known ones
+
+
+def _index_params(settings: ServeSettings, n: int) -> dict[str, Any]:
+    return {
+        "kind": resolve_kind(settings.index, n, settings.exact_max_items),
+        "hnsw_m": settings.hnsw_m,
+        "ef_construction": settings.hnsw_ef_construction,
+        "ef_search": settings.hnsw_ef_search,
+        "nlist": settings.ivf_nlist,
+        "nprobe": settings.ivf_nprobe,
+    }
+
+
+def build_index(
+    space: VectorSpace, ids: Sequence[str], texts: Sequence[str], n_model: int, settings: ServeSettings, cache_dir: Path
+) -> VectorIndex:
+    """The index over the base rows, reloaded from ``cache_dir`` when the same space, items, texts and
+    index settings built it before (no re-encoding, no HNSW rebuild)."""
+    params = _index_params(settings, len(ids))
+    key_src = json.dumps([space.name, {k: v for k, v in params.items() if k != "ef_search"}, list(ids), list(texts)])
+    key = hashlib.sha256(key_src.encode()).hexdigest()[:20]
+    path = cache_dir / f"index-{params['kind']}-{key}.faiss"
+    kwargs = {k: v for k, v in params.items() if k != "kind"}
+    if path.with_suffix(".npy").exists():
+        try:
+            index = VectorIndex.load(path, params["kind"], **kwargs)
+            log.info("loaded %s index of %d items from %s", params["kind"], len(index), path)
+            return index
+        except (OSError, ValueError, RuntimeError) as exc:
+            log.warning("cannot reuse %s (%s); rebuilding", path, exc)
+    start = time.perf_counter()
+    vectors = space.base_vectors(ids, texts, n_model)
+    index = VectorIndex(space.dim, params["kind"], **kwargs)
+    index.add(vectors)
+    log.info("built %s index of %d items in %.1fs", params["kind"], len(index), time.perf_counter() - start)
+    for stale in cache_dir.glob(f"index-{params['kind']}-*"):  # one cached index per kind
+        stale.unlink(missing_ok=True)
+    index.save(path)
+    return index
+
+
+def _attributes(bundle: ModelBundle, ids: Sequence[str]) -> AttributeTable:
+    if bundle.catalog is None:
+        table = AttributeTable()
+        table.add_rows(len(ids))
+        return table
+    frame = bundle.catalog.frame.reindex(list(ids))
+    return AttributeTable.from_frame(frame, bundle.catalog.categorical, bundle.catalog.numeric)
+
+
+def _profile_store(settings: ServeSettings, store: SQLiteStore) -> ProfileStore:
+    if settings.profile_store == "redis":
+        from lmrec.serve.stores.redis import RedisProfileStore
+
+        return RedisProfileStore(settings.redis_url or "redis://127.0.0.1:6379/0", prefix=settings.redis_prefix)
+    return SQLiteProfileStore(store)
+
+
+def open_service(
+    cls: type[RecService], settings: ServeSettings, *, encoder: Any = None, rules: Sequence[BusinessRule] = ()
+) -> RecService:
+    """Everything `RecService` needs, from the settings.
+
+    Args:
+        cls: the service class.
+        settings: service settings.
+        encoder: a `TextEncoder` for non-vector models (tests inject one); None builds it from settings.
+        rules: business rules, run before those named in ``settings.rules``.
+    """
+    start = time.perf_counter()
+    _ensure_registered(Path(settings.model_dir))
+    bundle = ModelBundle.load(settings.model_dir)
+    version = model_version(settings.model_dir, bundle.model.model_name)
+    state = settings.resolved_state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    store = SQLiteStore(state / DB_NAME, synchronous=settings.sqlite_synchronous)
+    profiles = _profile_store(settings, store)
+    space = make_space(
+        bundle,
+        version,
+        encoder=encoder,
+        encoder_model=settings.encoder,
+        encoder_backend=settings.encoder_backend,
+        cache_dir=state / "embeddings",
+        show_progress=settings.show_progress,
+    )
+    ids, n_model = served_item_ids(bundle)
+    texts = item_texts_for(bundle, ids)
+    index = build_index(space, ids, texts, n_model, settings, state / "index")
+    items = ServedItems(ids, texts, index, _attributes(bundle, ids), n_model)
+    service = cls(
+        settings, bundle, version, space, items, store, profiles, rules=[*rules, *load_rules(settings.rules)]
+    )
+    service.recover_profiles()
+    log.info(
+        "serving %s (%s) with %d items (%s index, %s space) in %.1fs",
+        settings.model_dir, version, len(items), index.kind, space.name, time.perf_counter() - start,
+    )
+    return service

@@ -1,0 +1,220 @@
+"""Request and response bodies of the HTTP API, named by role. Ids are strings on the wire."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ErrorResponse",
+    "EventIn",
+    "EventRejection",
+    "EventsRequest",
+    "EventsResponse",
+    "ExplainRequest",
+    "ExplainResponse",
+    "Filters",
+    "HealthResponse",
+    "HistoryContribution",
+    "ItemDeleted",
+    "ItemUpsert",
+    "ItemWritten",
+    "OnlineProfile",
+    "RangeFilter",
+    "RecommendRequest",
+    "RecommendResponse",
+    "ScoredItem",
+    "SimilarResponse",
+    "TermContribution",
+    "UserErased",
+    "UserEvent",
+    "UserSummary",
+]
+
+Id = Field(min_length=1, max_length=256)
+Scalar = str | int | float | bool
+Strategy = Literal["profile", "query", "query+profile", "model", "model+online", "popularity"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RangeFilter(_Strict):
+    """Inclusive numeric range; either end may be left open."""
+
+    min: float | None = None
+    max: float | None = None
+
+
+class Filters(_Strict):
+    """Attribute filters; an item must pass all of them. Missing attribute values never match."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    equals: dict[str, Scalar] = Field(default_factory=dict, description="attribute -> required value")
+    in_: dict[str, list[Scalar]] = Field(default_factory=dict, alias="in", description="attribute -> allowed values")
+    range: dict[str, RangeFilter] = Field(default_factory=dict, description="numeric attribute -> bounds")
+
+
+class RecommendRequest(_Strict):
+    """Who and what to recommend for; every field is optional (an empty request gets popular items)."""
+
+    user_id: str | None = Field(None, min_length=1, max_length=256)
+    query: str | None = Field(None, description="natural-language request, e.g. 'warm waterproof boots'")
+    scenario: str | None = Field(None, max_length=128, description="where the list is shown; passed to business rules")
+    k: int = Field(10, ge=1, description="list length (at most the server's max_k)")
+    filters: Filters | None = None
+    exclude_seen: bool = True
+    diversity: float = Field(0.0, ge=0.0, le=1.0, description="MMR weight: 0 pure relevance, 1 maximal novelty")
+
+
+class ScoredItem(BaseModel):
+    item_id: str
+    score: float
+    reason: str
+
+
+class RecommendResponse(BaseModel):
+    items: list[ScoredItem]
+    model_version: str
+    strategy: Strategy
+    user_id: str | None = None
+    known_user: bool = False
+    scenario: str | None = None
+
+
+class EventIn(_Strict):
+    """One user action. ``timestamp``: seconds since the epoch or ISO 8601; default the arrival time."""
+
+    event_id: str = Id
+    user_id: str = Id
+    item_id: str = Id
+    type: str = Field(min_length=1, max_length=64, description="view, click, cart, purchase, rating, ...")
+    value: float | None = Field(None, description="rating value, quantity, ...; required for ratings")
+    timestamp: float | datetime | None = None
+    scenario: str | None = Field(None, max_length=128)
+
+
+class EventsRequest(_Strict):
+    events: list[EventIn]
+
+
+class EventRejection(BaseModel):
+    index: int
+    event_id: str
+    error: str
+
+
+class EventsResponse(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: list[EventRejection]
+
+
+class ItemUpsert(_Strict):
+    """An item's text and attributes. Without ``text``, the text is built from the attributes with the
+    catalogue's template (or their string values joined)."""
+
+    text: str | None = Field(None, max_length=20_000)
+    attributes: dict[str, Scalar | list[Scalar] | None] = Field(
+        default_factory=dict, description="attribute -> value; a list for multi-valued attributes (genres, tags)"
+    )
+
+
+class ItemWritten(BaseModel):
+    item_id: str
+    created: bool
+    reencoded: bool
+    index_size: int
+
+
+class ItemDeleted(BaseModel):
+    item_id: str
+    deleted: bool
+
+
+class UserEvent(BaseModel):
+    event_id: str
+    item_id: str
+    type: str
+    value: float | None
+    timestamp: float
+    scenario: str | None = None
+
+
+class OnlineProfile(BaseModel):
+    n_events: int
+    last_event_at: float
+    top_items: list[ScoredItem]
+
+
+class UserSummary(BaseModel):
+    user_id: str
+    known_to_model: bool
+    n_training_items: int
+    n_events: int
+    first_event_at: float | None
+    last_event_at: float | None
+    online_profile: OnlineProfile | None
+    recent_events: list[UserEvent]
+
+
+class UserErased(BaseModel):
+    user_id: str
+    events_deleted: int
+    profile_deleted: bool
+    model_data_suppressed: bool
+
+
+class SimilarResponse(BaseModel):
+    item_id: str
+    items: list[ScoredItem]
+    model_version: str
+
+
+class ExplainRequest(_Strict):
+    item_id: str = Id
+    user_id: str | None = Field(None, min_length=1, max_length=256)
+    query: str | None = None
+
+
+class HistoryContribution(BaseModel):
+    item_id: str
+    source: Literal["event", "training"]
+    event_type: str | None
+    similarity: float
+
+
+class TermContribution(BaseModel):
+    term: str
+    contribution: float
+
+
+class ExplainResponse(BaseModel):
+    item_id: str
+    score: float | None
+    strategy: Strategy
+    reason: str
+    history: list[HistoryContribution]
+    query_terms: list[TermContribution]
+    model_version: str
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+    model: str
+    model_version: str
+    space: str
+    index: str
+    items: int
+    live_items: int
+    profile_store: str
+    events: int
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+    field: str | None = None

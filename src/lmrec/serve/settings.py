@@ -1,0 +1,169 @@
+"""Typed, strict settings of the recommendation service.
+
+`ServeSettings` is the one object ``create_app`` and ``run_server`` take. It is a frozen pydantic
+model that rejects unknown keys; ``ServeSettings.from_env`` is the only place in ``lmrec.serve`` that
+reads the environment (variables ``LMREC_<FIELD>``, e.g. ``LMREC_PORT=8080``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from lmrec.encoders.config import Backend
+
+__all__ = ["DEFAULT_EVENT_WEIGHTS", "ServeSettings"]
+
+#: how strongly one event of each type pulls the online profile towards its item (times ``profile_alpha``)
+DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
+    "view": 0.25,
+    "click": 0.5,
+    "like": 0.75,
+    "cart": 0.75,
+    "purchase": 1.0,
+    "rating": 1.0,
+}
+
+ENV_PREFIX = "LMREC_"
+
+
+class ServeSettings(BaseModel):
+    """Settings of ``lmrec serve``.
+
+    Attributes:
+        model_dir: a trained model directory (`lmrec.models.ModelBundle` layout).
+        state_dir: where the SQLite database, the FAISS index and the vector cache live
+            (default ``<model_dir>/serve_state``).
+        host, port: where `run_server` listens.
+        log_level: uvicorn's log level.
+        profile_store: ``"sqlite"`` (embedded, default) or ``"redis"`` (shared by several server processes).
+        redis_url: the Redis server for ``profile_store="redis"`` (None: ``redis://127.0.0.1:6379/0``).
+        redis_prefix: key prefix of the profiles in Redis.
+        sqlite_synchronous: ``"FULL"`` fsyncs the WAL at every commit (survives power loss);
+            ``"NORMAL"`` survives a process crash (kill -9) but may lose the last commits on power loss.
+        index: ``"auto"`` (exact inner product up to ``exact_max_items`` items, HNSW beyond), ``"flat"``,
+            ``"hnsw"``, ``"ivf"``, or ``"numpy"`` (exact numpy scoring over every item, no FAISS: the
+            naive baseline of the benchmark).
+        exact_max_items: catalogue size up to which ``index="auto"`` stays exact.
+        hnsw_m, hnsw_ef_construction, hnsw_ef_search: HNSW graph degree and beam widths.
+        ivf_nlist, ivf_nprobe: IVF cells (default ``4 * sqrt(n)``) and cells visited per query.
+        encoder: text encoder of models that are not `VectorRecommender`s: a model name or path for
+            ``lmrec.encoders.make_text_encoder`` (``"hashing-DIM"`` with ``encoder_backend="fake"`` for
+            the deterministic test encoder), or None for the bundle's encoder, else the packaged MiniLM.
+        encoder_backend: ``make_text_encoder`` backend; None: the bundle's, else ``"torch"``.
+        query_weight: weight of the query vector when a known user also sends a query
+            (``q = w * query + (1 - w) * profile``, each unit-normalised).
+        online_weight: weight of the online profile against the offline (trained) user vector.
+        profile_alpha: step of the online profile update ``P <- a * H + (1 - a) * P`` for an event of
+            weight 1; an event of type weight ``w`` uses ``a = min(1, profile_alpha * w)``.
+        profile_half_life_s: optional time decay: the old profile also loses half its weight per
+            this many seconds between events. None: decay by event count only.
+        event_weights: event type -> weight; other types are rejected per event.
+        rating_scale: a rating event of value ``v`` has weight ``event_weights["rating"] * v / rating_scale``.
+        candidate_pool: candidates retrieved before re-ranking (at least ``k``; more when diversity > 0).
+        max_k: largest ``k`` a request may ask for.
+        max_events_per_batch: largest ``POST /events`` batch.
+        max_body_bytes: largest request body; larger bodies get 413.
+        max_query_chars: longest query text.
+        recent_events_shown: events listed by ``GET /users/{id}`` unless ``limit`` says otherwise.
+        items_sync_interval_s: how often a process picks up items that other processes PUT or DELETEd
+            (0 disables).
+        threads: intra-op threads for FAISS and torch (1 keeps concurrent requests from oversubscribing).
+        rules: business-rule hooks as ``"package.module:function"`` import paths (see `lmrec.serve.ranking`).
+        show_progress: progress bars while encoding the catalogue at start-up.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_dir: Path
+    state_dir: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    profile_store: Literal["sqlite", "redis"] = "sqlite"
+    redis_url: str | None = None
+    redis_prefix: str = "lmrec:"
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    index: Literal["auto", "flat", "hnsw", "ivf", "numpy"] = "auto"
+    exact_max_items: int = Field(20_000, ge=0)
+    hnsw_m: int = Field(32, ge=4, le=256)
+    hnsw_ef_construction: int = Field(80, ge=8)
+    hnsw_ef_search: int = Field(128, ge=8)
+    ivf_nlist: int | None = Field(None, ge=1)
+    ivf_nprobe: int = Field(16, ge=1)
+    encoder: str | None = None
+    encoder_backend: Backend | None = None
+    query_weight: float = Field(0.7, ge=0.0, le=1.0)
+    online_weight: float = Field(0.5, ge=0.0, le=1.0)
+    profile_alpha: float = Field(0.3, gt=0.0, le=1.0)
+    profile_half_life_s: float | None = Field(None, gt=0.0)
+    event_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
+    rating_scale: float = Field(5.0, gt=0.0)
+    candidate_pool: int = Field(100, ge=1, le=10_000)
+    max_k: int = Field(100, ge=1, le=10_000)
+    max_events_per_batch: int = Field(1000, ge=1)
+    max_body_bytes: int = Field(2_000_000, ge=1024)
+    max_query_chars: int = Field(1000, ge=1)
+    recent_events_shown: int = Field(20, ge=0)
+    items_sync_interval_s: float = Field(1.0, ge=0.0)
+    threads: int = Field(1, ge=1)
+    rules: tuple[str, ...] = ()
+    show_progress: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unknown(cls, values: Any) -> Any:
+        if isinstance(values, Mapping):
+            unknown = sorted(set(values) - set(cls.model_fields))
+            if unknown:
+                raise ValueError(f"unknown serve setting(s) {unknown}; valid: {sorted(cls.model_fields)}")
+        return values
+
+    @field_validator("event_weights")
+    @classmethod
+    def _check_weights(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in value.items() if not 0.0 <= v <= 10.0}
+        if bad:
+            raise ValueError(f"event_weights must lie in [0, 10]; got {bad}")
+        if not value:
+            raise ValueError("event_weights is empty: no event type would be accepted")
+        return value
+
+    @field_validator("rules")
+    @classmethod
+    def _check_rules(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [r for r in value if ":" not in r]
+        if bad:
+            raise ValueError(f"rules must be 'package.module:function' import paths; got {bad}")
+        return value
+
+    @property
+    def resolved_state_dir(self) -> Path:
+        """``state_dir``, or ``<model_dir>/serve_state`` when it is not set."""
+        return self.state_dir if self.state_dir is not None else self.model_dir / "serve_state"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServeSettings:
+        """Settings from ``LMREC_<FIELD>`` variables, then ``overrides`` (keyword arguments win).
+
+        Only variables naming a field are read (``LMREC_`` is shared with the rest of lmrec).
+        Dict, list and tuple fields take JSON (``LMREC_EVENT_WEIGHTS='{"view": 0.1}'``).
+
+        Raises:
+            pydantic.ValidationError: an override names no field, or a value is invalid.
+        """
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name, info in cls.model_fields.items():
+            raw = environ.get(ENV_PREFIX + name.upper())
+            if raw is None:
+                continue
+            ann = str(info.annotation)
+            values[name] = json.loads(raw) if ann.startswith(("dict", "tuple", "list")) else raw
+        values.update(overrides)
+        return cls.model_validate(values)

@@ -1,0 +1,350 @@
+"""The embedded store: one SQLite database in WAL mode for events, users, items and profiles.
+
+Durability: every write runs in one ``BEGIN IMMEDIATE ... COMMIT`` transaction and the service answers
+only after ``COMMIT`` returns. In WAL mode a committed transaction is in the ``-wal`` file; with
+``synchronous=FULL`` (the default) the WAL is also fsynced at each commit, so acknowledged events
+survive both a process crash (kill -9) and a power loss. With ``synchronous=NORMAL`` the commit is in
+the operating system's page cache before the answer, which a killed process cannot lose (the kernel
+still writes it out); only a power loss or kernel crash can drop the last commits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from lmrec.serve.stores.base import (
+    Event,
+    ItemRecord,
+    Profile,
+    ProfileStore,
+    ProfileUpdate,
+    StoredEvent,
+    UserRecord,
+)
+
+__all__ = ["SQLiteProfileStore", "SQLiteStore", "blob_to_vector", "vector_to_blob"]
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    user_id TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    value REAL,
+    ts REAL NOT NULL,
+    scenario TEXT,
+    received_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_user ON events (user_id, seq);
+CREATE TABLE IF NOT EXISTS users (
+    user_id TEXT PRIMARY KEY,
+    n_events INTEGER NOT NULL DEFAULT 0,
+    first_event_at REAL,
+    last_event_at REAL,
+    forgotten INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS profiles (
+    user_id TEXT PRIMARY KEY,
+    vector BLOB NOT NULL,
+    n_events INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    last_ts REAL NOT NULL,
+    space TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS items (
+    item_id TEXT PRIMARY KEY,
+    text TEXT NOT NULL,
+    attributes TEXT NOT NULL,
+    vector BLOB,
+    space TEXT NOT NULL,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_EVENT_COLS = "event_id, user_id, item_id, type, value, ts, scenario, seq"
+
+
+def vector_to_blob(vector: np.ndarray) -> bytes:
+    """(d,) float vector -> little-endian float32 bytes."""
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+def blob_to_vector(blob: bytes) -> np.ndarray:
+    """Inverse of `vector_to_blob`: a writable (d,) float32 array."""
+    return np.frombuffer(blob, dtype="<f4").astype(np.float32)
+
+
+def _event(row: tuple) -> StoredEvent:
+    return StoredEvent(*row[:7], seq=row[7])
+
+
+class SQLiteStore:
+    """Event log, users, items and metadata in one SQLite file.
+
+    Reads use one connection per thread; writes are serialised by a process lock and
+    ``BEGIN IMMEDIATE`` (other processes wait up to ``busy_timeout_s``).
+
+    Args:
+        path: database file (created with its directory).
+        synchronous: SQLite ``PRAGMA synchronous`` (see the module docstring).
+        busy_timeout_s: how long a write waits for another process's write.
+    """
+
+    def __init__(
+        self, path: str | Path, *, synchronous: Literal["FULL", "NORMAL"] = "FULL", busy_timeout_s: float = 10.0
+    ) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.synchronous = synchronous
+        self.busy_timeout_s = busy_timeout_s
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        conn = self._conn()
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.executescript(_SCHEMA)
+
+    # ------------------------------------------------------------------ connections
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; commits on success (durably, see the module docstring), rolls back on error."""
+        with self._write_lock:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._all_lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except sqlite3.Error:  # pragma: no cover - closing a connection of a finished thread
+                    pass
+            self._all.clear()
+        self._local = threading.local()
+
+    # ------------------------------------------------------------------ events
+    def append_events(self, tx: sqlite3.Connection, events: Sequence[Event]) -> list[StoredEvent | None]:
+        """Append events inside ``tx``; an event whose ``event_id`` is already logged is skipped.
+
+        Returns:
+            Per event, the stored event (with its ``seq``) or None for a duplicate.
+        """
+        now = time.time()
+        out: list[StoredEvent | None] = []
+        counts: dict[str, list[float]] = {}
+        for e in events:
+            cur = tx.execute(
+                "INSERT OR IGNORE INTO events (event_id, user_id, item_id, type, value, ts, scenario, received_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (e.event_id, e.user_id, e.item_id, e.type, e.value, e.ts, e.scenario, now),
+            )
+            if cur.rowcount == 1:
+                out.append(StoredEvent(**e.__dict__, seq=int(cur.lastrowid)))
+                counts.setdefault(e.user_id, []).append(e.ts)
+            else:
+                out.append(None)
+        tx.executemany(
+            "INSERT INTO users (user_id, n_events, first_event_at, last_event_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (user_id) DO UPDATE SET n_events = n_events + excluded.n_events,"
+            " first_event_at = min(coalesce(first_event_at, excluded.first_event_at), excluded.first_event_at),"
+            " last_event_at = max(coalesce(last_event_at, excluded.last_event_at), excluded.last_event_at)",
+            [(user, len(ts), min(ts), max(ts)) for user, ts in counts.items()],
+        )
+        return out
+
+    def events_since(self, user_id: str, seq: int, tx: sqlite3.Connection | None = None) -> list[StoredEvent]:
+        """The user's events with ``seq`` above the given one, oldest first."""
+        conn = tx or self._conn()
+        rows = conn.execute(
+            f"SELECT {_EVENT_COLS} FROM events WHERE user_id = ? AND seq > ? ORDER BY seq", (user_id, seq)
+        ).fetchall()
+        return [_event(r) for r in rows]
+
+    def recent_events(self, user_id: str, limit: int) -> list[StoredEvent]:
+        """The user's ``limit`` latest events, newest first."""
+        rows = self._conn().execute(
+            f"SELECT {_EVENT_COLS} FROM events WHERE user_id = ? ORDER BY seq DESC LIMIT ?", (user_id, limit)
+        ).fetchall()
+        return [_event(r) for r in rows]
+
+    def seen_items(self, user_id: str) -> list[str]:
+        """Distinct items the user has events on."""
+        rows = self._conn().execute("SELECT DISTINCT item_id FROM events WHERE user_id = ?", (user_id,)).fetchall()
+        return [r[0] for r in rows]
+
+    def has_event(self, event_id: str) -> bool:
+        return self._conn().execute("SELECT 1 FROM events WHERE event_id = ?", (event_id,)).fetchone() is not None
+
+    def count_events(self) -> int:
+        return int(self._conn().execute("SELECT count(*) FROM events").fetchone()[0])
+
+    def item_event_counts(self) -> dict[str, int]:
+        """Events per item over the whole log (popularity of the online traffic)."""
+        return dict(self._conn().execute("SELECT item_id, count(*) FROM events GROUP BY item_id").fetchall())
+
+    def event_watermarks(self) -> dict[str, int]:
+        """Largest ``seq`` per user in the log."""
+        return dict(self._conn().execute("SELECT user_id, max(seq) FROM events GROUP BY user_id").fetchall())
+
+    # ------------------------------------------------------------------ users
+    def user(self, user_id: str) -> UserRecord | None:
+        row = self._conn().execute(
+            "SELECT user_id, n_events, first_event_at, last_event_at, forgotten FROM users WHERE user_id = ?",
+            (user_id,),
+        ).fetchone()
+        return None if row is None else UserRecord(row[0], int(row[1]), row[2], row[3], bool(row[4]))
+
+    def erase_user(self, tx: sqlite3.Connection, user_id: str, *, mark_forgotten: bool) -> int:
+        """Delete the user's events and user row; returns the number of events deleted.
+
+        Args:
+            tx: the open write transaction.
+            user_id: whose data.
+            mark_forgotten: keep only an erasure marker (``forgotten``) for a user the trained model
+                knows: it stops the service from using what the model learned about them until the
+                model is retrained without them.
+        """
+        n = tx.execute("DELETE FROM events WHERE user_id = ?", (user_id,)).rowcount
+        if mark_forgotten:
+            tx.execute(
+                "INSERT INTO users (user_id, n_events, forgotten) VALUES (?, 0, 1) ON CONFLICT (user_id) DO UPDATE"
+                " SET n_events = 0, first_event_at = NULL, last_event_at = NULL, forgotten = 1",
+                (user_id,),
+            )
+        else:
+            tx.execute("DELETE FROM users WHERE user_id = ?", (user_id,))
+        return int(n)
+
+    def forgotten_users(self) -> set[str]:
+        return {r[0] for r in self._conn().execute("SELECT user_id FROM users WHERE forgotten = 1").fetchall()}
+
+    # ------------------------------------------------------------------ items
+    def put_item(self, tx: sqlite3.Connection, record: ItemRecord) -> int:
+        """Insert or replace an item written through the API; returns its new version."""
+        version = int(tx.execute("SELECT coalesce(max(version), 0) + 1 FROM items").fetchone()[0])
+        blob = None if record.vector is None else vector_to_blob(record.vector)
+        tx.execute(
+            "INSERT OR REPLACE INTO items (item_id, text, attributes, vector, space, deleted, version)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (record.item_id, record.text, json.dumps(record.attributes), blob, record.space, int(record.deleted), version),
+        )
+        return version
+
+    def items_since(self, version: int) -> list[ItemRecord]:
+        """Items written after ``version``, in write order."""
+        rows = self._conn().execute(
+            "SELECT item_id, text, attributes, vector, space, deleted, version FROM items WHERE version > ?"
+            " ORDER BY version",
+            (version,),
+        ).fetchall()
+        return [
+            ItemRecord(r[0], r[1], json.loads(r[2]), None if r[3] is None else blob_to_vector(r[3]), r[4], bool(r[5]), r[6])
+            for r in rows
+        ]
+
+    def max_item_version(self) -> int:
+        return int(self._conn().execute("SELECT coalesce(max(version), 0) FROM items").fetchone()[0])
+
+    # ------------------------------------------------------------------ metadata
+    def meta_get(self, key: str) -> str | None:
+        row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def meta_set(self, tx: sqlite3.Connection, key: str, value: str) -> None:
+        tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+
+class SQLiteProfileStore(ProfileStore):
+    """Profiles in the event log's own database, updated in the same transaction as the events."""
+
+    transactional = True
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+
+    def _get(self, conn: sqlite3.Connection, user_id: str) -> Profile | None:
+        row = conn.execute(
+            "SELECT vector, n_events, last_seq, last_ts, space FROM profiles WHERE user_id = ?", (user_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        return Profile(blob_to_vector(row[0]), int(row[1]), int(row[2]), float(row[3]), row[4])
+
+    def get(self, user_id: str) -> Profile | None:
+        return self._get(self.store._conn(), user_id)
+
+    def catch_up(
+        self,
+        user_id: str,
+        events_since: Callable[[int], list[StoredEvent]],
+        update: ProfileUpdate,
+        tx: Any = None,
+    ) -> Profile | None:
+        if tx is None:
+            with self.store.write() as conn:
+                return self.catch_up(user_id, events_since, update, conn)
+        profile = self._get(tx, user_id)
+        events = events_since(profile.last_seq if profile else 0)
+        if not events:
+            return profile
+        new = update(profile, events)
+        if new is None:
+            tx.execute("DELETE FROM profiles WHERE user_id = ?", (user_id,))
+        else:
+            tx.execute(
+                "INSERT OR REPLACE INTO profiles (user_id, vector, n_events, last_seq, last_ts, space)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (user_id, vector_to_blob(new.vector), new.n_events, new.last_seq, new.last_ts, new.space),
+            )
+        return new
+
+    def delete(self, user_id: str, tx: Any = None) -> bool:
+        if tx is None:
+            with self.store.write() as conn:
+                return self.delete(user_id, conn)
+        return tx.execute("DELETE FROM profiles WHERE user_id = ?", (user_id,)).rowcount > 0
+
+    def delete_all(self, tx: Any = None) -> None:
+        if tx is None:
+            with self.store.write() as conn:
+                return self.delete_all(conn)
+        tx.execute("DELETE FROM profiles")
+
+    def watermarks(self, user_ids: Iterable[str]) -> dict[str, int]:
+        wanted = set(user_ids)
+        rows = self.store._conn().execute("SELECT user_id, last_seq FROM profiles").fetchall()
+        have = {u: int(s) for u, s in rows if u in wanted}
+        return {u: have.get(u, 0) for u in wanted}
