@@ -1,7 +1,25 @@
 """Recommenders on one contract: baselines and the language-model interest models."""
 
 from lmrec.models.base import MODEL_REGISTRY, Recommender, load_model, register, top_k
-from lmrec.models.bundle import ModelBundle, VectorRecommender
+from lmrec.models.ease import EASE
+from lmrec.models.itemknn import ItemKNN
+from lmrec.models.lm import LMRecommender
+from lmrec.models.mf import MatrixFactorization
 from lmrec.models.popularity import Popularity
+from lmrec.models.sasrec import SASRec
+from lmrec.models.tfidf import TfidfRecommender
 
-__all__ = ["MODEL_REGISTRY", "ModelBundle", "Popularity", "VectorRecommender", "Recommender", "load_model", "register", "top_k"]
+__all__ = [
+    "EASE",
+    "MODEL_REGISTRY",
+    "ItemKNN",
+    "LMRecommender",
+    "MatrixFactorization",
+    "Popularity",
+    "Recommender",
+    "SASRec",
+    "TfidfRecommender",
+    "load_model",
+    "register",
+    "top_k",
+]

@@ -1,0 +1,312 @@
+"""Training data and the objective of the language-model interest model.
+
+Every user's training sequence passes once per epoch as right-padded windows of ``max_len`` tokens
+(a BOS token opens the first window), with a loss at every position (causal mask), as an efficient
+SASRec does. The objective is next-item retrieval:
+
+- ``"full"``: softmax cross-entropy over the whole catalogue (all item vectors are computed once
+  per step, which costs little for catalogues of tens of thousands of items);
+- ``"sampled"``: softmax over in-batch positives plus popularity-sampled negatives with the log-Q
+  correction, for large catalogues;
+- ``"bpr"``: BPR against one uniformly sampled negative per position (for the ablation);
+
+plus, with weights, a rating head on ``log(1 + r)`` and an event-type head. Items without training
+interactions are never negatives: nothing is known about them, and pushing them down would teach
+the model never to recommend a new item.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lmrec.models.lm.net import LMNet
+from lmrec.models.lm.user_tower import time_buckets
+from lmrec.train.losses import BPRLoss, FullSoftmaxCE, SampledSoftmax
+
+__all__ = ["Objective", "Windows", "history_tokens", "make_windows"]
+
+BOS, PAD = -1, -2
+
+
+@dataclass
+class Windows:
+    """Padded training windows, all (W, L) except ``lengths`` and ``users`` (W,)."""
+
+    tokens: np.ndarray
+    buckets: np.ndarray
+    targets: np.ndarray
+    ratings: np.ndarray
+    events: np.ndarray
+    lengths: np.ndarray
+    users: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+def make_windows(
+    items: list[np.ndarray],
+    times: list[np.ndarray],
+    max_len: int,
+    n_buckets: int,
+    ratings: list[np.ndarray] | None = None,
+    events: list[np.ndarray] | None = None,
+) -> Windows:
+    """Cut each user's time-ordered sequence into windows from the newest end.
+
+    Input token j is BOS (j = 0) or item j-1; the target at j is item j. A window covers inputs
+    ``[a, e)`` with ``e = n, n - max_len, ...``; only the first window holds BOS.
+
+    Args:
+        items / times: per user, (n_u,) item indices and timestamps in time order.
+        max_len: window length L.
+        n_buckets: time-gap buckets (0: all gaps are bucket 0).
+        ratings / events: per user, (n_u,) ratings (NaN: none) and event class ids (-1: none).
+    """
+    rows: dict[str, list[np.ndarray]] = {k: [] for k in ("tokens", "buckets", "targets", "ratings", "events")}
+    lengths, users = [], []
+    for u, seq in enumerate(items):
+        n = len(seq)
+        if n == 0:
+            continue
+        tok_full = np.concatenate([[BOS], seq[:-1]]).astype(np.int64)
+        # input j (item j-1) carries the gap between items j-2 and j-1; BOS and the first item have none
+        gaps = time_buckets(times[u], n_buckets) if n_buckets > 0 else np.zeros(n, np.int64)
+        bkt_full = np.concatenate([[0], gaps[:-1]]).astype(np.int64)
+        rat = ratings[u] if ratings is not None else np.full(n, np.nan, np.float32)
+        evt = events[u] if events is not None else np.full(n, -1, np.int64)
+        for end in range(n, 0, -max_len):
+            a = max(0, end - max_len)
+            size = end - a
+            for key, src, fill, dtype in (
+                ("tokens", tok_full, PAD, np.int64),
+                ("buckets", bkt_full, 0, np.int64),
+                ("targets", seq, -100, np.int64),
+                ("ratings", rat, np.nan, np.float32),
+                ("events", evt, -100, np.int64),
+            ):
+                row = np.full(max_len, fill, dtype=dtype)
+                row[:size] = src[a:end]
+                rows[key].append(row)
+            lengths.append(size)
+            users.append(u)
+    if not lengths:
+        raise ValueError("LMRecommender needs at least one user with a training interaction")
+    return Windows(**{k: np.stack(v) for k, v in rows.items()}, lengths=np.asarray(lengths), users=np.asarray(users))
+
+
+def history_tokens(
+    items: list[np.ndarray], times: list[np.ndarray], max_len: int, n_buckets: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Inference input: BOS + each user's last items, right-padded.
+
+    Returns:
+        ``(tokens, buckets, lengths)``: (n, L'), (n, L') and (n,) with L' = the longest row (<= max_len).
+    """
+    n = len(items)
+    rows_t, rows_b, lengths = [], [], np.zeros(n, np.int64)
+    for u in range(n):
+        seq = np.asarray(items[u], dtype=np.int64)
+        tok = np.concatenate([[BOS], seq])[-max_len:]
+        if n_buckets > 0 and len(seq):
+            bkt = np.concatenate([[0], time_buckets(np.asarray(times[u], np.float64), n_buckets)])[-max_len:]
+        else:
+            bkt = np.zeros(len(tok), np.int64)
+        rows_t.append(tok)
+        rows_b.append(bkt)
+        lengths[u] = len(tok)
+    width = int(lengths.max()) if n else 1
+    tokens = np.full((n, width), PAD, np.int64)
+    buckets = np.zeros((n, width), np.int64)
+    for u in range(n):
+        tokens[u, : lengths[u]] = rows_t[u]
+        buckets[u, : lengths[u]] = rows_b[u]
+    return tokens, buckets, lengths
+
+
+class Objective:
+    """``loss_fn(net, batch)`` for `lmrec.train.fit_loop`.
+
+    Args:
+        loss: "full", "sampled" or "bpr".
+        item_counts: (n_items,) training interactions per item (popularity for sampling and log-Q).
+        n_negatives: sampled negatives per step ("sampled").
+        rating_weight / event_weight: weights of the heads' losses.
+        generator: torch RNG for ID dropout and negative sampling.
+    """
+
+    def __init__(
+        self,
+        loss: Literal["full", "sampled", "bpr"],
+        item_counts: np.ndarray,
+        *,
+        n_negatives: int = 256,
+        rating_weight: float = 0.0,
+        event_weight: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        self.loss, self.n_negatives = loss, n_negatives
+        self.rating_weight, self.event_weight = rating_weight, event_weight
+        self.generator = generator
+        counts = torch.as_tensor(np.asarray(item_counts, dtype=np.float64))
+        # in-batch positives occur in proportion to popularity; sampled negatives are drawn from
+        # popularity^0.75 (word2vec's smoothing), never from items without training data
+        self.log_pos_q = torch.log((counts / counts.sum()).clamp(min=1e-12)).float()
+        smoothed = counts.pow(0.75)
+        self.neg_p = (smoothed / smoothed.sum()).float()
+        self.n_items = len(counts)
+        # items without training interactions are never negatives: nothing is known about them, and
+        # pushing them down would teach the model to never recommend a new item (cold start)
+        self.trainable = counts > 0
+        self.trainable_idx = torch.nonzero(self.trainable).squeeze(1)
+        self.ce, self.sampled, self.bpr = FullSoftmaxCE(), SampledSoftmax(temperature=1.0), BPRLoss()
+        #: ``targets -> (n_items, D) text vectors`` with gradients into the LM (LoRA), or None
+        self.text_hook = None
+
+    def __call__(self, net: LMNet, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        text = self.text_hook(batch["targets"][batch["targets"] >= 0]) if self.text_hook is not None else None
+        vecs = net.item_tower(self.generator, text)  # (n_items, d), ID dropout in train mode
+        text, has_text = net.user_text_of(batch["users"])
+        states = net.user_tower(vecs, batch["tokens"], batch["lengths"], batch["buckets"], text, has_text)  # (B, L, d)
+        keep = batch["targets"] >= 0
+        u = net.project(states[keep])  # (N, d)
+        target = batch["targets"][keep]
+        v_all = net.project(vecs)
+        tau = net.temperature
+        if self.loss == "full":
+            logits = (u @ v_all.T / tau).masked_fill(~self.trainable, float("-inf"))  # (N, n_items)
+            total = self.ce(logits, target)
+        elif self.loss == "sampled":
+            neg = torch.multinomial(self.neg_p, self.n_negatives, replacement=True, generator=self.generator)
+            neg_log_q = torch.log(self.neg_p[neg] * self.n_negatives)
+            total = self.sampled(
+                u / tau, v_all[target], v_all[neg], pos_log_q=self.log_pos_q[target], neg_log_q=neg_log_q,
+                pos_ids=target, neg_ids=neg,
+            )
+        else:
+            pick = torch.randint(0, len(self.trainable_idx), target.shape, generator=self.generator)
+            neg = self.trainable_idx[pick]
+            total = self.bpr((u * v_all[target]).sum(-1) / tau, (u * v_all[neg]).sum(-1) / tau)
+        if net.rating_head is not None and self.rating_weight > 0:
+            r = batch["ratings"][keep]
+            ok = torch.isfinite(r)
+            if ok.any():
+                pred = net.rating_head(net.pair_features(u[ok], v_all[target[ok]])).squeeze(-1)
+                total = total + self.rating_weight * F.mse_loss(pred, torch.log1p(r[ok].clamp(min=0)))
+        if net.event_head is not None and self.event_weight > 0:
+            e = batch["events"][keep]
+            ok = e >= 0
+            if ok.any():
+                logits = net.event_head(net.pair_features(u[ok], v_all[target[ok]]))
+                total = total + self.event_weight * F.cross_entropy(logits, e[ok])
+        return total
+
+
+def batches_of(windows: Windows, batch_size: int, seed: int):
+    """``epoch -> iterator of batch dicts``, shuffled with a seed derived from the epoch."""
+    tensors = {
+        "tokens": torch.from_numpy(windows.tokens),
+        "buckets": torch.from_numpy(windows.buckets),
+        "targets": torch.from_numpy(windows.targets),
+        "ratings": torch.from_numpy(windows.ratings),
+        "events": torch.from_numpy(windows.events),
+        "lengths": torch.from_numpy(windows.lengths),
+        "users": torch.from_numpy(windows.users),
+    }
+
+    def batches(epoch: int):
+        order = torch.from_numpy(np.random.default_rng([seed, epoch]).permutation(len(windows)))
+        for start in range(0, len(order), batch_size):
+            sel = order[start : start + batch_size]
+            # trim the padded tail shared by every row of the batch
+            width = int(tensors["lengths"][sel].max())
+            yield {k: (v[sel][:, :width] if v.dim() == 2 else v[sel]) for k, v in tensors.items()}
+
+    return batches
+
+
+def score_users(net: LMNet, vecs: torch.Tensor, tokens, buckets, lengths, text, has_text) -> torch.Tensor:
+    """(n, d) user vectors (unit for cosine) read at each row's last token (eval mode, no grad)."""
+    states = net.user_tower(vecs, tokens, lengths, buckets, text, has_text)  # (n, L, d)
+    last = states[torch.arange(len(lengths)), lengths - 1]
+    return net.project(last)
+
+
+__all__ += ["batches_of", "score_users"]
+
+
+def train_network(model, inter, valid, seed: int) -> list[dict[str, float]]:
+    """Train ``model.net_`` on ``inter`` with `lmrec.train.fit_loop`; returns the per-epoch history.
+
+    With ``valid`` interactions, every epoch is validated by ``lmrec.eval.evaluate`` (NDCG@10 over
+    the full catalogue, training items masked) and `EarlyStopping` keeps the best weights.
+
+    Args:
+        model: an `LMRecommender` whose ``_prepare`` has run (network, histories, counts).
+        inter: the training interactions.
+        valid: validation interactions on the same id maps, or None.
+        seed: seeds shuffling, ID dropout and negative sampling.
+    """
+    from lmrec.data.splits import Split
+    from lmrec.train.callbacks import EarlyStopping, LogMetrics
+    from lmrec.train.loop import fit_loop
+
+    order = inter.time_order()
+    bounds = np.searchsorted(inter.users[order], np.arange(inter.n_users + 1))
+
+    def per_user(arr: np.ndarray) -> list[np.ndarray]:
+        arr = arr[order]
+        return [arr[bounds[u] : bounds[u + 1]] for u in range(inter.n_users)]
+
+    ratings = None
+    if inter.ratings is not None and model.rating_weight > 0:
+        ratings = per_user(inter.ratings.astype(np.float32))
+    events = None
+    if model.event_classes_:
+        lookup = {c: i for i, c in enumerate(model.event_classes_)}
+        events = per_user(np.array([lookup[e] for e in inter.events.astype(str)], dtype=np.int64))
+    windows = make_windows(model.hist_items_, model.hist_times_, model.max_len, model.n_time_buckets, ratings, events)
+    generator = torch.Generator().manual_seed(seed)
+    objective = Objective(
+        model._resolved_loss(inter.n_items), model.counts_, n_negatives=model.n_negatives,
+        rating_weight=model.rating_weight, event_weight=model.event_weight, generator=generator,
+    )
+    log = logging.getLogger("lmrec.models.lm.model")
+    callbacks: list = [LogMetrics(log)]
+    validate = None
+    if valid is not None and len(valid):
+        callbacks.append(EarlyStopping("ndcg@10", mode="max", patience=int(model.patience)))
+        split = Split(inter, valid, valid.subset(np.zeros(0, dtype=np.int64)), "valid")
+
+        def validate() -> dict[str, float]:
+            from lmrec.eval.evaluator import evaluate
+
+            model._refresh()
+            res = evaluate(model, split, phase="valid", ks=(10,), metrics=("ndcg", "recall"), user_groups=())
+            return {k: res.metrics[k] for k in ("ndcg@10", "recall@10")}
+
+    groups = [{"params": list(model.net_.parameters())}]
+    if model.finetune_lm == "lora":
+        from lmrec.models.lm.finetune import LoraTuner
+
+        tuner = LoraTuner(model.encoder, model._item_texts, model.net_.item_tower.text, int(model.lora_items_per_step),
+                          generator)
+        objective.text_hook = tuner.fresh_text
+        callbacks.append(tuner)  # after EarlyStopping: restores the adapters of the same best epoch
+        groups.append({"params": model.encoder.trainable_parameters(), "lr": model.lora_lr, "weight_decay": 0.0})
+    optimizer = torch.optim.AdamW(groups, lr=model.lr, weight_decay=model.weight_decay)
+    state = fit_loop(
+        model.net_, batches_of(windows, int(model.batch_size), seed), objective, optimizer,
+        epochs=int(model.epochs), callbacks=callbacks, validate=validate, grad_clip=model.grad_clip,
+        show_progress=model.show_progress,
+    )
+    return state.history
+
+
+__all__ += ["train_network"]
