@@ -269,17 +269,29 @@ def serve(
     state_dir: Optional[Path] = typer.Option(None, "--state-dir", help="Where the SQLite event log and profiles live."),
     profile_store: str = typer.Option("sqlite", "--profile-store", help="sqlite | redis."),
     redis_url: Optional[str] = typer.Option(None, "--redis-url", help="redis://host:port/db for --profile-store redis."),
-    index: str = typer.Option("auto", "--index", help="auto | flat | hnsw | ivf."),
+    index: str = typer.Option("auto", "--index", help="auto | flat | hnsw | ivf | numpy (exact up to --exact-max-items)."),
+    exact_max_items: int = typer.Option(20_000, "--exact-max-items", help="Largest catalogue served by exact search with --index auto."),
+    sqlite_synchronous: str = typer.Option("FULL", "--sqlite-synchronous", help="FULL (survives power loss) | NORMAL (survives process crashes)."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Text encoder path/name for non-text models (default: packaged MiniLM)."),
+    encoder_backend: Optional[str] = typer.Option(None, "--encoder-backend", help="torch | onnx-int8 | onnx | hf | fake."),
+    query_weight: float = typer.Option(0.7, "--query-weight", help="Weight of the query against the profile when both are given."),
+    threads: int = typer.Option(1, "--threads", help="Torch/BLAS threads per worker."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Serve recommendations, events and item updates over HTTP."""
     _setup_logging(verbose)
+    from pydantic import ValidationError
+
     from lmrec.serve import ServeSettings, run_server
 
-    settings = ServeSettings(
-        model_dir=model_dir, host=host, port=port, state_dir=state_dir, profile_store=profile_store,
-        redis_url=redis_url, index=index,
-    )
+    try:
+        settings = ServeSettings(
+            model_dir=model_dir, host=host, port=port, state_dir=state_dir, profile_store=profile_store,
+            redis_url=redis_url, index=index, exact_max_items=exact_max_items, sqlite_synchronous=sqlite_synchronous,
+            encoder=encoder, encoder_backend=encoder_backend, query_weight=query_weight, threads=threads,
+        )
+    except ValidationError as exc:
+        _fail(str(exc))
     run_server(settings)
 
 

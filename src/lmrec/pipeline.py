@@ -249,7 +249,7 @@ DEMO_MODELS: tuple[ModelConfig, ...] = (
     ModelConfig("itemknn"),
     ModelConfig("ease"),
     ModelConfig("mf"),
-    ModelConfig("sasrec"),
+    ModelConfig("sasrec", {"show_progress": True}),
 )
 
 
