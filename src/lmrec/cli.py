@@ -179,7 +179,7 @@ def _print_results(result: dict[str, Any]) -> None:
 @app.command()
 def train(
     data: str = typer.Option("ml-100k", "--data"),
-    model: str = typer.Option("ease", "--model"),
+    model: str = typer.Option("lm", "--model", help="Registered model name (default: the language-model interest model)."),
     out_dir: Path = typer.Option(..., "--out", help="Model directory to write."),
     param: list[str] = typer.Option([], "--param", help="Model parameter MODEL.NAME=VALUE (repeatable)."),
     text_fields: Optional[str] = typer.Option(None, "--text-fields"),
