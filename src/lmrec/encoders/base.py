@@ -51,3 +51,11 @@ class ImageEncoder(Protocol):
     def encode_images(self, images: Sequence[object], batch_size: int = 32) -> np.ndarray:
         """(n, dim) float32 unit vectors."""
         ...
+
+
+def check_encode_args(texts: Sequence[str], batch_size: int) -> None:
+    """The argument checks every ``encode`` shares: a sequence of texts (not one string), batch >= 1."""
+    if isinstance(texts, str):
+        raise TypeError("encode takes a sequence of texts, not one string")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from lmrec.encoders.base import TextEncoder
+from lmrec.encoders.base import TextEncoder, check_encode_args
 
 __all__ = ["CacheStats", "CachedEncoder", "EmbeddingCache", "cache_key"]
 
@@ -139,10 +139,7 @@ class CachedEncoder:
         self, texts: Sequence[str], batch_size: int = 64, *, kind: str = "passage", show_progress: bool = False
     ) -> np.ndarray:
         """Encode texts through the cache; see `lmrec.encoders.TextEncoder.encode`."""
-        if isinstance(texts, str):
-            raise TypeError("encode takes a sequence of texts, not one string")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        check_encode_args(texts, batch_size)
         name, dim = self.encoder.name, self.encoder.dim
         unique = list(dict.fromkeys(t or "" for t in texts))
         keys = [cache_key(name, t, kind) for t in unique]

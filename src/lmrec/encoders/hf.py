@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from lmrec.encoders.base import check_encode_args
+
 from lmrec.encoders.models import (
     ModelSource,
     PrefixPair,
@@ -112,10 +114,7 @@ class TokenEncoder:
 
         Texts are sorted by length so that batches carry little padding; the output keeps input order.
         """
-        if isinstance(texts, str):
-            raise TypeError("encode takes a sequence of texts, not one string")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        check_encode_args(texts, batch_size)
         prefix = self.prefixes.for_kind(kind)
         prepared = [prefix + (t or "") for t in texts]
         out = np.zeros((len(prepared), self.dim), dtype=np.float32)

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from lmrec.encoders.base import check_encode_args
+
 from lmrec.encoders.hf import _source_fingerprint
 from lmrec.encoders.models import default_pooling, detect_prefixes, encoder_name, resolve_model
 
@@ -70,10 +72,7 @@ class SentenceTransformerEncoder:
         self, texts: Sequence[str], batch_size: int = 64, *, kind: str = "passage", show_progress: bool = False
     ) -> np.ndarray:
         """Encode texts; see `lmrec.encoders.TextEncoder.encode`."""
-        if isinstance(texts, str):
-            raise TypeError("encode takes a sequence of texts, not one string")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        check_encode_args(texts, batch_size)
         prefix = self.prefixes.for_kind(kind)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from lmrec.encoders.base import check_encode_args
 import torch
 from torch import nn
 
@@ -172,10 +174,7 @@ class TrainableTextEncoder(nn.Module):
         self, texts: Sequence[str], batch_size: int = 64, *, kind: str = "passage", show_progress: bool = False
     ) -> np.ndarray:
         """Encode without gradients in eval mode (the train/eval mode is restored afterwards)."""
-        if isinstance(texts, str):
-            raise TypeError("encode takes a sequence of texts, not one string")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        check_encode_args(texts, batch_size)
         self.prefixes.for_kind(kind)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         order = np.argsort([-len(t or "") for t in texts], kind="stable")
