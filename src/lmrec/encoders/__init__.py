@@ -19,11 +19,21 @@ from lmrec.encoders.config import Backend, Kind, Pooling, TextEncoderConfig
 from lmrec.encoders.factory import make_text_encoder, text_encoder_from_config
 from lmrec.encoders.fake import HashingEncoder
 from lmrec.encoders.pipeline import EncodedCatalog, encode_catalog
-from lmrec.encoders.templates import DEFAULT_ITEM_TEMPLATE, item_texts, truncate_to_tokens, user_texts
+from lmrec.encoders.templates import (
+    DEFAULT_ITEM_TEMPLATE,
+    item_texts,
+    truncate_to_tokens,
+    user_texts,
+)
 
 if TYPE_CHECKING:
     from lmrec.encoders.hf import HFTextEncoder
-    from lmrec.encoders.image import ClipImageEncoder, OpenClipImageEncoder, PrecomputedVectors, make_image_encoder
+    from lmrec.encoders.image import (
+        ClipImageEncoder,
+        OpenClipImageEncoder,
+        PrecomputedVectors,
+        make_image_encoder,
+    )
     from lmrec.encoders.onnx import OnnxTextEncoder, export_onnx
     from lmrec.encoders.st import SentenceTransformerEncoder
     from lmrec.encoders.trainable import TrainableTextEncoder

@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 
 from lmrec.encoders.base import check_encode_args
-
 from lmrec.encoders.models import (
     ModelSource,
     PrefixPair,

@@ -19,7 +19,13 @@ from typing import Literal
 import numpy as np
 
 from lmrec.encoders.hf import TokenEncoder, _source_fingerprint, model_max_length
-from lmrec.encoders.models import ModelSource, default_pooling, detect_prefixes, encoder_name, resolve_model
+from lmrec.encoders.models import (
+    ModelSource,
+    default_pooling,
+    detect_prefixes,
+    encoder_name,
+    resolve_model,
+)
 
 __all__ = ["Int8Recipe", "OnnxTextEncoder", "default_export_dir", "export_onnx", "int8_filename"]
 

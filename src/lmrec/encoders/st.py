@@ -10,9 +10,13 @@ from typing import Any
 import numpy as np
 
 from lmrec.encoders.base import check_encode_args
-
 from lmrec.encoders.hf import _source_fingerprint
-from lmrec.encoders.models import default_pooling, detect_prefixes, encoder_name, resolve_model
+from lmrec.encoders.models import (
+    default_pooling,
+    detect_prefixes,
+    encoder_name,
+    resolve_model,
+)
 
 __all__ = ["SentenceTransformerEncoder"]
 

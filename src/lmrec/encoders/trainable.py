@@ -21,13 +21,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from lmrec.encoders.base import check_encode_args
 import torch
 from torch import nn
 
+from lmrec.encoders.base import check_encode_args
 from lmrec.encoders.hf import _source_fingerprint, model_max_length, pool_torch
-from lmrec.encoders.models import default_pooling, detect_prefixes, encoder_name, resolve_model
+from lmrec.encoders.models import (
+    default_pooling,
+    detect_prefixes,
+    encoder_name,
+    resolve_model,
+)
 
 __all__ = ["TrainableTextEncoder"]
 
