@@ -159,7 +159,7 @@ def run_config(
 
     dataset, split = load_dataset_and_split(cfg.data, cfg.split)
     models = {m.name: make_model(m, cfg.seed) for m in cfg.models}
-    return run_experiment(
+    result = run_experiment(
         models,
         dataset,
         split,
@@ -170,6 +170,28 @@ def run_config(
         batch_size=cfg.eval.batch_size,
         show_progress=show_progress,
     )
+    if query_from:
+        _add_query_results(result, dataset, split, query_from)
+    return result
+
+
+def _add_query_results(result: dict[str, Any], dataset: Dataset, split: Split, query_from: str) -> None:
+    """Query-aware test figures for every model with a text space (profile, query, query+profile).
+
+    The blend stays at its default: by now sequential models have observed the valid items, so tuning
+    it on valid would leak (tune it before fitting with `lmrec.eval.query_eval.tune_blend`).
+    """
+    from lmrec.eval.query_eval import evaluate_with_queries
+    from lmrec.models.bundle import VectorRecommender
+
+    served = 0
+    for name, run in result.runs.items():
+        if isinstance(run.model, VectorRecommender):
+            query = evaluate_with_queries(run.model, split, dataset, query_from, ks=(10,))
+            result["results"][name]["query"] = query.to_dict()
+            served += 1
+    if not served:
+        raise ValueError(f"--query-from {query_from!r} needs a model with a text space (e.g. lm) among --models")
 
 
 def train_bundle(model: Recommender, dataset: Dataset, *, seed: int = 2020) -> "ModelBundle":
