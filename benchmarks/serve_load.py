@@ -123,9 +123,8 @@ def build_bundle(args: argparse.Namespace, model_dir: Path, embeddings: Path) ->
         model = Popularity()
         model.fit(dataset)
     else:
-        from lmrec.models.lm import LMRecommender
-
         from lmrec.encoders.fake import HashingEncoder
+        from lmrec.models.lm import LMRecommender
 
         model = LMRecommender(
             dim=64, epochs=args.lm_epochs, loss="sampled", batch_size=256, n_layers=1, max_len=20,

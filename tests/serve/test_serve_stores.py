@@ -172,3 +172,22 @@ def test_concurrent_batched_catch_ups_absorb_each_event_once(backend) -> None:
     for th in threads:
         th.join()
     assert profiles.get("u").n_events == profiles.get("v").n_events == n_threads * per_thread
+
+
+def test_snapshot_reads_one_state_while_another_thread_commits(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "db.sqlite3")
+    with store.write() as tx:
+        store.append_events(tx, events("u", ["a"]))
+    other = threading.Thread(target=_append, args=(store, "b"))
+    with store.snapshot():
+        before = store.user("u").n_events
+        other.start()
+        other.join()
+        assert store.user("u").n_events == before == 1  # the commit of the other thread is not seen yet
+        assert [e.event_id for e in store.recent_events("u", 5)] == ["a"]
+    assert store.user("u").n_events == 2
+
+
+def _append(store: SQLiteStore, event_id: str) -> None:
+    with store.write() as tx:
+        store.append_events(tx, events("u", [event_id]))

@@ -423,12 +423,14 @@ class RecService:
     def user_summary(self, user_id: str, limit: int | None = None) -> UserSummary:
         """Profile summary and recent events; `NotFound` for a user neither the model nor the log knows."""
         u = self._user_index(user_id)
-        record = self.store.user(user_id)
+        limit = self.settings.recent_events_shown if limit is None else limit
+        with self.store.snapshot():  # the event count, the events and (SQLite) the profile from one state
+            record = self.store.user(user_id)
+            profile = self._online(user_id)
+            recent = self.store.recent_events(user_id, limit)
         n_events = record.n_events if record is not None else 0
         if u is None and n_events == 0:
             raise NotFound("user_id", f"unknown user {user_id!r}")
-        limit = self.settings.recent_events_shown if limit is None else limit
-        profile = self._online(user_id)
         online = None
         if profile is not None:
             rows, scores = self.items.index.search(unit(profile.vector), 5, self.items.live_mask())
@@ -445,7 +447,7 @@ class RecService:
             online_profile=online,
             recent_events=[
                 UserEvent(event_id=e.event_id, item_id=e.item_id, type=e.type, value=e.value, timestamp=e.ts, scenario=e.scenario)
-                for e in self.store.recent_events(user_id, limit)
+                for e in recent
             ],
         )
 

@@ -145,6 +145,20 @@ class SQLiteStore:
                 raise
             conn.execute("COMMIT")
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads on this thread inside the block see one consistent state of the database (a WAL read
+        transaction), even while other threads and processes commit."""
+        conn = self._conn()
+        if conn.in_transaction:  # already inside a snapshot or a write on this thread
+            yield
+            return
+        conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            conn.execute("COMMIT")
+
     def close(self) -> None:
         with self._all_lock:
             for conn in self._all:
