@@ -55,7 +55,9 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
     Returns:
         ``(idx, vals)``, each (n, k). Rows with fewer than ``k`` finite entries are padded with
-        index -1 and score ``-inf``. Ties break towards the lower index, so results are deterministic.
+        index -1 and score ``-inf``. Within the returned items ties are ordered by lower index; which
+        of several items tied exactly at the k-th score make the cut is decided by ``argpartition``
+        (deterministic for the same input, but not necessarily the lowest indices).
     """
     n, m = scores.shape
     k = min(k, m)
