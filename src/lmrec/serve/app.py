@@ -1,8 +1,10 @@
 """The FastAPI application: ``create_app(settings)`` and ``run_server(settings)``.
 
-The model, stores and index load in the lifespan (in a worker thread), not at import. Errors map to
-JSON ``{"detail": ..., "field": ...}``: 404 unknown user/item, 413 oversized body or batch, 422 bad
-input with the field named.
+The model, stores and index load in the lifespan (in a worker thread), not at import; the model can
+be swapped while serving (``POST /admin/model`` or ``settings.model_dir_watch``, see
+`lmrec.serve.swap`). Errors map to JSON ``{"detail": ..., "field": ...}``: 401/403 admin token,
+404 unknown user/item, 409 swap already running, 413 oversized body or batch, 422 bad input with the
+field named.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from lmrec.serve.ranking import BusinessRule
 from lmrec.serve.routes import router
 from lmrec.serve.service import RecService
 from lmrec.serve.settings import ServeSettings
+from lmrec.serve.swap import ModelHost, VersionWatcher
 
 __all__ = ["create_app", "limit_threads", "run_server"]
 
@@ -39,6 +42,12 @@ def _describe(metrics: Metrics) -> None:
     metrics.describe("lmrec_recommendations_total", "counter", "recommendation lists served, by strategy")
     metrics.describe("lmrec_index_items", "gauge", "rows in the item index (deleted ones included)")
     metrics.describe("lmrec_live_items", "gauge", "items that can be recommended")
+    metrics.describe("lmrec_model_info", "gauge", "the model being served (value 1; its version and directory as labels)")
+    metrics.describe("lmrec_model_swaps", "gauge", "model swaps since the process started")
+    metrics.describe("lmrec_model_swaps_total", "counter", "model swaps since the process started")
+    metrics.describe("lmrec_model_swap_failures_total", "counter", "model swaps that failed (the old model kept serving)")
+    metrics.describe("lmrec_model_load_seconds", "histogram", "seconds to load a swapped-in model to the side",
+                     buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0))
 
 
 class _Instrument:
@@ -156,16 +165,30 @@ def create_app(
             # catalogue would keep the start-up setting instead of the one `on_ready` applies
             svc = await asyncio.to_thread(RecService.open, settings, encoder=encoder, rules=rules)
             svc.metrics = metrics
-        metrics.gauge("lmrec_index_items", lambda: len(svc.items))
-        metrics.gauge("lmrec_live_items", lambda: svc.items.n_live)
-        app.state.service = svc
+        host = ModelHost(svc, encoder=encoder)
+        metrics.gauge("lmrec_index_items", lambda: len(host.service.items))
+        metrics.gauge("lmrec_live_items", lambda: host.service.items.n_live)
+        metrics.gauge("lmrec_model_swaps", lambda: host.service.swaps)
+        metrics.gauge(
+            "lmrec_model_info",
+            lambda: 1.0,
+            lambda: {"version": host.service.version, "model_dir": str(host.service.settings.model_dir)},
+        )
+        app.state.host = host
+        watcher = None
+        if settings.model_dir_watch is not None:
+            watcher = VersionWatcher(host, settings.model_dir_watch, settings.model_watch_interval_s)
+            watcher.start()
         if on_ready is not None:
             on_ready()
         try:
             yield
         finally:
+            if watcher is not None:
+                await asyncio.to_thread(watcher.stop)
+            await asyncio.to_thread(host.close)
             if service is None:
-                svc.close()
+                host.service.close()
 
     app = FastAPI(
         title="lmrec",

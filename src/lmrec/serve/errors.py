@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["BadRequest", "NotFound", "ServeError", "TooLarge"]
+__all__ = ["BadRequest", "Conflict", "Forbidden", "NotFound", "ServeError", "TooLarge", "Unauthorized"]
 
 
 class ServeError(Exception):
@@ -26,3 +26,15 @@ class BadRequest(ServeError):
 
 class TooLarge(ServeError):
     status = 413
+
+
+class Unauthorized(ServeError):
+    status = 401
+
+
+class Forbidden(ServeError):
+    status = 403
+
+
+class Conflict(ServeError):
+    status = 409

@@ -16,14 +16,14 @@ from lmrec.serve.index import VectorIndex, resolve_kind
 from lmrec.serve.items import ServedItems
 from lmrec.serve.ranking import BusinessRule, load_rules
 from lmrec.serve.settings import ServeSettings
-from lmrec.serve.space import VectorSpace, item_texts_for, make_space, served_item_ids
+from lmrec.serve.space import VectorSpace, bundle_text_settings, item_texts_for, make_space, served_item_ids
 from lmrec.serve.stores.base import ProfileStore
 from lmrec.serve.stores.sqlite import SQLiteProfileStore, SQLiteStore
 
 if TYPE_CHECKING:
     from lmrec.serve.service import RecService
 
-__all__ = ["build_index", "model_version", "open_service"]
+__all__ = ["build_index", "check_model_dir", "model_version", "open_service", "open_successor"]
 
 log = logging.getLogger(__name__)
 
@@ -120,25 +120,28 @@ def _profile_store(settings: ServeSettings, store: SQLiteStore) -> ProfileStore:
     return SQLiteProfileStore(store)
 
 
-def open_service(
-    cls: type[RecService], settings: ServeSettings, *, encoder: Any = None, rules: Sequence[BusinessRule] = ()
-) -> RecService:
-    """Everything `RecService` needs, from the settings.
+def check_model_dir(path: str | Path) -> Path:
+    """``path`` as an absolute directory that holds a model, or a `ValueError` naming what is wrong."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ValueError(f"{path} does not exist")
+    if not path.is_dir():
+        raise ValueError(f"{path} is not a directory")
+    if not (path / "config.json").is_file():
+        raise ValueError(f"{path} is not a model directory (no config.json); create one with `lmrec train`")
+    return path.resolve()
 
-    Args:
-        cls: the service class.
-        settings: service settings.
-        encoder: a `TextEncoder` for non-vector models (tests inject one); None builds it from settings.
-        rules: business rules, run before those named in ``settings.rules``.
-    """
-    start = time.perf_counter()
-    _ensure_registered(Path(settings.model_dir))
-    bundle = ModelBundle.load(settings.model_dir)
-    version = model_version(settings.model_dir, bundle.model.model_name)
-    state = settings.resolved_state_dir
-    state.mkdir(parents=True, exist_ok=True)
-    store = SQLiteStore(state / DB_NAME, synchronous=settings.sqlite_synchronous)
-    profiles = _profile_store(settings, store)
+
+def _load_bundle(model_dir: Path) -> tuple[ModelBundle, str]:
+    _ensure_registered(model_dir)
+    bundle = ModelBundle.load(model_dir)
+    return bundle, model_version(model_dir, bundle.model.model_name)
+
+
+def _build_items(
+    settings: ServeSettings, bundle: ModelBundle, version: str, encoder: Any, state: Path
+) -> tuple[VectorSpace, ServedItems]:
+    """The vector space, the index and the served items of a loaded bundle (the slow part: encoding)."""
     space = make_space(
         bundle,
         version,
@@ -151,13 +154,82 @@ def open_service(
     ids, n_model = served_item_ids(bundle)
     texts = item_texts_for(bundle, ids)
     index = build_index(space, ids, texts, n_model, settings, state / "index")
-    items = ServedItems(ids, texts, index, _attributes(bundle, ids), n_model)
+    return space, ServedItems(ids, texts, index, _attributes(bundle, ids), n_model)
+
+
+def open_service(
+    cls: type[RecService], settings: ServeSettings, *, encoder: Any = None, rules: Sequence[BusinessRule] = ()
+) -> RecService:
+    """Everything `RecService` needs, from the settings.
+
+    Args:
+        cls: the service class.
+        settings: service settings.
+        encoder: a `TextEncoder` for non-vector models (tests inject one); None builds it from settings.
+        rules: business rules, run before those named in ``settings.rules``.
+    """
+    start = time.perf_counter()
+    if settings.model_dir is None:
+        from lmrec.serve.swap import newest_version
+
+        assert settings.model_dir_watch is not None  # ServeSettings requires one of the two
+        model_dir = newest_version(settings.model_dir_watch)
+        if model_dir is None:
+            raise FileNotFoundError(
+                f"model_dir_watch: no complete model version in {settings.model_dir_watch} "
+                "(a subdirectory holding a READY file); give model_dir or publish a version"
+            )
+        settings = settings.model_copy(update={"model_dir": model_dir, "state_dir": settings.resolved_state_dir})
+    model_dir = Path(settings.model_dir)  # type: ignore[arg-type]
+    bundle, version = _load_bundle(model_dir)
+    state = settings.resolved_state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    store = SQLiteStore(state / DB_NAME, synchronous=settings.sqlite_synchronous)
+    profiles = _profile_store(settings, store)
+    space, items = _build_items(settings, bundle, version, encoder, state)
     service = cls(
         settings, bundle, version, space, items, store, profiles, rules=[*rules, *load_rules(settings.rules)]
     )
     service.recover_profiles()
     log.info(
         "serving %s (%s) with %d items (%s index, %s space) in %.1fs",
-        settings.model_dir, version, len(items), index.kind, space.name, time.perf_counter() - start,
+        settings.model_dir, version, len(items), items.index.kind, space.name, time.perf_counter() - start,
+    )
+    return service
+
+
+def open_successor(old: RecService, model_dir: str | Path, *, encoder: Any = None) -> RecService:
+    """A service for another model directory that shares ``old``'s stores, rules, metrics and erasures.
+
+    Nothing ``old`` serves is touched: the new model, its space, its index and its catalogue are
+    built to the side (the caller swaps the reference). A text-space model reuses ``old``'s encoder
+    when the same encoder settings apply, so its space (and the stored profiles) stay valid.
+
+    Raises:
+        ValueError: ``model_dir`` is not a loadable model directory (the message says why).
+    """
+    from lmrec.serve.space import TextSpace
+
+    start = time.perf_counter()
+    path = check_model_dir(model_dir)
+    try:
+        bundle, version = _load_bundle(path)
+    except Exception as exc:  # noqa: BLE001 - any failure to load must leave the old model serving
+        raise ValueError(f"cannot load the model in {path}: {type(exc).__name__}: {exc}") from exc
+    settings = old.settings.model_copy(update={"model_dir": path, "state_dir": old.settings.resolved_state_dir})
+    if encoder is None and isinstance(old.space, TextSpace):
+        same = settings.encoder is not None or bundle_text_settings(bundle.info)[1:] == bundle_text_settings(old.bundle.info)[1:]
+        encoder = old.space.encoder if same else None
+    try:
+        space, items = _build_items(settings, bundle, version, encoder, settings.resolved_state_dir)
+        service = type(old)(
+            settings, bundle, version, space, items, old.store, old.profiles,
+            rules=old.rules, metrics=old.metrics, forgotten=old.forgotten,
+        )
+    except Exception as exc:  # noqa: BLE001
+        raise ValueError(f"cannot serve the model in {path}: {type(exc).__name__}: {exc}") from exc
+    log.info(
+        "loaded %s (%s) with %d items (%s space) to the side in %.1fs",
+        path, version, len(items), space.name, time.perf_counter() - start,
     )
     return service

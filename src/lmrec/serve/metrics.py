@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 __all__ = ["CONTENT_TYPE", "LATENCY_BUCKETS", "Metrics"]
 
@@ -62,7 +62,7 @@ class Metrics:
         self._lock = threading.Lock()
         self._help: dict[str, tuple[str, str]] = {}
         self._counters: dict[str, dict[Labels, float]] = {}
-        self._gauges: dict[str, Callable[[], float]] = {}
+        self._gauges: dict[str, tuple[Callable[[], float], Callable[[], Mapping[str, str]] | None]] = {}
         self._hists: dict[str, dict[Labels, _Histogram]] = {}
         self._buckets: dict[str, tuple[float, ...]] = {}
 
@@ -78,9 +78,9 @@ class Metrics:
             series = self._counters.setdefault(name, {})
             series[key] = series.get(key, 0.0) + value
 
-    def gauge(self, name: str, read: Callable[[], float]) -> None:
-        """A gauge whose value is ``read()`` at scrape time."""
-        self._gauges[name] = read
+    def gauge(self, name: str, read: Callable[[], float], labels: Callable[[], Mapping[str, str]] | None = None) -> None:
+        """A gauge whose value is ``read()`` at scrape time, with the labels ``labels()`` gives then (if any)."""
+        self._gauges[name] = (read, labels)
 
     def observe(self, name: str, value: float, **labels: str) -> None:
         key = tuple(sorted(labels.items()))
@@ -114,9 +114,10 @@ class Metrics:
             header(name, "counter")
             for key, value in sorted(counters.get(name, {}).items()):
                 lines.append(f"{name}{_labels(key)} {_num(value)}")
-        for name, read in sorted(self._gauges.items()):
+        for name, (read, labels) in sorted(self._gauges.items()):
             header(name, "gauge")
-            lines.append(f"{name} {_num(float(read()))}")
+            key = tuple(sorted(labels().items())) if labels is not None else ()
+            lines.append(f"{name}{_labels(key)} {_num(float(read()))}")
         for name in sorted(hists):
             header(name, "histogram")
             for key, (buckets, counts, total, n) in sorted(hists[name].items()):

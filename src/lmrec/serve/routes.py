@@ -1,13 +1,20 @@
 """HTTP routes: each a few lines over `RecService`. Plain ``def`` routes run in the threadpool, so
-encoding and scoring never block the event loop."""
+encoding and scoring never block the event loop.
+
+A request gets the service of the current model once (`get_service`), so a model swap never changes
+the model under a running request; write routes go through `ModelHost.writing`, which a swap waits
+for before it replaces the service.
+"""
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from lmrec.serve.attributes import FilterSpec
+from lmrec.serve.errors import Forbidden, Unauthorized
 from lmrec.serve.metrics import CONTENT_TYPE
 from lmrec.serve.schemas import (
     ErrorResponse,
@@ -20,6 +27,9 @@ from lmrec.serve.schemas import (
     ItemDeleted,
     ItemUpsert,
     ItemWritten,
+    ModelStatus,
+    ModelSwapRequest,
+    ModelSwapResponse,
     RecommendRequest,
     RecommendResponse,
     SimilarResponse,
@@ -27,19 +37,39 @@ from lmrec.serve.schemas import (
     UserSummary,
 )
 from lmrec.serve.service import RecService
+from lmrec.serve.swap import ModelHost
 
-__all__ = ["get_service", "router"]
+__all__ = ["get_host", "get_service", "router"]
+
+
+async def get_host(request: Request) -> ModelHost:
+    """The holder of the current model's service (the lifespan made it)."""
+    return request.app.state.host
 
 
 async def get_service(request: Request) -> RecService:
-    """The service the lifespan opened (tests may override this dependency). ``async`` because it does
-    no work: a plain ``def`` dependency would cost every request an extra hop through the threadpool."""
-    return request.app.state.service
+    """The current model's service, fixed for the whole request (tests may override this dependency).
+    ``async`` because it does no work: a plain ``def`` dependency would cost every request an extra
+    hop through the threadpool."""
+    return request.app.state.host.service
+
+
+async def check_admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+    """``Authorization: Bearer <admin_token>`` when the server has a ``model_admin_token`` (401 missing, 403 wrong)."""
+    token = request.app.state.host.service.settings.model_admin_token
+    if token is None:
+        return
+    if authorization is None or not authorization.startswith("Bearer "):
+        raise Unauthorized("authorization", "admin routes need the header 'Authorization: Bearer <admin token>'")
+    if not hmac.compare_digest(authorization[len("Bearer ") :].encode(), token.encode()):
+        raise Forbidden("authorization", "wrong admin token")
 
 
 Service = Annotated[RecService, Depends(get_service)]
+Host = Annotated[ModelHost, Depends(get_host)]
 _errors = {code: {"model": ErrorResponse} for code in (404, 413, 422)}
 router = APIRouter(responses=_errors)
+_admin_errors = {code: {"model": ErrorResponse} for code in (401, 403, 409, 422)}
 
 
 def _filters(filters: Filters | None) -> FilterSpec | None:
@@ -67,21 +97,24 @@ def recommend(body: RecommendRequest, service: Service) -> RecommendResponse:
 
 
 @router.post("/events", response_model=EventsResponse, tags=["events"])
-def post_events(body: EventsRequest, service: Service) -> EventsResponse:
+def post_events(body: EventsRequest, host: Host) -> EventsResponse:
     """Log a batch of events durably and update each user's online profile before answering."""
-    return service.ingest(body.events)
+    with host.writing() as service:
+        return service.ingest(body.events)
 
 
 @router.put("/items/{item_id}", response_model=ItemWritten, tags=["items"])
-def put_item(item_id: str, body: ItemUpsert, service: Service) -> ItemWritten:
-    """Add or replace an item; it is recommendable as soon as this answers."""
-    return service.put_item(item_id, body.text, body.attributes)
+def put_item(item_id: str, body: ItemUpsert, host: Host) -> ItemWritten:
+    """Add or replace an item; it is recommendable as soon as this answers (and after model swaps)."""
+    with host.writing() as service:
+        return service.put_item(item_id, body.text, body.attributes)
 
 
 @router.delete("/items/{item_id}", response_model=ItemDeleted, tags=["items"])
-def delete_item(item_id: str, service: Service) -> ItemDeleted:
+def delete_item(item_id: str, host: Host) -> ItemDeleted:
     """Remove an item from every result."""
-    return service.delete_item(item_id)
+    with host.writing() as service:
+        return service.delete_item(item_id)
 
 
 @router.get("/items/{item_id}/similar", response_model=SimilarResponse, tags=["items"])
@@ -99,9 +132,10 @@ def get_user(
 
 
 @router.delete("/users/{user_id}", response_model=UserErased, tags=["users"])
-def delete_user(user_id: str, service: Service) -> UserErased:
+def delete_user(user_id: str, host: Host) -> UserErased:
     """Erase a user's events and profile (right to be forgotten)."""
-    return service.forget_user(user_id)
+    with host.writing() as service:
+        return service.forget_user(user_id)
 
 
 @router.post("/explain", response_model=ExplainResponse, tags=["recommend"])
@@ -112,6 +146,7 @@ def explain(body: ExplainRequest, service: Service) -> ExplainResponse:
 
 @router.get("/health", response_model=HealthResponse, tags=["ops"])
 def health(service: Service) -> HealthResponse:
+    """Liveness, the model version being served and the model swap count."""
     return service.health()
 
 
@@ -119,3 +154,21 @@ def health(service: Service) -> HealthResponse:
 def metrics(service: Service) -> Response:
     """Prometheus text: request counts, latency histograms, events ingested, index size."""
     return Response(service.metrics.render(), media_type=CONTENT_TYPE)
+
+
+@router.post(
+    "/admin/model", response_model=ModelSwapResponse, tags=["admin"], dependencies=[Depends(check_admin)],
+    responses=_admin_errors,
+)
+def swap_model(body: ModelSwapRequest, host: Host) -> ModelSwapResponse:
+    """Load the model directory ``path`` to the side and swap it in atomically: running requests
+    finish on the old model, later ones use the new one; events, profiles and PUT items carry over.
+    A bad directory is a 422 naming the problem, and the old model keeps serving."""
+    return host.swap(body.path)
+
+
+@router.get("/admin/model", response_model=ModelStatus, tags=["admin"], dependencies=[Depends(check_admin)],
+            responses=_admin_errors)
+def model_status(host: Host) -> ModelStatus:
+    """The model being served, the swap count and the last swap error."""
+    return host.status()

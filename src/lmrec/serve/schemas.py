@@ -21,6 +21,9 @@ __all__ = [
     "ItemDeleted",
     "ItemUpsert",
     "ItemWritten",
+    "ModelStatus",
+    "ModelSwapRequest",
+    "ModelSwapResponse",
     "OnlineProfile",
     "RangeFilter",
     "RecommendRequest",
@@ -64,7 +67,16 @@ class RecommendRequest(_Strict):
 
     user_id: str | None = Field(None, min_length=1, max_length=256)
     query: str | None = Field(None, description="natural-language request, e.g. 'warm waterproof boots'")
-    scenario: str | None = Field(None, max_length=128, description="where the list is shown; passed to business rules")
+    scenario: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description=(
+            "where the list is shown (e.g. 'home', 'cart'); passed to business rules. A scenario-aware model "
+            "scores in it: an unknown name is a 422 listing the valid ones (GET /health shows them); other "
+            "models ignore it, and the response's scenario_applied is false"
+        ),
+    )
     k: int = Field(10, ge=1, description="list length (at most the server's max_k)")
     filters: Filters | None = None
     exclude_seen: bool = True
@@ -84,6 +96,9 @@ class RecommendResponse(BaseModel):
     user_id: str | None = None
     known_user: bool = False
     scenario: str | None = None
+    scenario_applied: bool = Field(
+        False, description="true when the scenario reached the model (a scenario-aware model scored this list)"
+    )
 
 
 class EventIn(_Strict):
@@ -207,12 +222,39 @@ class HealthResponse(BaseModel):
     status: Literal["ok"]
     model: str
     model_version: str
+    model_dir: str
+    swaps: int = Field(description="model swaps since the process started")
+    scenarios: list[str] | None = Field(None, description="a scenario-aware model's scenario names; None otherwise")
     space: str
     index: str
     items: int
     live_items: int
     profile_store: str
     events: int
+
+
+class ModelSwapRequest(_Strict):
+    """A model directory to serve next (``lmrec train --out`` layout), on the server's file system."""
+
+    path: str = Field(min_length=1, max_length=4096)
+
+
+class ModelSwapResponse(BaseModel):
+    model_version: str
+    previous_version: str
+    model_dir: str
+    swaps: int
+    load_s: float = Field(description="seconds spent loading the model and building its index, off to the side")
+
+
+class ModelStatus(BaseModel):
+    model_version: str
+    model_dir: str
+    swaps: int
+    swap_failures: int
+    last_error: str | None
+    swapping: bool
+    watching: str | None = Field(None, description="the directory of versions polled for new models, if any")
 
 
 class ErrorResponse(BaseModel):

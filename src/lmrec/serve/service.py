@@ -16,20 +16,14 @@ nothing known                         popularity (training counts plus logged ev
 A user's *profile* is ``unit((1 - b) * offline + b * online)`` with ``b = online_weight``: ``offline``
 is the model's user vector (vector models) or the mean of the user's training items' text vectors
 (other models); ``online`` is the decayed blend of the items in their logged events
-(`lmrec.serve.profiles`). Either part alone is used when the other is missing.
+(`lmrec.serve.profiles`). Either part alone is used when the other is missing. Keeping the online
+profiles in step with the event log, and caching the offline vectors, is `lmrec.serve.profile_sync`.
 
-Blend rule of ``"model+online"``: candidates are the model's top ``candidate_pool`` items and the
-online profile's top ``candidate_pool`` items; each gets ``(1 - b) * mm(model score) + b * mm(cos(online,
-item))``, where ``mm`` is min-max scaling over the candidates and items the model cannot score (new
-ones) get the lowest model score among the candidates.
+Candidates per strategy, and the blend rule of ``"model+online"``, are `lmrec.serve.candidates`.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,16 +33,16 @@ import numpy as np
 from lmrec.models.bundle import ModelBundle
 from lmrec.serve import reasons as why
 from lmrec.serve.attributes import FilterError, FilterSpec
+from lmrec.serve.candidates import CandidateRetriever
 from lmrec.serve.catalog import ItemUpdates
 from lmrec.serve.errors import BadRequest, NotFound, ServeError, TooLarge
-from lmrec.serve.index import _top
 from lmrec.serve.items import ServedItems
 from lmrec.serve.metrics import Metrics
-from lmrec.serve.profiles import absorb, blend, unit
+from lmrec.serve.profile_sync import ProfileSync, UserVectorCache
+from lmrec.serve.profiles import blend, unit
 from lmrec.serve.ranking import BusinessRule, Candidates, RankContext, apply_rules, mmr
 from lmrec.serve.schemas import (
     EventIn,
-    EventRejection,
     EventsResponse,
     ExplainResponse,
     HealthResponse,
@@ -64,12 +58,10 @@ from lmrec.serve.schemas import (
 )
 from lmrec.serve.settings import ServeSettings
 from lmrec.serve.space import VectorSpace
-from lmrec.serve.stores.base import Event, Profile, ProfileStore, StoredEvent
+from lmrec.serve.stores.base import ProfileStore
 from lmrec.serve.stores.sqlite import SQLiteStore
 
 __all__ = ["BadRequest", "NotFound", "RecService", "RequestContext", "ServeError", "TooLarge"]
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -82,6 +74,8 @@ class RequestContext:
     query: str | None
     vec: np.ndarray | None  # the retrieval vector (None for popularity and model strategies)
     strategy: str
+    scenario_id: int | None = None  # passed to a scenario-aware model (None: its shared path)
+    scenario_applied: bool = False  # the scenario reached the model: it scored the list or gave the user's vector
 
 
 class RecService:
@@ -97,6 +91,17 @@ class RecService:
         profiles: the online-profile store.
         rules: business rules applied after retrieval.
         metrics: where counters go.
+        forgotten: the set of erased users the trained model knows (shared by the services of
+            successive models, so an erasure during a model swap reaches the new one); None reads
+            it from the store.
+
+    Attributes:
+        retired: set once another model was swapped in; in-flight requests still finish here, but
+            this service no longer writes rebuilt profiles.
+        swaps: how many model swaps this process made before this service was swapped in.
+        profile_sync: keeps the online profiles and event popularity in step with the event log.
+        user_vectors: the model's user vectors, cached.
+        retriever: the candidates of a resolved request.
     """
 
     def __init__(
@@ -111,6 +116,7 @@ class RecService:
         *,
         rules: Sequence[BusinessRule] = (),
         metrics: Metrics | None = None,
+        forgotten: set[str] | None = None,
     ) -> None:
         self.settings = settings
         self.bundle = bundle
@@ -122,16 +128,23 @@ class RecService:
         self.profiles = profiles
         self.rules = list(rules)
         self.metrics = metrics or Metrics()
-        self._forgotten = store.forgotten_users()
-        self._offline: OrderedDict[int, np.ndarray | None] = OrderedDict()
-        self._offline_lock = threading.Lock()
+        self.forgotten = store.forgotten_users() if forgotten is None else forgotten
+        self.retired = False
+        self.swaps = 0
+        self.scenarios = _scenario_names(self.model)
+        self.user_vectors = UserVectorCache(space, items)
+        self.retriever = CandidateRetriever(self.model, items, settings.online_weight, self.user_vectors)
         items.add_popularity(np.arange(items.n_model), np.asarray(self.model.seen_.sum(axis=0), dtype=np.float64).ravel())
         self.item_updates = ItemUpdates(items, store, space, bundle, settings.items_sync_interval_s)
         self.item_updates.apply(store.items_since(items.version))  # items PUT or DELETEd before this start
-        logged = [(items.any_row(i), c) for i, c in store.item_event_counts().items()]
-        logged = [(r, c) for r, c in logged if r is not None]
-        if logged:
-            items.add_popularity([r for r, _ in logged], np.asarray([c for _, c in logged], dtype=np.float64))
+        self.profile_sync = ProfileSync(settings, store, profiles, items, space)
+        self.profile_sync.catch_up_popularity()  # every logged event so far
+
+    def catch_up_store(self) -> None:
+        """Apply what other services wrote to the shared stores since this one was built: item PUTs and
+        DELETEs, and logged events' popularity. A swap calls it while no write request is running."""
+        self.item_updates.apply(self.store.items_since(self.items.version))
+        self.profile_sync.catch_up_popularity()
 
     @classmethod
     def open(
@@ -148,33 +161,25 @@ class RecService:
 
     # ------------------------------------------------------------------ resolution
     def _user_index(self, user_id: str | None) -> int | None:
-        if user_id is None or user_id in self._forgotten:
+        if user_id is None or user_id in self.forgotten:
             return None
         u = self.model.user_map_.get(user_id)
         return None if u < 0 or u >= self.model.n_users else u
 
-    def _offline_vector(self, u: int) -> np.ndarray | None:
-        """The model's vector of a known user, cached (LRU): it only changes when the model does."""
-        with self._offline_lock:
-            if u in self._offline:
-                self._offline.move_to_end(u)
-                return self._offline[u]
-        vec = self.space.user_vector(u, self.items.index.vectors)
-        with self._offline_lock:
-            self._offline[u] = vec
-            if len(self._offline) > 100_000:
-                self._offline.popitem(last=False)
-        return vec
+    def scenario_id(self, scenario: str | None) -> int | None:
+        """The model's id of a scenario name; None for no scenario, or for a model that is not scenario-aware.
 
-    def _online(self, user_id: str | None) -> Profile | None:
-        if user_id is None:
+        Raises:
+            BadRequest: the model is scenario-aware and does not know ``scenario`` (lists the valid ones).
+        """
+        if scenario is None or self.scenarios is None:
             return None
-        profile = self.profiles.get(user_id)
-        if profile is None or profile.space != self.space.name or not np.any(profile.vector):
-            return None
-        return profile
+        try:
+            return self.scenarios.index(scenario)
+        except ValueError:
+            raise BadRequest("scenario", f"unknown scenario {scenario!r}; valid: {self.scenarios}") from None
 
-    def resolve(self, user_id: str | None, query: str | None) -> RequestContext:
+    def resolve(self, user_id: str | None, query: str | None, scenario_id: int | None = None) -> RequestContext:
         """Turn a user id and a query into the retrieval vector and strategy (table in the module doc)."""
         s = self.settings
         if query is not None:
@@ -182,19 +187,22 @@ class RecService:
         if query is not None and len(query) > s.max_query_chars:
             raise BadRequest("query", f"{len(query)} characters exceed max_query_chars={s.max_query_chars}")
         u = self._user_index(user_id)
-        profile = self._online(user_id)
+        profile = self.profile_sync.online(user_id)
         online = None if profile is None else profile.vector
         qvec = self.space.encode_queries([query])[0] if query else None
         if qvec is None and u is not None and self.space.kind == "text":
-            return RequestContext(user_id, u, online, None, None, "model+online" if online is not None else "model")
-        offline = self._offline_vector(u) if u is not None else None
+            strategy = "model+online" if online is not None else "model"
+            return RequestContext(user_id, u, online, None, None, strategy, scenario_id, scenario_id is not None)
+        offline = self.user_vectors.get(u, scenario_id) if u is not None else None
+        applied = scenario_id is not None and offline is not None and self.space.kind == "model"
         user_vec = blend([(offline, 1.0 - s.online_weight), (online, s.online_weight)])
         if qvec is not None:
             vec = blend([(qvec, s.query_weight), (user_vec, 1.0 - s.query_weight)])
-            return RequestContext(user_id, u, online, query, vec, "query+profile" if user_vec is not None else "query")
+            strategy = "query+profile" if user_vec is not None else "query"
+            return RequestContext(user_id, u, online, query, vec, strategy, scenario_id, applied)
         if user_vec is not None:
-            return RequestContext(user_id, u, online, None, user_vec, "profile")
-        return RequestContext(user_id, u, online, None, None, "popularity")
+            return RequestContext(user_id, u, online, None, user_vec, "profile", scenario_id, applied)
+        return RequestContext(user_id, u, online, None, None, "popularity", scenario_id)
 
     def _seen_rows(self, user_id: str, u: int | None) -> np.ndarray:
         rows: list[int] = []
@@ -223,8 +231,14 @@ class RecService:
         exclude_seen: bool = True,
         diversity: float = 0.0,
     ) -> RecommendResponse:
-        """Top-``k`` items for a user and/or a query (see the module docstring)."""
+        """Top-``k`` items for a user and/or a query (see the module docstring).
+
+        ``scenario`` goes to the business rules; a scenario-aware model (``is_scenario_aware``) also
+        scores in it (an unknown name is a `BadRequest` listing the valid ones), another model ignores
+        it, and the response's ``scenario_applied`` says which happened.
+        """
         self._check_k(k)
+        scenario_id = self.scenario_id(scenario)
         self.item_updates.maybe_sync()
         n = len(self.items)
         allowed = self.items.live_mask(n)
@@ -233,12 +247,12 @@ class RecService:
                 allowed &= self.items.attributes.mask(filters, n)
             except FilterError as exc:
                 raise BadRequest(exc.field, str(exc).split(": ", 1)[1]) from None
-        ctx = self.resolve(user_id, query)
+        ctx = self.resolve(user_id, query, scenario_id)
         if exclude_seen and user_id is not None:
             seen = self._seen_rows(user_id, ctx.u)
             allowed[seen[seen < n]] = False
         pool = k if diversity == 0 and not self.rules else max(k, self.settings.candidate_pool)
-        rows, scores = self._retrieve(ctx, allowed, pool)
+        rows, scores = self.retriever.retrieve(ctx, allowed, pool)
         cands = Candidates(rows, scores, tuple(self.items.ids[r] for r in rows))
         context = RankContext(user_id, ctx.query, scenario, k, self.items.attributes.row)
         cands = apply_rules(cands, context, self.rules)
@@ -255,54 +269,8 @@ class RecService:
             user_id=user_id,
             known_user=ctx.u is not None or ctx.online is not None,
             scenario=scenario,
+            scenario_applied=ctx.scenario_applied,
         )
-
-    def _retrieve(self, ctx: RequestContext, allowed: np.ndarray, pool: int) -> tuple[np.ndarray, np.ndarray]:
-        if ctx.strategy in ("model", "model+online"):
-            return self._model_candidates(ctx, allowed, pool)
-        if ctx.strategy == "popularity":
-            n = len(allowed)
-            return _top(np.where(allowed, self.items.popularity(n), -np.inf), np.arange(n), pool)
-        return self.items.index.search(ctx.vec, pool, allowed)
-
-    def _model_candidates(self, ctx: RequestContext, allowed: np.ndarray, pool: int) -> tuple[np.ndarray, np.ndarray]:
-        n_model = self.items.n_model
-        user = np.asarray([ctx.u], dtype=np.int64)
-        ids, scores = self.model.recommend(user, k=pool, exclude_seen=False, candidates=np.flatnonzero(allowed[:n_model]))
-        keep = ids[0] >= 0
-        rows_m, scores_m = ids[0][keep], scores[0][keep].astype(np.float32)
-        if ctx.online is None:
-            if len(rows_m) < pool:
-                return self._fill(ctx, allowed, pool, rows_m, scores_m)
-            return rows_m, scores_m
-        online = unit(ctx.online)
-        rows_o, _ = self.items.index.search(online, pool, allowed)
-        union = np.asarray(list(dict.fromkeys([*rows_m.tolist(), *rows_o.tolist()])), dtype=np.int64)
-        if len(union) == 0:
-            return union, np.empty(0, np.float32)
-        in_model = union < n_model
-        model_scores = np.zeros(len(union), dtype=np.float64)
-        if in_model.any():
-            model_scores[in_model] = self.model.score(np.full(int(in_model.sum()), ctx.u), union[in_model])
-            model_scores[~in_model] = model_scores[in_model].min()
-        b = self.settings.online_weight
-        final = (1.0 - b) * _minmax(model_scores) + b * _minmax(self.items.index.exact_scores(online, union))
-        order = np.argsort(-final, kind="stable")
-        return union[order], final[order].astype(np.float32)
-
-    def _fill(
-        self, ctx: RequestContext, allowed: np.ndarray, pool: int, rows: np.ndarray, scores: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Complete a short model list (items the model cannot score: catalogue-only or new ones) from
-        the user's text profile, scored ``min(model) - 1 + cos / 2`` so they rank below every model item."""
-        user_vec = self._offline_vector(ctx.u) if ctx.u is not None else None
-        if user_vec is None:
-            return rows, scores
-        rest = allowed.copy()
-        rest[rows] = False
-        extra, cos = self.items.index.search(unit(user_vec), pool - len(rows), rest)
-        floor = float(scores.min()) if len(scores) else 0.0
-        return np.concatenate([rows, extra]), np.concatenate([scores, (floor - 1.0 + cos / 2).astype(np.float32)])
 
     def _history(self, user_id: str | None, u: int | None, limit: int = 20) -> list[why.HistoryItem]:
         out: list[why.HistoryItem] = []
@@ -323,78 +291,27 @@ class RecService:
 
     # ------------------------------------------------------------------ events
     def ingest(self, events: Sequence[EventIn]) -> EventsResponse:
-        """Validate, log durably (committed before returning) and absorb into the users' profiles."""
+        """Validate, log durably (committed before returning) and absorb into the users' profiles
+        (`lmrec.serve.profile_sync.ProfileSync.ingest`)."""
         s = self.settings
         if len(events) > s.max_events_per_batch:
             raise TooLarge("events", f"{len(events)} events exceed max_events_per_batch={s.max_events_per_batch}")
         self.item_updates.maybe_sync()
-        now = time.time()
-        valid: list[Event] = []
-        rejected: list[EventRejection] = []
-        for i, e in enumerate(events):
-            error = None
-            if e.type not in s.event_weights:
-                error = f"events[{i}].type: unknown event type {e.type!r}; known: {sorted(s.event_weights)}"
-            elif self.items.row(e.item_id) is None:
-                error = f"events[{i}].item_id: unknown item {e.item_id!r}"
-            elif e.type == "rating" and e.value is None:
-                error = f"events[{i}].value: a rating event needs a value"
-            if error is not None:
-                rejected.append(EventRejection(index=i, event_id=e.event_id, error=error))
-                continue
-            ts = e.timestamp.timestamp() if hasattr(e.timestamp, "timestamp") else e.timestamp
-            valid.append(Event(e.event_id, e.user_id, e.item_id, e.type, e.value, float(ts if ts is not None else now), e.scenario))
-        accepted: list[StoredEvent] = []
-        if valid:
-            with self.store.write() as tx:
-                accepted = [x for x in self.store.append_events(tx, valid) if x is not None]
-                if self.profiles.transactional:
-                    self._catch_up_many([e.user_id for e in accepted], tx)
-            if not self.profiles.transactional:
-                # duplicates' users too: a retried batch repairs a profile whose write failed after the commit
-                self._catch_up_many([e.user_id for e in valid])
-        rows = [self.items.any_row(e.item_id) for e in accepted]
-        self.items.add_popularity([r for r in rows if r is not None])
-        self.metrics.inc("lmrec_events_ingested_total", len(accepted))
-        self.metrics.inc("lmrec_events_duplicate_total", len(valid) - len(accepted))
-        self.metrics.inc("lmrec_events_rejected_total", len(rejected))
-        return EventsResponse(accepted=len(accepted), duplicates=len(valid) - len(accepted), rejected=rejected)
-
-    def _absorb(self, profile: Profile | None, events: list[StoredEvent]) -> Profile:
-        s = self.settings
-        vectors = []
-        for e in events:
-            row = self.items.any_row(e.item_id)
-            vectors.append(None if row is None or e.type not in s.event_weights else self.items.vector(row))
-        return absorb(
-            profile, events, vectors, alpha=s.profile_alpha, weights=s.event_weights, space=self.space.name,
-            rating_scale=s.rating_scale, half_life_s=s.profile_half_life_s,
-        )
-
-    def _catch_up_many(self, user_ids: Sequence[str], tx: Any = None) -> None:
-        self.profiles.catch_up_many(user_ids, lambda user, seq: self.store.events_since(user, seq, tx), self._absorb, tx)
+        out = self.profile_sync.ingest(events)
+        self.metrics.inc("lmrec_events_ingested_total", out.accepted)
+        self.metrics.inc("lmrec_events_duplicate_total", out.duplicates)
+        self.metrics.inc("lmrec_events_rejected_total", len(out.rejected))
+        return out
 
     def recover_profiles(self) -> int:
-        """Bring every profile up to its user's last logged event (after a crash or a space change).
+        """Bring every profile up to its user's last logged event; returns how many were behind
+        (`lmrec.serve.profile_sync.ProfileSync.recover`)."""
+        return self.profile_sync.recover()
 
-        Returns:
-            How many profiles were behind the log.
-        """
-        stored = self.store.meta_get("profile_space")
-        if stored != self.space.name:
-            if stored is not None:
-                log.info("vector space changed from %s to %s: rebuilding every profile", stored, self.space.name)
-            self.profiles.delete_all()
-            with self.store.write() as tx:
-                self.store.meta_set(tx, "profile_space", self.space.name)
-        marks = self.store.event_watermarks()
-        have = self.profiles.watermarks(marks)
-        behind = [user for user, seq in marks.items() if have.get(user, 0) < seq]
-        for start in range(0, len(behind), 1000):
-            self._catch_up_many(behind[start : start + 1000])
-        if behind:
-            log.info("caught up %d profiles with the event log", len(behind))
-        return len(behind)
+    def rebuild_profiles(self, batch: int = 200) -> int:
+        """After a swap: rewrite every profile from another space from the event log, until this service
+        is retired; returns how many users were visited (`lmrec.serve.profile_sync.ProfileSync.rebuild`)."""
+        return self.profile_sync.rebuild(batch, stop=lambda: self.retired)
 
     # ------------------------------------------------------------------ items
     def put_item(self, item_id: str, text: str | None, attributes: Mapping[str, Any]) -> ItemWritten:
@@ -426,7 +343,7 @@ class RecService:
         limit = self.settings.recent_events_shown if limit is None else limit
         with self.store.snapshot():  # the event count, the events and (SQLite) the profile from one state
             record = self.store.user(user_id)
-            profile = self._online(user_id)
+            profile = self.profile_sync.online(user_id)
             recent = self.store.recent_events(user_id, limit)
         n_events = record.n_events if record is not None else 0
         if u is None and n_events == 0:
@@ -454,15 +371,10 @@ class RecService:
     def forget_user(self, user_id: str) -> UserErased:
         """Erase the user's events and profile; stop using what the trained model knows of them."""
         in_model = user_id in self.model.user_map_
-        with self.store.write() as tx:
-            n = self.store.erase_user(tx, user_id, mark_forgotten=in_model)
-            deleted = self.profiles.delete(user_id, tx) if self.profiles.transactional else False
-        if not self.profiles.transactional:
-            deleted = self.profiles.delete(user_id)
+        n, deleted = self.profile_sync.erase(user_id, mark_forgotten=in_model)
         if in_model:
-            self._forgotten.add(user_id)
-            with self._offline_lock:
-                self._offline.pop(self.model.user_map_.get(user_id), None)
+            self.forgotten.add(user_id)
+            self.user_vectors.forget(self.model.user_map_.get(user_id))
         return UserErased(user_id=user_id, events_deleted=n, profile_deleted=deleted, model_data_suppressed=in_model)
 
     # ------------------------------------------------------------------ explain and health
@@ -496,6 +408,9 @@ class RecService:
             status="ok",
             model=type(self.model).__name__,
             model_version=self.version,
+            model_dir=str(self.settings.model_dir),
+            swaps=self.swaps,
+            scenarios=self.scenarios,
             space=self.space.name,
             index=self.items.index.kind,
             items=len(self.items),
@@ -505,8 +420,9 @@ class RecService:
         )
 
 
-def _minmax(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    span = x.max() - x.min() if len(x) else 0.0
-    return (x - x.min()) / span if span > 0 else np.ones_like(x)
-
+def _scenario_names(model: Any) -> list[str] | None:
+    """The scenario names of a scenario-aware model (position = scenario id), else None."""
+    if not getattr(model, "is_scenario_aware", False):
+        return None
+    names = [str(n) for n in getattr(model, "scenario_names_", None) or []]
+    return names or None

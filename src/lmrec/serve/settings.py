@@ -36,9 +36,18 @@ class ServeSettings(BaseModel):
     """Settings of ``lmrec serve``.
 
     Attributes:
-        model_dir: a trained model directory (`lmrec.models.ModelBundle` layout).
+        model_dir: a trained model directory (`lmrec.models.ModelBundle` layout); may be left out
+            when ``model_dir_watch`` is set (the newest complete version there is served).
+        model_dir_watch: a directory of model versions, one subdirectory each, polled every
+            ``model_watch_interval_s`` seconds; the newest complete version (see `lmrec.serve.swap`:
+            subdirectories with a ``READY`` marker file, written last, newest by name) is loaded in a
+            background thread and swapped in. None: no watching.
+        model_watch_interval_s: seconds between two looks at ``model_dir_watch``.
+        model_admin_token: when set, ``/admin/*`` (model swap) requests must send ``Authorization: Bearer <token>``;
+            None leaves them open (the default host is loopback only).
         state_dir: where the SQLite database, the FAISS index and the vector cache live
-            (default ``<model_dir>/serve_state``).
+            (default ``<model_dir>/serve_state``, else ``<model_dir_watch>/serve_state``); it stays
+            the same across model swaps, so the event log, profiles and PUT items carry over.
         host, port: where `run_server` listens.
         log_level: uvicorn's log level.
         profile_store: ``"sqlite"`` (embedded, default) or ``"redis"`` (shared by several server processes).
@@ -80,7 +89,10 @@ class ServeSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model_dir: Path
+    model_dir: Path | None = None
+    model_dir_watch: Path | None = None
+    model_watch_interval_s: float = Field(5.0, gt=0.0)
+    model_admin_token: str | None = Field(None, min_length=1, repr=False)
     state_dir: Path | None = None
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
@@ -124,6 +136,12 @@ class ServeSettings(BaseModel):
                 raise ValueError(f"unknown serve setting(s) {unknown}; valid: {sorted(cls.model_fields)}")
         return values
 
+    @model_validator(mode="after")
+    def _need_a_model(self) -> ServeSettings:
+        if self.model_dir is None and self.model_dir_watch is None:
+            raise ValueError("model_dir: give a model directory, or model_dir_watch (a directory of model versions)")
+        return self
+
     @field_validator("event_weights")
     @classmethod
     def _check_weights(cls, value: dict[str, float]) -> dict[str, float]:
@@ -144,8 +162,12 @@ class ServeSettings(BaseModel):
 
     @property
     def resolved_state_dir(self) -> Path:
-        """``state_dir``, or ``<model_dir>/serve_state`` when it is not set."""
-        return self.state_dir if self.state_dir is not None else self.model_dir / "serve_state"
+        """``state_dir``, or ``<model_dir>/serve_state`` (``<model_dir_watch>/serve_state``) when it is not set."""
+        if self.state_dir is not None:
+            return self.state_dir
+        base = self.model_dir if self.model_dir is not None else self.model_dir_watch
+        assert base is not None  # _need_a_model
+        return base / "serve_state"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServeSettings:

@@ -68,8 +68,9 @@ class VectorSpace(ABC):
         """(n, dim) vectors of items known by their text only (new items)."""
 
     @abstractmethod
-    def user_vector(self, user_idx: int, item_vectors: np.ndarray) -> np.ndarray | None:
-        """(dim,) offline vector of a user the model knows, or None."""
+    def user_vector(self, user_idx: int, item_vectors: np.ndarray, scenario: int | None = None) -> np.ndarray | None:
+        """(dim,) offline vector of a user the model knows, or None; ``scenario``: a scenario-aware
+        model's scenario id (None: its shared path)."""
 
 
 class ModelSpace(VectorSpace):
@@ -95,8 +96,11 @@ class ModelSpace(VectorSpace):
     def encode_items(self, texts: Sequence[str]) -> np.ndarray:
         return np.asarray(self.model.encode_items(list(texts)), dtype=np.float32)
 
-    def user_vector(self, user_idx: int, item_vectors: np.ndarray) -> np.ndarray | None:
-        return np.asarray(self.model.user_vectors(np.asarray([user_idx], dtype=np.int64))[0], dtype=np.float32)
+    def user_vector(self, user_idx: int, item_vectors: np.ndarray, scenario: int | None = None) -> np.ndarray | None:
+        users = np.asarray([user_idx], dtype=np.int64)
+        if scenario is None:
+            return np.asarray(self.model.user_vectors(users)[0], dtype=np.float32)
+        return np.asarray(self.model.user_vectors(users, scenario=scenario)[0], dtype=np.float32)
 
 
 class TextSpace(VectorSpace):
@@ -144,7 +148,8 @@ class TextSpace(VectorSpace):
     def encode_items(self, texts: Sequence[str]) -> np.ndarray:
         return np.asarray(self.encoder.encode(list(texts), kind="passage"), dtype=np.float32)
 
-    def user_vector(self, user_idx: int, item_vectors: np.ndarray) -> np.ndarray | None:
+    def user_vector(self, user_idx: int, item_vectors: np.ndarray, scenario: int | None = None) -> np.ndarray | None:
+        # the mean of the history's text vectors: a scenario changes the model's scores, not this
         seen = self.model.seen_
         history = seen.indices[seen.indptr[user_idx] : seen.indptr[user_idx + 1]]
         if len(history) == 0:

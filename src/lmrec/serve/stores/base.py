@@ -103,7 +103,13 @@ class ProfileStore(ABC):
 
     @abstractmethod
     def catch_up(
-        self, user_id: str, events_since: Callable[[int], list[StoredEvent]], update: ProfileUpdate, tx: Any = None
+        self,
+        user_id: str,
+        events_since: Callable[[int], list[StoredEvent]],
+        update: ProfileUpdate,
+        tx: Any = None,
+        *,
+        space: str | None = None,
     ) -> Profile | None:
         """Absorb the events after the profile's watermark, atomically against concurrent writers.
 
@@ -112,6 +118,9 @@ class ProfileStore(ABC):
             events_since: ``seq -> events of this user with a larger seq``, oldest first.
             update: the profile math.
             tx: the open SQLite connection when the store is transactional.
+            space: the vector space the profile must live in; a stored profile from another space
+                (the model was swapped) counts as none, so every logged event is replayed into a new
+                one (`update` then gets None). None: any space is taken as is.
 
         Returns:
             The profile now stored (None when there is none).
@@ -123,10 +132,17 @@ class ProfileStore(ABC):
         events_since: Callable[[str, int], list[StoredEvent]],
         update: ProfileUpdate,
         tx: Any = None,
+        *,
+        space: str | None = None,
     ) -> None:
         """`catch_up` for several users (``events_since(user, seq)``); stores may batch the round trips."""
         for user in dict.fromkeys(user_ids):
-            self.catch_up(user, lambda seq, u=user: events_since(u, seq), update, tx)
+            self.catch_up(user, lambda seq, u=user: events_since(u, seq), update, tx, space=space)
+
+    @staticmethod
+    def _current(profile: Profile | None, space: str | None) -> Profile | None:
+        """``profile``, or None when it lives in another space than ``space`` (it must be rebuilt)."""
+        return None if profile is None or (space is not None and profile.space != space) else profile
 
     @abstractmethod
     def delete(self, user_id: str, tx: Any = None) -> bool:

@@ -93,18 +93,21 @@ class RedisProfileStore(ProfileStore):
         events_since: Callable[[int], list[StoredEvent]],
         update: ProfileUpdate,
         tx: Any = None,
+        *,
+        space: str | None = None,
     ) -> Profile | None:
         key = self._key(user_id)
         with self.client.pipeline() as pipe:
             while True:
                 try:
                     pipe.watch(key)
-                    profile = self._parse(pipe.hgetall(key))
+                    stored = self._parse(pipe.hgetall(key))
+                    profile = self._current(stored, space)
                     events = events_since(profile.last_seq if profile else 0)
-                    if not events:
+                    if not events and (stored is None or profile is not None):
                         pipe.unwatch()
                         return profile
-                    new = update(profile, events)
+                    new = update(profile, events) if events else None
                     pipe.multi()
                     pipe.delete(key)
                     if new is not None:
@@ -120,6 +123,8 @@ class RedisProfileStore(ProfileStore):
         events_since: Callable[[str, int], list[StoredEvent]],
         update: ProfileUpdate,
         tx: Any = None,
+        *,
+        space: str | None = None,
     ) -> None:
         """Two round trips for the whole batch: read every profile, then write each one only if its
         watermark is still the one read (a compare-and-set script); a user who lost that race to another
@@ -130,10 +135,11 @@ class RedisProfileStore(ProfileStore):
             pipe.hgetall(self._key(user))
         current = [self._parse(raw) for raw in pipe.execute()]
         writes = []
-        for user, profile in zip(users, current):
+        for user, stored in zip(users, current):
+            profile = self._current(stored, space)
             events = events_since(user, profile.last_seq if profile else 0)
-            if events:
-                writes.append((user, profile.last_seq if profile else 0, update(profile, events)))
+            if events:  # the compare-and-set checks the stored watermark, whatever space it is in
+                writes.append((user, stored.last_seq if stored else 0, update(profile, events)))
         if not writes:
             return
         pipe = self.client.pipeline(transaction=False)
@@ -142,7 +148,7 @@ class RedisProfileStore(ProfileStore):
             self._cas(keys=[self._key(user)], args=[str(seen_seq), *fields], client=pipe)
         for (user, _, _), ok in zip(writes, pipe.execute()):
             if not ok:
-                self.catch_up(user, lambda seq, u=user: events_since(u, seq), update)
+                self.catch_up(user, lambda seq, u=user: events_since(u, seq), update, space=space)
 
     def delete(self, user_id: str, tx: Any = None) -> bool:
         return bool(self.client.delete(self._key(user_id)))

@@ -225,9 +225,16 @@ class SQLiteStore:
     def count_events(self) -> int:
         return int(self._conn().execute("SELECT count(*) FROM events").fetchone()[0])
 
-    def item_event_counts(self) -> dict[str, int]:
-        """Events per item over the whole log (popularity of the online traffic)."""
-        return dict(self._conn().execute("SELECT item_id, count(*) FROM events GROUP BY item_id").fetchall())
+    def item_event_counts(self, since_seq: int = 0) -> dict[str, int]:
+        """Events per item over the log after ``since_seq`` (default: all; popularity of the online traffic)."""
+        rows = self._conn().execute(
+            "SELECT item_id, count(*) FROM events WHERE seq > ? GROUP BY item_id", (since_seq,)
+        ).fetchall()
+        return dict(rows)
+
+    def max_event_seq(self) -> int:
+        """The largest ``seq`` in the log (0 when empty)."""
+        return int(self._conn().execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
 
     def event_watermarks(self) -> dict[str, int]:
         """Largest ``seq`` per user in the log."""
@@ -326,13 +333,18 @@ class SQLiteProfileStore(ProfileStore):
         events_since: Callable[[int], list[StoredEvent]],
         update: ProfileUpdate,
         tx: Any = None,
+        *,
+        space: str | None = None,
     ) -> Profile | None:
         if tx is None:
             with self.store.write() as conn:
-                return self.catch_up(user_id, events_since, update, conn)
-        profile = self._get(tx, user_id)
+                return self.catch_up(user_id, events_since, update, conn, space=space)
+        stored = self._get(tx, user_id)
+        profile = self._current(stored, space)
         events = events_since(profile.last_seq if profile else 0)
         if not events:
+            if stored is not None and profile is None:  # from another space, and no events left to rebuild it
+                tx.execute("DELETE FROM profiles WHERE user_id = ?", (user_id,))
             return profile
         new = update(profile, events)
         if new is None:

@@ -1,0 +1,115 @@
+"""Candidate retrieval of ``/recommend``: the scored rows one resolved request starts from.
+
+By strategy (`lmrec.serve.service.RequestContext.strategy`): ``"popularity"`` takes the most popular
+allowed items; ``"query"``, ``"profile"`` and ``"query+profile"`` search the item index with the
+request's vector; ``"model"`` and ``"model+online"`` ask the model.
+
+Blend rule of ``"model+online"``: candidates are the model's top ``candidate_pool`` items and the
+online profile's top ``candidate_pool`` items; each gets ``(1 - b) * mm(model score) + b * mm(cos(online,
+item))``, where ``mm`` is min-max scaling over the candidates and items the model cannot score (new
+ones) get the lowest model score among the candidates.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lmrec.serve.index import _top
+from lmrec.serve.items import ServedItems
+from lmrec.serve.profile_sync import UserVectorCache
+from lmrec.serve.profiles import unit
+
+if TYPE_CHECKING:
+    from lmrec.serve.service import RequestContext
+
+__all__ = ["CandidateRetriever"]
+
+
+class CandidateRetriever:
+    """The candidate rows and scores of a resolved request (see the module docstring).
+
+    Args:
+        model: the served model (its ``recommend``, ``score`` and, scenario-aware, ``score_all``).
+        items: the served items (index, popularity; rows below ``items.n_model`` are the model's).
+        online_weight: ``b`` of the blend rule.
+        user_vectors: the model's cached user vectors (fill a short model list).
+    """
+
+    def __init__(self, model: Any, items: ServedItems, online_weight: float, user_vectors: UserVectorCache) -> None:
+        self.model = model
+        self.items = items
+        self.online_weight = online_weight
+        self.user_vectors = user_vectors
+
+    def retrieve(self, ctx: RequestContext, allowed: np.ndarray, pool: int) -> tuple[np.ndarray, np.ndarray]:
+        """Up to ``pool`` allowed rows, best first.
+
+        Args:
+            ctx: the resolved request.
+            allowed: ``(n_items,)`` bool mask of the rows that may be returned.
+            pool: how many candidates to return at most.
+
+        Returns:
+            ``(rows, scores)``: int64 rows and float32 scores, each ``(<= pool,)``.
+        """
+        if ctx.strategy in ("model", "model+online"):
+            return self._model_candidates(ctx, allowed, pool)
+        if ctx.strategy == "popularity":
+            n = len(allowed)
+            return _top(np.where(allowed, self.items.popularity(n), -np.inf), np.arange(n), pool)
+        return self.items.index.search(ctx.vec, pool, allowed)
+
+    def _model_candidates(self, ctx: RequestContext, allowed: np.ndarray, pool: int) -> tuple[np.ndarray, np.ndarray]:
+        n_model = self.items.n_model
+        user = np.asarray([ctx.u], dtype=np.int64)
+        candidates = np.flatnonzero(allowed[:n_model])
+        if ctx.scenario_id is None:
+            ids, scores = self.model.recommend(user, k=pool, exclude_seen=False, candidates=candidates)
+            keep = ids[0] >= 0
+            rows_m, scores_m = ids[0][keep], scores[0][keep].astype(np.float32)
+        else:
+            every = np.asarray(self.model.score_all(user, scenario=ctx.scenario_id), dtype=np.float32)[0]
+            rows_m, scores_m = _top(every[candidates], candidates, pool)
+        if ctx.online is None:
+            if len(rows_m) < pool:
+                return self._fill(ctx, allowed, pool, rows_m, scores_m)
+            return rows_m, scores_m
+        online = unit(ctx.online)
+        rows_o, _ = self.items.index.search(online, pool, allowed)
+        union = np.asarray(list(dict.fromkeys([*rows_m.tolist(), *rows_o.tolist()])), dtype=np.int64)
+        if len(union) == 0:
+            return union, np.empty(0, np.float32)
+        in_model = union < n_model
+        model_scores = np.zeros(len(union), dtype=np.float64)
+        if in_model.any():
+            if ctx.scenario_id is None:
+                model_scores[in_model] = self.model.score(np.full(int(in_model.sum()), ctx.u), union[in_model])
+            else:
+                model_scores[in_model] = every[union[in_model]]
+            model_scores[~in_model] = model_scores[in_model].min()
+        b = self.online_weight
+        final = (1.0 - b) * _minmax(model_scores) + b * _minmax(self.items.index.exact_scores(online, union))
+        order = np.argsort(-final, kind="stable")
+        return union[order], final[order].astype(np.float32)
+
+    def _fill(
+        self, ctx: RequestContext, allowed: np.ndarray, pool: int, rows: np.ndarray, scores: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Complete a short model list (items the model cannot score: catalogue-only or new ones) from
+        the user's text profile, scored ``min(model) - 1 + cos / 2`` so they rank below every model item."""
+        user_vec = self.user_vectors.get(ctx.u, ctx.scenario_id) if ctx.u is not None else None
+        if user_vec is None:
+            return rows, scores
+        rest = allowed.copy()
+        rest[rows] = False
+        extra, cos = self.items.index.search(unit(user_vec), pool - len(rows), rest)
+        floor = float(scores.min()) if len(scores) else 0.0
+        return np.concatenate([rows, extra]), np.concatenate([scores, (floor - 1.0 + cos / 2).astype(np.float32)])
+
+
+def _minmax(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    span = x.max() - x.min() if len(x) else 0.0
+    return (x - x.min()) / span if span > 0 else np.ones_like(x)

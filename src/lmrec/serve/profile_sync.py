@@ -1,0 +1,253 @@
+"""Online profiles kept in step with the event log, and the cached offline user vectors.
+
+A service's online profiles live in a `ProfileStore` (SQLite or Redis) beside the durable SQLite
+event log. `ProfileSync` keeps what one service derives from that log in step with it, in the
+service's vector space:
+
+- ``ingest``: events are validated, committed to the log and folded into their users' profiles (in
+  the same write transaction when the profile store is transactional);
+- ``recover``: at start, every profile behind its user's last logged event is caught up (all of them
+  are rebuilt when the vector space changed);
+- ``rebuild``: after a model swap, a background thread (`lmrec.serve.swap.ModelHost`) rewrites every
+  profile stored in the old space; until a user's turn comes, ``online`` replays their log on the fly;
+- ``catch_up_popularity``: item popularity from the events logged since the last call (by this or
+  another service sharing the log);
+- ``erase``: a user's events and profile go together.
+
+`UserVectorCache` holds the model's (offline) user vectors, which change only with the model.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from lmrec.serve.items import ServedItems
+from lmrec.serve.profiles import absorb
+from lmrec.serve.schemas import EventIn, EventRejection, EventsResponse
+from lmrec.serve.settings import ServeSettings
+from lmrec.serve.space import VectorSpace
+from lmrec.serve.stores.base import Event, Profile, ProfileStore, StoredEvent
+from lmrec.serve.stores.sqlite import SQLiteStore
+
+__all__ = ["ProfileSync", "UserVectorCache"]
+
+log = logging.getLogger(__name__)
+
+
+class ProfileSync:
+    """The online profiles and logged-event popularity of one service, in its vector space.
+
+    Args:
+        settings: the service settings (event weights, profile decay, rating scale).
+        store: the SQLite event log.
+        profiles: the online-profile store.
+        items: the served items (their vectors are what profiles absorb).
+        space: the vector space profiles are written in (``space.name`` tags every profile).
+    """
+
+    def __init__(
+        self, settings: ServeSettings, store: SQLiteStore, profiles: ProfileStore, items: ServedItems, space: VectorSpace
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.profiles = profiles
+        self.items = items
+        self.space = space
+        self._events_seq = 0  # the log's seq up to which event popularity was counted
+
+    # ------------------------------------------------------------------ popularity
+    def catch_up_popularity(self) -> None:
+        """Add the events logged after the last call (all of them on the first) to item popularity."""
+        with self.store.snapshot():  # the counts and their watermark from one state of the log
+            seq = self.store.max_event_seq()
+            counts = self.store.item_event_counts(self._events_seq)
+        self._events_seq = seq
+        self._add_event_popularity(counts)
+
+    def _add_event_popularity(self, counts: Mapping[str, int]) -> None:
+        logged = [(self.items.any_row(i), c) for i, c in counts.items()]
+        logged = [(r, c) for r, c in logged if r is not None]
+        if logged:
+            self.items.add_popularity([r for r, _ in logged], np.asarray([c for _, c in logged], dtype=np.float64))
+
+    # ------------------------------------------------------------------ profiles
+    def online(self, user_id: str | None) -> Profile | None:
+        """The user's online profile in this space; None for no user or an empty profile.
+
+        A stored profile from another space (written under the previous model, not yet rebuilt by
+        `rebuild`) is replayed here from the user's whole event log, without writing it back:
+        answers stay right for users with live events from the first request after a swap on.
+        """
+        if user_id is None:
+            return None
+        profile = self.profiles.get(user_id)
+        if profile is not None and profile.space != self.space.name:
+            events = self.store.events_since(user_id, 0)
+            profile = self.absorb(None, events) if events else None
+        if profile is None or not np.any(profile.vector):
+            return None
+        return profile
+
+    def absorb(self, profile: Profile | None, events: list[StoredEvent]) -> Profile:
+        """Fold ``events`` (oldest first) into ``profile`` (None: a new one); see `lmrec.serve.profiles.absorb`.
+
+        Events on items no longer served, or of a type without a weight, carry no vector.
+        """
+        s = self.settings
+        vectors = []
+        for e in events:
+            row = self.items.any_row(e.item_id)
+            vectors.append(None if row is None or e.type not in s.event_weights else self.items.vector(row))
+        return absorb(
+            profile, events, vectors, alpha=s.profile_alpha, weights=s.event_weights, space=self.space.name,
+            rating_scale=s.rating_scale, half_life_s=s.profile_half_life_s,
+        )
+
+    def catch_up_many(self, user_ids: Sequence[str], tx: Any = None) -> None:
+        """Absorb each user's logged events newer than their profile (inside ``tx`` when given)."""
+        self.profiles.catch_up_many(
+            user_ids, lambda user, seq: self.store.events_since(user, seq, tx), self.absorb, tx, space=self.space.name
+        )
+
+    def ingest(self, events: Sequence[EventIn]) -> EventsResponse:
+        """Validate, log durably (committed before returning) and absorb into the users' profiles.
+
+        The caller checks the batch size and counts the outcome in its metrics.
+        """
+        s = self.settings
+        now = time.time()
+        valid: list[Event] = []
+        rejected: list[EventRejection] = []
+        for i, e in enumerate(events):
+            error = None
+            if e.type not in s.event_weights:
+                error = f"events[{i}].type: unknown event type {e.type!r}; known: {sorted(s.event_weights)}"
+            elif self.items.row(e.item_id) is None:
+                error = f"events[{i}].item_id: unknown item {e.item_id!r}"
+            elif e.type == "rating" and e.value is None:
+                error = f"events[{i}].value: a rating event needs a value"
+            if error is not None:
+                rejected.append(EventRejection(index=i, event_id=e.event_id, error=error))
+                continue
+            ts = e.timestamp.timestamp() if hasattr(e.timestamp, "timestamp") else e.timestamp
+            valid.append(Event(e.event_id, e.user_id, e.item_id, e.type, e.value, float(ts if ts is not None else now), e.scenario))
+        accepted: list[StoredEvent] = []
+        if valid:
+            with self.store.write() as tx:
+                accepted = [x for x in self.store.append_events(tx, valid) if x is not None]
+                if self.profiles.transactional:
+                    self.catch_up_many([e.user_id for e in accepted], tx)
+            if not self.profiles.transactional:
+                # duplicates' users too: a retried batch repairs a profile whose write failed after the commit
+                self.catch_up_many([e.user_id for e in valid])
+        rows = [self.items.any_row(e.item_id) for e in accepted]
+        self.items.add_popularity([r for r in rows if r is not None])
+        return EventsResponse(accepted=len(accepted), duplicates=len(valid) - len(accepted), rejected=rejected)
+
+    def recover(self) -> int:
+        """Bring every profile up to its user's last logged event (after a crash or a space change).
+
+        Returns:
+            How many profiles were behind the log.
+        """
+        stored = self.store.meta_get("profile_space")
+        if stored != self.space.name:
+            if stored is not None:
+                log.info("vector space changed from %s to %s: rebuilding every profile", stored, self.space.name)
+            self.profiles.delete_all()
+            with self.store.write() as tx:
+                self.store.meta_set(tx, "profile_space", self.space.name)
+        marks = self.store.event_watermarks()
+        have = self.profiles.watermarks(marks)
+        behind = [user for user, seq in marks.items() if have.get(user, 0) < seq]
+        for start in range(0, len(behind), 1000):
+            self.catch_up_many(behind[start : start + 1000])
+        if behind:
+            log.info("caught up %d profiles with the event log", len(behind))
+        return len(behind)
+
+    def rebuild(self, batch: int = 200, stop: Callable[[], bool] = lambda: False) -> int:
+        """Rewrite every user's profile that lives in another space (and catch up any that is behind),
+        from the event log, a batch of users per write transaction.
+
+        Args:
+            batch: users per write transaction.
+            stop: checked before each batch; the rebuild ends early once it returns True.
+
+        Returns:
+            How many users were visited.
+        """
+        with self.store.write() as tx:
+            self.store.meta_set(tx, "profile_space", self.space.name)
+        users = sorted(self.store.event_watermarks())
+        done = 0
+        for start in range(0, len(users), batch):
+            if stop():
+                break
+            chunk = users[start : start + batch]
+            if self.profiles.transactional:
+                with self.store.write() as tx:
+                    self.catch_up_many(chunk, tx)
+            else:
+                self.catch_up_many(chunk)
+            done += len(chunk)
+        log.info("profiles of %d users checked against the %s space", done, self.space.name)
+        return done
+
+    def erase(self, user_id: str, *, mark_forgotten: bool) -> tuple[int, bool]:
+        """Delete the user's logged events and online profile (in one write transaction when the profile
+        store is transactional); ``mark_forgotten`` records the erasure of a user the model knows.
+
+        Returns:
+            How many events were deleted, and whether a profile was.
+        """
+        with self.store.write() as tx:
+            n = self.store.erase_user(tx, user_id, mark_forgotten=mark_forgotten)
+            deleted = self.profiles.delete(user_id, tx) if self.profiles.transactional else False
+        if not self.profiles.transactional:
+            deleted = self.profiles.delete(user_id)
+        return n, deleted
+
+
+class UserVectorCache:
+    """The model's vectors of known users (per scenario), cached LRU: they only change with the model.
+
+    Args:
+        space: the vector space that computes a user's vector (`VectorSpace.user_vector`).
+        items: the served items (their current index vectors go to ``space.user_vector``).
+        max_size: the most (user, scenario) vectors kept.
+    """
+
+    def __init__(self, space: VectorSpace, items: ServedItems, max_size: int = 100_000) -> None:
+        self.space = space
+        self.items = items
+        self.max_size = max_size
+        self._cache: OrderedDict[tuple[int, int | None], np.ndarray | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, u: int, scenario_id: int | None = None) -> np.ndarray | None:
+        """The vector of model user ``u`` (in a scenario), shape ``(dim,)``; None when the space has none."""
+        key = (u, scenario_id)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        vec = self.space.user_vector(u, self.items.index.vectors, scenario=scenario_id)
+        with self._lock:
+            self._cache[key] = vec
+            if len(self._cache) > self.max_size:
+                self._cache.popitem(last=False)
+        return vec
+
+    def forget(self, u: int) -> None:
+        """Drop every cached vector of model user ``u``."""
+        with self._lock:
+            for key in [key for key in self._cache if key[0] == u]:
+                del self._cache[key]
