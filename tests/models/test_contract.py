@@ -60,7 +60,7 @@ class Spec:
     fit_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-def _lm(**kw: Any) -> Recommender:
+def _lm(_cls: str = "LMRecommender", **kw: Any) -> Recommender:
     """The language-model interest model with a tiny hashing encoder (imported lazily, so a problem
     there fails only its own cases)."""
     from lmrec.encoders.fake import HashingEncoder
@@ -68,6 +68,10 @@ def _lm(**kw: Any) -> Recommender:
 
     params = dict(dim=16, max_len=8, n_layers=1, n_heads=2, dropout=0.3, epochs=30, batch_size=8, lr=1e-2,
                   whiten=False, num_threads=1, encoder=HashingEncoder(32))
+    if _cls == "LMScenarioRecommender":
+        from lmrec.models.lm import LMScenarioRecommender
+
+        return LMScenarioRecommender(**{**params, **kw})
     return LMRecommender(**{**params, **kw})
 
 
@@ -105,6 +109,9 @@ SPECS: dict[str, Spec] = {
         r"hidden \(16\) must be divisible by n_heads \(3\)",
     ),
     "lm": Spec("lm", _lm, {"dim": 0}, r"dim must be an integer >= 1, got 0"),
+    # the contract data carry no scenarios: lm-scenario puts them all in one ("all")
+    "lm-scenario": Spec("lm-scenario", lambda **kw: _lm(_cls="LMScenarioRecommender", **kw), {"adapter_rank": 0},
+                        r"adapter_rank must be an integer >= 1, got 0"),
     "tfidf": Spec(
         "tfidf", lambda **kw: TfidfRecommender(**kw), {"analyzer": "words"}, r"analyzer must be .*got 'words'"
     ),

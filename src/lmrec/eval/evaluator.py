@@ -5,7 +5,9 @@ interaction in that part, masks what the user already had (train for "valid"; tr
 "test", as RecBole does; the user's relevant items themselves are never masked), takes the top k and
 computes the metrics of ``lmrec.eval.metrics`` per user. Scores come from ``model.score_all`` in
 batches of users, so a large catalogue never needs an (all users x all items) matrix; the model is only
-read, never changed.
+read, never changed. A model with ``is_scenario_aware`` (``lm-scenario``) is asked for each user's
+scores under the scenario of that user's latest target interaction, when the targets carry scenarios
+(``score_all(users, scenario=ids)``, ids from ``model.scenario_names_``, -1 for unknown names).
 
 The sampled protocol (relevant items ranked against ``n_negatives`` uniformly sampled items the user
 never touched) exists to compare with older papers; its keys carry a "(sampled-N)" label so they can
@@ -181,6 +183,20 @@ def _per_user(
     return out
 
 
+def _user_scenarios(model: Recommender, target: Interactions, users: np.ndarray) -> np.ndarray | None:
+    """(n_users,) scenario id of each evaluated user's latest target interaction (ties: the later row),
+    for models with ``is_scenario_aware`` and targets that carry scenarios; -1 (the model's shared
+    path) for scenarios the model does not know. None when either is missing."""
+    if not getattr(model, "is_scenario_aware", False) or target.scenarios is None or len(users) == 0:
+        return None
+    lookup = {name: i for i, name in enumerate(model.scenario_names_)}
+    order = np.lexsort((np.arange(len(target)), target.timestamps, target.users))
+    sorted_users = target.users[order]
+    last = order[np.r_[sorted_users[1:] != sorted_users[:-1], True]]  # one row per user, ascending users
+    names = target.scenarios[last].astype(str)
+    return np.array([lookup.get(n, -1) for n in names], dtype=np.int64)
+
+
 def _hits(users: np.ndarray, ranked: np.ndarray, rel_keys: np.ndarray, n_items: int) -> np.ndarray:
     """(n, K) bool: is ranked[i, j] a relevant item of users[i]; relevance as sorted keys user*n_items+item."""
     keys = users[:, None] * n_items + ranked
@@ -267,13 +283,18 @@ def evaluate(
         )
 
     ranked = np.full((len(users), max_k), -1, dtype=np.int64)
+    user_scenarios = _user_scenarios(model, target, users)
     from tqdm.auto import tqdm
 
     with tqdm(total=len(users), desc=f"evaluate {phase}", unit="user", disable=not show_progress) as bar:
         for start in range(0, len(users), batch_size):
             batch = users[start : start + batch_size]
             # a copy: masking must never write into arrays the model owns
-            scores = np.array(model.score_all(batch), dtype=np.float32, copy=True)
+            if user_scenarios is None:
+                raw = model.score_all(batch)
+            else:  # a scenario-aware model scores each user under the scenario of their target
+                raw = model.score_all(batch, scenario=user_scenarios[start : start + len(batch)])
+            scores = np.array(raw, dtype=np.float32, copy=True)
             if scores.shape != (len(batch), n_items):
                 raise ValueError(
                     f"{type(model).__name__}.score_all returned shape {scores.shape}, expected "

@@ -3,7 +3,7 @@
 from lmrec.models.base import MODEL_REGISTRY, Recommender, load_model, register, top_k
 from lmrec.models.ease import EASE
 from lmrec.models.itemknn import ItemKNN
-from lmrec.models.lm import LMRecommender
+from lmrec.models.lm import LMRecommender, LMScenarioRecommender
 from lmrec.models.mf import MatrixFactorization
 from lmrec.models.popularity import Popularity
 from lmrec.models.sasrec import SASRec
@@ -14,6 +14,7 @@ __all__ = [
     "MODEL_REGISTRY",
     "ItemKNN",
     "LMRecommender",
+    "LMScenarioRecommender",
     "MatrixFactorization",
     "Popularity",
     "Recommender",

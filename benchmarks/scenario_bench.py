@@ -1,0 +1,481 @@
+"""Multi-scenario benchmark of ``lm-scenario`` (shared backbone + per-scenario adapters).
+
+Parts (leave-one-out by time, full ranking, test after observing valid, @10):
+
+- ``joint``: Amazon Office with scenario = the item's top-level category (``categories`` level 0:
+  Office & School Supplies / Office Electronics / Office Furniture & Lighting; the six tiny others,
+  122 interactions together, are pooled as "Other"). The joint model (lm-scenario) against one lm
+  model per scenario (trained on that scenario's interactions, ranking that scenario's items) and
+  one lm model that ignores scenarios (raw, and with its ranking restricted to the scenario's items).
+- ``new``: Office Electronics held out; a shared model is trained on the other scenarios, then the
+  held-out scenario is learned by adapter-only training and by full fine-tuning.
+- ``new_lr``: part ``new``'s adapter-only training again with a higher learning rate.
+- ``cross``: the joint Office model moved to MovieLens-100K (other users and items; item text is the
+  bridge) and adapted on 10% / 100% of the ML-100K training users, against the same architecture
+  trained from scratch on the same users.
+
+Each part's figures go to ``benchmarks/out/scenario/<part>_s<seed>.json`` (a part whose file exists
+is skipped, so a run on a shared CPU can be resumed); ``--report`` writes
+``benchmarks/results/scenario.md`` and ``benchmarks/out/scenario_data_efficiency.png``.
+
+Usage (``nice`` on a shared machine)::
+
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/scenario_bench.py joint new new_lr cross --seeds 0
+    python benchmarks/scenario_bench.py --report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+OUT = Path(__file__).resolve().parent / "out"
+RUNS = Path(os.environ.get("SCENARIO_BENCH_RUNS", OUT / "scenario"))
+CACHE = OUT / "lm_cache"
+RESULTS_MD = Path(__file__).resolve().parent / "results" / "scenario.md"
+OFFICE = Path(os.environ.get("LMREC_OFFICE", "/work/shared/datasets/amazon-office"))
+MAIN = ("Office & School Supplies", "Office Electronics", "Office Furniture & Lighting")
+HELD_OUT = "Office Electronics"
+METRICS = ("ndcg", "recall", "hit")
+
+log = logging.getLogger("scenario_bench")
+
+#: shared settings (lm_bench's Office settings, epochs capped for a shared 2-core box)
+BASE: dict[str, Any] = {"max_len": 50, "dropout": 0.3, "epochs": int(os.environ.get("SCENARIO_BENCH_EPOCHS", 15)),
+                        "patience": 3, "num_threads": 1,
+                        "cache_dir": str(CACHE)}
+ADAPT_LR = {"adapter": 5e-3, "full": 1e-3}
+
+
+# ---------------------------------------------------------------------- data
+def office():
+    """Office with scenarios: categories level 0, the tiny ones pooled as "Other"."""
+    from lmrec.data import load_recbole
+    from lmrec.pipeline import assign_scenarios
+
+    data = assign_scenarios(load_recbole(OFFICE), "categories", 0)
+    scen = data.interactions.scenarios.astype(str)
+    scen = np.where(np.isin(scen, MAIN), scen, "Other").astype(object)
+    return data.with_interactions(replace(data.interactions, scenarios=scen))
+
+
+def item_scenarios(data) -> np.ndarray:
+    """(n_items,) scenario of each item (every item's interactions share its category)."""
+    inter = data.interactions
+    out = np.full(inter.n_items, "Other", dtype=object)
+    out[inter.items] = inter.scenarios
+    return out
+
+
+def restrict(split, keep):
+    from lmrec.data import Split
+
+    return Split(split.train.subset(keep(split.train)), split.valid.subset(keep(split.valid)),
+                 split.test.subset(keep(split.test)), split.name)
+
+
+class ScenarioFilter:
+    """Any model, ranking only the items of each user's scenario (scenario-aware for the evaluator)."""
+
+    is_scenario_aware = True
+
+    def __init__(self, model, names: list[str], item_scen: np.ndarray) -> None:
+        self.model, self.scenario_names_ = model, list(names)
+        self.masks = [item_scen != n for n in names]
+
+    def score_all(self, users, scenario=None):
+        aware = getattr(self.model, "is_scenario_aware", False)
+        ids = np.asarray(scenario)
+        if aware:
+            lookup = [self.model.scenario_names_.index(n) if n in self.model.scenario_names_ else -1
+                      for n in self.scenario_names_]
+            scores = self.model.score_all(users, scenario=np.array([lookup[i] if i >= 0 else -1 for i in ids]))
+        else:
+            scores = self.model.score_all(users)
+        scores = np.array(scores, dtype=np.float32, copy=True)
+        for row, s in enumerate(ids):
+            if s >= 0:
+                scores[row, self.masks[s]] -= 1e4  # below every in-scenario item, still finite
+        return scores
+
+
+def evaluate_test(model, split, ks=(10,)):
+    from lmrec.eval import evaluate
+
+    res = evaluate(model, split, phase="test", ks=ks, metrics=METRICS, user_groups=())
+    return {"overall": res.metrics, "by_scenario": res.by_scenario}
+
+
+def fit_eval(model, data, split, *, observe=None):
+    """Fit on split.train with early stopping on split.valid, observe valid, return (record, model)."""
+    start = time.perf_counter()
+    model.fit(data.with_interactions(split.train), valid=split)
+    fit_s = time.perf_counter() - start
+    model.observe(observe if observe is not None else split.valid)
+    return {"fit_s": fit_s, "epochs_run": len(model.train_history_)}, model
+
+
+def lm(seed: int, **kw):
+    from lmrec.models.lm import LMRecommender
+
+    return LMRecommender(random_state=seed, **{**BASE, **kw})
+
+
+def lm_scenario(seed: int, **kw):
+    from lmrec.models.lm import LMScenarioRecommender
+
+    return LMScenarioRecommender(random_state=seed, **{**BASE, **kw})
+
+
+def n_params(model) -> int:
+    return int(sum(p.numel() for p in model.net_.parameters()))
+
+
+# ---------------------------------------------------------------------- parts
+def part_joint(seed: int) -> dict[str, Any]:
+    from lmrec.data import leave_one_out
+
+    data = office()
+    split = leave_one_out(data.interactions)
+    names = [*MAIN, "Other"]
+    iscen = item_scenarios(data)
+    out: dict[str, Any] = {"sizes": {n: int((data.interactions.scenarios == n).sum()) for n in names},
+                           "items": {n: int((iscen == n).sum()) for n in names}}
+    rec, joint = fit_eval(lm_scenario(seed, scenario_weights="balanced"), data, split)
+    out["joint"] = {**rec, **evaluate_test(joint, split), "params": n_params(joint)}
+    out["joint+filter"] = evaluate_test(ScenarioFilter(joint, names, iscen), split)
+    joint.save(RUNS / f"office_joint_s{seed}")
+    log.info("joint: %s", out["joint"]["overall"])
+    rec, single = fit_eval(lm(seed), data, split)
+    out["ignore"] = {**rec, **evaluate_test(single, split), "params": n_params(single)}
+    out["ignore+filter"] = evaluate_test(ScenarioFilter(single, names, iscen), split)
+    log.info("ignore: %s", out["ignore"]["overall"])
+    out["per_scenario"] = {}
+    for name in MAIN:
+        part = restrict(split, lambda i, n=name: i.scenarios == n)
+        model = lm(seed)
+        rec, model = fit_eval(model, data, part, observe=part.valid)
+        res = evaluate_test(ScenarioFilter(model, names, iscen), split)  # masking uses the full history
+        raw = evaluate_test(model, split)  # ranking the whole catalogue, as the joint model does
+        out["per_scenario"][name] = {**rec, "by_scenario": {name: res["by_scenario"][name]},
+                                     "raw_by_scenario": {name: raw["by_scenario"][name]}, "params": n_params(model)}
+        log.info("per-scenario %s: %s", name, res["by_scenario"][name])
+    return out
+
+
+def part_new(seed: int) -> dict[str, Any]:
+    from lmrec.data import leave_one_out
+    from lmrec.models import load_model
+
+    data = office()
+    split = leave_one_out(data.interactions)
+    rest = restrict(split, lambda i: i.scenarios != HELD_OUT)
+    shared = lm_scenario(seed, scenario_weights="balanced")
+    start = time.perf_counter()
+    shared.fit(data.with_interactions(rest.train), valid=rest)
+    out: dict[str, Any] = {"shared_fit_s": time.perf_counter() - start, "shared_params": n_params(shared)}
+    path = shared.save(RUNS / f"office_shared_wo_electronics_s{seed}")
+    train_all = data.with_interactions(split.train)
+    for mode in ("adapter", "full"):
+        model = load_model(path)
+        report = model.adapt(train_all, HELD_OUT, valid=split, mode=mode, lr=ADAPT_LR[mode])
+        model.observe(split.valid)
+        res = evaluate_test(model, split)
+        out[mode] = {**report, "test": res["by_scenario"][HELD_OUT]}
+        log.info("new scenario, %s: %s", mode, out[mode])
+    # zero-shot: the shared path of the model without the scenario, on the same users
+    probe = load_model(path)
+    probe._set_histories(split.train)
+    probe.seen_ = split.train.to_csr("binary")
+    probe.observe(split.valid)
+    out["shared_only"] = {"test": evaluate_test(probe, split)["by_scenario"][HELD_OUT]}
+    return out
+
+
+def part_new_lr(seed: int) -> dict[str, Any]:
+    """Adapter-only training of part ``new`` again with a higher learning rate and more epochs."""
+    from lmrec.data import leave_one_out
+    from lmrec.models import load_model
+
+    path = RUNS / f"office_shared_wo_electronics_s{seed}"
+    if not (path / "config.json").exists():
+        raise SystemExit(f"part 'new_lr' needs the shared model of part 'new' at {path}")
+    data = office()
+    split = leave_one_out(data.interactions)
+    model = load_model(path)
+    report = model.adapt(data.with_interactions(split.train), HELD_OUT, valid=split, mode="adapter", lr=2e-2,
+                         epochs=30, patience=4)
+    model.observe(split.valid)
+    out = {"adapter": {**report, "lr": 2e-2, "test": evaluate_test(model, split)["by_scenario"][HELD_OUT]}}
+    log.info("new scenario, adapter lr 2e-2: %s", out["adapter"])
+    return out
+
+
+def movielens(fraction: float, seed: int):
+    """ML-100K with one scenario "movielens", its loo split, and the training users kept."""
+    from lmrec.data import Split, leave_one_out
+    from lmrec.datasets import load
+
+    data = load("ml-100k")
+    inter = data.interactions
+    data = data.with_interactions(replace(inter, scenarios=np.full(len(inter), "movielens", dtype=object)))
+    split = leave_one_out(data.interactions)
+    rng = np.random.default_rng(seed)
+    n_users = data.interactions.n_users
+    chosen = np.sort(rng.choice(n_users, size=max(1, int(round(fraction * n_users))), replace=False))
+    keep = lambda part: np.isin(part.users, chosen)  # noqa: E731
+    sub = Split(split.train.subset(keep(split.train)), split.valid.subset(keep(split.valid)),
+                split.test.subset(np.zeros(0, np.int64)), "sub")
+    rest = split.train.subset(~keep(split.train))
+    return data, split, sub, rest, int(len(chosen))
+
+
+def part_cross(seed: int) -> dict[str, Any]:
+    from lmrec.models import load_model
+
+    source = RUNS / f"office_joint_s{seed}"
+    if not (source / "config.json").exists():
+        raise SystemExit(f"part 'cross' needs the joint Office model of part 'joint' at {source}")
+    out: dict[str, Any] = {}
+    for fraction in (0.1, 1.0):
+        data, split, sub, rest, n_chosen = movielens(fraction, seed)
+        row: dict[str, Any] = {"n_train_users": n_chosen, "n_train_interactions": int(len(sub.train))}
+        for variant, kw in (("adapter", {}), ("adapter+ids", {"new_item_ids": True})):
+            model = load_model(source)
+            report = model.adapt(data.with_interactions(sub.train), "movielens", valid=sub, lr=ADAPT_LR["adapter"], **kw)
+            model.observe(rest)
+            model.observe(split.valid)
+            row[variant] = {**report, "test": evaluate_test(model, split)["overall"]}
+            log.info("cross %.0f%% %s: %s", 100 * fraction, variant, row[variant]["test"])
+        scratch = lm_scenario(seed, use_user_text=False)
+        start = time.perf_counter()
+        scratch.fit(data.with_interactions(sub.train), valid=sub)
+        fit_s = time.perf_counter() - start
+        scratch.observe(rest)
+        scratch.observe(split.valid)
+        row["scratch"] = {"fit_s": fit_s, "epochs_run": len(scratch.train_history_), "trainable_params": n_params(scratch),
+                          "test": evaluate_test(scratch, split)["overall"]}
+        log.info("cross %.0f%% scratch: %s", 100 * fraction, row["scratch"]["test"])
+        out[str(fraction)] = row
+    return out
+
+
+def _f(x: float | None, digits: int = 4) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def _main_overall(by: dict[str, dict[str, float]], key: str = "ndcg@10") -> float:
+    """n_users-weighted mean over the three main scenarios (each LOO user is in exactly one)."""
+    rows = [by[n] for n in MAIN if n in by]
+    return sum(r[key] * r["n_users"] for r in rows) / max(1, sum(r["n_users"] for r in rows))
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def write_report(runs: Path, md_path: Path, png_path: Path) -> None:
+    """Markdown tables (mean over the seeds found) and the data-efficiency plot from the part files."""
+    lines = ["# Multi-scenario learning (lm-scenario)", "",
+             "Machine: 2-core dev box, shared with other jobs (timings are indicative). Leave-one-out by time, "
+             "full ranking, @10, test after observing valid. Command: "
+             "`OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1 nice -n 10 python benchmarks/scenario_bench.py joint new cross "
+             "--seeds 0`, then the same with `new_lr`, then `python benchmarks/scenario_bench.py --report` "
+             "(2026-12-01; joint 24 min, new 12 min, new_lr 1.5 min, cross 8 min wall).", ""]
+    joint = [json.loads(p.read_text()) for p in sorted(runs.glob("joint_s*.json"))]
+    new = [json.loads(p.read_text()) for p in sorted(runs.glob("new_s*.json"))]
+    cross = [json.loads(p.read_text()) for p in sorted(runs.glob("cross_s*.json"))]
+    lines.append(f"Seeds: joint {len(joint)}, new {len(new)}, cross {len(cross)} (figures are means over them).")
+    lines.append("")
+    if joint:
+        j0 = joint[0]
+        lines += ["## (a) Amazon Office by scenario (scenario = top-level category)", "",
+                  "Scenario sizes (interactions / items): " + ", ".join(
+                      f"{n} {j0['sizes'][n]:,} / {j0['items'][n]:,}" for n in j0["sizes"]) + ".", "",
+                  "| model | NDCG@10 all users | NDCG@10 3 main scenarios | " + " | ".join(MAIN) + " | Other | fit s |",
+                  "|---|---|---|" + "---|" * (len(MAIN) + 2)]
+
+        def row(label: str, get) -> str:
+            vals = [get(r) for r in joint]
+            overall = _mean([v["overall"]["ndcg@10"] for v in vals if v.get("overall")])
+            main = _mean([_main_overall(v["by_scenario"]) for v in vals])
+            cells = [_mean([v["by_scenario"][n]["ndcg@10"] for v in vals if n in v["by_scenario"]]) for n in MAIN]
+            other = _mean([v["by_scenario"]["Other"]["ndcg@10"] for v in vals if "Other" in v["by_scenario"]])
+            fit = _mean([v["fit_s"] for v in vals if "fit_s" in v])
+            return (f"| {label} | {_f(overall)} | {_f(main)} | " + " | ".join(_f(c) for c in cells)
+                    + f" | {_f(other)} | {_f(fit, 0)} |")
+
+        def per(kind: str):
+            def get(r):
+                by = {n: r["per_scenario"][n][kind][n] for n in MAIN}
+                return {"by_scenario": by, "fit_s": sum(r["per_scenario"][n]["fit_s"] for n in MAIN)}
+            return get
+
+        lines += [row("joint: lm-scenario (shared + adapters, balanced weights)", lambda r: r["joint"]),
+                  row("joint, ranking only the scenario's items", lambda r: r["joint+filter"]),
+                  row("one lm ignoring scenarios", lambda r: r["ignore"]),
+                  row("one lm ignoring scenarios, ranking only the scenario's items", lambda r: r["ignore+filter"]),
+                  row("one lm per scenario (ranks its scenario's items)", per("by_scenario")),
+                  row("one lm per scenario, ranking the whole catalogue", per("raw_by_scenario")), ""]
+        small = MAIN[2]
+        jr = _mean([r["joint"]["by_scenario"][small]["ndcg@10"] for r in joint])
+        jf = _mean([r["joint+filter"]["by_scenario"][small]["ndcg@10"] for r in joint])
+        ps = _mean([r["per_scenario"][small]["by_scenario"][small]["ndcg@10"] for r in joint])
+        pr = _mean([r["per_scenario"][small]["raw_by_scenario"][small]["ndcg@10"] for r in joint])
+        lines += [f"Smallest scenario ({small}): joint / per-scenario NDCG@10 = {jr / ps:.2f}x (joint raw vs "
+                  f"per-scenario on its own items), {jf / ps:.2f}x (both ranking the scenario's items), "
+                  f"{jr / pr:.2f}x (both ranking the whole catalogue); target >= 1.20x.", ""]
+    if new:
+        lines += [f"## (b) A new scenario with few parameters ({HELD_OUT} held out)", "",
+                  "The shared model is trained on the other scenarios; then the held-out scenario is learned on the "
+                  "same training users (its positions are the targets, all other interactions are history).", "",
+                  "| variant | trainable params | share of full FT | NDCG@10 | Recall@10 | vs full FT | train s | epochs |",
+                  "|---|---|---|---|---|---|---|---|"]
+        full_ndcg = _mean([r["full"]["test"]["ndcg@10"] for r in new])
+        shared = _mean([r["shared_only"]["test"]["ndcg@10"] for r in new])
+        lines.append(f"| shared model only (no adapter, shared path) | 0 | 0 | {_f(shared)} | "
+                     f"{_f(_mean([r['shared_only']['test']['recall@10'] for r in new]))} | {shared / full_ndcg:.2f} | - | - |")
+        for mode, label in (("adapter", "adapter only (embedding + low-rank maps), lr 5e-3, up to 15 epochs"), ("full", "full fine-tuning, lr 1e-3, up to 15 epochs")):
+            nd = _mean([r[mode]["test"]["ndcg@10"] for r in new])
+            lines.append(
+                f"| {label} | {new[0][mode]['trainable_params']:,} | {new[0][mode]['trainable_share']:.4f} | {_f(nd)} | "
+                f"{_f(_mean([r[mode]['test']['recall@10'] for r in new]))} | {nd / full_ndcg:.2f} | "
+                f"{_f(_mean([r[mode]['fit_s'] for r in new]), 0)} | {new[0][mode]['epochs_run']} |")
+        new_lr = [json.loads(p.read_text()) for p in sorted(runs.glob("new_lr_s*.json"))]
+        if new_lr:
+            a = new_lr[0]["adapter"]
+            nd = _mean([r["adapter"]["test"]["ndcg@10"] for r in new_lr])
+            lines.append(
+                f"| adapter only, lr {a['lr']:g}, up to 30 epochs | {a['trainable_params']:,} | "
+                f"{a['trainable_share']:.4f} | {_f(nd)} | {_f(_mean([r['adapter']['test']['recall@10'] for r in new_lr]))} | "
+                f"{nd / full_ndcg:.2f} | {_f(_mean([r['adapter']['fit_s'] for r in new_lr]), 0)} | {a['epochs_run']} |")
+        if joint:
+            ref = _mean([r["joint"]["by_scenario"][HELD_OUT]["ndcg@10"] for r in joint])
+            lines.append(f"| (reference) joint model trained with {HELD_OUT} from the start | - | - | {_f(ref)} | - | "
+                         f"{ref / full_ndcg:.2f} | - | - |")
+        lines += ["", "Targets: adapter-only trainable share < 5%, NDCG@10 >= 90% of full fine-tuning.", ""]
+    if cross:
+        lines += ["## (c) Cross-domain: Office -> MovieLens-100K", "",
+                  "The joint Office model is moved to ML-100K (new users and items; items enter through the frozen "
+                  "text path: MiniLM -> Office whitening -> Office adaptor) and a new scenario adapter is trained on "
+                  "the chosen share of ML-100K training users; every user's history is read at test time. "
+                  "Scratch: the same architecture (lm-scenario, one scenario, no user text, as the Office model) "
+                  "trained from random weights on the same users.", "",
+                  "| training users | variant | trainable params | NDCG@10 | Recall@10 | train s |", "|---|---|---|---|---|---|"]
+        fracs = sorted((k for k in cross[0] if k != "wall_s"), key=float)
+        curves: dict[str, list[float]] = {}
+        for frac in fracs:
+            for variant in ("adapter", "adapter+ids", "scratch"):
+                nd = _mean([r[frac][variant]["test"]["ndcg@10"] for r in cross])
+                rc = _mean([r[frac][variant]["test"]["recall@10"] for r in cross])
+                curves.setdefault(variant, []).append(nd)
+                lines.append(f"| {100 * float(frac):.0f}% ({cross[0][frac]['n_train_users']}) | {variant} | "
+                             f"{cross[0][frac][variant]['trainable_params']:,} | {_f(nd)} | {_f(rc)} | "
+                             f"{_f(_mean([r[frac][variant]['fit_s'] for r in cross]), 0)} |")
+        lines += ["", f"Plot: `{png_path.relative_to(png_path.parents[1])}`.", ""]
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        xs = [100 * float(f) for f in fracs]
+        for variant, ys in curves.items():
+            ax.plot(xs, ys, marker="o", label=variant)
+        ax.set_xscale("log")
+        ax.set_xticks(xs, [f"{x:.0f}%" for x in xs])
+        ax.set_xlabel("share of ML-100K training users")
+        ax.set_ylabel("test NDCG@10 (full ranking)")
+        ax.set_title("Office -> MovieLens-100K")
+        ax.legend()
+        fig.tight_layout()
+        png_path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(png_path, dpi=120)
+        plt.close(fig)
+    lines += NOTES
+    md_path.parent.mkdir(parents=True, exist_ok=True)
+    md_path.write_text("\n".join(lines) + "\n")
+    log.info("wrote %s and %s", md_path, png_path)
+
+
+#: what the tables mean, written after reading them (kept here so a re-run keeps them)
+NOTES: list[str] = """## What the figures say (run of 2026-12-01, seed 0 only)
+
+- **One seed, capped epochs.** Time allowed one seed (0) per part; epochs were capped at 15 with
+  patience 3 on valid NDCG@10. The joint model and the scenario-blind model both used all 15 epochs
+  (not converged), so both figures are probably a little low. No hyper-parameter was tuned for
+  lm-scenario (adapter rank 8, balanced loss weights, shared dropout 0.1 were the first choice).
+- **(a) Joint vs per-scenario vs scenario-blind.** Among the three designs the issue names, the joint
+  model is best overall (0.0838 vs 0.0630 scenario-blind; 0.0805 vs 0.0790 per-scenario over the
+  users of the three main scenarios) and on the smallest scenario it is 5.3x the per-scenario model
+  (0.2696 vs 0.0509; target 1.2x: **met**). Caveat that matters: the scenario here is the item's
+  top-level category, so knowing the scenario tells the model the held-out item's category. The
+  scenario-blind lm given the same information (its ranking restricted to the scenario's items)
+  reaches **0.0904, above the joint model's 0.0838**; the joint model has learned the restriction
+  itself (its raw and restricted figures are equal) but is weaker inside the big scenario (Office &
+  School Supplies 0.0692 vs 0.0760), plausibly because the balanced weights give that scenario 0.57
+  of the loss weight; on Furniture & Lighting it stays ahead (0.2696 vs 0.2522). So "joint best
+  overall" holds against the three designs compared, not against lm + a category filter.
+- **(b) New scenario.** Adapter-only training uses 0.58% of the parameters of full fine-tuning
+  (2,112 of 361,140; target < 5%: **met**) but reaches only 37% of its NDCG@10 (0.0316 vs 0.0844;
+  target 90%: **missed**); a higher learning rate (2e-2, up to 30 epochs) did not help (0.0292).
+  The reason is structural: in the shared model the held-out scenario's 669 items never had a
+  training interaction, so they have no ID embedding and are scored from text alone, and the
+  adapter (a low-rank map on all item vectors) cannot add per-item information; full fine-tuning
+  switches on and trains those items' IDs with the backbone. The shared model with no adapter gives
+  0.0240, so the adapter does add 32%. Training time is not much lower for the adapter (186 s for 15
+  epochs vs 131 s for 8): the forward pass through the frozen backbone and the per-epoch validation
+  dominate; only the backward pass through the backbone is saved.
+- **(c) Office -> MovieLens-100K.** The adapted model is **below** the same architecture trained
+  from scratch at both 10% (0.0147 adapter-only, 0.0220 adapter + new item IDs, vs 0.0322 scratch)
+  and 100% of the training users (0.0234 / 0.0708 vs 0.0812): target **missed**. Text alone does not
+  carry enough: the Office item adaptor and user tower were learned on product texts and purchase
+  sequences, and movie titles + genres through MiniLM give the frozen model little to sequence on;
+  training the new items' ID embeddings (109,760 parameters) recovers most of the gap at 100% but not
+  at 10%. The scratch model's figures are for the same architecture with IDs and the full backbone
+  trainable (313,908 parameters).
+""".splitlines()
+
+
+PARTS = {"joint": part_joint, "new": part_new, "new_lr": part_new_lr, "cross": part_cross}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("parts", nargs="*", help=f"any of {list(PARTS)}")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--force", action="store_true")
+    parser.add_argument("--report", action="store_true")
+    args = parser.parse_args()
+    unknown = [p for p in args.parts if p not in PARTS]
+    if unknown:
+        parser.error(f"unknown part(s) {unknown}; known: {list(PARTS)}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for name in ("lmrec.eval.evaluator", "lmrec.encoders.cache", "lmrec.models.lm.model"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    RUNS.mkdir(parents=True, exist_ok=True)
+    for seed in args.seeds:
+        for part in args.parts:
+            path = RUNS / f"{part}_s{seed}.json"
+            if path.exists() and not args.force:
+                log.info("skip %s (exists)", path)
+                continue
+            start = time.perf_counter()
+            result = PARTS[part](seed)
+            result["wall_s"] = time.perf_counter() - start
+            path.write_text(json.dumps(result, indent=2, default=float))
+            log.info("wrote %s (%.0f s)", path, result["wall_s"])
+    if args.report:
+        write_report(RUNS, RESULTS_MD, OUT / "scenario_data_efficiency.png")
+
+
+if __name__ == "__main__":
+    main()

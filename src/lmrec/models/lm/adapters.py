@@ -1,0 +1,145 @@
+"""Per-scenario adapters of the multi-scenario model and the objective that trains them.
+
+A scenario ``s`` owns one `ScenarioAdapter`: a scenario embedding ``e_s`` and two low-rank residual
+maps, one on the user side and one on the item side, applied in the shared scoring space (after the
+backbone's ``project``):
+
+    u_s = u + e_s + B^u_s A^u_s u          v_{i,s} = v_i + B^v_s A^v_s v_i
+
+``A`` is (r, d) with a small random init and ``B`` is (d, r) with a zero init, as in LoRA, and
+``e_s`` starts at zero: a new adapter is exactly the identity, so a new scenario starts from the
+shared model and only moves as far as its data asks. One adapter costs ``d + 4 r d`` parameters.
+Scenario id -1 is the shared path (no adapter).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lmrec.models.lm.net import LMNet
+from lmrec.models.lm.training import Objective
+
+__all__ = ["ScenarioAdapter", "ScenarioAdapters", "ScenarioObjective"]
+
+
+class ScenarioAdapter(nn.Module):
+    """One scenario's embedding and low-rank user / item maps.
+
+    Args:
+        dim: width ``d`` of the scoring space.
+        rank: rank ``r`` of the two residual maps.
+        generator: RNG of the ``A`` init (None: torch's global RNG).
+    """
+
+    def __init__(self, dim: int, rank: int, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        std = 1.0 / np.sqrt(dim)
+        self.emb = nn.Parameter(torch.zeros(dim))
+        self.user_a = nn.Parameter(torch.randn(rank, dim, generator=generator) * std)
+        self.user_b = nn.Parameter(torch.zeros(dim, rank))
+        self.item_a = nn.Parameter(torch.randn(rank, dim, generator=generator) * std)
+        self.item_b = nn.Parameter(torch.zeros(dim, rank))
+
+    def user(self, u: torch.Tensor) -> torch.Tensor:
+        """(n, d) shared user vectors -> (n, d) scenario user vectors (not normalised)."""
+        return u + self.emb + (u @ self.user_a.T) @ self.user_b.T
+
+    def item(self, v: torch.Tensor) -> torch.Tensor:
+        """(m, d) shared item vectors -> (m, d) scenario item vectors (not normalised)."""
+        return v + (v @ self.item_a.T) @ self.item_b.T
+
+
+class ScenarioAdapters(nn.Module):
+    """The adapters of all scenarios, position = scenario id (a ModuleList, so each scenario's
+    parameters are separate tensors and freezing one scenario never touches another)."""
+
+    def __init__(self, n_scenarios: int, dim: int, rank: int, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.dim, self.rank = dim, rank
+        self.adapters = nn.ModuleList(ScenarioAdapter(dim, rank, generator) for _ in range(n_scenarios))
+
+    def __len__(self) -> int:
+        return len(self.adapters)
+
+    def add(self, generator: torch.Generator | None = None) -> ScenarioAdapter:
+        """Append a fresh (identity) adapter; its id is the old ``len(self)``."""
+        adapter = ScenarioAdapter(self.dim, self.rank, generator)
+        self.adapters.append(adapter)
+        return adapter
+
+    def users(self, u: torch.Tensor, ids: torch.Tensor, project) -> torch.Tensor:
+        """(n, d) user vectors under per-row scenario ids (n,) (-1: shared), through ``project``."""
+        out = u.clone()
+        for s in torch.unique(ids).tolist():
+            if s >= 0:
+                rows = ids == s
+                out[rows] = self.adapters[s].user(u[rows])
+        return project(out)
+
+    def items(self, v: torch.Tensor, s: int, project) -> torch.Tensor:
+        """(m, d) item vectors under scenario ``s`` (-1: shared), through ``project``."""
+        return project(v if s < 0 else self.adapters[s].item(v))
+
+
+class ScenarioObjective(Objective):
+    """Full-softmax next-item loss where each position is scored under its target's scenario.
+
+    The batch's ``events`` slot carries the scenario id of each position's target (-1: shared path,
+    -100: no loss; see `lmrec.models.lm.scenario`). Each position's cross-entropy is weighted by its
+    scenario's weight, and the batch loss is the weighted mean.
+
+    Args:
+        item_counts: (n_items,) training interactions per item (items without any are never negatives).
+        weights: (n_scenarios,) loss weight per scenario; the shared path has weight 1.
+        shared_dropout: share of positions moved to the shared path in each step, so that path
+            (unknown scenarios, ``scenario=None``) stays trained.
+        rating_weight: weight of the rating head (on the scenario vectors).
+        generator: RNG of ID dropout and the shared dropout.
+    """
+
+    def __init__(
+        self,
+        item_counts: np.ndarray,
+        weights: np.ndarray,
+        *,
+        shared_dropout: float = 0.1,
+        rating_weight: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__("full", item_counts, rating_weight=rating_weight, generator=generator)
+        self.weights = torch.as_tensor(np.asarray(weights, dtype=np.float32))
+        self.shared_dropout = shared_dropout
+
+    def __call__(self, net: LMNet, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        adapters: ScenarioAdapters = net.scenario
+        vecs = net.item_tower(self.generator)  # (n_items, d), ID dropout in train mode
+        text, has_text = net.user_text_of(batch["users"])
+        states = net.user_tower(vecs, batch["tokens"], batch["lengths"], batch["buckets"], text, has_text)  # (B, L, d)
+        scen = batch["events"]
+        keep = (batch["targets"] >= 0) & (scen != -100)
+        target, ids = batch["targets"][keep], scen[keep].clone()
+        if self.shared_dropout > 0 and net.training:
+            ids[torch.rand(ids.shape, generator=self.generator) < self.shared_dropout] = -1
+        shared_u = net.project(states[keep])  # (N, d) shared unit vectors
+        u = adapters.users(shared_u, ids, net.project)  # (N, d)
+        v_shared = net.project(vecs)
+        w = torch.where(ids >= 0, self.weights[ids.clamp(min=0)], torch.ones(()))  # (N,)
+        ce = torch.empty(len(ids))
+        v_target = torch.empty_like(u)
+        for s in torch.unique(ids).tolist():
+            rows = ids == s
+            v_s = adapters.items(v_shared, s, net.project)  # (n_items, d)
+            logits = (u[rows] @ v_s.T / net.temperature).masked_fill(~self.trainable, float("-inf"))
+            ce[rows] = F.cross_entropy(logits, target[rows], reduction="none")
+            v_target[rows] = v_s[target[rows]]
+        total = (w * ce).sum() / w.sum().clamp(min=1e-12)
+        if net.rating_head is not None and self.rating_weight > 0:
+            r = batch["ratings"][keep]
+            ok = torch.isfinite(r)
+            if ok.any():
+                pred = net.rating_head(net.pair_features(u[ok], v_target[ok])).squeeze(-1)
+                total = total + self.rating_weight * F.mse_loss(pred, torch.log1p(r[ok].clamp(min=0)))
+        return total
