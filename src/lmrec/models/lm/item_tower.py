@@ -4,6 +4,10 @@ An item vector is ``adaptor(whiten(e_i)) + m_i * id_i`` where ``e_i`` is the fro
 ``id_i`` a learned ID embedding and ``m_i`` is 1 for items seen in training (0 for cold items, so they
 are scored from text alone by construction). During training the ID part of a random share of items
 is dropped each step, so the text part alone must carry the signal for rare and unseen items.
+
+With a `lmrec.models.lm.fusion.ItemFusion` attached (``fusion``), the text part of catalogue items is
+fused with their image, categorical and numeric modalities before the ID part is added; the text
+path (`ItemTower.encode_text`, used for new items and queries) stays text-only.
 """
 
 from __future__ import annotations
@@ -103,6 +107,8 @@ class ItemTower(nn.Module):
         dropout: input dropout of the adaptor.
         id_dropout: probability that an item's ID part is dropped in a training step.
         whitening: ``(mean, proj)`` from ``fit_whitening``; None leaves text vectors as they are.
+        fusion: an `ItemFusion` over the catalogue items' other modalities (None: text only); it
+            can also be attached later as the ``fusion`` attribute.
     """
 
     def __init__(
@@ -117,8 +123,10 @@ class ItemTower(nn.Module):
         dropout: float = 0.1,
         id_dropout: float = 0.3,
         whitening: tuple[np.ndarray, np.ndarray] | None = None,
+        fusion: nn.Module | None = None,
     ) -> None:
         super().__init__()
+        self.fusion = fusion
         if item_repr not in ("hybrid", "text", "id"):
             raise ValueError(f"item_repr must be 'hybrid', 'text' or 'id', got {item_repr!r}")
         self.item_repr, self.id_dropout = item_repr, id_dropout
@@ -155,6 +163,8 @@ class ItemTower(nn.Module):
             text: (n_items, D) text vectors to use instead of the cached ones (LoRA fine-tuning).
         """
         out = self.encode_text(self.text if text is None else text) if self.uses_text else None
+        if out is not None and self.fusion is not None:
+            out = self.fusion(out)  # (n_items, d): text fused with the other modalities
         if self.item_repr == "text":
             return out
         mask = self.id_mask
@@ -172,6 +182,8 @@ class ItemTower(nn.Module):
                 raise ValueError(f"grow: need text vectors for the {n_new} new items")
             self.text = torch.cat([self.text, torch.as_tensor(np.asarray(text_vectors, dtype=np.float32))])
         self.id_mask = torch.cat([self.id_mask, torch.zeros(n_new)])
+        if self.fusion is not None:
+            self.fusion.grow(n_new)
         if hasattr(self, "id_emb"):
             weight = torch.cat([self.id_emb.weight, torch.zeros(n_new, self.id_emb.embedding_dim)])
             self.id_emb = nn.Embedding.from_pretrained(weight, freeze=False)

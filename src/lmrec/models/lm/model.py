@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from lmrec.data.catalog import ItemCatalog, UserTexts
 from lmrec.data.dataset import Dataset
 from lmrec.data.interactions import Interactions
 from lmrec.data.splits import Split
@@ -84,6 +85,20 @@ class LMRecommender(Recommender):
         num_threads: torch threads while fitting (None: leave torch's setting).
         show_progress: progress bars for encoding and training.
         random_state: seed of weights, dropout, sampling and shuffling (the global RNG is untouched).
+        replay: continual updates (`partial_fit`) replay a sample of earlier interactions:
+            ``"reservoir"`` (uniform), ``"recency"`` (weight ``2^(t / replay_half_life)``) or ``"none"``.
+        replay_size: rows in the replay buffer.
+        replay_half_life: seconds for ``"recency"`` (None: a quarter of the history's time span).
+        regularizer: pull toward the weights before each update: ``"l2sp"``, ``"ewc"`` (Fisher-weighted)
+            or ``"none"``; ``reg_strength`` multiplies the summed squared differences.
+        update_epochs: epochs of each `partial_fit`; ``update_lr``: its learning rate (None: ``lr``).
+        fusion: fuse the item text with other modalities: ``"concat"`` (+ projection), ``"mean"``
+            or ``"gated"`` (attention over modalities); ``"none"`` (default) is text (+ ID) only.
+            A missing modality is masked, not averaged in as zeros (`lmrec.models.lm.fusion`).
+        fusion_categorical / fusion_numeric: catalogue columns fused as embedding bags / z-scored numbers.
+        fusion_image: fuse image vectors: the catalogue's ``vector_col``, else its ``image_col``
+            through ``image_encoder`` (an object, not saved) or a local CLIP directory ``image_model``.
+            No real images ship with lmrec.
     """
 
     is_sequential = True
@@ -131,6 +146,19 @@ class LMRecommender(Recommender):
         num_threads: int | None = None,
         show_progress: bool = False,
         random_state: int | None = 0,
+        replay: Literal["none", "reservoir", "recency"] = "reservoir",
+        replay_size: int = 1000,
+        replay_half_life: float | None = None,
+        regularizer: Literal["none", "l2sp", "ewc"] = "l2sp",
+        reg_strength: float = 1.0,
+        update_epochs: int = 5,
+        update_lr: float | None = None,
+        fusion: Literal["none", "concat", "mean", "gated"] = "none",
+        fusion_categorical: list[str] | None = None,
+        fusion_numeric: list[str] | None = None,
+        fusion_image: bool = False,
+        image_model: str | None = None,
+        image_encoder: Any = None,
     ) -> None:
         self.dim, self.max_len, self.n_layers, self.n_heads, self.dropout = dim, max_len, n_layers, n_heads, dropout
         self.item_repr, self.adaptor, self.n_experts = item_repr, adaptor, n_experts
@@ -147,11 +175,17 @@ class LMRecommender(Recommender):
         self.encoder, self.encoder_model, self.encoder_backend = encoder, encoder_model, encoder_backend
         self.cache_dir, self.num_threads = cache_dir, num_threads
         self.show_progress, self.random_state = show_progress, random_state
+        self.replay, self.replay_size, self.replay_half_life = replay, replay_size, replay_half_life
+        self.regularizer, self.reg_strength = regularizer, reg_strength
+        self.update_epochs, self.update_lr = update_epochs, update_lr
+        self.fusion, self.fusion_categorical, self.fusion_numeric = fusion, fusion_categorical, fusion_numeric
+        self.fusion_image, self.image_model, self.image_encoder = fusion_image, image_model, image_encoder
 
     def get_params(self) -> dict[str, Any]:
         """Constructor arguments except the encoder object (its spec is saved instead)."""
         params = super().get_params()
         params.pop("encoder", None)
+        params.pop("image_encoder", None)
         return params
 
     # ------------------------------------------------------------------ fitting
@@ -199,6 +233,26 @@ class LMRecommender(Recommender):
         for name in ("rating_weight", "event_weight", "weight_decay", "whiten_eps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"LMRecommender {name} must be >= 0, got {getattr(self, name)!r}")
+        self._check_continual_params()
+        from lmrec.models.lm.fusion import check_fusion_params
+
+        check_fusion_params(self)
+
+    def _check_continual_params(self) -> None:
+        for name, allowed in (("replay", ("none", "reservoir", "recency")), ("regularizer", ("none", "l2sp", "ewc"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"LMRecommender {name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
+        for name in ("replay_size", "update_epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"LMRecommender {name} must be an integer >= 1, got {value!r}")
+        strength = self.reg_strength
+        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not strength >= 0:
+            raise ValueError(f"LMRecommender reg_strength must be a number >= 0, got {self.reg_strength!r}")
+        for name in ("replay_half_life", "update_lr"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
+                raise ValueError(f"LMRecommender {name} must be None or a number > 0, got {value!r}")
 
     def _resolved_loss(self, n_items: int) -> str:
         if self.loss != "auto":
@@ -264,6 +318,10 @@ class LMRecommender(Recommender):
             item_text_vecs, self.counts_ > 0, whitening, user_vecs, has_text if user_vecs is not None else None,
             user_white, self._event_classes(inter),
         )
+        if uses_text and getattr(self, "fusion", "none") != "none":
+            from lmrec.models.lm.fusion import make_fusion
+
+            self.net_.item_tower.fusion = make_fusion(self, dataset, texts)
 
     def _event_classes(self, inter: Interactions) -> list[str]:
         if inter.events is None or self.event_weight <= 0:
@@ -439,6 +497,35 @@ class LMRecommender(Recommender):
         raw = encode_texts(self._get_encoder(), list(texts), kind=kind)
         self.net_.eval()
         return self.net_.project(self.net_.item_tower.encode_text(torch.from_numpy(raw))).numpy()
+
+    # ------------------------------------------------------------------ continual learning
+    def partial_fit(
+        self,
+        new_interactions: Interactions | Any,
+        new_items: ItemCatalog | None = None,
+        new_users: UserTexts | None = None,
+        *,
+        epochs: int | None = None,
+    ) -> LMRecommender:
+        """Continue training on new interactions (warm start; see `lmrec.models.lm.continual`).
+
+        The id maps grow (existing indices never change); unknown items enter through their text in
+        ``new_items`` (every catalogue row not yet known is added, with or without interactions),
+        unknown users with their new history (and text from ``new_users``). The network keeps its
+        weights, a fresh optimiser trains ``update_epochs`` epochs with the new rows plus the replay
+        buffer's rows as targets and the ``regularizer`` pulling toward the previous weights.
+
+        Args:
+            new_interactions: raw-id rows: an `Interactions` on any id maps (its maps give the raw
+                ids) or a DataFrame with ``user_id``, ``item_id`` and optionally ``timestamp``.
+            new_items: catalogue rows of new items (same text fields as the training catalogue).
+            new_users: texts of new users.
+            epochs: override ``update_epochs``; 0 only absorbs the rows (maps, histories, counts)
+                without training.
+        """
+        from lmrec.models.lm.continual import partial_fit_lm
+
+        return partial_fit_lm(self, new_interactions, new_items, new_users, epochs=epochs)
 
     # ------------------------------------------------------------------ history and cold start
     def observe(self, interactions: Interactions) -> LMRecommender:

@@ -4,7 +4,9 @@ The directory is the one every lmrec model writes (``config.json``, ``state.npz`
 npz holds the network weights (``net/<name>``, including the cached raw text vectors of every
 item and user), the histories, the item field texts (UTF-8 JSON bytes, for explanations) and the
 final item vectors. ``config.json`` holds the encoder spec, so a loaded model rebuilds the same
-encoder for queries and new items without touching the item vectors.
+encoder for queries and new items without touching the item vectors, and, for a model with
+multimodal fusion, the fusion spec (kind, columns, vocabularies; the per-item modality inputs are
+buffers in the npz).
 """
 
 from __future__ import annotations
@@ -74,6 +76,8 @@ def model_state(model: LMRecommender) -> tuple[dict[str, np.ndarray], dict[str, 
         "event_classes": list(model.event_classes_),
         "train_history": list(getattr(model, "train_history_", []) or []),
     }
+    if getattr(model, "fusion_spec_", None):
+        meta["fusion"] = model.fusion_spec_
     return arrays, meta
 
 
@@ -89,6 +93,11 @@ def set_model_state(model: LMRecommender, arrays: dict[str, np.ndarray], meta: d
         text, net["item_tower.id_mask"] > 0, whitening, user_text, net.get("has_text"), user_white,
         meta.get("event_classes", []),
     )
+    model.fusion_spec_ = meta.get("fusion")
+    if model.fusion_spec_:
+        from lmrec.models.lm.fusion import ItemFusion
+
+        model.net_.item_tower.fusion = ItemFusion.from_state(model.fusion_spec_, net, model.dim)
     model.net_.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in net.items()})
     model.net_.eval()
     indptr = arrays["hist_indptr"]
