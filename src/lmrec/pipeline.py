@@ -26,6 +26,7 @@ __all__ = [
     "recommend_for",
     "run_config",
     "run_demo",
+    "run_stream_config",
     "train_bundle",
 ]
 
@@ -175,6 +176,31 @@ def run_config(
     return result
 
 
+def run_stream_config(
+    cfg: ExperimentConfig, *, windows: int = 4, train_frac: float = 0.6, split_by: str = "rows"
+) -> dict[str, Any]:
+    """Streaming (prequential) evaluation of every configured model; see `lmrec.eval.stream.prequential`.
+
+    Returns:
+        ``{"protocol": "stream", "results": {model: {"stream": [one dict per window], "forgetting": ...,
+        "initial": ..., "notes": [...]}}, ...}``, JSON-able.
+    """
+    from lmrec.eval.stream import prequential
+
+    dataset = load_dataset(cfg.data)
+    ks = tuple(sorted(set(cfg.eval.ks) | {10}))
+    results = {}
+    for m in cfg.models:
+        res = prequential(dataset, lambda m=m: make_model(m, cfg.seed), train_frac=train_frac, n_windows=windows,
+                          split_by=split_by, ks=ks, metrics=tuple(cfg.eval.metrics))  # type: ignore[arg-type]
+        results[m.name] = res.to_dict()
+    inter = dataset.interactions
+    return {"protocol": "stream", "data": dataset.name, "n_users": inter.n_users, "n_items": inter.n_items,
+            "n_interactions": len(inter), "settings": {"windows": windows, "train_frac": train_frac,
+                                                      "split_by": split_by, "ks": list(ks), "seed": cfg.seed},
+            "results": results}
+
+
 def _add_query_results(result: dict[str, Any], dataset: Dataset, split: Split, query_from: str) -> None:
     """Query-aware test figures for every model with a text space (profile, query, query+profile).
 
@@ -266,22 +292,8 @@ def recommend_for(
     ]
 
 
-DEMO_MODELS: tuple[ModelConfig, ...] = (
-    ModelConfig("pop"),
-    ModelConfig("itemknn"),
-    ModelConfig("ease"),
-    ModelConfig("mf"),
-    ModelConfig("sasrec", {"show_progress": True}),
-)
-
-
 def run_demo(*, data: str = "ml-100k", out_dir: str | Path = "runs/demo", show_progress: bool = True) -> dict[str, Any]:
-    """The main job: bundled data, leave-one-out by time, every baseline, full-ranking report."""
-    from lmrec.eval.report import write_report
+    """The main job; see `lmrec.demo.run_demo`."""
+    from lmrec.demo import run_demo as _run_demo
 
-    cfg = ExperimentConfig(data=DataConfig(source=data), split=SplitConfig(kind="loo"), models=DEMO_MODELS)
-    result = run_config(cfg, show_progress=show_progress)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    result["report_files"] = [str(p) for p in write_report(result, out_dir / "report")]
-    return result
+    return _run_demo(data=data, out_dir=out_dir, show_progress=show_progress)

@@ -1,0 +1,162 @@
+"""Continual learning of the language-model interest model: streaming (prequential) benchmark.
+
+For each data set: order interactions by time, fit on the first 60% of the rows, then for each of
+4 windows rank with three arms (no update, incremental ``partial_fit`` on each past window, full
+retrain on everything before the window), recording NDCG@10 / Recall@10 and training seconds, and
+measure forgetting on window 0's users with and without replay (see `lmrec.eval.stream`).
+
+Targets (issue 7): incremental >= 95% of full-retrain NDCG@10 on each window after an update, at
+< 25% of its training time; forgetting <= 5% with replay.
+
+Usage (one data set per process; ``nice`` on a shared machine)::
+
+    OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1 nice -n 10 python benchmarks/continual_bench.py run --data ml-100k
+    OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1 nice -n 10 python benchmarks/continual_bench.py run --data office
+    python benchmarks/continual_bench.py report      # -> benchmarks/results/continual.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+OUT = Path(__file__).resolve().parent / "out"
+RUNS = OUT / "continual"
+CACHE = OUT / "lm_cache"
+RESULTS = Path(__file__).resolve().parent / "results" / "continual.md"
+OFFICE = Path(os.environ.get("LMREC_OFFICE", "/work/shared/datasets/amazon-office"))
+
+#: capped settings (a fixed number of epochs, no early stopping: every arm trains the same way)
+LM_PARAMS: dict[str, dict[str, Any]] = {
+    "ml-100k": {"max_len": 50, "dropout": 0.2},
+    "office": {"max_len": 50, "dropout": 0.3},
+}
+
+log = logging.getLogger("continual_bench")
+
+
+def load_data(name: str):
+    if name == "ml-100k":
+        from lmrec.datasets import load
+
+        return load("ml-100k")
+    if name == "office":
+        from lmrec.data import load_recbole
+
+        return load_recbole(OFFICE)
+    raise ValueError(f"unknown data set {name!r}; known: ml-100k, office")
+
+
+def run(data_name: str, seed: int, epochs: int, update_epochs: int, windows: int, train_frac: float,
+        replay: str, replay_size: int, regularizer: str, reg_strength: float, arms: tuple[str, ...],
+        tag: str) -> Path:
+    from lmrec.eval.stream import prequential
+    from lmrec.models.lm import LMRecommender
+
+    data = load_data(data_name)
+    params = {**LM_PARAMS[data_name], "epochs": epochs, "update_epochs": update_epochs, "replay": replay,
+              "replay_size": replay_size, "regularizer": regularizer, "reg_strength": reg_strength}
+
+    def make():
+        return LMRecommender(cache_dir=str(CACHE), num_threads=1, random_state=seed, **params)
+
+    started = time.perf_counter()
+    res = prequential(data, make, train_frac=train_frac, n_windows=windows, arms=arms)
+    record = {"data": data_name, "seed": seed, "params": params, "wall_s": time.perf_counter() - started,
+              "n_interactions": len(data.interactions), **res.to_dict()}
+    RUNS.mkdir(parents=True, exist_ok=True)
+    path = RUNS / f"{data_name}_s{seed}{tag}.json"
+    path.write_text(json.dumps(record, indent=2, default=float))
+    log.info("wrote %s (%.0fs)", path, record["wall_s"])
+    return path
+
+
+def report() -> str:
+    lines = ["# Continual learning (issue 7): streaming evaluation of the `lm` model", ""]
+    for path in sorted(RUNS.glob("*.json")):
+        r = json.loads(path.read_text())
+        p = r["params"]
+        tag = path.stem.split(f"_s{r['seed']}", 1)[1]
+        borrowed = ""
+        if tag:
+            # a run of the incremental arms only: no update and full retrain come from the untagged run
+            # (same seed, so the same initial model; window 0 agrees in every arm)
+            base = json.loads((RUNS / f"{r['data']}_s{r['seed']}.json").read_text())
+            for mine, theirs in zip(r["stream"], base["stream"]):
+                for arm in ("no_update", "full_retrain"):
+                    mine.setdefault(arm, theirs[arm])
+            borrowed = " No-update and full-retrain columns are those of the untagged run (same seed and initial model)."
+        lines += [f"## {r['data']} (seed {r['seed']}, {r['n_interactions']:,} interactions){' ' + tag if tag else ''}",
+                  "",
+                  f"Settings: {json.dumps(p)}; initial fit on {r['initial']['n_rows']:,} rows "
+                  f"({r['initial']['train_frac']:.0%} of the time-ordered rows, split_by={r['initial']['split_by']}) "
+                  f"in {r['initial']['fit_s']:.0f} s; whole run {r['wall_s']:.0f} s.{borrowed}", "",
+                  "| window | rows | users | no update | incremental | inc (no replay) | full retrain | inc / full | "
+                  "inc train s | full train s | time ratio |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for w in r["stream"]:
+            inc, full, nu = w["incremental"], w["full_retrain"], w["no_update"]
+            nr = w.get("incremental_no_replay", {})
+            ratio = inc["ndcg@10"] / full["ndcg@10"] if full["ndcg@10"] > 0 else float("nan")
+            tr = inc["train_s"] / full["train_s"] if w["window"] > 0 else float("nan")
+            lines.append(
+                f"| {w['window']} | {w['n_rows']:,} | {inc['n_users']} | {nu['ndcg@10']:.4f} | {inc['ndcg@10']:.4f} | "
+                f"{nr.get('ndcg@10', float('nan')):.4f} | {full['ndcg@10']:.4f} | {ratio:.3f} | {inc['train_s']:.1f} | "
+                f"{full['train_s']:.1f} | {tr:.3f} |")
+        lines += ["", "Recall@10 per window (no update / incremental / full retrain): " + "; ".join(
+            f"w{w['window']} {w['no_update']['recall@10']:.4f} / {w['incremental']['recall@10']:.4f} / "
+            f"{w['full_retrain']['recall@10']:.4f}" for w in r["stream"]), ""]
+        f = r["forgetting"]
+        if "skipped" in f:
+            lines.append(f"Forgetting: skipped ({f['skipped']})")
+        else:
+            lines += [f"Forgetting on window 0's {f['n_users']} users (NDCG@10 from their pre-window-0 history, right "
+                      "after the update on window 0 vs after the last update):", "",
+                      "| variant | right after | after last | forgetting |", "|---|---:|---:|---:|"]
+            for name in ("replay", "no_replay"):
+                if name in f:
+                    v = f[name]
+                    label = f"with replay ({f['replay_kind']})" if name == "replay" else "without replay"
+                    lines.append(
+                        f"| {label} | {v['right_after']:.4f} | {v['after_last']:.4f} | {v['forgetting']:+.1%} |"
+                    )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--data", required=True, choices=["ml-100k", "office"])
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--epochs", type=int, default=20)
+    r.add_argument("--update-epochs", type=int, default=5)
+    r.add_argument("--windows", type=int, default=4)
+    r.add_argument("--train-frac", type=float, default=0.6)
+    r.add_argument("--replay", default="reservoir", choices=["none", "reservoir", "recency"])
+    r.add_argument("--replay-size", type=int, default=1000)
+    r.add_argument("--regularizer", default="l2sp", choices=["none", "l2sp", "ewc"])
+    r.add_argument("--reg-strength", type=float, default=1.0)
+    r.add_argument("--arms", default="no_update,incremental,full_retrain", help="comma-separated arms")
+    r.add_argument("--tag", default="", help="suffix of the output file, e.g. _fix")
+    sub.add_parser("report")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if args.cmd == "run":
+        run(args.data, args.seed, args.epochs, args.update_epochs, args.windows, args.train_frac, args.replay,
+            args.replay_size, args.regularizer, args.reg_strength, tuple(args.arms.split(",")), args.tag)
+    else:
+        text = report()
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(text)
+        print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,276 @@
+"""Streaming (prequential) evaluation: test on each new window, then train on it.
+
+Interactions are ordered by time (ties keep file order). The first ``train_frac`` trains the initial
+model; the rest is cut into ``n_windows`` consecutive, disjoint windows. For each window every arm
+first ranks all items for the window's users (their history before the window masked; relevant =
+their items in the window), then learns from the window:
+
+- ``no_update``: the initial model; it only reads the new history (``observe``), never trains;
+- ``incremental``: the initial model updated by ``partial_fit`` on each past window;
+- ``full_retrain``: a fresh model fitted on all interactions before the window.
+
+``train_s`` of an arm at window ``w`` is the training time spent just before that window (the update
+on window ``w - 1``, or the refit); window 0 is ranked by the initial model in every arm.
+
+The id maps are the whole data set's from the start (the catalogue and the user list exist before
+the stream; interactions are what arrives), so all arms rank the same items: an item without earlier
+interactions is a cold item (text only for the language-model model) until its first row arrives.
+`partial_fit`'s growing maps are tested on their own.
+
+Forgetting (models with ``encode_users``): window 0's users are ranked from their history before
+window 0 right after the update on window 0 and again after the last update (on the last window);
+``forgetting = 1 - after / right_after`` for the incremental arm as configured and for a copy
+without replay.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from lmrec.data.dataset import Dataset
+from lmrec.data.interactions import Interactions
+from lmrec.data.splits import Split
+from lmrec.eval.evaluator import evaluate
+from lmrec.eval.gate import clone_model
+from lmrec.models.base import Recommender
+
+__all__ = ["StreamResult", "evaluate_window", "prequential", "stream_table", "stream_windows"]
+
+log = logging.getLogger(__name__)
+
+ARMS: tuple[str, ...] = ("no_update", "incremental", "full_retrain")
+
+
+def stream_windows(
+    inter: Interactions, *, train_frac: float = 0.6, n_windows: int = 4, split_by: Literal["rows", "time"] = "rows"
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Row indices of the initial part and of each window, in time order.
+
+    Args:
+        inter: the interactions.
+        train_frac: share of the initial part, in (0, 1).
+        n_windows: number of later windows (>= 1).
+        split_by: ``"rows"`` cuts the time-ordered rows into shares (equal-sized windows; robust where
+            activity grows over time, as on Amazon data), ``"time"`` cuts the time span into equal spans.
+
+    Returns:
+        ``(initial, windows)``: int64 row indices; every row is in exactly one part, and each part's
+        timestamps are >= the previous part's.
+
+    Raises:
+        ValueError: bad arguments, or a part with no rows.
+    """
+    if not 0.0 < train_frac < 1.0:
+        raise ValueError(f"train_frac must be in (0, 1), got {train_frac!r}")
+    if isinstance(n_windows, bool) or not isinstance(n_windows, (int, np.integer)) or n_windows < 1:
+        raise ValueError(f"n_windows must be an integer >= 1, got {n_windows!r}")
+    if split_by not in ("rows", "time"):
+        raise ValueError(f"split_by must be 'rows' or 'time', got {split_by!r}")
+    order = np.lexsort((np.arange(len(inter)), inter.timestamps))
+    n = len(order)
+    if split_by == "rows":
+        cuts = [int(round(n * train_frac))]
+        cuts += [int(round(n * (train_frac + (1 - train_frac) * (w + 1) / n_windows))) for w in range(n_windows)]
+    else:
+        ts = inter.timestamps[order]
+        lo, hi = float(ts[0]), float(ts[-1])
+        edges = [lo + (hi - lo) * (train_frac + (1 - train_frac) * w / n_windows) for w in range(n_windows)]
+        cuts = [int(np.searchsorted(ts, e, side="left")) for e in edges[:1]]
+        cuts += [int(np.searchsorted(ts, e, side="left")) for e in edges[1:]] + [n]
+    bounds = [0, *cuts]
+    parts = [order[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    empty = [i for i, p in enumerate(parts) if len(p) == 0]
+    if empty:
+        raise ValueError(
+            f"stream_windows: part(s) {empty} are empty (0 = initial); use fewer windows or split_by='rows'"
+        )
+    return parts[0], parts[1:]
+
+
+def evaluate_window(
+    model: Recommender, history: Interactions, window: Interactions, *, ks: tuple[int, ...] = (10, 20),
+    metrics: tuple[str, ...] = ("ndcg", "recall", "hit", "mrr"),
+) -> dict[str, float]:
+    """Full-ranking metrics of ``model`` on a window: history masked, relevant = the window's items."""
+    split = Split(history, window.subset(np.zeros(0, np.int64)), window, "stream")
+    res = evaluate(model, split, phase="test", ks=ks, metrics=metrics, user_groups=())
+    return {**{k: float(v) for k, v in res.metrics.items()}, "n_users": int(res.n_users)}
+
+
+class _FrozenHistory:
+    """Scores users from a fixed history (their rows in ``history``), for the forgetting measurement."""
+
+    def __init__(self, model: Recommender, history: Interactions) -> None:
+        self.model = model
+        order = history.time_order()
+        bounds = np.searchsorted(history.users[order], np.arange(history.n_users + 1))
+        self.items = [history.items[order][bounds[u] : bounds[u + 1]] for u in range(history.n_users)]
+        self.times = [history.timestamps[order][bounds[u] : bounds[u + 1]] for u in range(history.n_users)]
+
+    def score_all(self, user_idx: np.ndarray) -> np.ndarray:
+        users = np.asarray(user_idx, np.int64)
+        vecs = self.model.encode_users([self.items[u] for u in users], None, [self.times[u] for u in users],
+                                       known_users=users)
+        return vecs @ self.model.item_vectors().T
+
+
+@dataclass
+class StreamResult:
+    """What `prequential` returns.
+
+    Attributes:
+        windows: one dict per window: ``window``, ``n_rows``, ``start`` / ``end`` (seconds), then one
+            dict of metrics per arm (``incremental`` and ``full_retrain`` with ``train_s``).
+        forgetting: window-0 NDCG@10 right after learning it and after the last update, per variant,
+            or ``{"skipped": reason}``.
+        initial: sizes and fit time of the initial model.
+        notes: what was skipped and why.
+    """
+
+    windows: list[dict[str, Any]]
+    forgetting: dict[str, Any]
+    initial: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stream": self.windows, "forgetting": self.forgetting, "initial": self.initial, "notes": self.notes}
+
+
+def _task0(model: Recommender, hist0: Interactions, window0: Interactions, k: int = 10) -> float:
+    res = evaluate(_FrozenHistory(model, hist0), Split(hist0, window0.subset(np.zeros(0, np.int64)), window0),
+                   ks=(k,), metrics=("ndcg",), user_groups=())
+    return float(res.metrics[f"ndcg@{k}"])
+
+
+def prequential(
+    dataset: Dataset,
+    make_model: Callable[[], Recommender],
+    *,
+    train_frac: float = 0.6,
+    n_windows: int = 4,
+    split_by: Literal["rows", "time"] = "rows",
+    ks: tuple[int, ...] = (10, 20),
+    metrics: tuple[str, ...] = ("ndcg", "recall", "hit", "mrr"),
+    arms: tuple[str, ...] = ARMS,
+    forgetting: bool = True,
+) -> StreamResult:
+    """Run the streaming protocol on one data set for one kind of model.
+
+    Args:
+        dataset: interactions (with the catalogue and user texts the model reads).
+        make_model: a fresh, unfitted model per call (the initial model and every full retrain).
+        train_frac / n_windows / split_by: see `stream_windows`.
+        ks / metrics: what `evaluate_window` reports per arm.
+        arms: a subset of ``("no_update", "incremental", "full_retrain")``.
+        forgetting: measure forgetting (models with ``encode_users`` and ``partial_fit`` only).
+
+    Returns:
+        A `StreamResult`. A model without ``partial_fit`` gets ``{"skipped": reason}`` in the
+        incremental arm (and no forgetting figures) rather than a silent stand-in.
+    """
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        raise ValueError(f"unknown arm(s) {unknown}; known: {list(ARMS)}")
+    inter = dataset.interactions
+    initial_idx, window_idx = stream_windows(inter, train_frac=train_frac, n_windows=n_windows, split_by=split_by)
+    notes: list[str] = []
+    started = time.perf_counter()
+    initial = make_model().fit(dataset.with_interactions(inter.subset(initial_idx)))
+    fit_s = time.perf_counter() - started
+    log.info("stream: initial fit on %d rows in %.1fs", len(initial_idx), fit_s)
+    has_partial = callable(getattr(initial, "partial_fit", None))
+    skip_reason = f"{type(initial).__name__} has no partial_fit; the incremental arm is skipped"
+    if "incremental" in arms and not has_partial:
+        notes.append(skip_reason)
+    measure = forgetting and has_partial and "incremental" in arms and hasattr(initial, "encode_users")
+    if forgetting and not measure:
+        notes.append("forgetting needs an incremental arm and a model with encode_users; skipped")
+    frozen = clone_model(initial) if "no_update" in arms else None
+    incremental = clone_model(initial) if "incremental" in arms and has_partial else None
+    no_replay = None
+    if measure and getattr(initial, "replay", "none") != "none":
+        no_replay = clone_model(initial)
+        no_replay.replay = "none"
+    updated = [m for m in (incremental, no_replay) if m is not None]
+    task0: dict[str, dict[str, float]] = {}
+    results: list[dict[str, Any]] = []
+    seen_idx = initial_idx
+    inc_train_s = 0.0
+    for w, idx in enumerate(window_idx):
+        history, window = inter.subset(seen_idx), inter.subset(idx)
+        row: dict[str, Any] = {"window": w, "n_rows": int(len(idx)), "start": float(window.timestamps.min()),
+                               "end": float(window.timestamps.max())}
+        if frozen is not None:
+            row["no_update"] = evaluate_window(frozen, history, window, ks=ks, metrics=metrics)
+        if "incremental" in arms:
+            if incremental is None:
+                row["incremental"] = {"skipped": skip_reason}
+            else:
+                row["incremental"] = {**evaluate_window(incremental, history, window, ks=ks, metrics=metrics),
+                                      "train_s": inc_train_s}
+        if no_replay is not None:
+            row["incremental_no_replay"] = evaluate_window(no_replay, history, window, ks=ks, metrics=metrics)
+        if "full_retrain" in arms:
+            if w == 0:
+                retrain, retrain_s = initial, fit_s  # the refit on the initial part is the initial model
+            else:
+                t0 = time.perf_counter()
+                retrain = make_model().fit(dataset.with_interactions(history))
+                retrain_s = time.perf_counter() - t0
+            row["full_retrain"] = {**evaluate_window(retrain, history, window, ks=ks, metrics=metrics),
+                                   "train_s": retrain_s}
+        results.append(row)
+        log.info("stream window %d: %s", w, {a: row[a].get("ndcg@10") for a in row if isinstance(row[a], dict)})
+        # learn from the window (prequential: after testing on it)
+        if frozen is not None:
+            frozen.observe(window)
+        for j, m in enumerate(updated):
+            t0 = time.perf_counter()
+            m.partial_fit(window)
+            if j == 0:
+                inc_train_s = time.perf_counter() - t0
+        if measure and w == 0:
+            hist0, win0 = history, window
+            for name, m in (("replay", incremental), ("no_replay", no_replay)):
+                if m is not None:
+                    task0[name] = {"right_after": _task0(m, hist0, win0)}
+        seen_idx = np.concatenate([seen_idx, idx])
+    forget: dict[str, Any] = {}
+    if not measure:
+        forget["skipped"] = notes[-1] if forgetting else "not requested (forgetting=False)"
+    if measure:
+        for name, m in (("replay", incremental), ("no_replay", no_replay)):
+            if m is None:
+                continue
+            after = _task0(m, hist0, win0)
+            first = task0[name]["right_after"]
+            forget[name] = {"right_after": first, "after_last": after,
+                            "forgetting": float(1.0 - after / first) if first > 0 else float("nan")}
+        forget["replay_kind"] = getattr(initial, "replay", None)
+        forget["n_users"] = int(len(np.unique(win0.users)))
+    info = {"n_rows": int(len(initial_idx)), "fit_s": fit_s, "train_frac": train_frac, "n_windows": n_windows,
+            "split_by": split_by}
+    return StreamResult(results, forget, info, notes)
+
+
+def stream_table(result: dict[str, Any], metric: str = "ndcg@10") -> str:
+    """A Markdown table of a ``run_stream_config`` result: one row per model and window."""
+    lines = [f"| model | window | no_update {metric} | incremental {metric} | inc train_s | "
+             f"full_retrain {metric} | full train_s |", "|---|---:|---:|---:|---:|---:|---:|"]
+
+    def cell(arm: dict[str, Any] | None, key: str) -> str:
+        value = (arm or {}).get(key)
+        return f"{value:.4f}" if isinstance(value, (int, float)) else "–"
+
+    for name, res in result.get("results", {}).items():
+        for row in res.get("stream", []):
+            inc, full = row.get("incremental"), row.get("full_retrain")
+            lines.append(f"| {name} | {row['window']} | {cell(row.get('no_update'), metric)} | {cell(inc, metric)} | "
+                         f"{cell(inc, 'train_s')} | {cell(full, metric)} | {cell(full, 'train_s')} |")
+    return "\n".join(lines) + "\n"

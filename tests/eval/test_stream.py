@@ -1,0 +1,190 @@
+"""Streaming (prequential) evaluation, the champion/challenger gate and the stream CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lmrec.data import Dataset, IdMap, Interactions, ItemCatalog, Split
+from lmrec.encoders.fake import HashingEncoder
+from lmrec.eval.gate import champion_challenger, clone_model, gated_partial_fit, history_of
+from lmrec.eval.stream import prequential, stream_windows
+from lmrec.models.itemknn import ItemKNN
+from lmrec.models.lm import LMRecommender
+from lmrec.models.popularity import Popularity
+
+GENRES = ["action", "comedy", "drama", "horror"]
+N_USERS, PER_GENRE, N_EVENTS = 24, 5, 10
+
+
+def stream_frame() -> pd.DataFrame:
+    """Each user watches items of their genre in a cycle, one event per 1000 s (all users in step)."""
+    rows = []
+    for u in range(N_USERS):
+        g = u % 4
+        for t in range(N_EVENTS):
+            rows.append((f"u{u}", f"i{g * PER_GENRE + (t + u) % PER_GENRE}", 1000.0 * t + u))
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+
+
+def stream_dataset() -> Dataset:
+    inter = Interactions.from_frame(stream_frame(), item_map=IdMap(f"i{i}" for i in range(4 * PER_GENRE)))
+    catalog = ItemCatalog(
+        pd.DataFrame({"title": [f"{GENRES[i // PER_GENRE]} film {i}" for i in range(4 * PER_GENRE)]},
+                     index=[f"i{i}" for i in range(4 * PER_GENRE)]),
+        text_fields=["title"],
+    )
+    return Dataset(inter, catalog, name="stream")
+
+
+def lm(**kw) -> LMRecommender:
+    params = dict(dim=16, max_len=8, n_layers=1, n_heads=2, epochs=8, update_epochs=3, batch_size=8, lr=1e-2,
+                  whiten=False, num_threads=1, encoder=HashingEncoder(32), replay_size=50, random_state=0)
+    params.update(kw)
+    return LMRecommender(**params)
+
+
+# ---------------------------------------------------------------------- windows
+def test_windows_are_time_ordered_disjoint_and_cover_every_row():
+    rng = np.random.default_rng(0)
+    ts = rng.permutation(100).astype(float)  # rows in shuffled time order
+    inter = Interactions(np.zeros(100, np.int64), np.arange(100), ts, IdMap(["u"]), IdMap(range(100)))
+    for split_by in ("rows", "time"):
+        initial, windows = stream_windows(inter, train_frac=0.6, n_windows=4, split_by=split_by)
+        parts = [initial, *windows]
+        # rows: 60 then 10 each; time: span 0..99, edges 59.4, 69.3, 79.2, 89.1 -> the same 60/10/10/10/10
+        assert [len(p) for p in parts] == [60, 10, 10, 10, 10]
+        assert sorted(np.concatenate(parts).tolist()) == list(range(100))
+        for a, b in zip(parts[:-1], parts[1:]):
+            assert ts[a].max() <= ts[b].min()
+
+
+def test_window_errors():
+    inter = Interactions(np.zeros(3, np.int64), np.arange(3), np.zeros(3), IdMap(["u"]), IdMap(range(3)))
+    with pytest.raises(ValueError, match="train_frac must be in \\(0, 1\\), got 1.0"):
+        stream_windows(inter, train_frac=1.0)
+    with pytest.raises(ValueError, match="n_windows must be an integer >= 1, got 0"):
+        stream_windows(inter, n_windows=0)
+    with pytest.raises(ValueError, match="part\\(s\\) \\[.*\\] are empty"):
+        stream_windows(inter, n_windows=4)
+
+
+# ---------------------------------------------------------------------- prequential
+def test_popularity_stream_incremental_equals_full_retrain():
+    data = stream_dataset()
+    res = prequential(data, Popularity, n_windows=4)
+    assert [r["window"] for r in res.windows] == [0, 1, 2, 3]
+    starts = [r["start"] for r in res.windows]
+    assert starts == sorted(starts) and all(a["end"] <= b["start"] for a, b in zip(res.windows, res.windows[1:]))
+    assert sum(r["n_rows"] for r in res.windows) + res.initial["n_rows"] == len(data.interactions)
+    for row in res.windows:
+        # counts add up, so partial_fit on every past window is a full retrain
+        assert row["incremental"]["ndcg@10"] == pytest.approx(row["full_retrain"]["ndcg@10"], abs=1e-12)
+        assert row["incremental"]["recall@10"] == pytest.approx(row["full_retrain"]["recall@10"], abs=1e-12)
+    assert res.windows[0]["no_update"]["ndcg@10"] == res.windows[0]["incremental"]["ndcg@10"]
+    assert res.windows[0]["incremental"]["train_s"] == 0.0
+    assert "skipped" in res.forgetting
+
+
+def test_model_without_partial_fit_skips_incremental_with_a_reason():
+    res = prequential(stream_dataset(), lambda: ItemKNN(), n_windows=2)
+    assert res.windows[1]["incremental"] == {"skipped": "ItemKNN has no partial_fit; the incremental arm is skipped"}
+    assert "ndcg@10" in res.windows[1]["full_retrain"] and res.notes
+    quiet = prequential(stream_dataset(), Popularity, n_windows=1, arms=("full_retrain",), forgetting=False)
+    assert set(quiet.windows[0]) == {"window", "n_rows", "start", "end", "full_retrain"}
+    assert quiet.forgetting == {"skipped": "not requested (forgetting=False)"}
+    with pytest.raises(ValueError, match="unknown arm\\(s\\) \\['partial'\\]"):
+        prequential(stream_dataset(), Popularity, arms=("partial",))
+
+
+def test_lm_stream_has_every_arm_and_forgetting():
+    res = prequential(stream_dataset(), lm, n_windows=2)
+    for row in res.windows:
+        for arm in ("no_update", "incremental", "incremental_no_replay", "full_retrain"):
+            assert 0.0 <= row[arm]["ndcg@10"] <= 1.0
+        assert row["incremental"]["train_s"] >= 0 and row["full_retrain"]["train_s"] > 0
+    assert res.windows[1]["incremental"]["train_s"] > 0
+    for name in ("replay", "no_replay"):
+        f = res.forgetting[name]
+        assert f["forgetting"] == pytest.approx(1 - f["after_last"] / f["right_after"])
+    assert res.forgetting["replay_kind"] == "reservoir"
+
+
+# ---------------------------------------------------------------------- champion / challenger
+@pytest.fixture(scope="module")
+def fitted_lm():
+    data = stream_dataset()
+    inter = data.interactions
+    early = inter.timestamps < 7000
+    return data, lm().fit(data.with_interactions(inter.subset(early))), inter.subset(~early)
+
+
+def test_champion_kept_when_challenger_is_worse(fitted_lm):
+    data, champion, later = fitted_lm
+    challenger = clone_model(champion)
+    # a broken challenger: each user's own genre scores lowest, so none of its 5 items reaches the
+    # top 10 of the 20 (15 other-genre items rank above them)
+    scores = np.zeros((N_USERS, 4 * PER_GENRE), np.float32)
+    for u in range(N_USERS):
+        g = u % 4
+        scores[u, g * PER_GENRE : (g + 1) * PER_GENRE] = -1.0
+    challenger.score_all = lambda users: scores[np.asarray(users)]
+    split = Split(history_of(champion), later.subset(np.zeros(0, np.int64)), later, "gate")
+    res = champion_challenger(champion, challenger, split, tolerance=0.05)
+    assert not res.accepted and res.model is champion
+    assert res.challenger == 0.0 and res.champion > 0.9  # every relevant item is of the user's own genre
+    assert "keeping the champion" in res.reason and res.to_dict()["accepted"] is False
+    same = champion_challenger(champion, clone_model(champion), split, tolerance=0.0)
+    assert same.accepted and same.champion == same.challenger  # a tie accepts
+    with pytest.raises(ValueError, match="tolerance must be in \\[0, 1\\], got 1.5"):
+        champion_challenger(champion, champion, split, tolerance=1.5)
+
+
+def test_gated_partial_fit_never_changes_the_input_model(fitted_lm):
+    data, champion, later = fitted_lm
+    before = champion.item_vectors().copy()
+    n_hist = sum(len(h) for h in champion.hist_items_)
+    res = gated_partial_fit(champion, later, holdout_frac=0.25, tolerance=1.0)  # tolerance 1: always accept
+    assert res.accepted and res.n_users > 0
+    np.testing.assert_array_equal(champion.item_vectors(), before)
+    assert sum(len(h) for h in champion.hist_items_) == n_hist
+    # the kept model has absorbed the whole window, held-back rows included
+    assert sum(len(h) for h in res.model.hist_items_) == n_hist + len(later)
+    with pytest.raises(TypeError, match="Popularity has none"):
+        gated_partial_fit(Popularity().fit(data.interactions), later)
+
+
+# ---------------------------------------------------------------------- CLI
+def test_cli_stream_on_a_recbole_directory(tmp_path):
+    from typer.testing import CliRunner
+
+    from lmrec.cli import app
+
+    d = tmp_path / "tiny"
+    d.mkdir()
+    frame = stream_frame()
+    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
+    lines += [f"{r.user_id}\t{r.item_id}\t{r.timestamp}" for r in frame.itertuples()]
+    (d / "tiny.inter").write_text("\n".join(lines) + "\n")
+    items = ["item_id:token\ttitle:token_seq"] + [f"i{i}\t{GENRES[i // PER_GENRE]} film {i}" for i in range(20)]
+    (d / "tiny.item").write_text("\n".join(items) + "\n")
+    out = tmp_path / "out.json"
+    params = ["lm.encoder_backend=fake", "lm.epochs=2", "lm.update_epochs=1", "lm.dim=16", "lm.n_layers=1",
+              "lm.max_len=8", "lm.num_threads=1", "lm.whiten=false", "lm.replay_size=20"]
+    args = ["evaluate", "--data", str(d), "--models", "lm", "--protocol", "stream", "--windows", "4",
+            "--json", str(out)]
+    for p in params:
+        args += ["--param", p]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    stream = json.loads(out.read_text())["results"]["lm"]["stream"]
+    assert [w["window"] for w in stream] == [0, 1, 2, 3]
+    for w in stream:
+        assert set(w) >= {"window", "no_update", "incremental", "full_retrain"}
+        assert "ndcg@10" in w["no_update"]
+        assert {"ndcg@10", "train_s"} <= set(w["incremental"]) and {"ndcg@10", "train_s"} <= set(w["full_retrain"])
+    bad = CliRunner().invoke(app, ["evaluate", "--data", str(d), "--models", "pop", "--protocol", "sideways"])
+    assert bad.exit_code == 2 and "--protocol must be 'full' or 'stream', got 'sideways'" in bad.output

@@ -1,0 +1,267 @@
+"""partial_fit of the language-model interest model and of Popularity; replay buffer; regularisers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import make_model
+from lm_helpers import N_ITEMS, N_USERS, genre_dataset
+
+from lmrec.data import ItemCatalog, leave_one_out
+from lmrec.models.lm.continual import ReplayBuffer, as_raw_frame, weight_penalty
+from lmrec.models.popularity import Popularity
+
+
+@pytest.fixture(scope="module")
+def base():
+    """A model fitted on the genre data's training part, and the split (tests update copies)."""
+    data = genre_dataset()
+    split = leave_one_out(data.interactions)
+    model = make_model(epochs=20).fit(data.with_interactions(split.train))
+    return data, split, model
+
+
+def _copy(model):
+    from lmrec.eval.gate import clone_model
+
+    return clone_model(model)
+
+
+NEW_ITEM = ItemCatalog(
+    pd.DataFrame({"title": ["horror film", "comedy film"], "genre": ["horror", "comedy"]},
+                 index=["i_new_h", "i_new_c"]),
+    text_fields=["title"], categorical=["genre"],
+)
+
+
+def test_maps_grow_and_old_indices_stay(base):
+    _, split, fitted = base
+    model = _copy(fitted)
+    old_users, old_items = fitted.user_map_.ids, fitted.item_map_.ids
+    frame = pd.DataFrame({"user_id": ["u_new", "u_new", "u3"], "item_id": ["i0", "i_new_h", "i_new_c"],
+                          "timestamp": [9e5, 9e5 + 1, 9e5 + 2]})
+    model.partial_fit(frame, new_items=NEW_ITEM, epochs=0)
+    assert model.user_map_.ids[: len(old_users)] == old_users  # old indices unchanged
+    assert model.item_map_.ids[: len(old_items)] == old_items
+    assert model.user_map_.ids[len(old_users):] == ["u_new"]
+    assert model.item_map_.ids[len(old_items):] == ["i_new_h", "i_new_c"]
+    assert fitted.user_map_.ids == old_users  # the original model's (shared) maps are untouched
+    assert model.seen_.shape == (N_USERS + 1, N_ITEMS + 2)
+    u = model.user_map_.index("u_new")
+    assert model.hist_items_[u].tolist() == [0, model.item_map_.index("i_new_h")]
+    assert model.counts_[model.item_map_.index("i_new_c")] == 1 and model.counts_[0] == fitted.counts_[0] + 1
+    # the new user is scorable, and seen items are excluded
+    items, _ = model.recommend(np.array([u]), 5)
+    assert 0 not in items[0] and model.item_map_.index("i_new_h") not in items[0]
+
+
+def test_absorb_without_training_keeps_old_item_vectors(base):
+    _, split, fitted = base
+    model = _copy(fitted)
+    model.partial_fit(split.valid, new_items=NEW_ITEM, epochs=0)
+    np.testing.assert_array_equal(model.item_vectors()[:N_ITEMS], fitted.item_vectors())
+    # every weight is as it was (the item table only grew)
+    for (name, a), (_, b) in zip(fitted.net_.named_parameters(), model.net_.named_parameters()):
+        torch.testing.assert_close(b[: a.shape[0]], a, rtol=0, atol=0, msg=name)
+
+
+def test_new_item_is_scored_from_text(base):
+    _, _, fitted = base
+    model = _copy(fitted)
+    model.partial_fit(pd.DataFrame({"user_id": ["u0"], "item_id": ["i1"], "timestamp": [9e5]}), new_items=NEW_ITEM,
+                      epochs=0)
+    j = model.item_map_.index("i_new_h")
+    # its vector is exactly the text path's vector of its text (ID part off: no interactions yet)
+    expected = model.encode_items([model.item_text({"title": "horror film", "genre": "horror"})])[0]
+    np.testing.assert_allclose(model.item_vectors()[j], expected, atol=1e-6)
+    # a horror fan (user 3: genre 3) ranks the new horror item above the new comedy item
+    s = model.score(np.array([3, 3]), np.array([j, model.item_map_.index("i_new_c")]))
+    assert s[0] > s[1]
+
+
+def test_partial_fit_learns_the_new_window(base):
+    """Training on the held-out rows must raise their scores: the update does learn."""
+    _, split, fitted = base
+    model = _copy(fitted)
+    before = model.score(split.test.users, split.test.items)
+    model.partial_fit(split.test, epochs=10)
+    after = model.score(split.test.users, split.test.items)
+    assert after.mean() > before.mean() + 0.05
+    assert model.last_update_["rows"] == len(split.test) and model.last_update_["replayed"] > 0
+
+
+def test_interactions_on_a_grown_map_are_accepted(base):
+    _, split, fitted = base
+    model = _copy(fitted)
+    grown = split.test.user_map.copy().fit_partial(["u_zz"])
+    inter = split.test.with_maps(grown, split.test.item_map)
+    assert as_raw_frame(inter)["user_id"].tolist() == as_raw_frame(split.test)["user_id"].tolist()
+    model.partial_fit(inter, epochs=0)
+    assert model.n_users == N_USERS  # u_zz has no rows, so it is not added
+
+
+def test_huge_l2sp_keeps_weights_near_the_previous_ones(base):
+    _, split, fitted = base
+
+    def drift(**kw):
+        model = _copy(fitted)
+        for k, v in kw.items():
+            setattr(model, k, v)
+        model.partial_fit(split.test, epochs=10)
+        return max(float((b.detach()[: a.shape[0]] - a.detach()).abs().max())
+                   for a, b in zip(fitted.net_.parameters(), model.net_.parameters()))
+
+    free = drift(regularizer="none", update_lr=1e-2)
+    held = drift(regularizer="l2sp", reg_strength=1e6, update_lr=1e-2)
+    # Adam's step is ~lr whatever the gradient scale, so held weights oscillate within a few lr of
+    # the anchor, while free ones walk away
+    assert held < 0.35 * free, (held, free)
+    assert held < 0.05
+
+
+def test_weight_penalty_values():
+    net = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        net.weight[:] = torch.tensor([[1.0, 3.0]])
+    anchor = {"weight": torch.tensor([[0.0, 1.0]])}
+    # (1 - 0)^2 + (3 - 1)^2 = 5; with Fisher (2, 0.5): 2 * 1 + 0.5 * 4 = 4
+    assert float(weight_penalty(net, anchor).detach()) == pytest.approx(5.0)
+    assert float(weight_penalty(net, anchor, {"weight": torch.tensor([[2.0, 0.5]])}).detach()) == pytest.approx(4.0)
+    # a grown table is compared on its old rows only
+    emb = torch.nn.Embedding(3, 1)
+    with torch.no_grad():
+        emb.weight[:] = torch.tensor([[1.0], [2.0], [100.0]])
+    assert float(weight_penalty(emb, {"weight": torch.tensor([[0.0], [0.0]])}).detach()) == pytest.approx(1 + 4)
+    # rows restricted to the first one (an item trained before): only (1 - 0)^2 counts
+    rows = {"weight": torch.tensor([True, False, False])}
+    assert float(weight_penalty(emb, {"weight": torch.zeros(3, 1)}, rows=rows).detach()) == pytest.approx(1.0)
+
+
+def test_ewc_runs_and_reports(base):
+    _, split, fitted = base
+    model = _copy(fitted)
+    model.regularizer, model.replay = "ewc", "recency"
+    model.partial_fit(split.test, epochs=2)
+    assert model.last_update_["epochs"] == 2 and np.isfinite(model.item_vectors()).all()
+
+
+# ---------------------------------------------------------------------- replay buffer
+def test_reservoir_inclusion_is_uniform():
+    n, size, reps = 1000, 100, 300
+    counts = np.zeros(n)
+    for seed in range(reps):
+        buf = ReplayBuffer(size, "reservoir", random_state=seed)
+        for start in range(0, n, 100):  # streamed in 10 chunks
+            rows = np.arange(start, start + 100)
+            buf.add(rows, rows, rows.astype(float))
+        assert len(buf) == size and buf.n_seen == n
+        counts[buf.items] += 1
+    freq = counts / reps  # each row should be kept with probability 100 / 1000 = 0.1
+    deciles = freq.reshape(10, 100).mean(axis=1)
+    # a decile mean averages 100 rows x 300 draws: sd ~ sqrt(0.1 * 0.9 / 30000) ~ 0.0017
+    np.testing.assert_allclose(deciles, 0.1, atol=0.01)
+    assert abs(freq.mean() - 0.1) < 1e-12  # exactly size rows each time
+
+
+def test_recency_weighting_favours_recent_rows():
+    n, size, reps = 1000, 100, 200
+    counts = np.zeros(n)
+    for seed in range(reps):
+        buf = ReplayBuffer(size, "recency", half_life=100.0, random_state=seed)
+        rows = np.arange(n)
+        buf.add(rows, rows, rows.astype(float))  # row r has time r seconds
+        counts[buf.items] += 1
+    freq = counts / reps
+    first, last = freq[:100].mean(), freq[-100:].mean()
+    # weights double every 100 rows: the newest tenth carries half of all weight, the oldest 1/1024 of it
+    assert last > 0.3 and first < 0.01, (first, last)
+    assert np.all(np.diff(freq.reshape(10, 100).mean(axis=1)) >= -0.01)  # non-decreasing with time
+
+
+def test_replay_buffer_validation():
+    with pytest.raises(ValueError, match="size must be an integer >= 1, got 0"):
+        ReplayBuffer(0)
+    with pytest.raises(ValueError, match="kind must be 'reservoir' or 'recency', got 'lifo'"):
+        ReplayBuffer(5, "lifo")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="needs half_life > 0 seconds, got None"):
+        ReplayBuffer(5, "recency")
+
+
+@pytest.mark.parametrize(
+    ("param", "value", "message"),
+    [
+        ("replay", "fifo", "replay must be one of \\['none', 'reservoir', 'recency'\\], got 'fifo'"),
+        ("regularizer", "l1", "regularizer must be one of \\['none', 'l2sp', 'ewc'\\], got 'l1'"),
+        ("replay_size", 0, "replay_size must be an integer >= 1, got 0"),
+        ("update_epochs", 1.5, "update_epochs must be an integer >= 1, got 1.5"),
+        ("reg_strength", -1.0, "reg_strength must be a number >= 0, got -1.0"),
+        ("replay_half_life", 0, "replay_half_life must be None or a number > 0, got 0"),
+        ("update_lr", -1e-3, "update_lr must be None or a number > 0, got -0.001"),
+    ],
+)
+def test_continual_params_are_validated(param, value, message):
+    data = genre_dataset()
+    with pytest.raises(ValueError, match=message):
+        make_model(epochs=1, **{param: value}).fit(data)
+
+
+def test_partial_fit_input_errors(base):
+    _, _, fitted = base
+    model = _copy(fitted)
+    with pytest.raises(ValueError, match="lacks columns \\['item_id'\\]"):
+        model.partial_fit(pd.DataFrame({"user_id": ["u0"]}))
+    with pytest.raises(ValueError, match="epochs must be >= 0, got -1"):
+        model.partial_fit(pd.DataFrame({"user_id": ["u0"], "item_id": ["i0"]}), epochs=-1)
+
+
+# ---------------------------------------------------------------------- Popularity
+def test_popularity_partial_fit_equals_fit_on_everything():
+    data = genre_dataset()
+    split = leave_one_out(data.interactions)
+    inc = Popularity().fit(split.train).partial_fit(split.valid).partial_fit(split.test)
+    full = Popularity().fit(data.interactions)
+    np.testing.assert_array_equal(inc.counts_, full.counts_)
+    assert (inc.seen_ != full.seen_).nnz == 0
+    # a new item and user: counts add up, old indices stay
+    frame = pd.DataFrame({"user_id": ["zz", "zz", "u0"], "item_id": ["new", "i0", "new"], "timestamp": [1.0, 2.0, 3.0]})
+    inc.partial_fit(frame, new_items=ItemCatalog(pd.DataFrame({"title": ["x", "y"]}, index=["new", "cold"])))
+    assert inc.item_map_.ids[-2:] == ["new", "cold"] and inc.user_map_.ids[-1] == "zz"
+    assert inc.counts_[-2:].tolist() == [2.0, 0.0] and inc.counts_[0] == full.counts_[0] + 1
+    assert inc.score_all(np.array([0])).shape == (1, N_ITEMS + 2)
+
+
+def test_save_load_after_growth_round_trips(base, tmp_path):
+    from lmrec.models.lm import LMRecommender
+
+    _, split, fitted = base
+    model = _copy(fitted)
+    frame = pd.DataFrame({"user_id": ["u_new", "u_new"], "item_id": ["i2", "i_new_h"], "timestamp": [9e5, 9e5 + 1]})
+    model.partial_fit(frame, new_items=NEW_ITEM, epochs=2)
+    model.save(tmp_path / "m")
+    loaded = LMRecommender.load(tmp_path / "m")
+    users = np.arange(model.n_users)
+    np.testing.assert_allclose(loaded.score_all(users), model.score_all(users), atol=1e-5)
+    assert loaded.item_map_ == model.item_map_ and loaded.user_map_ == model.user_map_
+    # a loaded model keeps updating (its replay buffer is rebuilt from the saved histories)
+    loaded.partial_fit(split.test, epochs=1)
+    assert loaded.last_update_["replayed"] > 0
+
+
+def test_update_windows_train_only_on_new_and_replayed_rows(base):
+    from lmrec.models.lm.continual import _rows_index, _target_windows
+
+    _, _, fitted = base
+    # three chosen rows: user 0's 2nd item, user 5's last item and user 6's first item
+    picks = [(0, 1), (5, len(fitted.hist_items_[5]) - 1), (6, 0)]
+    users = [u for u, _ in picks]
+    items = [int(fitted.hist_items_[u][j]) for u, j in picks]
+    times = [float(fitted.hist_times_[u][j]) for u, j in picks]
+    win = _target_windows(fitted, _rows_index(users, items, times))
+    keep = win.targets >= 0
+    assert keep.sum() == 3
+    assert sorted(zip(np.repeat(win.users, keep.sum(axis=1)).tolist(), win.targets[keep].tolist())) == sorted(
+        zip(users, items))
+    assert set(win.users.tolist()) == {0, 5, 6}  # users without a chosen row contribute no window
+    assert (win.events == -100).all()
