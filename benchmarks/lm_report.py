@@ -120,8 +120,9 @@ def loo_tables(lines: list[str]) -> None:
                          f"diff {t['mean_diff']:+.4f} [95% CI {t['ci95_low']:+.4f}, {t['ci95_high']:+.4f}], "
                          f"t-test p={t['t_pvalue']:.2g}, Wilcoxon p={t['wilcoxon_pvalue']:.2g}")
         # the query-aware evaluation rides on the lm runs
-        lm_runs = by_model.get("lm", [])
-        if lm_runs and all("query" in r for r, _ in lm_runs):
+        # over the lm runs that carry it (a run made without the query evaluation is left out here only)
+        lm_runs = [run for run in by_model.get("lm", []) if "query" in run[0]]
+        if lm_runs:
             modes = ("profile", "query", "query+profile")
             q = {m: stat([r["query"]["metrics"][m]["ndcg@10"] for r, _ in lm_runs]) for m in modes}
             per = {m: per_user_mean(lm_runs, f"query/{m}/ndcg@10", f"query/{m}/users") for m in modes}

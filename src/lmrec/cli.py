@@ -137,9 +137,18 @@ def evaluate(
     scenario_level: Optional[int] = typer.Option(None, "--scenario-level", help="Element of a list-valued scenario column."),
     param: list[str] = typer.Option([], "--param", help="Model parameter MODEL.NAME=VALUE (repeatable)."),
     set_: list[str] = typer.Option([], "--set", help="Config override key.sub=value (repeatable)."),
+    protocol: str = typer.Option("full", "--protocol", help="full (fit on a split) | stream (prequential windows by time)."),
+    windows: int = typer.Option(4, "--windows", help="Windows after the initial part, for --protocol stream."),
+    train_frac: float = typer.Option(0.6, "--train-frac", help="Initial share of the time-ordered rows, for --protocol stream."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Fit models on a split and evaluate them with full ranking over all items."""
+    """Fit models on a split and evaluate them with full ranking over all items.
+
+    With ``--protocol stream``: train on the first ``--train-frac`` of the time-ordered rows, then for each
+    of ``--windows`` windows rank (no update, incremental partial_fit, full retrain) before learning it.
+    """
+    if protocol not in ("full", "stream"):
+        _fail(f"--protocol must be 'full' or 'stream', got {protocol!r}")
     _setup_logging(verbose)
     from lmrec.config import ConfigError
 
@@ -149,15 +158,23 @@ def evaluate(
         )
     except ConfigError as exc:
         _fail(str(exc))
-    from lmrec.pipeline import run_config
+    from lmrec.pipeline import run_config, run_stream_config
 
     started = time.perf_counter()
     try:
-        result = run_config(cfg, query_from=query_from)
+        if protocol == "stream":
+            result = run_stream_config(cfg, windows=windows, train_frac=train_frac)
+        else:
+            result = run_config(cfg, query_from=query_from)
     except (ValueError, FileNotFoundError, KeyError) as exc:
         _fail(str(exc))
     result["wall_s"] = time.perf_counter() - started
-    _print_results(result)
+    if protocol == "stream":
+        from lmrec.eval.stream import stream_table
+
+        out.print(stream_table(result))
+    else:
+        _print_results(result)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result, indent=2, default=float))
@@ -263,7 +280,15 @@ def encode(
 
 @app.command()
 def serve(
-    model_dir: Path = typer.Option(..., "--model", help="A directory written by `lmrec train`."),
+    model_dir: Optional[Path] = typer.Option(None, "--model", help="A directory written by `lmrec train` (or give --model-dir-watch)."),
+    model_dir_watch: Optional[Path] = typer.Option(
+        None, "--model-dir-watch",
+        help="A directory of model versions (subdirectories; complete once they hold a READY file): the newest is swapped in.",
+    ),
+    model_watch_interval: float = typer.Option(5.0, "--model-watch-interval", help="Seconds between looks at --model-dir-watch."),
+    admin_token: Optional[str] = typer.Option(
+        None, "--admin-token", envvar="LMREC_MODEL_ADMIN_TOKEN", help="Bearer token required by POST /admin/model (model swaps)."
+    ),
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port"),
     state_dir: Optional[Path] = typer.Option(None, "--state-dir", help="Where the SQLite event log and profiles live."),
@@ -278,7 +303,7 @@ def serve(
     threads: int = typer.Option(1, "--threads", help="Torch/BLAS threads per worker."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Serve recommendations, events and item updates over HTTP."""
+    """Serve recommendations, events and item updates over HTTP; swap models live (POST /admin/model)."""
     _setup_logging(verbose)
     from pydantic import ValidationError
 
@@ -286,7 +311,8 @@ def serve(
 
     try:
         settings = ServeSettings(
-            model_dir=model_dir, host=host, port=port, state_dir=state_dir, profile_store=profile_store,
+            model_dir=model_dir, model_dir_watch=model_dir_watch, model_watch_interval_s=model_watch_interval,
+            model_admin_token=admin_token, host=host, port=port, state_dir=state_dir, profile_store=profile_store,
             redis_url=redis_url, index=index, exact_max_items=exact_max_items, sqlite_synchronous=sqlite_synchronous,
             encoder=encoder, encoder_backend=encoder_backend, query_weight=query_weight, threads=threads,
         )
@@ -300,13 +326,37 @@ def demo(
     out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="Where the report goes."),
     data: str = typer.Option("ml-100k", "--data"),
 ) -> None:
-    """The main job end to end on bundled data: load, split, train the baselines, evaluate, report."""
+    """The main job end to end on bundled data: baselines and the language-model model, full-ranking
+    evaluation and report, then real-time personalisation on the embedded service (SQLite + FAISS)."""
     _setup_logging(False)
-    from lmrec.pipeline import run_demo
+    from lmrec.demo import run_demo
 
     result = run_demo(data=data, out_dir=out_dir)
     _print_results(result)
+    if "serving" in result:
+        _print_walkthrough(result["serving"])
     console.print(f"report written to {out_dir}")
+
+
+def _print_walkthrough(walk: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    def table(title: str, items: list[dict[str, Any]]) -> None:
+        tab = Table(title=title)
+        for col in ("#", "item", "title", "score"):
+            tab.add_column(col)
+        for rank, it in enumerate(items, 1):
+            tab.add_row(str(rank), it["item_id"], it["title"], f"{it['score']:.3f}")
+        console.print(tab)
+
+    user = walk["user"]
+    table(f"/recommend for user {user} (served from SQLite + FAISS)", walk["before"])
+    acted = ", ".join(f"{e['type']} {e['title']}" for e in walk["events"])
+    table(f"after live events ({acted})", walk["after_events"])
+    table(f"user {user} + query {walk['query']!r}", walk["with_query"])
+    rank = walk["new_item_rank_for_query"]
+    console.print(f"new item {walk['new_item']['item_id']!r} added by PUT /items, found from its text alone: "
+                  + (f"rank {rank} for a matching query" if rank else "not in the top 5 for a matching query"))
 
 
 def main() -> None:  # pragma: no cover - console entry
