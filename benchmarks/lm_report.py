@@ -24,7 +24,7 @@ from lmrec.eval import EvalResult, paired_test
 
 OUT = Path(__file__).resolve().parent / "out"
 RUNS = OUT / "lm_runs"
-NAMES = {"lm": "lm (hybrid)", "sasrec": "SASRec", "ease": "EASE", "tfidf": "TF-IDF"}
+NAMES = {"lm": "lm (hybrid)", "lm-text": "lm (text only)", "sasrec": "SASRec", "ease": "EASE", "tfidf": "TF-IDF"}
 
 
 def load_runs(experiment: str) -> dict[str, dict[str, list[tuple[dict[str, Any], dict[str, np.ndarray]]]]]:
@@ -153,36 +153,62 @@ def loo_tables(lines: list[str]) -> None:
 
 
 def cold_tables(lines: list[str]) -> None:
+    """Cold-item split: every model over the whole catalogue and over the new-items pool (the items
+    without a training interaction), against random, with paired tests of each lm variant vs TF-IDF."""
     runs = load_runs("cold")
     summary: dict[str, Any] = {}
     for data, by_model in sorted(runs.items()):
-        table = {m: {"test_recall@10": stat([r["test"]["recall@10"] for r, _ in rs]),
-                     "test_ndcg@10": stat([r["test"]["ndcg@10"] for r, _ in rs]),
+        def col(rs, part: str, key: str) -> dict[str, Any] | None:
+            vals = [r[part][key] for r, _ in rs if part in r]
+            return stat(vals) if vals else None
+
+        table = {m: {"test_recall@10": col(rs, "test", "recall@10"), "test_ndcg@10": col(rs, "test", "ndcg@10"),
+                     "new_recall@10": col(rs, "test_new_items", "recall@10"),
+                     "new_ndcg@10": col(rs, "test_new_items", "ndcg@10"),
                      "seeds": [r["seed"] for r, _ in rs]} for m, rs in by_model.items()}
         any_runs = next(iter(by_model.values()))
         random = stat([r["random_expected_recall@10"] for r, _ in any_runs])
-        entry: dict[str, Any] = {"models": table, "random_expected_recall@10": random}
-        if "lm" in by_model and "tfidf" in by_model:
-            seeds = sorted(set(table["lm"]["seeds"]) & set(table["tfidf"]["seeds"]))
-            lm = [r for r in by_model["lm"] if r[0]["seed"] in seeds]
-            tf = [r for r in by_model["tfidf"] if r[0]["seed"] in seeds]
-            entry["lm_over_tfidf"] = table["lm"]["test_recall@10"]["mean"] / table["tfidf"]["test_recall@10"]["mean"]
-            entry["lm_over_random"] = table["lm"]["test_recall@10"]["mean"] / random["mean"]
-            entry["paired_test_recall@10"] = ptest(pooled(lm, "test/recall@10"), pooled(tf, "test/recall@10"), "recall@10")
+        new_random = [r["random_expected_recall@10_new_items"] for r, _ in any_runs if "random_expected_recall@10_new_items" in r]
+        entry: dict[str, Any] = {"models": table, "random_expected_recall@10": random,
+                                 "random_expected_recall@10_new_items": stat(new_random) if new_random else None,
+                                 "ratios": {}}
+        for m in [m for m in ("lm", "lm-text") if m in by_model and "tfidf" in by_model]:
+            seeds = sorted(set(table[m]["seeds"]) & set(table["tfidf"]["seeds"]))
+            a = [r for r in by_model[m] if r[0]["seed"] in seeds]
+            b = [r for r in by_model["tfidf"] if r[0]["seed"] in seeds]
+            ratios: dict[str, Any] = {
+                "all_items_vs_tfidf": table[m]["test_recall@10"]["mean"] / table["tfidf"]["test_recall@10"]["mean"],
+                "all_items_vs_random": table[m]["test_recall@10"]["mean"] / random["mean"],
+                "paired_all_items": ptest(pooled(a, "test/recall@10"), pooled(b, "test/recall@10"), "recall@10"),
+            }
+            if table[m]["new_recall@10"] and table["tfidf"]["new_recall@10"] and new_random:
+                ratios["new_items_vs_tfidf"] = table[m]["new_recall@10"]["mean"] / table["tfidf"]["new_recall@10"]["mean"]
+                ratios["new_items_vs_random"] = table[m]["new_recall@10"]["mean"] / float(np.mean(new_random))
+                ratios["paired_new_items"] = ptest(pooled(a, "test_new/recall@10", "users_new"),
+                                                   pooled(b, "test_new/recall@10", "users_new"), "recall@10")
+            entry["ratios"][m] = ratios
         summary[data] = entry
-        lines.append(f"\n### Cold-item split, {data} (test items never seen in training; full ranking)\n")
-        lines.append("| model | Recall@10 | NDCG@10 | seeds |")
-        lines.append("|---|---|---|---|")
-        for m in ("lm", "tfidf"):
+        lines.append(f"\n### Cold-item split, {data} (test items never seen in training)\n")
+        lines.append("| model | Recall@10, all items | NDCG@10, all items | Recall@10, new items only | "
+                     "NDCG@10, new items only | seeds |")
+        lines.append("|---|---|---|---|---|---|")
+        for m in ("lm", "lm-text", "tfidf"):
             if m in table:
-                lines.append(f"| {NAMES[m]} | {fmt(table[m]['test_recall@10'])} | {fmt(table[m]['test_ndcg@10'])} | "
-                             f"{len(table[m]['seeds'])} |")
-        lines.append(f"| random (expected) | {fmt(random, 5)} | | {random['n_seeds']} |")
-        if "lm_over_tfidf" in entry:
-            t = entry["paired_test_recall@10"]
-            lines.append(f"\nlm / TF-IDF: **{entry['lm_over_tfidf']:.2f}x**; lm / random: **{entry['lm_over_random']:.1f}x**; "
-                         f"paired test over (seed, user) cases ({t['n_users']}): diff {t['mean_diff']:+.4f} "
-                         f"[{t['ci95_low']:+.4f}, {t['ci95_high']:+.4f}], Wilcoxon p={t['wilcoxon_pvalue']:.2g}")
+                t = table[m]
+                lines.append(f"| {NAMES[m]} | {fmt(t['test_recall@10'])} | {fmt(t['test_ndcg@10'])} | "
+                             f"{fmt(t['new_recall@10']) if t['new_recall@10'] else '-'} | "
+                             f"{fmt(t['new_ndcg@10']) if t['new_ndcg@10'] else '-'} | {len(t['seeds'])} |")
+        nr = entry["random_expected_recall@10_new_items"]
+        lines.append(f"| random (expected) | {fmt(random, 5)} | | {fmt(nr, 5) if nr else '-'} | | {random['n_seeds']} |")
+        for m, r in entry["ratios"].items():
+            t = r["paired_all_items"]
+            text = (f"\n{NAMES[m]} / TF-IDF, all items: **{r['all_items_vs_tfidf']:.2f}x** (vs random "
+                    f"{r['all_items_vs_random']:.1f}x; paired diff {t['mean_diff']:+.4f}, Wilcoxon p={t['wilcoxon_pvalue']:.2g})")
+            if "new_items_vs_tfidf" in r:
+                t = r["paired_new_items"]
+                text += (f"; new items only: **{r['new_items_vs_tfidf']:.2f}x** (vs random {r['new_items_vs_random']:.1f}x; "
+                         f"paired diff {t['mean_diff']:+.4f}, Wilcoxon p={t['wilcoxon_pvalue']:.2g}, {t['n_users']} cases)")
+            lines.append(text)
     (OUT / "lm_cold.json").write_text(json.dumps(summary, indent=2))
 
 

@@ -275,3 +275,18 @@ def test_exclude_history_false_lets_seen_items_rank():
     assert masked.metrics["ndcg@1"] == 1.0
     assert unmasked.metrics["ndcg@1"] == 0.0
     assert abs(unmasked.metrics["ndcg@2"] - 1 / np.log2(3)) < 1e-9
+
+
+def test_item_pool_ranks_only_the_pool() -> None:
+    model, split = _fitted_fixed()
+    res = evaluate(model, split, phase="test", ks=(3,), item_pool=np.array([4, 2, 3, 4]), keep_ranked=True)
+    # full-ranking lists (see the masking test) filtered to the pool {2, 3, 4}
+    np.testing.assert_array_equal(res.ranked[0], [2, 4, 3])  # from [5, 2, 4, 3]
+    np.testing.assert_array_equal(res.ranked[1], [4, -1, -1])  # from [5, 4, 0]
+    np.testing.assert_array_equal(res.ranked[2], [4, 3, 2])  # from [4, 3, 2, 1, 0]
+    # u0 rel {2, 3} at ranks 1 and 3: (1 + 1/log2(4)) / (1 + 1/log2(3)) = 1.5 / 1.630930 = 0.919720
+    np.testing.assert_allclose(res.per_user["ndcg@3"], [0.919720, 1.0, 1.0], atol=1e-6)
+    with pytest.raises(ValueError, match=r"item_pool must hold item indices in \[0, 6\)"):
+        evaluate(model, split, item_pool=np.array([6]))
+    with pytest.raises(ValueError, match="item_pool applies to the full protocol only"):
+        evaluate(model, split, protocol="sampled", item_pool=np.array([1]))

@@ -220,6 +220,7 @@ def evaluate(
     keep_ranked: bool = False,
     primary: str | None = None,
     exclude_history: bool = True,
+    item_pool: np.ndarray | None = None,
 ) -> EvalResult:
     """Top-k evaluation of a fitted model on one part of a split.
 
@@ -245,6 +246,9 @@ def evaluate(
         exclude_history: mask the user's earlier items (the default, and RecBole's protocol for
             general models). RecBole does not mask for sequential models; pass False to compare with
             its sequential figures on the same footing.
+        item_pool: (m,) item indices: rank only these items (full protocol), e.g. the items without
+            a training interaction for a "new arrivals" slot on a cold-item split. Relevant items
+            outside the pool still count as relevant (and so can never be hit). None: every item.
 
     Returns:
         An `EvalResult`; with no users to evaluate, every metric is NaN and ``n_users`` is 0.
@@ -282,6 +286,17 @@ def evaluate(
             users, rel_keys, (history + target.to_csr("binary")).tocsr(), n_items, n_negatives, random_state
         )
 
+    outside = None
+    if item_pool is not None:
+        if protocol != "full":
+            raise ValueError("evaluate: item_pool applies to the full protocol only")
+        pool = np.unique(np.asarray(item_pool, dtype=np.int64).reshape(-1))
+        if len(pool) == 0 or pool[0] < 0 or pool[-1] >= n_items:
+            raise ValueError(f"evaluate: item_pool must hold item indices in [0, {n_items}), got {len(pool)} "
+                             f"indices spanning [{pool.min() if len(pool) else None}, {pool.max() if len(pool) else None}]")
+        outside = np.ones(n_items, dtype=bool)
+        outside[pool] = False
+
     ranked = np.full((len(users), max_k), -1, dtype=np.int64)
     user_scenarios = _user_scenarios(model, target, users)
     from tqdm.auto import tqdm
@@ -316,6 +331,8 @@ def evaluate(
                 if exclude_history:
                     masked = ~np.isin(batch[r] * n_items + c, batch_rel)
                     scores[r[masked], c[masked]] = -np.inf
+                if outside is not None:
+                    scores[:, outside] = -np.inf
                 idx, _ = top_k(scores, max_k)
             ranked[start : start + len(batch), : idx.shape[1]] = idx
             bar.update(len(batch))
