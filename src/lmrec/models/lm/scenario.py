@@ -457,20 +457,11 @@ def train_positions(
         shared_dropout: share of positions moved to the shared path.
         focus: early-stop on this scenario's validation NDCG@10 (its ``by_scenario`` entry).
     """
-    from lmrec.models.lm.training import Windows, batches_of, make_windows
+    from lmrec.models.lm.training import Windows, batches_of, make_windows, user_columns
     from lmrec.train.callbacks import EarlyStopping, LogMetrics
     from lmrec.train.loop import fit_loop
 
-    order = inter.time_order()
-    bounds = np.searchsorted(inter.users[order], np.arange(inter.n_users + 1))
-
-    def per_user(arr: np.ndarray) -> list[np.ndarray]:
-        arr = arr[order]
-        return [arr[bounds[u] : bounds[u + 1]] for u in range(inter.n_users)]
-
-    ratings = None
-    if inter.ratings is not None and model.rating_weight > 0:
-        ratings = per_user(inter.ratings.astype(np.float32))
+    per_user, ratings = user_columns(model, inter)
     # the windows' event slot carries each target's scenario id
     windows = make_windows(model.hist_items_, model.hist_times_, model.max_len, model.n_time_buckets, ratings,
                            per_user(np.asarray(row_scenarios, np.int64)))

@@ -18,6 +18,7 @@ the model never to recommend a new item.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -241,6 +242,31 @@ def score_users(net: LMNet, vecs: torch.Tensor, tokens, buckets, lengths, text, 
 __all__ += ["batches_of", "score_users"]
 
 
+def user_columns(model, inter) -> tuple[Callable[[np.ndarray], list[np.ndarray]], list[np.ndarray] | None]:
+    """Cut per-interaction columns of ``inter`` into each user's rows, oldest first.
+
+    Args:
+        model: a model with ``rating_weight``.
+        inter: the training interactions.
+
+    Returns:
+        ``per_user``, which maps a (len(inter),) array to ``n_users`` arrays (each user's rows in
+        `time_order`), and the per-user float32 ratings, or None when ``inter`` has no ratings or
+        ``model.rating_weight`` is 0.
+    """
+    order = inter.time_order()
+    bounds = np.searchsorted(inter.users[order], np.arange(inter.n_users + 1))
+
+    def per_user(arr: np.ndarray) -> list[np.ndarray]:
+        arr = arr[order]
+        return [arr[bounds[u] : bounds[u + 1]] for u in range(inter.n_users)]
+
+    ratings = None
+    if inter.ratings is not None and model.rating_weight > 0:
+        ratings = per_user(inter.ratings.astype(np.float32))
+    return per_user, ratings
+
+
 def train_network(model, inter, valid, seed: int) -> list[dict[str, float]]:
     """Train ``model.net_`` on ``inter`` with `lmrec.train.fit_loop`; returns the per-epoch history.
 
@@ -257,16 +283,7 @@ def train_network(model, inter, valid, seed: int) -> list[dict[str, float]]:
     from lmrec.train.callbacks import EarlyStopping, LogMetrics
     from lmrec.train.loop import fit_loop
 
-    order = inter.time_order()
-    bounds = np.searchsorted(inter.users[order], np.arange(inter.n_users + 1))
-
-    def per_user(arr: np.ndarray) -> list[np.ndarray]:
-        arr = arr[order]
-        return [arr[bounds[u] : bounds[u + 1]] for u in range(inter.n_users)]
-
-    ratings = None
-    if inter.ratings is not None and model.rating_weight > 0:
-        ratings = per_user(inter.ratings.astype(np.float32))
+    per_user, ratings = user_columns(model, inter)
     events = None
     if model.event_classes_:
         lookup = {c: i for i, c in enumerate(model.event_classes_)}
@@ -309,4 +326,4 @@ def train_network(model, inter, valid, seed: int) -> list[dict[str, float]]:
     return state.history
 
 
-__all__ += ["train_network"]
+__all__ += ["train_network", "user_columns"]
