@@ -111,6 +111,15 @@ def test_lm_stream_has_every_arm_and_forgetting():
         f = res.forgetting[name]
         assert f["forgetting"] == pytest.approx(1 - f["after_last"] / f["right_after"])
     assert res.forgetting["replay_kind"] == "reservoir"
+    # the reference is the window-0 task scored by a fresh fit on everything before window 1
+    from lmrec.eval.stream import _task0
+
+    data = stream_dataset()
+    inter = data.interactions
+    initial, windows = stream_windows(inter, n_windows=2)
+    refit = lm().fit(data.with_interactions(inter.subset(np.concatenate([initial, windows[0]]))))
+    expected = _task0(refit, inter.subset(initial), inter.subset(windows[0]))
+    assert res.forgetting["full_retrain_after_last"] == pytest.approx(expected, abs=1e-9)
 
 
 # ---------------------------------------------------------------------- champion / challenger

@@ -10,7 +10,7 @@ from conftest import make_model
 from lm_helpers import N_ITEMS, N_USERS, genre_dataset
 
 from lmrec.data import ItemCatalog, leave_one_out
-from lmrec.models.lm.continual import ReplayBuffer, as_raw_frame, weight_penalty
+from lmrec.models.lm.continual import ReplayBuffer, as_raw_frame, pull_toward_anchor, weight_penalty
 from lmrec.models.popularity import Popularity
 
 
@@ -115,10 +115,54 @@ def test_huge_l2sp_keeps_weights_near_the_previous_ones(base):
 
     free = drift(regularizer="none", update_lr=1e-2)
     held = drift(regularizer="l2sp", reg_strength=1e6, update_lr=1e-2)
-    # Adam's step is ~lr whatever the gradient scale, so held weights oscillate within a few lr of
-    # the anchor, while free ones walk away
-    assert held < 0.35 * free, (held, free)
-    assert held < 0.05
+    # the decoupled pull shrinks the distance to the anchor by min(1, lr * strength) = 1 after each
+    # step: held weights stay at the anchor, free ones walk away
+    assert held < 1e-6 < 0.05 < free, (held, free)
+
+
+def _update_gain(fitted, rows, **kw):
+    model = _copy(fitted)
+    for k, v in kw.items():
+        setattr(model, k, v)
+    before = model.score(rows.users, rows.items)
+    model.partial_fit(rows, epochs=10)
+    return float((model.score(rows.users, rows.items) - before).mean())
+
+
+def test_default_regulariser_does_not_stop_learning(base):
+    """The bug on Amazon Office: L2-SP added to the loss dominated Adam's rescaled gradient wherever
+    the data's gradient is small, so an update at the default strength jittered around the old
+    weights and learnt little (here L2-SP kept 0.45 of the unregularised update's gain). Decoupled,
+    the default pull keeps most of it (0.92 for L2-SP; 0.81 for EWC, whose Fisher weights pull the
+    parameters that matter most harder)."""
+    _, split, fitted = base
+    free = _update_gain(fitted, split.test, regularizer="none")
+    l2sp = _update_gain(fitted, split.test, regularizer="l2sp")
+    ewc = _update_gain(fitted, split.test, regularizer="ewc")
+    assert free > 0.05 and l2sp > 0.8 * free and ewc > 0.6 * free, (free, l2sp, ewc)
+
+
+def test_pull_toward_anchor_values():
+    net = torch.nn.Linear(2, 1, bias=False)
+    anchor = {"weight": torch.tensor([[0.0, 1.0]])}
+
+    def pulled(rate, fisher=None):
+        with torch.no_grad():
+            net.weight[:] = torch.tensor([[1.0, 3.0]])
+        pull_toward_anchor(net, anchor, rate, fisher)
+        return net.weight.detach().tolist()[0]
+
+    # distance (1, 2) shrinks by a quarter: (1 - 0.25, 3 - 0.25 * 2) = (0.75, 2.5)
+    assert pulled(0.25) == pytest.approx([0.75, 2.5])
+    # Fisher (2, 8): shares 0.5 and min(1, 2) = 1 -> (0.5, 1.0), never past the anchor
+    assert pulled(0.25, {"weight": torch.tensor([[2.0, 8.0]])}) == pytest.approx([0.5, 1.0])
+    assert pulled(0.0) == pytest.approx([1.0, 3.0])
+    # a grown table is pulled on its old rows only, and ``rows`` leaves the others alone
+    emb = torch.nn.Embedding(3, 1)
+    with torch.no_grad():
+        emb.weight[:] = torch.tensor([[1.0], [2.0], [100.0]])
+    pull_toward_anchor(emb, {"weight": torch.zeros(2, 1)}, 0.5, rows={"weight": torch.tensor([True, False])})
+    assert emb.weight.detach().flatten().tolist() == pytest.approx([0.5, 2.0, 100.0])
 
 
 def test_weight_penalty_values():

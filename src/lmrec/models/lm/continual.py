@@ -10,9 +10,14 @@ Two guards against forgetting, both configured on the model:
   trained again as targets (with their true preceding history as input) in every update. ``"reservoir"``
   samples every earlier row with the same probability, ``"recency"`` with weight ``2^(t / half_life)``
   so that recent rows are favoured;
-- a regulariser toward the weights before the update: L2-SP ``strength * sum (w - w_prev)^2`` or EWC,
-  the same penalty weighted by a diagonal Fisher estimate on the replayed rows (normalised to mean 1,
-  so strengths are comparable).
+- a pull toward the weights before the update: L2-SP or EWC (the same pull weighted by a diagonal
+  Fisher estimate on the replayed rows, normalised to mean 1, so strengths are comparable). It is
+  decoupled from the loss, as AdamW decouples weight decay: after every optimiser step
+  ``w <- w - lr * strength * F * (w - w_prev)`` (`pull_toward_anchor`). Added to the loss instead,
+  the penalty's gradient would be rescaled by Adam per parameter: wherever the data's gradient is
+  small (most item rows, most adaptor weights) it dominates, and Adam then takes steps of about
+  ``lr`` in its sign whatever ``strength`` is, so the weights jitter around the anchor instead of
+  learning (on Amazon Office such an update ended below no update at all).
 
 Training targets are new rows and replayed rows only; every other position still serves as input
 context. The rating and event heads are not trained by updates (the model keeps no per-row ratings).
@@ -37,7 +42,7 @@ from lmrec.models.base import Recommender
 if TYPE_CHECKING:
     from lmrec.models.lm.model import LMRecommender
 
-__all__ = ["ReplayBuffer", "as_raw_frame", "grow_maps", "partial_fit_lm", "weight_penalty"]
+__all__ = ["ReplayBuffer", "as_raw_frame", "grow_maps", "partial_fit_lm", "pull_toward_anchor", "weight_penalty"]
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +191,9 @@ def weight_penalty(
 ) -> torch.Tensor:
     """``sum_p F_p * (w_p - anchor_p)^2`` over the anchored parameters (F = 1 without ``fisher``).
 
+    A measure of the distance from the anchor; updates do not add it to the loss but apply its
+    decoupled form, `pull_toward_anchor` (see the module docstring for why).
+
     A parameter that grew along its first axis since the anchor (the item ID table of new items) is
     compared on its first ``len(anchor)`` rows only: new rows have no previous value to keep. ``rows``
     restricts a parameter to the (n,) bool rows given (the ID rows of items trained before).
@@ -205,6 +213,42 @@ def weight_penalty(
             sq = sq * rows[name].to(sq.dtype).view(-1, *([1] * (sq.dim() - 1)))
         total = total + sq.sum()
     return total
+
+
+@torch.no_grad()
+def pull_toward_anchor(
+    net: torch.nn.Module, anchor: dict[str, torch.Tensor], rate: float, fisher: dict[str, torch.Tensor] | None = None,
+    rows: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """Move the anchored parameters in place toward the anchor: ``w <- w - min(1, rate * F) * (w - anchor)``.
+
+    The decoupled form of `weight_penalty` (its gradient is ``2 F (w - anchor)``): one call after
+    each optimiser step with ``rate = lr * strength`` shrinks the distance from the anchor by that
+    share, whatever the optimiser's per-parameter scaling. The share is capped at 1 (a huge
+    strength pins the weights to the anchor, never past it). A parameter that grew along its first
+    axis is pulled on its first ``len(anchor)`` rows only; ``rows`` restricts a parameter to the (n,)
+    bool rows given, as in `weight_penalty`.
+
+    Args:
+        net: the network being trained.
+        anchor: parameter name -> its value before the update.
+        rate: ``lr * strength`` (>= 0).
+        fisher: parameter name -> Fisher weights of the anchor's shape (EWC), or None (L2-SP).
+        rows: parameter name -> (n,) bool rows to pull, or None.
+    """
+    for name, p in net.named_parameters():
+        ref = anchor.get(name)
+        if ref is None:
+            continue
+        cur = p[: ref.shape[0]] if p.shape != ref.shape else p
+        if cur.shape != ref.shape:
+            continue
+        share = torch.full_like(ref, float(rate)) if fisher is None or name not in fisher else (
+            float(rate) * fisher[name][: ref.shape[0]])
+        share = share.clamp(0.0, 1.0)
+        if rows is not None and name in rows:
+            share = share * rows[name].to(share.dtype).view(-1, *([1] * (share.dim() - 1)))
+        cur.sub_(share * (cur - ref))
 
 
 def _fisher(net, objective, batches, max_batches: int = 20) -> dict[str, torch.Tensor]:
@@ -411,16 +455,12 @@ def _train_update(model, windows, buffer, anchored, epochs, seed, Objective, bat
         if buffer is not None and len(buffer):
             old = _target_windows(model, _rows_index(buffer.users, buffer.items, buffer.timestamps))
         fisher = _fisher(net, objective, batches_of(old if old is not None else windows, int(model.batch_size), seed))
-    strength = float(model.reg_strength)
-
-    def loss_fn(module, batch):
-        loss = objective(module, batch)
-        if anchor is not None:
-            loss = loss + strength * weight_penalty(module, anchor, fisher, anchor_rows)
-        return loss
-
     lr = model.lr if model.update_lr is None else model.update_lr
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=model.weight_decay)
-    state = fit_loop(net, batches_of(windows, int(model.batch_size), seed), loss_fn, optimizer, epochs=epochs,
+    if anchor is not None:
+        rate = float(lr) * float(model.reg_strength)
+        # decoupled from the loss (see the module docstring): pulled after every step
+        optimizer.register_step_post_hook(lambda *_: pull_toward_anchor(net, anchor, rate, fisher, anchor_rows))
+    state = fit_loop(net, batches_of(windows, int(model.batch_size), seed), objective, optimizer, epochs=epochs,
                      grad_clip=model.grad_clip, show_progress=model.show_progress)
     model.update_history_ = state.history

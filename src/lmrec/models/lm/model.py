@@ -90,7 +90,9 @@ class LMRecommender(Recommender):
         replay_size: rows in the replay buffer.
         replay_half_life: seconds for ``"recency"`` (None: a quarter of the history's time span).
         regularizer: pull toward the weights before each update: ``"l2sp"``, ``"ewc"`` (Fisher-weighted)
-            or ``"none"``; ``reg_strength`` multiplies the summed squared differences.
+            or ``"none"``, decoupled from the loss: after each optimiser step the distance to the
+            previous weights shrinks by the share ``update lr * reg_strength`` (times the Fisher
+            weight for EWC; capped at 1).
         update_epochs: epochs of each `partial_fit`; ``update_lr``: its learning rate (None: ``lr``).
         fusion: fuse the item text with other modalities: ``"concat"`` (+ projection), ``"mean"``
             or ``"gated"`` (attention over modalities); ``"none"`` (default) is text (+ ID) only.
