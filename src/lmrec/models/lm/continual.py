@@ -185,6 +185,18 @@ def _anchor_rows(net: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {"item_tower.id_emb.weight": (tower.id_mask > 0).detach().clone()}
 
 
+def _anchored(net: torch.nn.Module, anchor: dict[str, torch.Tensor]):
+    """``(name, current, anchor)`` for each anchored parameter; a parameter that grew along its first
+    axis is cut to its first ``len(anchor)`` rows, one whose shape changed otherwise is skipped."""
+    for name, p in net.named_parameters():
+        ref = anchor.get(name)
+        if ref is None:
+            continue
+        cur = p[: ref.shape[0]] if p.shape != ref.shape else p
+        if cur.shape == ref.shape:
+            yield name, cur, ref
+
+
 def weight_penalty(
     net: torch.nn.Module, anchor: dict[str, torch.Tensor], fisher: dict[str, torch.Tensor] | None = None,
     rows: dict[str, torch.Tensor] | None = None,
@@ -199,13 +211,7 @@ def weight_penalty(
     restricts a parameter to the (n,) bool rows given (the ID rows of items trained before).
     """
     total = torch.zeros(())
-    for name, p in net.named_parameters():
-        ref = anchor.get(name)
-        if ref is None:
-            continue
-        cur = p[: ref.shape[0]] if p.shape != ref.shape else p
-        if cur.shape != ref.shape:
-            continue
+    for name, cur, ref in _anchored(net, anchor):
         sq = (cur - ref).pow(2)
         if fisher is not None and name in fisher:
             sq = sq * fisher[name][: ref.shape[0]]
@@ -236,13 +242,7 @@ def pull_toward_anchor(
         fisher: parameter name -> Fisher weights of the anchor's shape (EWC), or None (L2-SP).
         rows: parameter name -> (n,) bool rows to pull, or None.
     """
-    for name, p in net.named_parameters():
-        ref = anchor.get(name)
-        if ref is None:
-            continue
-        cur = p[: ref.shape[0]] if p.shape != ref.shape else p
-        if cur.shape != ref.shape:
-            continue
+    for name, cur, ref in _anchored(net, anchor):
         share = torch.full_like(ref, float(rate)) if fisher is None or name not in fisher else (
             float(rate) * fisher[name][: ref.shape[0]])
         share = share.clamp(0.0, 1.0)
