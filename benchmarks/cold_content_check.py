@@ -1,9 +1,11 @@
-"""Where the language-model model loses on cold items.
+"""How far content alone goes on cold items, with no training at all.
 
-Scores the frozen MiniLM item vectors alone (no training: user = mean of their history's item
-vectors, cosine), raw and PCA-whitened, on the same cold-item split of Amazon Office (seed 0) as
-``lm_bench.py cold``, over all items and over the new-items pool (items without a training
-interaction). Compare with lm and TF-IDF in RESULTS.md §6.
+Scores the frozen MiniLM item vectors (raw and PCA-whitened; user = mean of their history's item
+vectors, cosine), other ways of pooling the history (max over history items, a log-sum-exp with a
+temperature), and a lexical + dense blend (per-user z-scored MiniLM and TF-IDF scores), on the same
+cold-item split of Amazon Office (seed 0) as ``lm_bench.py cold``, over all items and over the new-items
+pool (items without a training interaction), with the validation Recall@10 that would pick among
+them. Compare with lm and TF-IDF in RESULTS.md §6.
 
 Usage: ``python benchmarks/cold_content_check.py``
 """
@@ -20,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import lm_bench  # noqa: E402
 
 from lmrec.eval import evaluate  # noqa: E402
+from lmrec.models import TfidfRecommender  # noqa: E402
 from lmrec.models.base import Recommender  # noqa: E402
 from lmrec.models.lm import persist  # noqa: E402
 from lmrec.models.lm.item_tower import fit_whitening  # noqa: E402
@@ -27,10 +30,12 @@ from lmrec.models.lm.text import encode_texts, item_fields, item_texts  # noqa: 
 
 
 class FrozenContent(Recommender):
-    """User = mean of their history's item vectors; items = frozen (optionally whitened) LM vectors."""
+    """Items = frozen (optionally whitened) LM vectors; a user's score for an item pools the cosine
+    to their history items: ``"mean"`` (cosine to the history's mean vector), ``"max"``, or
+    ``"lse"`` (``tau * log sum exp(cos / tau)``, between the two)."""
 
-    def __init__(self, vectors: np.ndarray, whiten: bool = False) -> None:
-        self.vectors, self.whiten = vectors, whiten
+    def __init__(self, vectors: np.ndarray, whiten: bool = False, pool: str = "mean", tau: float = 0.1) -> None:
+        self.vectors, self.whiten, self.pool, self.tau = vectors, whiten, pool, tau
 
     def _fit(self, dataset) -> None:
         x = self.vectors
@@ -41,8 +46,41 @@ class FrozenContent(Recommender):
 
     def score_all(self, user_idx: np.ndarray) -> np.ndarray:
         hist = self.seen_[user_idx]
-        users = np.asarray(hist @ self.x_) / np.maximum(np.asarray(hist.sum(axis=1)), 1)
-        return users @ self.x_.T
+        if self.pool == "mean":
+            users = np.asarray(hist @ self.x_) / np.maximum(np.asarray(hist.sum(axis=1)), 1)
+            return users @ self.x_.T
+        out = np.zeros((len(user_idx), len(self.x_)), np.float32)
+        for row in range(len(user_idx)):
+            items = hist[row].indices
+            if len(items):
+                sims = self.x_[items] @ self.x_.T  # (h, n)
+                if self.pool == "max":
+                    out[row] = sims.max(axis=0)
+                else:
+                    top = sims.max(axis=0)
+                    out[row] = top + self.tau * np.log(np.exp((sims - top) / self.tau).sum(axis=0))
+        return out
+
+
+class Blend(Recommender):
+    """Per-user z-scored scores of two fitted models, ``z(a) + weight * z(b)``."""
+
+    def __init__(self, a: Recommender, b: Recommender, weight: float) -> None:
+        self.a, self.b, self.weight = a, b, weight
+
+    def _fit(self, dataset) -> None:
+        pass
+
+    def observe(self, interactions):  # the parts score from their own histories
+        self.a.observe(interactions)
+        self.b.observe(interactions)
+        return super().observe(interactions)
+
+    def score_all(self, user_idx: np.ndarray) -> np.ndarray:
+        def z(s: np.ndarray) -> np.ndarray:
+            return (s - s.mean(axis=1, keepdims=True)) / (s.std(axis=1, keepdims=True) + 1e-9)
+
+        return z(self.a.score_all(user_idx)) + self.weight * z(self.b.score_all(user_idx))
 
 
 def main() -> None:
@@ -50,14 +88,28 @@ def main() -> None:
     split = lm_bench.make_split(data, "cold", 0)
     texts, _ = item_texts(data.items, data.interactions.item_map, item_fields(data.items, None))
     vectors = encode_texts(persist.build_encoder(None, None, "torch", None), texts, cache_dir=str(lm_bench.CACHE))
+    train = data.with_interactions(split.train)
     pool = np.flatnonzero(np.bincount(split.train.items, minlength=split.train.n_items) == 0)
-    for whiten in (False, True):
-        model = FrozenContent(vectors, whiten).fit(data.with_interactions(split.train))
+
+    def report(name: str, build) -> None:
+        model = build()
+        valid = evaluate(model, split, phase="valid", ks=(10,), metrics=("recall",)).metrics
         model.observe(split.valid)
         full = evaluate(model, split, ks=(10,), metrics=("recall", "ndcg")).metrics
         new = evaluate(model, split, ks=(10,), metrics=("recall", "ndcg"), item_pool=pool).metrics
-        print(f"whiten={whiten}: all items recall@10 {full['recall@10']:.4f} ndcg@10 {full['ndcg@10']:.4f}; "
-              f"new items recall@10 {new['recall@10']:.4f} ndcg@10 {new['ndcg@10']:.4f}")
+        print(f"{name}: valid recall@10 {valid['recall@10']:.4f}; all items recall@10 {full['recall@10']:.4f} "
+              f"ndcg@10 {full['ndcg@10']:.4f}; new items recall@10 {new['recall@10']:.4f} ndcg@10 {new['ndcg@10']:.4f}",
+              flush=True)
+
+    for whiten in (False, True):
+        report(f"MiniLM whiten={whiten} mean", lambda: FrozenContent(vectors, whiten).fit(train))
+    report("MiniLM whitened max", lambda: FrozenContent(vectors, True, "max").fit(train))
+    for tau in (0.1, 0.05):
+        report(f"MiniLM whitened lse tau={tau}", lambda: FrozenContent(vectors, True, "lse", tau).fit(train))
+    report("TF-IDF", lambda: TfidfRecommender().fit(train))
+    for weight in (0.5, 1.0, 2.0):
+        report(f"z(MiniLM whitened mean) + {weight} z(TF-IDF)", lambda: Blend(
+            FrozenContent(vectors, True).fit(train), TfidfRecommender().fit(train), weight).fit(train))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from lmrec.eval import EvalResult, paired_test
 
 OUT = Path(__file__).resolve().parent / "out"
 RUNS = OUT / "lm_runs"
-NAMES = {"lm": "lm (hybrid)", "lm-text": "lm (text only)", "sasrec": "SASRec", "ease": "EASE", "tfidf": "TF-IDF"}
+NAMES = {"lm": "lm (hybrid)", "lm-text": "lm (text only)", "lm-content": "lm + content channel", "sasrec": "SASRec", "ease": "EASE", "tfidf": "TF-IDF"}
 
 
 def load_runs(experiment: str) -> dict[str, dict[str, list[tuple[dict[str, Any], dict[str, np.ndarray]]]]]:
@@ -172,7 +172,7 @@ def cold_tables(lines: list[str]) -> None:
         entry: dict[str, Any] = {"models": table, "random_expected_recall@10": random,
                                  "random_expected_recall@10_new_items": stat(new_random) if new_random else None,
                                  "ratios": {}}
-        for m in [m for m in ("lm", "lm-text") if m in by_model and "tfidf" in by_model]:
+        for m in [m for m in ("lm", "lm-text", "lm-content") if m in by_model and "tfidf" in by_model]:
             seeds = sorted(set(table[m]["seeds"]) & set(table["tfidf"]["seeds"]))
             a = [r for r in by_model[m] if r[0]["seed"] in seeds]
             b = [r for r in by_model["tfidf"] if r[0]["seed"] in seeds]
@@ -192,7 +192,7 @@ def cold_tables(lines: list[str]) -> None:
         lines.append("| model | Recall@10, all items | NDCG@10, all items | Recall@10, new items only | "
                      "NDCG@10, new items only | seeds |")
         lines.append("|---|---|---|---|---|---|")
-        for m in ("lm", "lm-text", "tfidf"):
+        for m in ("lm", "lm-text", "lm-content", "tfidf"):
             if m in table:
                 t = table[m]
                 lines.append(f"| {NAMES[m]} | {fmt(t['test_recall@10'])} | {fmt(t['test_ndcg@10'])} | "
@@ -218,7 +218,7 @@ def ablation_tables(lines: list[str]) -> None:
     summary: dict[str, Any] = {}
     labels = {"hybrid": "hybrid (text + ID), user text, full softmax, rating head", "text": "text only",
               "id": "ID only", "no-user-text": "without user text", "bpr": "BPR loss instead of softmax",
-              "no-rating": "without the rating head"}
+              "no-rating": "without the rating head", "content": "with the content channel"}
     for data in sorted(set(runs) | set(loo)):
         variants = dict(runs.get(data, {}))
         if "lm" in loo.get(data, {}):

@@ -16,6 +16,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["ItemTower", "MoEAdaptor", "fit_whitening"]
@@ -154,6 +155,17 @@ class ItemTower(nn.Module):
             raise ValueError("this model was fit with item_repr='id': it has no text path for new items or queries")
         white = (text_vectors - self.white_mean) @ self.white_proj  # (n, k)
         return self.adaptor(white)
+
+    def content(self, text_vectors: torch.Tensor | None = None) -> torch.Tensor:
+        """(n, k) unit, whitened, frozen text vectors: the content channel (no learned part).
+
+        Args:
+            text_vectors: (n, D) raw text vectors (None: the catalogue's cached ones).
+        """
+        if not self.uses_text:
+            raise ValueError("this model was fit with item_repr='id': it has no text to build a content channel from")
+        raw = self.text if text_vectors is None else text_vectors
+        return F.normalize((raw - self.white_mean) @ self.white_proj, dim=-1)
 
     def forward(self, generator: torch.Generator | None = None, text: torch.Tensor | None = None) -> torch.Tensor:
         """Vectors of all items, (n_items, d), not normalised; ID dropout applies in training mode.

@@ -34,7 +34,7 @@ from lmrec.models.lm.text import (
     item_texts,
     user_texts,
 )
-from lmrec.models.lm.training import history_tokens, score_users, train_network
+from lmrec.models.lm.training import history_tokens, score_users, train_network, user_content, with_content
 from lmrec.models.lm.user_tower import UserTower
 
 __all__ = ["LMRecommender"]
@@ -69,6 +69,14 @@ class LMRecommender(Recommender):
         similarity: ``"cosine"`` (unit vectors; logits over ``temperature``) or ``"dot"`` (raw inner
             products, where vector norms can carry popularity).
         temperature: temperature of the cosine logits; ``learn_temperature`` makes it a parameter.
+        content_weight: weight beta of the frozen content channel (0: off). Every score becomes
+            ``sim(v_u, v_i) + beta * cos(c_u, c_i)``, with ``c_i`` the item's whitened frozen text
+            vector and ``c_u`` the mean of the ``c_i`` of the user's last ``max_len`` items, in
+            training too, so the learned towers fit what content similarity leaves unexplained. The
+            adaptor, trained on warm items only, can lose the pretrained model's content similarity
+            for items it never saw; this channel keeps it, which is what cold items are scored by.
+            Item, user and query vectors are then ``[v, sqrt(beta) * c]`` (width ``dim`` + the
+            whitened text width), so one inner product still scores, in the evaluator and in FAISS.
         rating_weight: weight of the rating head (log(1 + r) regression) when ratings exist.
         event_weight: weight of the event-type head when events exist.
         lr / weight_decay / batch_size / epochs / patience: optimisation; early stopping on
@@ -129,6 +137,7 @@ class LMRecommender(Recommender):
         similarity: Literal["cosine", "dot"] = "cosine",
         temperature: float = 0.07,
         learn_temperature: bool = False,
+        content_weight: float = 0.0,
         rating_weight: float = 0.0,
         event_weight: float = 0.0,
         lr: float = 1e-3,
@@ -169,6 +178,7 @@ class LMRecommender(Recommender):
         self.use_user_text, self.user_text_kinds, self.text_fields = use_user_text, user_text_kinds, text_fields
         self.loss, self.full_softmax_max_items, self.n_negatives = loss, full_softmax_max_items, n_negatives
         self.similarity, self.temperature, self.learn_temperature = similarity, temperature, learn_temperature
+        self.content_weight = content_weight
         self.rating_weight, self.event_weight = rating_weight, event_weight
         self.lr, self.weight_decay, self.batch_size = lr, weight_decay, batch_size
         self.epochs, self.patience, self.grad_clip = epochs, patience, grad_clip
@@ -227,12 +237,14 @@ class LMRecommender(Recommender):
         for name in ("dropout", "adaptor_dropout", "id_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"LMRecommender {name} must be in [0, 1), got {getattr(self, name)!r}")
+        if self.content_weight > 0 and self.item_repr == "id":
+            raise ValueError("LMRecommender content_weight > 0 needs item text; item_repr is 'id'")
         if self.finetune_lm == "lora" and self.item_repr == "id":
             raise ValueError("LMRecommender finetune_lm='lora' needs item text; item_repr is 'id'")
         for name in ("temperature", "lr", "lora_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"LMRecommender {name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("rating_weight", "event_weight", "weight_decay", "whiten_eps"):
+        for name in ("rating_weight", "event_weight", "weight_decay", "whiten_eps", "content_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"LMRecommender {name} must be >= 0, got {getattr(self, name)!r}")
         self._check_continual_params()
@@ -387,12 +399,18 @@ class LMRecommender(Recommender):
         """Recompute the cached (normalised) item vectors in eval mode."""
         was_training = self.net_.training
         self.net_.eval()
-        self.item_vectors_ = self.net_.project(self.net_.item_tower()).numpy().astype(np.float32)
+        learned = self.net_.project(self.net_.item_tower())
+        self._content = self.net_.item_tower.content() if self._content_weight() > 0 else None
+        self.item_vectors_ = with_content(learned, self._content, self._content_weight()).numpy().astype(np.float32)
         self._item_raw = self.net_.item_tower()
         self.net_.train(was_training)
 
+    def _content_weight(self) -> float:
+        return float(getattr(self, "content_weight", 0.0) or 0.0)
+
     def item_vectors(self) -> np.ndarray:
-        """(n_items, d) item vectors (unit length for cosine); ``score_all(u) = user_vectors(u) @ item_vectors().T``."""
+        """(n_items, d) item vectors (unit length for cosine; ``[v, sqrt(beta) c]`` with a content
+        channel); ``score_all(u) = user_vectors(u) @ item_vectors().T``."""
         self._check_fitted()
         return self.item_vectors_
 
@@ -419,7 +437,8 @@ class LMRecommender(Recommender):
             batch_size: users per forward pass.
 
         Returns:
-            (n, d) float32 unit vectors.
+            (n, d) float32 unit vectors (``[v_u, sqrt(beta) c_u]`` with a content channel; ``c_u`` is
+            zero for an empty history).
         """
         self._check_fitted()
         n = len(histories)
@@ -444,7 +463,7 @@ class LMRecommender(Recommender):
                 raw_text = self.net_.user_text[torch.from_numpy(np.asarray(known_users, dtype=np.int64))]
                 flags = self.net_.has_text[torch.from_numpy(np.asarray(known_users, dtype=np.int64))].numpy()
         self.net_.eval()
-        out = np.empty((n, self.dim), np.float32)
+        out = np.empty((n, self.item_vectors_.shape[1]), np.float32)
         for start in range(0, n, batch_size):
             sl = slice(start, start + batch_size)
             tokens, buckets, lengths = history_tokens(items[sl], times[sl], self.max_len, self.n_time_buckets)
@@ -452,10 +471,14 @@ class LMRecommender(Recommender):
             if raw_text is not None:
                 text = self.net_.whiten_user_text(raw_text[sl])
                 has = torch.from_numpy(np.asarray(flags[sl], dtype=bool))
-            out[sl] = score_users(
-                self.net_, self._item_raw, torch.from_numpy(tokens), torch.from_numpy(buckets),
-                torch.from_numpy(lengths), text, has,
-            ).numpy()
+            tokens_t, lengths_t = torch.from_numpy(tokens), torch.from_numpy(lengths)
+            learned = score_users(
+                self.net_, self._item_raw, tokens_t, torch.from_numpy(buckets), lengths_t, text, has,
+            )
+            content = None
+            if self._content is not None:
+                content = user_content(self._content, tokens_t)[torch.arange(len(lengths_t)), lengths_t - 1]
+            out[sl] = with_content(learned, content, self._content_weight()).numpy()
         return out
 
     def user_vectors(self, user_idx: np.ndarray) -> np.ndarray:
@@ -496,9 +519,11 @@ class LMRecommender(Recommender):
         self._check_fitted()
         if self.item_repr == "id":
             raise ValueError("this model was fit with item_repr='id': it has no text path for new items or queries")
-        raw = encode_texts(self._get_encoder(), list(texts), kind=kind)
+        raw = torch.from_numpy(encode_texts(self._get_encoder(), list(texts), kind=kind))
         self.net_.eval()
-        return self.net_.project(self.net_.item_tower.encode_text(torch.from_numpy(raw))).numpy()
+        learned = self.net_.project(self.net_.item_tower.encode_text(raw))
+        content = self.net_.item_tower.content(raw) if self._content is not None else None
+        return with_content(learned, content, self._content_weight()).numpy()
 
     # ------------------------------------------------------------------ continual learning
     def partial_fit(

@@ -109,6 +109,11 @@ class LMScenarioRecommender(LMRecommender):
             raise ValueError(
                 f"LMScenarioRecommender trains with the full softmax; loss must be 'auto' or 'full', got {self.loss!r}"
             )
+        if self.content_weight:
+            raise ValueError(
+                "LMScenarioRecommender does not support the content channel yet (its adapters act on the "
+                f"learned width only); content_weight must be 0, got {self.content_weight!r}"
+            )
         if self.finetune_lm != "none":
             raise ValueError(
                 "LMScenarioRecommender does not fine-tune the language model; finetune_lm must be 'none', "

@@ -10,9 +10,11 @@ SASRec does. The objective is next-item retrieval:
   correction, for large catalogues;
 - ``"bpr"``: BPR against one uniformly sampled negative per position (for the ablation);
 
-plus, with weights, a rating head on ``log(1 + r)`` and an event-type head. Items without training
-interactions are never negatives: nothing is known about them, and pushing them down would teach
-the model never to recommend a new item.
+plus, with weights, a rating head on ``log(1 + r)`` and an event-type head. With a content channel
+(``content_weight`` beta > 0) every retrieval logit gains ``beta * cos(c_u, c_i)``, the frozen
+content similarity (`user_content`), so the learned towers fit what content does not explain.
+Items without training interactions are never negatives: nothing is known about them, and pushing
+them down would teach the model never to recommend a new item.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from lmrec.models.lm.net import LMNet
 from lmrec.models.lm.user_tower import time_buckets
 from lmrec.train.losses import BPRLoss, FullSoftmaxCE, SampledSoftmax
 
-__all__ = ["Objective", "Windows", "history_tokens", "make_windows"]
+__all__ = ["Objective", "Windows", "history_tokens", "make_windows", "user_content", "with_content"]
 
 BOS, PAD = -1, -2
 
@@ -131,6 +133,30 @@ def history_tokens(
     return tokens, buckets, lengths
 
 
+def user_content(content: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Content vectors of the users at every position: the unit mean of the content vectors of the
+    items read so far (BOS and padding add nothing; a position that has read no item gets zeros).
+
+    Args:
+        content: (n_items, k) unit content vectors (`ItemTower.content`).
+        tokens: (B, L) item indices, -1 BOS, -2 padding.
+
+    Returns:
+        (B, L, k).
+    """
+    real = (tokens >= 0).unsqueeze(-1)
+    x = content[tokens.clamp(min=0)] * real
+    return F.normalize(x.cumsum(dim=1), dim=-1)  # the mean's direction is the sum's
+
+
+def with_content(learned: torch.Tensor, content: torch.Tensor | None, weight: float) -> torch.Tensor:
+    """``[learned, sqrt(weight) * content]``: inner products of two such vectors are
+    ``learned . learned' + weight * content . content'``; ``content`` None leaves ``learned`` as it is."""
+    if content is None or weight <= 0:
+        return learned
+    return torch.cat([learned, content * float(np.sqrt(weight))], dim=-1)
+
+
 class Objective:
     """``loss_fn(net, batch)`` for `lmrec.train.fit_loop`.
 
@@ -139,6 +165,7 @@ class Objective:
         item_counts: (n_items,) training interactions per item (popularity for sampling and log-Q).
         n_negatives: sampled negatives per step ("sampled").
         rating_weight / event_weight: weights of the heads' losses.
+        content_weight: weight beta of the frozen content channel in the retrieval logits (0: off).
         generator: torch RNG for ID dropout and negative sampling.
     """
 
@@ -150,9 +177,12 @@ class Objective:
         n_negatives: int = 256,
         rating_weight: float = 0.0,
         event_weight: float = 0.0,
+        content_weight: float = 0.0,
         generator: torch.Generator | None = None,
     ) -> None:
         self.loss, self.n_negatives = loss, n_negatives
+        self.content_weight = float(content_weight)
+        self._content: torch.Tensor | None = None  # (n_items, k), computed once: the channel is frozen
         self.rating_weight, self.event_weight = rating_weight, event_weight
         self.generator = generator
         counts = torch.as_tensor(np.asarray(item_counts, dtype=np.float64))
@@ -179,21 +209,29 @@ class Objective:
         u = net.project(states[keep])  # (N, d)
         target = batch["targets"][keep]
         v_all = net.project(vecs)
+        u_s, v_s = u, v_all  # the vectors the retrieval loss scores (plus the content channel)
+        if self.content_weight > 0:
+            if self._content is None:
+                with torch.no_grad():
+                    self._content = net.item_tower.content()
+            c_u = user_content(self._content, batch["tokens"])[keep]  # (N, k)
+            u_s = with_content(u, c_u, self.content_weight)
+            v_s = with_content(v_all, self._content, self.content_weight)
         tau = net.temperature
         if self.loss == "full":
-            logits = (u @ v_all.T / tau).masked_fill(~self.trainable, float("-inf"))  # (N, n_items)
+            logits = (u_s @ v_s.T / tau).masked_fill(~self.trainable, float("-inf"))  # (N, n_items)
             total = self.ce(logits, target)
         elif self.loss == "sampled":
             neg = torch.multinomial(self.neg_p, self.n_negatives, replacement=True, generator=self.generator)
             neg_log_q = torch.log(self.neg_p[neg] * self.n_negatives)
             total = self.sampled(
-                u / tau, v_all[target], v_all[neg], pos_log_q=self.log_pos_q[target], neg_log_q=neg_log_q,
+                u_s / tau, v_s[target], v_s[neg], pos_log_q=self.log_pos_q[target], neg_log_q=neg_log_q,
                 pos_ids=target, neg_ids=neg,
             )
         else:
             pick = torch.randint(0, len(self.trainable_idx), target.shape, generator=self.generator)
             neg = self.trainable_idx[pick]
-            total = self.bpr((u * v_all[target]).sum(-1) / tau, (u * v_all[neg]).sum(-1) / tau)
+            total = self.bpr((u_s * v_s[target]).sum(-1) / tau, (u_s * v_s[neg]).sum(-1) / tau)
         if net.rating_head is not None and self.rating_weight > 0:
             r = batch["ratings"][keep]
             ok = torch.isfinite(r)
@@ -292,7 +330,8 @@ def train_network(model, inter, valid, seed: int) -> list[dict[str, float]]:
     generator = torch.Generator().manual_seed(seed)
     objective = Objective(
         model._resolved_loss(inter.n_items), model.counts_, n_negatives=model.n_negatives,
-        rating_weight=model.rating_weight, event_weight=model.event_weight, generator=generator,
+        rating_weight=model.rating_weight, event_weight=model.event_weight,
+        content_weight=float(getattr(model, "content_weight", 0.0)), generator=generator,
     )
     log = logging.getLogger("lmrec.models.lm.model")
     callbacks: list = [LogMetrics(log)]
