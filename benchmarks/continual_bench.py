@@ -3,7 +3,8 @@
 For each data set: order interactions by time, fit on the first 60% of the rows, then for each of
 4 windows rank with three arms (no update, incremental ``partial_fit`` on each past window, full
 retrain on everything before the window), recording NDCG@10 / Recall@10 and training seconds, and
-measure forgetting on window 0's users with and without replay (see `lmrec.eval.stream`).
+measure forgetting on a held-back share of window 0's rows (never trained on by any arm) with and
+without replay, against a full retrain (see `lmrec.eval.stream`).
 
 Targets (issue 7): incremental >= 95% of full-retrain NDCG@10 on each window after an update, at
 < 25% of its training time; forgetting <= 5% with replay.
@@ -12,7 +13,8 @@ Usage (one data set per process; ``nice`` on a shared machine)::
 
     OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1 nice -n 10 python benchmarks/continual_bench.py run --data ml-100k
     OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1 nice -n 10 python benchmarks/continual_bench.py run --data office
-    python benchmarks/continual_bench.py report      # -> benchmarks/results/continual.md
+    python benchmarks/continual_bench.py report      # -> benchmarks/results/continual.md (overwrites it)
+    python benchmarks/continual_bench.py forgetting  # held-back forgetting tables of every run, to stdout
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ log = logging.getLogger("continual_bench")
 
 def run(data_name: str, seed: int, epochs: int, update_epochs: int, windows: int, train_frac: float,
         replay: str, replay_size: int, regularizer: str, reg_strength: float, arms: tuple[str, ...],
-        tag: str) -> Path:
+        tag: str, forget_holdout: float = 0.2, forget_seed: int = 0) -> Path:
     from lmrec.eval.stream import prequential
     from lmrec.models.lm import LMRecommender
 
@@ -56,7 +58,8 @@ def run(data_name: str, seed: int, epochs: int, update_epochs: int, windows: int
         return LMRecommender(cache_dir=str(CACHE), num_threads=1, random_state=seed, **params)
 
     started = time.perf_counter()
-    res = prequential(data, make, train_frac=train_frac, n_windows=windows, arms=arms)
+    res = prequential(data, make, train_frac=train_frac, n_windows=windows, arms=arms,
+                      forget_holdout=forget_holdout, forget_seed=forget_seed)
     record = {"data": data_name, "seed": seed, "params": params, "wall_s": time.perf_counter() - started,
               "n_interactions": len(data.interactions), **res.to_dict()}
     RUNS.mkdir(parents=True, exist_ok=True)
@@ -104,21 +107,67 @@ def report() -> str:
         f = r["forgetting"]
         if "skipped" in f:
             lines.append(f"Forgetting: skipped ({f['skipped']})")
-        else:
-            lines += [f"Forgetting on window 0's {f['n_users']} users (NDCG@10 from their pre-window-0 history, right "
-                      "after the update on window 0 vs after the last update):", "",
+        elif f.get("protocol") == "held-back":
+            lines += forgetting_section(f)
+        else:  # the earlier definition (window 0's own training rows), kept readable for old runs
+            lines += [f"Forgetting (earlier definition) on window 0's {f['n_users']} users:", "",
                       "| variant | right after | after last | forgetting |", "|---|---:|---:|---:|"]
             for name in ("replay", "no_replay"):
                 if name in f:
                     v = f[name]
-                    label = f"with replay ({f['replay_kind']})" if name == "replay" else "without replay"
                     lines.append(
-                        f"| {label} | {v['right_after']:.4f} | {v['after_last']:.4f} | {v['forgetting']:+.1%} |"
-                    )
-            if "full_retrain_after_last" in f:
-                lines += ["", f"Reference: the last full retrain (fitted on everything before the last window) scores "
-                          f"{f['full_retrain_after_last']:.4f} on the same task."]
+                        f"| {name} | {v['right_after']:.4f} | {v['after_last']:.4f} | {v['forgetting']:+.1%} |")
         lines.append("")
+    return "\n".join(lines)
+
+
+def forgetting_section(f: dict[str, Any]) -> list[str]:
+    """Markdown lines of a held-back forgetting block (see `lmrec.eval.stream`)."""
+    lines = [f"Forgetting, held-back protocol: {f['n_rows']:,} of window 0's rows ({f['holdout']:.0%}, seed "
+             f"{f['seed']}) held back from every arm, {f['n_users']:,} users; NDCG@10 on them from the users' "
+             f"pre-window-0 and kept window-0 rows. The initial model (never saw window 0) scores "
+             f"{f['initial']:.4f}.", "",
+             "| variant | right after window 0 | after last window | forgetting |", "|---|---:|---:|---:|"]
+    labels = {"replay": f"incremental, replay ({f.get('replay_kind')})", "no_replay": "incremental, no replay",
+              "full_retrain": "full retrain (reference)"}
+    for name, label in labels.items():
+        if name in f:
+            v = f[name]
+            lines.append(f"| {label} | {v['right_after']:.4f} | {v['after_last']:.4f} | {v['forgetting']:+.1%} |")
+    if "full_retrain" in f and f["full_retrain"].get("last_stream_refit") is not None:
+        lines += ["", f"Full retrain: right after = the refit that ranks window 1; after last = a final refit on "
+                  f"everything ({f['full_retrain']['final_refit_s']:.0f} s); the refit that ranked the last window "
+                  f"scores {f['full_retrain']['last_stream_refit']:.4f}."]
+    return lines
+
+
+def forgetting_tables() -> str:
+    """The held-back forgetting table of every run in ``benchmarks/out/continual``."""
+    lines: list[str] = []
+    runs: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for path in sorted(RUNS.glob("*.json")):
+        r = json.loads(path.read_text())
+        f = r["forgetting"]
+        if f.get("protocol") != "held-back":
+            continue
+        lines += [f"### {path.stem} ({r['data']}, seed {r['seed']}, whole run {r['wall_s']:.0f} s)", "",
+                  *forgetting_section(f), ""]
+        runs.setdefault(r["data"], []).append((r["seed"], f))
+    labels = {"replay": "incremental, replay", "no_replay": "incremental, no replay",
+              "full_retrain": "full retrain (reference)"}
+    lines += ["### Mean over seeds (model seed = held-back seed)", "",
+              "| data | variant | seeds | right after (mean) | after last (mean) | forgetting per seed | "
+              "mean forgetting |", "|---|---|---|---:|---:|---|---:|"]
+    for data, seeded in sorted(runs.items()):
+        seeded.sort(key=lambda sf: sf[0])
+        for name, label in labels.items():
+            got = [(seed, f[name]) for seed, f in seeded if name in f]
+            if not got:
+                continue
+            mean = {k: sum(v[k] for _, v in got) / len(got) for k in ("right_after", "after_last", "forgetting")}
+            per = ", ".join(f"{v['forgetting']:+.1%}" for _, v in got)
+            lines.append(f"| {data} | {label} | {','.join(str(seed) for seed, _ in got)} | {mean['right_after']:.4f} | "
+                         f"{mean['after_last']:.4f} | {per} | {mean['forgetting']:+.1%} |")
     return "\n".join(lines)
 
 
@@ -138,12 +187,18 @@ def main() -> None:
     r.add_argument("--reg-strength", type=float, default=1.0)
     r.add_argument("--arms", default="no_update,incremental,full_retrain", help="comma-separated arms")
     r.add_argument("--tag", default="", help="suffix of the output file, e.g. _fix")
+    r.add_argument("--forget-holdout", type=float, default=0.2, help="share of window 0's rows held back")
+    r.add_argument("--forget-seed", type=int, default=0, help="seed of the held-back draw")
     sub.add_parser("report")
+    sub.add_parser("forgetting")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.cmd == "run":
         run(args.data, args.seed, args.epochs, args.update_epochs, args.windows, args.train_frac, args.replay,
-            args.replay_size, args.regularizer, args.reg_strength, tuple(args.arms.split(",")), args.tag)
+            args.replay_size, args.regularizer, args.reg_strength, tuple(args.arms.split(",")), args.tag,
+            args.forget_holdout, args.forget_seed)
+    elif args.cmd == "forgetting":
+        print(forgetting_tables())
     else:
         text = report()
         RESULTS.parent.mkdir(parents=True, exist_ok=True)

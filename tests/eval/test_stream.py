@@ -11,7 +11,7 @@ import pytest
 from lmrec.data import Dataset, IdMap, Interactions, ItemCatalog, Split
 from lmrec.encoders.fake import HashingEncoder
 from lmrec.eval.gate import champion_challenger, clone_model, gated_partial_fit, history_of
-from lmrec.eval.stream import prequential, stream_windows
+from lmrec.eval.stream import holdout_rows, prequential, stream_windows
 from lmrec.models.itemknn import ItemKNN
 from lmrec.models.lm import LMRecommender
 from lmrec.models.popularity import Popularity
@@ -107,19 +107,169 @@ def test_lm_stream_has_every_arm_and_forgetting():
             assert 0.0 <= row[arm]["ndcg@10"] <= 1.0
         assert row["incremental"]["train_s"] >= 0 and row["full_retrain"]["train_s"] > 0
     assert res.windows[1]["incremental"]["train_s"] > 0
-    for name in ("replay", "no_replay"):
-        f = res.forgetting[name]
-        assert f["forgetting"] == pytest.approx(1 - f["after_last"] / f["right_after"])
-    assert res.forgetting["replay_kind"] == "reservoir"
-    # the reference is the window-0 task scored by a fresh fit on everything before window 1
+    f = res.forgetting
+    for name in ("replay", "no_replay", "full_retrain"):
+        assert f[name]["forgetting"] == pytest.approx(1 - f[name]["after_last"] / f[name]["right_after"])
+    assert f["replay_kind"] == "reservoir" and f["protocol"] == "held-back"
+    # window 0 = 24 rows (240 rows, 60% initial, 2 windows of 48 -> window 0 has 48); 20% -> round(9.6) = 10
+    assert f["n_rows"] == 10 and f["full_retrain"]["final_refit_s"] > 0
+    # the reference's "after last" is a fresh fit on everything but the held-back rows, scored on them
     from lmrec.eval.stream import _task0
 
     data = stream_dataset()
     inter = data.interactions
     initial, windows = stream_windows(inter, n_windows=2)
-    refit = lm().fit(data.with_interactions(inter.subset(np.concatenate([initial, windows[0]]))))
-    expected = _task0(refit, inter.subset(initial), inter.subset(windows[0]))
-    assert res.forgetting["full_retrain_after_last"] == pytest.approx(expected, abs=1e-9)
+    kept, held = holdout_rows(windows[0], 0.2, 0)
+    everything = np.concatenate([initial, kept, windows[1]])
+    refit = lm().fit(data.with_interactions(inter.subset(everything)))
+    expected = _task0(refit, inter.subset(np.concatenate([initial, kept])), inter.subset(held))
+    assert f["full_retrain"]["after_last"] == pytest.approx(expected, abs=1e-9)
+
+
+# ---------------------------------------------------------------------- held-back forgetting
+class Recorder:
+    """A fake model that records every row it learns or reads and scores by what it has trained on.
+
+    Rows are named by their timestamps (unique in the data used here). Item scores depend only on the
+    latest timestamp trained on (``fit`` / ``partial_fit``) and on ``replay``, so every NDCG is known.
+    """
+
+    events: list[tuple[str, set[float]]] = []  # on the class: shared by every deep copy (clone_model)
+    window0: tuple[float, float] = (10.0, 15.0)  # [start, end) of window 0's timestamps
+
+    def __init__(self) -> None:
+        self.replay = "reservoir"
+        self.last_t_ = -1.0
+
+    def _learn(self, kind: str, inter: Interactions) -> None:
+        Recorder.events.append((kind, set(inter.timestamps.tolist())))
+        self.n_items_ = inter.n_items
+        if kind != "observe":
+            self.last_t_ = max(self.last_t_, float(inter.timestamps.max()))
+
+    def fit(self, dataset: Dataset) -> Recorder:
+        self.last_t_ = -1.0
+        self._learn("fit", dataset.interactions)
+        return self
+
+    def partial_fit(self, inter: Interactions) -> Recorder:
+        self._learn("partial_fit", inter)
+        return self
+
+    def observe(self, inter: Interactions) -> Recorder:
+        self._learn("observe", inter)
+        return self
+
+    def _scores(self) -> np.ndarray:
+        lo, hi = Recorder.window0
+        s = np.zeros(self.n_items_, np.float32)
+        if self.last_t_ < lo:  # initial model: 9 > 8 > ... > 0
+            s[:] = np.arange(self.n_items_)
+        elif self.last_t_ < hi:  # learnt window 0: 0 > 1 > ... > 9
+            s[:] = -np.arange(self.n_items_)
+        elif self.replay == "none":  # learnt later windows without replay: item 1, then item 0
+            s[[1, 0]] = [2.0, 1.0]
+        else:  # ... with replay (or a refit): items 1, 2, then item 0
+            s[[1, 2, 0]] = [3.0, 2.0, 1.0]
+        return s
+
+    def score_all(self, users: np.ndarray) -> np.ndarray:
+        return np.tile(self._scores(), (len(users), 1))
+
+    def item_vectors(self) -> np.ndarray:
+        return self._scores()[:, None]  # (n_items, 1)
+
+    def encode_users(self, items, texts, times, known_users=None) -> np.ndarray:
+        Recorder.events.append(("encode", {float(t) for ts in times for t in ts}))
+        return np.ones((len(items), 1), np.float32)  # (n_users, 1): every user scores items alike
+
+
+def known_dataset() -> Dataset:
+    """5 users; rows 0-9: each user has items 5 and 6; rows 10-14 (window 0): each user item 0;
+    rows 15-19 (window 1): each user item 7. Timestamp = row index."""
+    users = [u for u in range(5) for _ in range(2)] + list(range(5)) * 2
+    items = [5, 6] * 5 + [0] * 5 + [7] * 5
+    inter = Interactions(np.array(users), np.array(items), np.arange(20, dtype=float), IdMap(range(5)),
+                         IdMap(range(10)))
+    return Dataset(inter, name="known")
+
+
+def test_forgetting_arithmetic_on_known_scores():
+    Recorder.events = []
+    res = prequential(known_dataset(), Recorder, train_frac=0.5, n_windows=2, forget_holdout=0.4, forget_seed=0)
+    f = res.forgetting
+    # window 0 = rows 10-14 (one item-0 row per user); round(0.4 * 5) = 2 rows held back, 2 users.
+    # Each held-back user: history {5, 6} (masked), relevant {0}; one relevant item, so NDCG = 1/log2(rank + 1).
+    assert (f["n_rows"], f["n_users"], f["holdout"], f["seed"]) == (2, 2, 0.4, 0)
+    # initial model: 9 8 7 (6 5 masked) 4 3 2 1 0 -> item 0 at rank 8 -> 1/log2(9)
+    assert f["initial"] == pytest.approx(1 / np.log2(9))
+    # right after window 0 every variant ranks item 0 first -> 1.0
+    # after the last window: replay 1 2 0 -> rank 3 -> 1/log2(4) = 0.5, forgetting 1 - 0.5 / 1 = 0.5;
+    # no replay 1 0 -> rank 2 -> 1/log2(3) = 0.6309, forgetting 0.3691
+    assert f["replay"] == pytest.approx({"right_after": 1.0, "after_last": 0.5, "forgetting": 0.5})
+    assert f["no_replay"] == pytest.approx(
+        {"right_after": 1.0, "after_last": 1 / np.log2(3), "forgetting": 1 - 1 / np.log2(3)})
+    # full retrain: the refit ranking window 1 learnt through window 0 (1.0, also the last stream refit);
+    # the final refit on everything scores like the replay model: 0.5
+    full = f["full_retrain"]
+    assert (full["right_after"], full["after_last"], full["forgetting"]) == pytest.approx((1.0, 0.5, 0.5))
+    assert full["last_stream_refit"] == pytest.approx(1.0)
+
+
+def test_held_back_rows_never_reach_training_or_scoring_histories():
+    data = stream_dataset()
+    inter = data.interactions
+    initial, windows = stream_windows(inter, n_windows=4)
+    bounds = (inter.timestamps[windows[0]].min(), inter.timestamps[windows[1]].min())  # 6000, 7000
+    Recorder.window0 = bounds
+    Recorder.events = []
+    try:
+        res = prequential(data, Recorder, n_windows=4, forget_holdout=0.25, forget_seed=3)
+    finally:
+        Recorder.window0 = (10.0, 15.0)
+    # the draw, derived independently: 240 rows, 144 initial, windows of 24; round(0.25 * 24) = 6 rows
+    pos = np.random.default_rng(3).choice(24, size=6, replace=False)
+    held = set(inter.timestamps[windows[0][pos]].tolist())
+    assert len(held) == 6 and res.forgetting["n_rows"] == 6
+    other = set(inter.timestamps[windows[0][np.random.default_rng(4).choice(24, size=6, replace=False)]].tolist())
+    assert other != held  # the seed matters
+    every = set(inter.timestamps.tolist())
+    kinds = [k for k, _ in Recorder.events]
+    # initial fit + 3 refits + the final refit; 4 windows x (replay + no replay) updates; 4 observes
+    assert (kinds.count("fit"), kinds.count("partial_fit"), kinds.count("observe")) == (5, 8, 4)
+    for kind, rows in Recorder.events:
+        assert not rows & held, kind
+    learnt = [rows for kind, rows in Recorder.events if kind != "encode"]
+    assert set().union(*learnt) == every - held  # nothing else is lost
+    fits = [rows for kind, rows in Recorder.events if kind == "fit"]
+    assert fits[-1] == every - held  # the final refit: everything but the held-back rows
+    w0 = set(inter.timestamps[windows[0]].tolist())
+    updates = [rows for kind, rows in Recorder.events if kind in ("partial_fit", "observe")]
+    assert sum(u == w0 - held for u in updates) == 3  # window 0: replay, no replay, observe
+    # scoring histories of the forgetting task: the held-back users' rows before window 0 and kept rows
+    held_users = set(inter.users[windows[0][pos]].tolist())
+    hist0 = {t for t, u in zip(inter.timestamps.tolist(), inter.users.tolist())
+             if u in held_users and t not in held and t < bounds[1]}
+    encodes = [rows for kind, rows in Recorder.events if kind == "encode"]
+    assert encodes and all(rows == hist0 for rows in encodes)
+
+
+def test_holdout_rows_share_seed_and_errors():
+    rows = np.arange(100, 124)
+    kept, held = holdout_rows(rows, 0.25, 3)
+    expected = rows[np.sort(np.random.default_rng(3).choice(24, size=6, replace=False))]
+    np.testing.assert_array_equal(held, expected)
+    np.testing.assert_array_equal(kept, np.setdiff1d(rows, expected))  # input order kept (rows ascending)
+    assert len(holdout_rows(rows, 0.5, 0)[1]) == 12
+    for bad in (0.0, 1.0, -0.1, True, "0.2"):
+        with pytest.raises(ValueError, match=f"forget_holdout must be in \\(0, 1\\), got {bad!r}"):
+            holdout_rows(rows, bad, 0)
+    with pytest.raises(ValueError, match="forget_holdout=0.01 of window 0's 24 rows holds back 0"):
+        holdout_rows(rows, 0.01, 0)
+    with pytest.raises(ValueError, match="forget_holdout must be in \\(0, 1\\), got 1.5"):
+        prequential(stream_dataset(), Popularity, forget_holdout=1.5)
+    with pytest.raises(ValueError, match="forget_seed must be a non-negative integer, got -1"):
+        prequential(stream_dataset(), Popularity, forget_seed=-1)
 
 
 # ---------------------------------------------------------------------- champion / challenger

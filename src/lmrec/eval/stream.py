@@ -17,12 +17,28 @@ the stream; interactions are what arrives), so all arms rank the same items: an 
 interactions is a cold item (text only for the language-model model) until its first row arrives.
 `partial_fit`'s growing maps are tested on their own.
 
-Forgetting (models with ``encode_users``): window 0's users are ranked from their history before
-window 0 right after the update on window 0 and again after the last update (on the last window);
-``forgetting = 1 - after / right_after`` for the incremental arm as configured and for a copy
-without replay. ``right_after`` scores rows the model has just been trained on, so it is inflated by
-memorisation; as a reference, ``full_retrain_after_last`` is the same figure for the last full
-retrain (fitted on everything before the last window, window 0 included).
+Forgetting (models with ``encode_users``), held-back protocol: a seeded random share
+``forget_holdout`` of window 0's rows (``round(share * n)`` rows drawn uniformly without replacement
+by ``numpy.random.default_rng(forget_seed)``, see `holdout_rows`) is held back from every arm: no
+model ever trains on them (``partial_fit``, ``fit`` of every full retrain, ``observe`` of the
+no-update arm) and they stay out of every later history. Window 0 itself is still ranked with all its
+rows relevant (that happens before any arm learns it). The forgetting task ranks all items for the
+users with a held-back row: history = their rows before window 0 plus their kept window-0 rows
+(masked as usual), relevant = their held-back items, scored from that fixed history with
+``encode_users``. It is scored right after learning window 0 and again after learning the last
+window; ``forgetting = 1 - after_last / right_after``:
+
+- ``replay`` / ``no_replay``: the incremental arm as configured, and a copy of it without replay,
+  right after ``partial_fit`` on window 0 and after ``partial_fit`` on the last window;
+- ``full_retrain``: the refit on everything up to window 0 (the one that ranks window 1) and a final
+  refit on everything up to the last window (one extra fit, like-for-like with the incremental arm's
+  last update); ``last_stream_refit`` is the refit that ranked the last window;
+- ``initial``: the initial model, which never saw window 0, on the same task.
+
+This replaces the earlier definition, which scored window 0's rows right after the model had trained on
+them (memorisation: even a full retrain "forgot" about half by it). The holdout applies only when
+forgetting is measured; with ``forgetting=False`` (or a model without ``encode_users``) every arm
+learns every row.
 """
 
 from __future__ import annotations
@@ -42,7 +58,7 @@ from lmrec.eval.evaluator import evaluate
 from lmrec.eval.gate import clone_model
 from lmrec.models.base import Recommender
 
-__all__ = ["StreamResult", "evaluate_window", "prequential", "stream_table", "stream_windows"]
+__all__ = ["StreamResult", "evaluate_window", "holdout_rows", "prequential", "stream_table", "stream_windows"]
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +145,12 @@ class StreamResult:
     Attributes:
         windows: one dict per window: ``window``, ``n_rows``, ``start`` / ``end`` (seconds), then one
             dict of metrics per arm (``incremental`` and ``full_retrain`` with ``train_s``).
-        forgetting: window-0 NDCG@10 right after learning it and after the last update, per variant,
-            or ``{"skipped": reason}``.
+        forgetting: the held-back forgetting block (see the module docstring), or ``{"skipped": reason}``:
+            ``protocol`` (``"held-back"``), ``holdout``, ``seed``, ``n_rows`` (rows held back),
+            ``n_users`` (users with a held-back row), ``initial`` (NDCG@10 of the initial model), then per
+            variant present (``replay``, ``no_replay``, ``full_retrain``) a dict with ``right_after``,
+            ``after_last`` and ``forgetting``; ``full_retrain`` also has ``last_stream_refit`` (None with one
+            window) and ``final_refit_s``; and ``replay_kind``.
         initial: sizes and fit time of the initial model.
         notes: what was skipped and why.
     """
@@ -144,10 +164,48 @@ class StreamResult:
         return {"stream": self.windows, "forgetting": self.forgetting, "initial": self.initial, "notes": self.notes}
 
 
-def _task0(model: Recommender, hist0: Interactions, window0: Interactions, k: int = 10) -> float:
-    res = evaluate(_FrozenHistory(model, hist0), Split(hist0, window0.subset(np.zeros(0, np.int64)), window0),
+def _task0(model: Recommender, history: Interactions, target: Interactions, k: int = 10) -> float:
+    """NDCG@k of ``model`` on ``target`` for its users, each scored from their rows in ``history``."""
+    res = evaluate(_FrozenHistory(model, history), Split(history, target.subset(np.zeros(0, np.int64)), target),
                    ks=(k,), metrics=("ndcg",), user_groups=())
     return float(res.metrics[f"ndcg@{k}"])
+
+
+def _check_holdout(share: float) -> None:
+    if isinstance(share, bool) or not isinstance(share, (int, float, np.floating)) or not 0.0 < share < 1.0:
+        raise ValueError(f"forget_holdout must be in (0, 1), got {share!r}")
+
+
+def holdout_rows(rows: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split a window's row indices into kept and held-back rows.
+
+    Args:
+        rows: (n,) row indices of the window.
+        share: share held back, in (0, 1); exactly ``round(share * n)`` rows are held back.
+        seed: seed of ``numpy.random.default_rng``; the held-back positions are
+            ``default_rng(seed).choice(n, size=round(share * n), replace=False)``.
+
+    Returns:
+        ``(kept, held)``: int64 row indices, each in the input order; together exactly ``rows``.
+
+    Raises:
+        ValueError: ``share`` outside (0, 1), or a share that would hold back no row or every row.
+    """
+    _check_holdout(share)
+    rows = np.asarray(rows, dtype=np.int64)
+    n = len(rows)
+    n_held = int(round(share * n))
+    if not 0 < n_held < n:
+        raise ValueError(f"forget_holdout={share!r} of window 0's {n} rows holds back {n_held}; "
+                         "at least one row must be held back and one kept")
+    held = np.zeros(n, dtype=bool)
+    held[np.random.default_rng(seed).choice(n, size=n_held, replace=False)] = True
+    return rows[~held], rows[held]
+
+
+def _forgetting(right_after: float, after_last: float) -> dict[str, float]:
+    ratio = float(1.0 - after_last / right_after) if right_after > 0 else float("nan")
+    return {"right_after": right_after, "after_last": after_last, "forgetting": ratio}
 
 
 def prequential(
@@ -161,6 +219,8 @@ def prequential(
     metrics: tuple[str, ...] = ("ndcg", "recall", "hit", "mrr"),
     arms: tuple[str, ...] = ARMS,
     forgetting: bool = True,
+    forget_holdout: float = 0.2,
+    forget_seed: int = 0,
 ) -> StreamResult:
     """Run the streaming protocol on one data set for one kind of model.
 
@@ -170,15 +230,24 @@ def prequential(
         train_frac / n_windows / split_by: see `stream_windows`.
         ks / metrics: what `evaluate_window` reports per arm.
         arms: a subset of ``("no_update", "incremental", "full_retrain")``.
-        forgetting: measure forgetting (models with ``encode_users`` and ``partial_fit`` only).
+        forgetting: measure forgetting on held-back window-0 rows (models with ``encode_users``; the
+            incremental variants need ``partial_fit``, the reference needs the full-retrain arm).
+        forget_holdout: share of window 0's rows held back from every arm's training, in (0, 1).
+        forget_seed: seed of the held-back draw (see `holdout_rows`).
 
     Returns:
         A `StreamResult`. A model without ``partial_fit`` gets ``{"skipped": reason}`` in the
-        incremental arm (and no forgetting figures) rather than a silent stand-in.
+        incremental arm rather than a silent stand-in.
+
+    Raises:
+        ValueError: an unknown arm, a bad ``forget_holdout`` or ``forget_seed``, or bad window arguments.
     """
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
         raise ValueError(f"unknown arm(s) {unknown}; known: {list(ARMS)}")
+    _check_holdout(forget_holdout)
+    if isinstance(forget_seed, bool) or not isinstance(forget_seed, (int, np.integer)) or forget_seed < 0:
+        raise ValueError(f"forget_seed must be a non-negative integer, got {forget_seed!r}")
     inter = dataset.interactions
     initial_idx, window_idx = stream_windows(inter, train_frac=train_frac, n_windows=n_windows, split_by=split_by)
     notes: list[str] = []
@@ -190,21 +259,31 @@ def prequential(
     skip_reason = f"{type(initial).__name__} has no partial_fit; the incremental arm is skipped"
     if "incremental" in arms and not has_partial:
         notes.append(skip_reason)
-    measure = forgetting and has_partial and "incremental" in arms and hasattr(initial, "encode_users")
+    inc_ok = "incremental" in arms and has_partial
+    measure = forgetting and hasattr(initial, "encode_users") and (inc_ok or "full_retrain" in arms)
     if forgetting and not measure:
-        notes.append("forgetting needs an incremental arm and a model with encode_users; skipped")
+        notes.append("forgetting needs a model with encode_users and an incremental (with partial_fit) or "
+                     "full-retrain arm; skipped")
+    # rows each arm learns from, per window: window 0 without its held-back rows when forgetting is measured
+    learn_idx = list(window_idx)
+    if measure:
+        kept0, held0_idx = holdout_rows(window_idx[0], forget_holdout, forget_seed)
+        learn_idx[0] = kept0
+        hist0 = inter.subset(np.concatenate([initial_idx, kept0]))  # the forgetting task's fixed history
+        held0 = inter.subset(held0_idx)
+        log.info("stream: %d of window 0's %d rows held back for forgetting", len(held0_idx), len(window_idx[0]))
     frozen = clone_model(initial) if "no_update" in arms else None
-    incremental = clone_model(initial) if "incremental" in arms and has_partial else None
+    incremental = clone_model(initial) if inc_ok else None
     no_replay = None
-    if measure and getattr(initial, "replay", "none") != "none":
+    if measure and incremental is not None and getattr(initial, "replay", "none") != "none":
         no_replay = clone_model(initial)
         no_replay.replay = "none"
     updated = [m for m in (incremental, no_replay) if m is not None]
-    task0: dict[str, dict[str, float]] = {}
+    forget: dict[str, Any] = {}
+    task0: dict[str, float] = {}
     results: list[dict[str, Any]] = []
     seen_idx = initial_idx
     inc_train_s = 0.0
-    full_ref: float | None = None
     for w, idx in enumerate(window_idx):
         history, window = inter.subset(seen_idx), inter.subset(idx)
         row: dict[str, Any] = {"window": w, "n_rows": int(len(idx)), "start": float(window.timestamps.min()),
@@ -228,39 +307,46 @@ def prequential(
                 retrain_s = time.perf_counter() - t0
             row["full_retrain"] = {**evaluate_window(retrain, history, window, ks=ks, metrics=metrics),
                                    "train_s": retrain_s}
+            if measure and w == 1:
+                task0["full_retrain"] = _task0(retrain, hist0, held0)  # the refit right after window 0
             if measure and w == len(window_idx) - 1 and w > 0:
-                full_ref = _task0(retrain, hist0, win0)  # hist0 / win0: set after the update on window 0
+                task0["last_stream_refit"] = _task0(retrain, hist0, held0)
         results.append(row)
         log.info("stream window %d: %s", w, {a: row[a].get("ndcg@10") for a in row if isinstance(row[a], dict)})
-        # learn from the window (prequential: after testing on it)
+        # learn from the window (prequential: after testing on it); held-back rows never reach a model
+        learn = inter.subset(learn_idx[w])
         if frozen is not None:
-            frozen.observe(window)
+            frozen.observe(learn)
         for j, m in enumerate(updated):
             t0 = time.perf_counter()
-            m.partial_fit(window)
+            m.partial_fit(learn)
             if j == 0:
                 inc_train_s = time.perf_counter() - t0
         if measure and w == 0:
-            hist0, win0 = history, window
             for name, m in (("replay", incremental), ("no_replay", no_replay)):
                 if m is not None:
-                    task0[name] = {"right_after": _task0(m, hist0, win0)}
-        seen_idx = np.concatenate([seen_idx, idx])
-    forget: dict[str, Any] = {}
+                    task0[name] = _task0(m, hist0, held0)
+        seen_idx = np.concatenate([seen_idx, learn_idx[w]])
     if not measure:
         forget["skipped"] = notes[-1] if forgetting else "not requested (forgetting=False)"
-    if measure:
+    else:
+        forget.update({"protocol": "held-back", "holdout": float(forget_holdout), "seed": int(forget_seed),
+                       "n_rows": int(len(held0)), "n_users": int(len(np.unique(held0.users))),
+                       "initial": _task0(initial, hist0, held0)})
         for name, m in (("replay", incremental), ("no_replay", no_replay)):
-            if m is None:
-                continue
-            after = _task0(m, hist0, win0)
-            first = task0[name]["right_after"]
-            forget[name] = {"right_after": first, "after_last": after,
-                            "forgetting": float(1.0 - after / first) if first > 0 else float("nan")}
-        if full_ref is not None:
-            forget["full_retrain_after_last"] = full_ref
+            if m is not None:
+                forget[name] = _forgetting(task0[name], _task0(m, hist0, held0))
+        if "full_retrain" in arms:
+            # a final refit on everything up to the last window: like-for-like with the last update
+            t0 = time.perf_counter()
+            final = make_model().fit(dataset.with_interactions(inter.subset(seen_idx)))
+            final_s = time.perf_counter() - t0
+            after = _task0(final, hist0, held0)
+            # with one window, the refit right after window 0 is the final refit
+            forget["full_retrain"] = {**_forgetting(task0.get("full_retrain", after), after),
+                                      "last_stream_refit": task0.get("last_stream_refit"),
+                                      "final_refit_s": final_s}
         forget["replay_kind"] = getattr(initial, "replay", None)
-        forget["n_users"] = int(len(np.unique(win0.users)))
     info = {"n_rows": int(len(initial_idx)), "fit_s": fit_s, "train_frac": train_frac, "n_windows": n_windows,
             "split_by": split_by}
     return StreamResult(results, forget, info, notes)
