@@ -10,6 +10,9 @@ Parts (leave-one-out by time, full ranking, test after observing valid, @10):
 - ``new``: Office Electronics held out; a shared model is trained on the other scenarios, then the
   held-out scenario is learned by adapter-only training and by full fine-tuning.
 - ``new_lr``: part ``new``'s adapter-only training again with a higher learning rate.
+- ``new_text``: part ``new``'s adapter-only training with the adapter's text-path correction
+  (rank ``SCENARIO_TEXT_RANK``, default 32; lr ``SCENARIO_TEXT_LR``, default 5e-3), on the shared
+  model saved by part ``new``; compared with part ``new``'s full fine-tuning.
 - ``cross``: the joint Office model moved to MovieLens-100K (other users and items; item text is the
   bridge) and adapted on 10% / 100% of the ML-100K training users, against the same architecture
   trained from scratch on the same users.
@@ -219,6 +222,32 @@ def part_new_lr(seed: int) -> dict[str, Any]:
     return out
 
 
+TEXT_RANK = int(os.environ.get("SCENARIO_TEXT_RANK", 32))
+TEXT_LR = float(os.environ.get("SCENARIO_TEXT_LR", 5e-3))
+TEXT_EPOCHS = int(os.environ.get("SCENARIO_TEXT_EPOCHS", 15))
+TEXT_PATIENCE = int(os.environ.get("SCENARIO_TEXT_PATIENCE", 3))
+
+
+def part_new_text(seed: int) -> dict[str, Any]:
+    """Adapter-only training of part ``new`` with the text-path correction (rank TEXT_RANK)."""
+    from lmrec.data import leave_one_out
+    from lmrec.models import load_model
+
+    path = RUNS / f"office_shared_wo_electronics_s{seed}"
+    if not (path / "config.json").exists():
+        raise SystemExit(f"part 'new_text' needs the shared model of part 'new' at {path}")
+    data = office()
+    split = leave_one_out(data.interactions)
+    model = load_model(path)
+    report = model.adapt(data.with_interactions(split.train), HELD_OUT, valid=split, mode="adapter", lr=TEXT_LR,
+                         text_rank=TEXT_RANK, epochs=TEXT_EPOCHS, patience=TEXT_PATIENCE)
+    model.observe(split.valid)
+    out = {"adapter": {**report, "lr": TEXT_LR, "max_epochs": TEXT_EPOCHS, "patience": TEXT_PATIENCE,
+                       "test": evaluate_test(model, split)["by_scenario"][HELD_OUT]}}
+    log.info("new scenario, adapter + text rank %d: %s", TEXT_RANK, out["adapter"])
+    return out
+
+
 def movielens(fraction: float, seed: int):
     """ML-100K with one scenario "movielens", its loo split, and the training users kept."""
     from lmrec.data import Split, leave_one_out
@@ -337,6 +366,8 @@ def write_report(runs: Path, md_path: Path, png_path: Path) -> None:
         lines += [f"## (b) A new scenario with few parameters ({HELD_OUT} held out)", "",
                   "The shared model is trained on the other scenarios; then the held-out scenario is learned on the "
                   "same training users (its positions are the targets, all other interactions are history).", "",
+                  "Rows without a seed are means over the seeds of part `new`; 'vs full FT' compares with the full "
+                  "fine-tuning of the same seeds; epochs: the first seed's.", "",
                   "| variant | trainable params | share of full FT | NDCG@10 | Recall@10 | vs full FT | train s | epochs |",
                   "|---|---|---|---|---|---|---|---|"]
         full_ndcg = _mean([r["full"]["test"]["ndcg@10"] for r in new])
@@ -353,14 +384,39 @@ def write_report(runs: Path, md_path: Path, png_path: Path) -> None:
         if new_lr:
             a = new_lr[0]["adapter"]
             nd = _mean([r["adapter"]["test"]["ndcg@10"] for r in new_lr])
+            lr_seeds = [p.stem.rsplit("_s", 1)[1] for p in sorted(runs.glob("new_lr_s*.json"))]
+            lr_full = _mean([json.loads((runs / f"new_s{k}.json").read_text())["full"]["test"]["ndcg@10"]
+                             for k in lr_seeds if (runs / f"new_s{k}.json").exists()])
             lines.append(
-                f"| adapter only, lr {a['lr']:g}, up to 30 epochs | {a['trainable_params']:,} | "
+                f"| adapter only, lr {a['lr']:g}, up to 30 epochs (seed {', '.join(lr_seeds)}) | {a['trainable_params']:,} | "
                 f"{a['trainable_share']:.4f} | {_f(nd)} | {_f(_mean([r['adapter']['test']['recall@10'] for r in new_lr]))} | "
-                f"{nd / full_ndcg:.2f} | {_f(_mean([r['adapter']['fit_s'] for r in new_lr]), 0)} | {a['epochs_run']} |")
+                f"{nd / (lr_full or full_ndcg):.2f} | {_f(_mean([r['adapter']['fit_s'] for r in new_lr]), 0)} | "
+                f"{a['epochs_run']} |")
+        variants: dict[str, list[dict[str, Any]]] = {}
+        full_by_seed = {p.stem.rsplit("_s", 1)[1]: json.loads(p.read_text())["full"]["test"]["ndcg@10"]
+                        for p in runs.glob("new_s*.json")}
+        for p in sorted(runs.glob("new_text_r*_s*.json")):
+            seed_key = p.stem.rsplit("_s", 1)[1]
+            if seed_key in full_by_seed:  # compared with the full fine-tuning of the same seed
+                rec = {**json.loads(p.read_text())["adapter"], "full_ndcg": full_by_seed[seed_key], "seed": seed_key}
+                variants.setdefault(p.stem.rsplit("_s", 1)[0], []).append(rec)
+        for _, reps in sorted(variants.items(), key=lambda kv: (kv[1][0]["text_rank"], kv[1][0]["lr"], kv[0])):
+            a = reps[0]
+            nd = _mean([r["test"]["ndcg@10"] for r in reps])
+            nd_full = _mean([r["full_ndcg"] for r in reps])
+            n_full_ft = new[0]["full"]["trainable_params"]
+            lines.append(
+                f"| adapter + text-path correction rank {a['text_rank']}, lr {a['lr']:g}, up to {a.get('max_epochs', 15)} epochs, patience {a.get('patience', 3)} "
+                f"(seed {', '.join(r['seed'] for r in reps)}) | {a['trainable_params']:,} | "
+                f"{a['trainable_params'] / n_full_ft:.4f} | {_f(nd)} | {_f(_mean([r['test']['recall@10'] for r in reps]))} | "
+                f"{nd / nd_full:.2f} | {_f(_mean([r['fit_s'] for r in reps]), 0)} | {a['epochs_run']} |")
         if joint:
             ref = _mean([r["joint"]["by_scenario"][HELD_OUT]["ndcg@10"] for r in joint])
-            lines.append(f"| (reference) joint model trained with {HELD_OUT} from the start | - | - | {_f(ref)} | - | "
-                         f"{ref / full_ndcg:.2f} | - | - |")
+            j_seeds = [p.stem.rsplit("_s", 1)[1] for p in sorted(runs.glob("joint_s*.json"))]
+            j_full = _mean([json.loads((runs / f"new_s{k}.json").read_text())["full"]["test"]["ndcg@10"]
+                            for k in j_seeds if (runs / f"new_s{k}.json").exists()]) or full_ndcg
+            lines.append(f"| (reference) joint model trained with {HELD_OUT} from the start (seed {', '.join(j_seeds)}) "
+                         f"| - | - | {_f(ref)} | - | {ref / j_full:.2f} | - | - |")
         lines += ["", "Targets: adapter-only trainable share < 5%, NDCG@10 >= 90% of full fine-tuning.", ""]
     if cross:
         lines += ["## (c) Cross-domain: Office -> MovieLens-100K", "",
@@ -407,7 +463,7 @@ def write_report(runs: Path, md_path: Path, png_path: Path) -> None:
 
 
 #: what the tables mean, written after reading them (kept here so a re-run keeps them)
-NOTES: list[str] = """## What the figures say (run of 2026-12-01, seed 0 only)
+NOTES: list[str] = """## What the figures say (runs of 2026-12-01, seed 0; part (b) 2026-12-02 adds seed 1)
 
 - **One seed, capped epochs.** Time allowed one seed (0) per part; epochs were capped at 15 with
   patience 3 on valid NDCG@10. The joint model and the scenario-blind model both used all 15 epochs
@@ -424,16 +480,36 @@ NOTES: list[str] = """## What the figures say (run of 2026-12-01, seed 0 only)
   School Supplies 0.0692 vs 0.0760), plausibly because the balanced weights give that scenario 0.57
   of the loss weight; on Furniture & Lighting it stays ahead (0.2696 vs 0.2522). So "joint best
   overall" holds against the three designs compared, not against lm + a category filter.
-- **(b) New scenario.** Adapter-only training uses 0.58% of the parameters of full fine-tuning
-  (2,112 of 361,140; target < 5%: **met**) but reaches only 37% of its NDCG@10 (0.0316 vs 0.0844;
-  target 90%: **missed**); a higher learning rate (2e-2, up to 30 epochs) did not help (0.0292).
+- **(b) New scenario, adapter on the item vectors only.** Adapter-only training uses 0.58% of the
+  parameters of full fine-tuning (2,112 of 361,140; target < 5%: **met**) but reaches only 34% of
+  its NDCG@10 (mean of seeds 0, 1: 0.0326 vs 0.0966; seed 0 alone 0.0316 vs 0.0844 = 37%; target
+  90%: **missed**); a higher learning rate (2e-2, up to 30 epochs, seed 0) did not help (0.0292).
   The reason is structural: in the shared model the held-out scenario's 669 items never had a
   training interaction, so they have no ID embedding and are scored from text alone, and the
   adapter (a low-rank map on all item vectors) cannot add per-item information; full fine-tuning
-  switches on and trains those items' IDs with the backbone. The shared model with no adapter gives
-  0.0240, so the adapter does add 32%. Training time is not much lower for the adapter (186 s for 15
-  epochs vs 131 s for 8): the forward pass through the frozen backbone and the per-epoch validation
-  dominate; only the backward pass through the backbone is saved.
+  switches on and trains those items' IDs with the backbone.
+- **(b) New scenario, adapter + text-path correction (run of 2026-12-02, seeds 0 and 1).** Command:
+  `OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1 nice -n 10 python benchmarks/scenario_bench.py new --seeds 1`,
+  then `... scenario_bench.py new_text --seeds 0` and `--seeds 1` (rank `SCENARIO_TEXT_RANK=32`,
+  default lr 5e-3; the other rows set `SCENARIO_TEXT_LR`, `SCENARIO_TEXT_EPOCHS`,
+  `SCENARIO_TEXT_PATIENCE`), then `--report`; 2-core dev box, shared with other jobs. The adapter
+  also owns a rank-32 LoRA-style correction read from each item's full whitened MiniLM vector (381
+  wide): 16,352 parameters, **4.53%** of full fine-tuning's 361,140 (target < 5%: **met**). It
+  reaches **0.0753 vs 0.0844 on seed 0 (89.2%, 0.8 points short of 90%)** but **0.0713 vs 0.1087 on
+  seed 1 (66%)**; mean 0.0733 vs 0.0966 = **76%**: target 90% **missed**, by 14 points on the mean
+  (0.0136 NDCG@10 below the 0.0869 needed). It is 2.2x the item-vector-only adapter (0.0733 vs
+  0.0326). Early stopping was not what held it back: with up to 30 epochs and patience 6 both seeds
+  keep the same best epoch (the 12th and the 5th) and the same test figures; lr 3e-3 (0.0696) and 1e-2 (seed
+  0: 0.0715) are lower. The lr / epochs variants were chosen by valid NDCG@10 (0.1055 / 0.1008 for
+  the default on seeds 0 / 1, the best of the variants) — every variant tried is in the table. On
+  seed 1, full fine-tuning peaked at its 12th epoch (valid 0.1366) while the adapter peaked at its
+  5th (valid 0.1008): the gap there is in what the frozen backbone can express (the user tower
+  reads the new items through their shared, text-only vectors; full fine-tuning trains those items'
+  ID rows for both the history and the targets), not in training length.
+- **(b) Training time.** Adapter-only is not much cheaper per epoch: 82 s (mean, 15 epochs max, early
+  stop at 15 / 8) vs 129 s for full fine-tuning (8 / 15 epochs) for the rank-32 adapter; per epoch
+  ~7 s vs ~9 s on seed 1. The forward pass through the frozen backbone and the per-epoch validation
+  dominate; only the backward pass through the backbone is saved. Timings are on a shared 2-core box.
 - **(c) Office -> MovieLens-100K.** The adapted model is **below** the same architecture trained
   from scratch at both 10% (0.0147 adapter-only, 0.0220 adapter + new item IDs, vs 0.0322 scratch)
   and 100% of the training users (0.0234 / 0.0708 vs 0.0812): target **missed**. Text alone does not
@@ -445,7 +521,16 @@ NOTES: list[str] = """## What the figures say (run of 2026-12-01, seed 0 only)
 """.splitlines()
 
 
-PARTS = {"joint": part_joint, "new": part_new, "new_lr": part_new_lr, "cross": part_cross}
+PARTS = {"joint": part_joint, "new": part_new, "new_lr": part_new_lr, "new_text": part_new_text, "cross": part_cross}
+
+
+def _run_name(part: str, seed: int) -> str:
+    if part == "new_text":
+        lr = "" if TEXT_LR == 5e-3 else f"_lr{TEXT_LR:g}"
+        ep = "" if TEXT_EPOCHS == 15 else f"_e{TEXT_EPOCHS}"
+        pat = "" if TEXT_PATIENCE == 3 else f"_p{TEXT_PATIENCE}"
+        return f"new_text_r{TEXT_RANK}{lr}{ep}{pat}_s{seed}"
+    return f"{part}_s{seed}"
 
 
 def main() -> None:
@@ -464,7 +549,7 @@ def main() -> None:
     RUNS.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
         for part in args.parts:
-            path = RUNS / f"{part}_s{seed}.json"
+            path = RUNS / f"{_run_name(part, seed)}.json"
             if path.exists() and not args.force:
                 log.info("skip %s (exists)", path)
                 continue

@@ -298,3 +298,74 @@ def test_cli_acceptance_on_a_recbole_directory(tmp_path) -> None:
     level = CliRunner().invoke(app, [*args[:-2], "--json", str(out), "--scenario-level", "1"])
     assert level.exit_code == 0, level.output
     assert set(json.loads(out.read_text())["results"]["lm-scenario"]["by_scenario"]) == set(GENRES)
+
+
+# ---------------------------------------------------------------------- the adapter's text-path correction
+@pytest.fixture(scope="module")
+def only_a(data_split, tmp_path_factory):
+    """A model that never saw scenario B (B's items have no trained ID row), saved once."""
+    data, split = data_split
+    model = make(epochs=20).fit(data.with_interactions(split.train.subset(split.train.scenarios == "A")))
+    return model.save(tmp_path_factory.mktemp("only_a") / "m")
+
+
+def test_text_adapter_starts_as_the_identity(only_a) -> None:
+    model = load_model(only_a)
+    net = model.net_
+    adapter = net.scenario.add(torch.Generator().manual_seed(1), text_rank=3)
+    assert adapter.text_a.shape == (3, 32) and adapter.text_b.shape == (16, 3)  # (r_t, k), (d, r_t)
+    assert adapter.text_a.abs().sum() > 0 and not adapter.text_b.any()  # A random, B zero: LoRA init
+    with torch.no_grad():
+        p = net.project(net.item_tower())  # (24, 16) shared unit item vectors
+        u = net.project(torch.randn(5, 16, generator=torch.Generator().manual_seed(2)))
+        assert torch.equal(adapter.item(p, net.item_tower), p)  # bitwise: the correction adds exact zeros
+        assert torch.equal(adapter.user(u), u)
+    with pytest.raises(ValueError, match="needs the item tower's text path"):
+        adapter.item(p)
+    with pytest.raises(ValueError, match="text correction: 23 item vectors but 24 item texts"):
+        adapter.item(p[:23], net.item_tower)
+
+
+def test_adapt_with_text_rank(only_a, data_split, tmp_path) -> None:
+    data, split = data_split
+    model = load_model(only_a)
+    before = {k: v.clone() for k, v in model.net_.state_dict().items()}
+    report = model.adapt(data.with_interactions(split.train), "B", epochs=5, text_rank=3)
+    after = model.net_.state_dict()
+    for key, value in before.items():
+        assert torch.equal(value, after[key]), key  # shared weights (and A's adapter), bitwise
+    # d + 4 r d + r_t (k + d) = 16 + 4 * 4 * 16 + 3 * (32 + 16) = 16 + 256 + 144 = 416
+    assert report["trainable_params"] == 416 and report["text_rank"] == 3 and report["best_valid_ndcg@10"] is None
+    assert report["trainable_params"] == type(model.net_.scenario.adapters[1]).n_params(16, 4, 3, 32)
+    # full fine-tuning: 6720 as in test_adapt_trains_only_the_new_adapter, with this adapter's 416 for 272
+    assert report["full_finetune_params"] == 6720 - 272 + 416
+    adapter = model.net_.scenario.adapters[1]
+    assert adapter.text_b.abs().sum() > 0  # the correction did learn
+    # B's item vectors move through the text path: zeroing the correction gives other vectors
+    with_text, learned = model.scenario_item_vectors("B"), adapter.text_b.detach().clone()
+    with torch.no_grad():
+        adapter.text_b.zero_()
+    model._refresh()
+    without = model.scenario_item_vectors("B")
+    assert np.abs(with_text - without)[2 * PER:].max() > 1e-2  # B's items (genres 2, 3) changed
+    with torch.no_grad():
+        adapter.text_b.copy_(learned)
+    model._refresh()
+    np.testing.assert_array_equal(model.scenario_item_vectors("B"), with_text)
+    # save / load: the adapter's text rank is read back from its arrays; scores are identical
+    loaded = load_model(model.save(tmp_path / "adapted"))
+    assert loaded.net_.scenario.adapters[1].text_rank == 3 and loaded.net_.scenario.adapters[0].text_rank == 0
+    for scenario in (None, 0, 1):
+        np.testing.assert_array_equal(loaded.score_all(USERS, scenario), model.score_all(USERS, scenario))
+    with pytest.raises(ValueError, match="adapt text_rank must be an integer >= 0, got -1"):
+        model.adapt(data.with_interactions(split.train), "B", text_rank=-1)
+
+
+def test_text_rank_in_joint_fitting(data_split, tmp_path) -> None:
+    data, split = data_split
+    model = make(epochs=2, adapter_text_rank=2).fit(data.with_interactions(split.train))
+    assert [a.text_rank for a in model.net_.scenario.adapters] == [2, 2]
+    loaded = load_model(model.save(tmp_path / "m"))
+    np.testing.assert_array_equal(loaded.score_all(USERS, 1), model.score_all(USERS, 1))
+    with pytest.raises(ValueError, match="adapter_text_rank=2 needs a text path; item_repr='id' has none"):
+        make(epochs=1, adapter_text_rank=2, item_repr="id").fit(data.with_interactions(split.train))

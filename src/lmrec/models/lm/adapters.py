@@ -10,6 +10,18 @@ backbone's ``project``):
 ``e_s`` starts at zero: a new adapter is exactly the identity, so a new scenario starts from the
 shared model and only moves as far as its data asks. One adapter costs ``d + 4 r d`` parameters.
 Scenario id -1 is the shared path (no adapter).
+
+**Text-path correction** (``text_rank`` ``r_t`` > 0). The maps above act on the shared item vectors,
+which for items without a trained ID row carry only the ``d`` numbers the shared adaptor extracted
+from the text; the adapter cannot add per-item information to them. With ``r_t > 0`` the adapter
+also owns a LoRA-style low-rank correction of the item tower's text adaptor, read from the full
+whitened text vector ``w_i = (e_i - mean) P`` (width ``k``, ~384):
+
+    v_{i,s} = p_i + B^v_s A^v_s p_i + B^t_s A^t_s w_i,       p_i = v_i / |v_i| (cosine) or v_i (dot)
+
+``A^t`` is (r_t, k) with a ``1/sqrt(k)`` random init and ``B^t`` (d, r_t) is zero, so the adapter
+still starts as the identity. Cost: ``d + 4 r d + r_t (k + d)`` parameters. It applies to every item
+scored under the scenario (items of other scenarios are pushed down by the same training signal).
 """
 
 from __future__ import annotations
@@ -19,10 +31,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lmrec.models.lm.item_tower import ItemTower
 from lmrec.models.lm.net import LMNet
 from lmrec.models.lm.training import Objective
 
-__all__ = ["ScenarioAdapter", "ScenarioAdapters", "ScenarioObjective"]
+__all__ = ["ScenarioAdapter", "ScenarioAdapters", "ScenarioObjective", "check_text_rank"]
+
+
+def check_text_rank(rank: object, item_repr: str, name: str) -> None:
+    """Raise a ValueError naming ``name`` unless ``rank`` is an int >= 0 usable with ``item_repr``."""
+    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 0:
+        raise ValueError(f"LMScenarioRecommender {name} must be an integer >= 0, got {rank!r}")
+    if rank > 0 and item_repr == "id":
+        raise ValueError(f"LMScenarioRecommender {name}={rank} needs a text path; item_repr='id' has none")
 
 
 class ScenarioAdapter(nn.Module):
@@ -32,41 +53,95 @@ class ScenarioAdapter(nn.Module):
         dim: width ``d`` of the scoring space.
         rank: rank ``r`` of the two residual maps.
         generator: RNG of the ``A`` init (None: torch's global RNG).
+        text_rank: rank ``r_t`` of the text-path correction (0: none).
+        text_dim: width ``k`` of the whitened text vector (needed when ``text_rank > 0``).
     """
 
-    def __init__(self, dim: int, rank: int, generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        dim: int,
+        rank: int,
+        generator: torch.Generator | None = None,
+        *,
+        text_rank: int = 0,
+        text_dim: int = 0,
+    ) -> None:
         super().__init__()
+        if text_rank < 0 or (text_rank > 0 and text_dim < 1):
+            raise ValueError(f"text_rank must be >= 0 (and text_dim >= 1 with it), got {text_rank!r} / {text_dim!r}")
         std = 1.0 / np.sqrt(dim)
         self.emb = nn.Parameter(torch.zeros(dim))
         self.user_a = nn.Parameter(torch.randn(rank, dim, generator=generator) * std)
         self.user_b = nn.Parameter(torch.zeros(dim, rank))
         self.item_a = nn.Parameter(torch.randn(rank, dim, generator=generator) * std)
         self.item_b = nn.Parameter(torch.zeros(dim, rank))
+        self.text_rank = int(text_rank)
+        if self.text_rank > 0:
+            self.text_a = nn.Parameter(torch.randn(text_rank, text_dim, generator=generator) / np.sqrt(text_dim))
+            self.text_b = nn.Parameter(torch.zeros(dim, text_rank))
+
+    @staticmethod
+    def n_params(dim: int, rank: int, text_rank: int = 0, text_dim: int = 0) -> int:
+        """Parameters of one adapter: ``d + 4 r d + r_t (k + d)``."""
+        return dim + 4 * rank * dim + text_rank * (text_dim + dim)
 
     def user(self, u: torch.Tensor) -> torch.Tensor:
         """(n, d) shared user vectors -> (n, d) scenario user vectors (not normalised)."""
         return u + self.emb + (u @ self.user_a.T) @ self.user_b.T
 
-    def item(self, v: torch.Tensor) -> torch.Tensor:
-        """(m, d) shared item vectors -> (m, d) scenario item vectors (not normalised)."""
-        return v + (v @ self.item_a.T) @ self.item_b.T
+    def item(self, v: torch.Tensor, tower: ItemTower | None = None) -> torch.Tensor:
+        """(m, d) shared item vectors -> (m, d) scenario item vectors (not normalised).
+
+        Args:
+            v: (m, d) shared item vectors (projected: unit for cosine).
+            tower: the item tower whose catalogue rows ``v`` are (m = its item count); needed
+                when ``text_rank > 0``, for the whitened text vectors of the correction.
+        """
+        out = v + (v @ self.item_a.T) @ self.item_b.T
+        if self.text_rank > 0:
+            if tower is None or not getattr(tower, "uses_text", False):
+                raise ValueError("a scenario adapter with text_rank > 0 needs the item tower's text path")
+            if len(tower.text) != len(v):
+                raise ValueError(f"text correction: {len(v)} item vectors but {len(tower.text)} item texts")
+            # (w @ A^T) with w = (e - mean) P, computed as (e - mean) (P A^T): k x r_t instead of k x k
+            low = (tower.text - tower.white_mean) @ (tower.white_proj @ self.text_a.T)  # (m, r_t)
+            out = out + low @ self.text_b.T
+        return out
 
 
 class ScenarioAdapters(nn.Module):
     """The adapters of all scenarios, position = scenario id (a ModuleList, so each scenario's
     parameters are separate tensors and freezing one scenario never touches another)."""
 
-    def __init__(self, n_scenarios: int, dim: int, rank: int, generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        n_scenarios: int,
+        dim: int,
+        rank: int,
+        generator: torch.Generator | None = None,
+        *,
+        text_ranks: list[int] | None = None,
+        text_dim: int = 0,
+    ) -> None:
         super().__init__()
-        self.dim, self.rank = dim, rank
-        self.adapters = nn.ModuleList(ScenarioAdapter(dim, rank, generator) for _ in range(n_scenarios))
+        self.dim, self.rank, self.text_dim = dim, rank, text_dim
+        ranks = [0] * n_scenarios if text_ranks is None else list(text_ranks)
+        if len(ranks) != n_scenarios:
+            raise ValueError(f"text_ranks has {len(ranks)} entries for {n_scenarios} scenarios")
+        self.adapters = nn.ModuleList(
+            ScenarioAdapter(dim, rank, generator, text_rank=r, text_dim=text_dim) for r in ranks
+        )
 
     def __len__(self) -> int:
         return len(self.adapters)
 
-    def add(self, generator: torch.Generator | None = None) -> ScenarioAdapter:
+    def make(self, generator: torch.Generator | None = None, text_rank: int = 0) -> ScenarioAdapter:
+        """A fresh (identity) adapter of this set's shape, not yet attached."""
+        return ScenarioAdapter(self.dim, self.rank, generator, text_rank=text_rank, text_dim=self.text_dim)
+
+    def add(self, generator: torch.Generator | None = None, text_rank: int = 0) -> ScenarioAdapter:
         """Append a fresh (identity) adapter; its id is the old ``len(self)``."""
-        adapter = ScenarioAdapter(self.dim, self.rank, generator)
+        adapter = self.make(generator, text_rank)
         self.adapters.append(adapter)
         return adapter
 
@@ -79,9 +154,13 @@ class ScenarioAdapters(nn.Module):
                 out[rows] = self.adapters[s].user(u[rows])
         return project(out)
 
-    def items(self, v: torch.Tensor, s: int, project) -> torch.Tensor:
-        """(m, d) item vectors under scenario ``s`` (-1: shared), through ``project``."""
-        return project(v if s < 0 else self.adapters[s].item(v))
+    def items(self, v: torch.Tensor, s: int, project, tower: ItemTower | None = None) -> torch.Tensor:
+        """(m, d) item vectors under scenario ``s`` (-1: shared), through ``project``.
+
+        ``v`` may be raw or projected (projection is applied first; the maps are linear, so for the
+        user / item maps this is the same as before). ``tower``: see `ScenarioAdapter.item`.
+        """
+        return project(v) if s < 0 else project(self.adapters[s].item(project(v), tower))
 
 
 class ScenarioObjective(Objective):
@@ -131,7 +210,7 @@ class ScenarioObjective(Objective):
         v_target = torch.empty_like(u)
         for s in torch.unique(ids).tolist():
             rows = ids == s
-            v_s = adapters.items(v_shared, s, net.project)  # (n_items, d)
+            v_s = adapters.items(v_shared, s, net.project, net.item_tower)  # (n_items, d)
             logits = (u[rows] @ v_s.T / net.temperature).masked_fill(~self.trainable, float("-inf"))
             ce[rows] = F.cross_entropy(logits, target[rows], reduction="none")
             v_target[rows] = v_s[target[rows]]

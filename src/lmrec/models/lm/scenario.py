@@ -27,6 +27,10 @@ d=64, r=8, against ~10^5 in the backbone). Why this shape and not another:
 - *Both sides.* The item map lets a scenario re-weight which item directions matter there (inside a
   category, brand and function; across domains, what a genre means); the user map and embedding move
   the user towards what they want in that scenario.
+- *Optionally, on the text path too* (``adapter_text_rank`` / ``adapt(text_rank=...)``): a
+  low-rank correction read from each item's full whitened text vector, ``r_t (k + d)`` more
+  parameters. A new scenario's items usually have no trained ID row, so the maps above (``d``
+  numbers in, ``d`` out) cannot give them per-item scenario vectors; this correction can.
 
 Training is the backbone's full-softmax next-item objective where each position is scored under its
 target's scenario and weighted by its scenario's loss weight; a share of positions
@@ -51,7 +55,7 @@ from lmrec.data.dataset import Dataset
 from lmrec.data.interactions import Interactions
 from lmrec.data.splits import Split
 from lmrec.models.base import register, top_k
-from lmrec.models.lm.adapters import ScenarioAdapters, ScenarioObjective
+from lmrec.models.lm.adapters import ScenarioAdapters, ScenarioObjective, check_text_rank
 from lmrec.models.lm.model import LMRecommender
 from lmrec.models.lm.net import LMNet
 
@@ -76,6 +80,9 @@ class LMScenarioRecommender(LMRecommender):
             training interactions, so small scenarios count more without one tiny scenario
             dominating), or None (every interaction counts the same).
         shared_dropout: share of training positions scored on the shared path.
+        adapter_text_rank: rank ``r_t`` of each adapter's low-rank correction of the text path
+            (see `lmrec.models.lm.adapters`; 0: none, the adapters act on the item vectors only);
+            `adapt` can set it per new scenario.
 
     Interactions without scenarios all fall in one scenario, ``"all"`` (with a warning).
 
@@ -92,10 +99,12 @@ class LMScenarioRecommender(LMRecommender):
         adapter_rank: int = 8,
         scenario_weights: Mapping[str, float] | Literal["balanced"] | None = None,
         shared_dropout: float = 0.1,
+        adapter_text_rank: int = 0,
         **lm_params: Any,
     ) -> None:
         super().__init__(**lm_params)
         self.adapter_rank, self.scenario_weights, self.shared_dropout = adapter_rank, scenario_weights, shared_dropout
+        self.adapter_text_rank = adapter_text_rank
 
     # ------------------------------------------------------------------ fitting
     def _check_params(self) -> None:
@@ -103,6 +112,7 @@ class LMScenarioRecommender(LMRecommender):
         rank = self.adapter_rank
         if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 1:
             raise ValueError(f"LMScenarioRecommender adapter_rank must be an integer >= 1, got {self.adapter_rank!r}")
+        check_text_rank(self.adapter_text_rank, self.item_repr, "adapter_text_rank")
         if not 0.0 <= self.shared_dropout < 1.0:
             raise ValueError(f"LMScenarioRecommender shared_dropout must be in [0, 1), got {self.shared_dropout!r}")
         if self.loss not in ("auto", "full"):
@@ -161,9 +171,12 @@ class LMScenarioRecommender(LMRecommender):
     def _build_net(self, *args: Any) -> LMNet:
         net = super()._build_net(*args)
         seed = 0 if self.random_state is None else int(self.random_state)
-        net.scenario = ScenarioAdapters(
-            len(self.scenario_names_), self.dim, int(self.adapter_rank), torch.Generator().manual_seed(seed)
-        )
+        n = len(self.scenario_names_)
+        ranks = getattr(self, "_text_ranks", None) or [int(self.adapter_text_rank or 0)] * n
+        tower = net.item_tower
+        text_dim = int(tower.white_proj.shape[1]) if tower.uses_text else 0
+        net.scenario = ScenarioAdapters(n, self.dim, int(self.adapter_rank), torch.Generator().manual_seed(seed),
+                                        text_ranks=ranks, text_dim=text_dim)
         return net
 
     def _train(self, inter: Interactions, valid: Interactions | None, seed: int) -> None:
@@ -186,7 +199,7 @@ class LMScenarioRecommender(LMRecommender):
         was_training = net.training
         net.eval()
         self._scenario_items = [
-            net.scenario.items(self._item_raw, s, net.project).numpy().astype(np.float32)
+            net.scenario.items(self._item_raw, s, net.project, net.item_tower).numpy().astype(np.float32)
             for s in range(len(net.scenario))
         ]
         net.train(was_training)
@@ -293,6 +306,7 @@ class LMScenarioRecommender(LMRecommender):
         epochs: int | None = None,
         lr: float | None = None,
         patience: int | None = None,
+        text_rank: int | None = None,
     ) -> dict[str, Any]:
         """Learn a new scenario: a fresh adapter (+ scenario embedding) trained on its data.
 
@@ -313,15 +327,21 @@ class LMScenarioRecommender(LMRecommender):
                 (with item IDs on for every item with training data).
             new_item_ids: in adapter mode, also train item-ID embeddings of the items with data.
             epochs / lr / patience: default to the model's own settings.
+            text_rank: rank of the new adapter's text-path correction (None: ``adapter_text_rank``);
+                it lets the scenario's items move by their full text vector, which matters for items
+                that have no trained ID row (a held-out scenario's items).
 
         Returns:
             The report (also appended to ``adapt_reports_``): ``scenario``, ``scenario_id``,
-            ``mode``, ``trainable_params``, ``full_finetune_params`` (what ``mode="full"`` trains),
-            ``trainable_share``, ``n_train_positions``, ``fit_s`` and ``epochs_run``.
+            ``mode``, ``text_rank``, ``trainable_params``, ``full_finetune_params`` (what ``mode="full"`` trains),
+            ``trainable_share``, ``n_train_positions``, ``fit_s``, ``epochs_run`` and
+            ``best_valid_ndcg@10`` (None without ``valid``).
         """
         self._check_fitted()
         if mode not in ("adapter", "full"):
             raise ValueError(f"adapt mode must be 'adapter' or 'full', got {mode!r}")
+        t_rank = int(self.adapter_text_rank or 0) if text_rank is None else text_rank
+        check_text_rank(t_rank, self.item_repr, "adapt text_rank")
         if isinstance(dataset, Interactions):
             dataset = Dataset(dataset)
         inter = dataset.interactions
@@ -359,10 +379,10 @@ class LMScenarioRecommender(LMRecommender):
                 net = self.net_
                 if scenario in self.scenario_names_:
                     sid = self.scenario_names_.index(scenario)
-                    net.scenario.adapters[sid] = type(net.scenario.adapters[sid])(self.dim, int(self.adapter_rank))
+                    net.scenario.adapters[sid] = net.scenario.make(torch.Generator().manual_seed(seed + sid), t_rank)
                 else:
                     sid = len(self.scenario_names_)
-                    net.scenario.add(torch.Generator().manual_seed(seed + sid))
+                    net.scenario.add(torch.Generator().manual_seed(seed + sid), t_rank)
                     self.scenario_names_.append(str(scenario))
                     self.scenario_weights_ = np.append(self.scenario_weights_, np.float32(1.0))
                 tower = net.item_tower
@@ -403,9 +423,11 @@ class LMScenarioRecommender(LMRecommender):
         n_train = sum(p.numel() for p in params)
         report = {
             "scenario": str(scenario), "scenario_id": sid, "mode": mode, "new_domain": not same_domain,
+            "text_rank": int(t_rank),
             "trainable_params": int(n_train), "full_finetune_params": int(n_full),
             "trainable_share": n_train / n_full, "n_train_positions": int(in_scen.sum()), "fit_s": fit_s,
             "epochs_run": len(history),
+            "best_valid_ndcg@10": max((float(h["ndcg@10"]) for h in history if "ndcg@10" in h), default=None),
         }
         self.adapt_reports_.append(report)
         log.info("adapted scenario %r (%s): %d of %d parameters trained, %.1f s",
@@ -424,7 +446,13 @@ class LMScenarioRecommender(LMRecommender):
         self.scenario_names_ = list(meta["scenario_names"])
         self.scenario_weights_ = arrays.pop("scenario_weights")
         self.adapt_reports_ = list(meta.get("adapt_reports", []))
-        super()._set_state(arrays, meta)
+        # each adapter's text rank, from its saved correction (absent: 0), so _build_net rebuilds the same shapes
+        keys = [f"net/scenario.adapters.{i}.text_b" for i in range(len(self.scenario_names_))]
+        self._text_ranks = [int(arrays[k].shape[1]) if k in arrays else 0 for k in keys]
+        try:
+            super()._set_state(arrays, meta)
+        finally:
+            del self._text_ranks
 
 
 # the constructor takes every LMRecommender argument by name: expose them in its signature, so that
