@@ -203,21 +203,25 @@ def part_new(seed: int) -> dict[str, Any]:
     return out
 
 
-def part_new_lr(seed: int) -> dict[str, Any]:
-    """Adapter-only training of part ``new`` again with a higher learning rate and more epochs."""
+def readapt(part: str, seed: int, **adapt_args: Any) -> dict[str, Any]:
+    """Adapter-only training of part ``new``'s shared model again, with other ``adapt`` arguments."""
     from lmrec.data import leave_one_out
     from lmrec.models import load_model
 
     path = RUNS / f"office_shared_wo_electronics_s{seed}"
     if not (path / "config.json").exists():
-        raise SystemExit(f"part 'new_lr' needs the shared model of part 'new' at {path}")
+        raise SystemExit(f"part {part!r} needs the shared model of part 'new' at {path}")
     data = office()
     split = leave_one_out(data.interactions)
     model = load_model(path)
-    report = model.adapt(data.with_interactions(split.train), HELD_OUT, valid=split, mode="adapter", lr=2e-2,
-                         epochs=30, patience=4)
+    report = model.adapt(data.with_interactions(split.train), HELD_OUT, valid=split, mode="adapter", **adapt_args)
     model.observe(split.valid)
-    out = {"adapter": {**report, "lr": 2e-2, "test": evaluate_test(model, split)["by_scenario"][HELD_OUT]}}
+    return {**report, "test": evaluate_test(model, split)["by_scenario"][HELD_OUT]}
+
+
+def part_new_lr(seed: int) -> dict[str, Any]:
+    """Adapter-only training of part ``new`` again with a higher learning rate and more epochs."""
+    out = {"adapter": {**readapt("new_lr", seed, lr=2e-2, epochs=30, patience=4), "lr": 2e-2}}
     log.info("new scenario, adapter lr 2e-2: %s", out["adapter"])
     return out
 
@@ -230,20 +234,8 @@ TEXT_PATIENCE = int(os.environ.get("SCENARIO_TEXT_PATIENCE", 3))
 
 def part_new_text(seed: int) -> dict[str, Any]:
     """Adapter-only training of part ``new`` with the text-path correction (rank TEXT_RANK)."""
-    from lmrec.data import leave_one_out
-    from lmrec.models import load_model
-
-    path = RUNS / f"office_shared_wo_electronics_s{seed}"
-    if not (path / "config.json").exists():
-        raise SystemExit(f"part 'new_text' needs the shared model of part 'new' at {path}")
-    data = office()
-    split = leave_one_out(data.interactions)
-    model = load_model(path)
-    report = model.adapt(data.with_interactions(split.train), HELD_OUT, valid=split, mode="adapter", lr=TEXT_LR,
-                         text_rank=TEXT_RANK, epochs=TEXT_EPOCHS, patience=TEXT_PATIENCE)
-    model.observe(split.valid)
-    out = {"adapter": {**report, "lr": TEXT_LR, "max_epochs": TEXT_EPOCHS, "patience": TEXT_PATIENCE,
-                       "test": evaluate_test(model, split)["by_scenario"][HELD_OUT]}}
+    res = readapt("new_text", seed, lr=TEXT_LR, text_rank=TEXT_RANK, epochs=TEXT_EPOCHS, patience=TEXT_PATIENCE)
+    out = {"adapter": {**res, "lr": TEXT_LR, "max_epochs": TEXT_EPOCHS, "patience": TEXT_PATIENCE}}
     log.info("new scenario, adapter + text rank %d: %s", TEXT_RANK, out["adapter"])
     return out
 
