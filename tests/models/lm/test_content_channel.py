@@ -25,6 +25,7 @@ def test_user_content_is_the_unit_mean_of_the_items_read_so_far() -> None:
     mean = np.array([1.6, 1.8]) / 3
     np.testing.assert_allclose(out[0, 3], mean / np.linalg.norm(mean), atol=1e-6)
     np.testing.assert_allclose(out[1, 1:], [[0.6, 0.8]] * 3, atol=1e-6)  # padding adds nothing
+    np.testing.assert_allclose(user_content(content, tokens, last=True), out[:, -1], atol=1e-6)
 
 
 def test_with_content_inner_products_add_the_weighted_channel() -> None:

@@ -448,7 +448,7 @@ def _train_update(model, windows, buffer, anchored, epochs, seed, Objective, bat
     net = model.net_
     generator = torch.Generator().manual_seed(seed)
     objective = Objective(model._resolved_loss(len(model.counts_)), model.counts_, n_negatives=model.n_negatives,
-                          content_weight=float(getattr(model, "content_weight", 0.0)), generator=generator)
+                          content_weight=model.content_weight, generator=generator)
     fisher = None
     if anchor is not None and model.regularizer == "ewc":
         old = None

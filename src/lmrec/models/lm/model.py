@@ -399,14 +399,11 @@ class LMRecommender(Recommender):
         """Recompute the cached (normalised) item vectors in eval mode."""
         was_training = self.net_.training
         self.net_.eval()
-        learned = self.net_.project(self.net_.item_tower())
-        self._content = self.net_.item_tower.content() if self._content_weight() > 0 else None
-        self.item_vectors_ = with_content(learned, self._content, self._content_weight()).numpy().astype(np.float32)
         self._item_raw = self.net_.item_tower()
+        self._content = self.net_.item_tower.content() if self.content_weight > 0 else None
+        learned = self.net_.project(self._item_raw)
+        self.item_vectors_ = with_content(learned, self._content, self.content_weight).numpy().astype(np.float32)
         self.net_.train(was_training)
-
-    def _content_weight(self) -> float:
-        return float(getattr(self, "content_weight", 0.0) or 0.0)
 
     def item_vectors(self) -> np.ndarray:
         """(n_items, d) item vectors (unit length for cosine; ``[v, sqrt(beta) c]`` with a content
@@ -475,10 +472,8 @@ class LMRecommender(Recommender):
             learned = score_users(
                 self.net_, self._item_raw, tokens_t, torch.from_numpy(buckets), lengths_t, text, has,
             )
-            content = None
-            if self._content is not None:
-                content = user_content(self._content, tokens_t)[torch.arange(len(lengths_t)), lengths_t - 1]
-            out[sl] = with_content(learned, content, self._content_weight()).numpy()
+            content = user_content(self._content, tokens_t, last=True) if self._content is not None else None
+            out[sl] = with_content(learned, content, self.content_weight).numpy()
         return out
 
     def user_vectors(self, user_idx: np.ndarray) -> np.ndarray:
@@ -523,7 +518,7 @@ class LMRecommender(Recommender):
         self.net_.eval()
         learned = self.net_.project(self.net_.item_tower.encode_text(raw))
         content = self.net_.item_tower.content(raw) if self._content is not None else None
-        return with_content(learned, content, self._content_weight()).numpy()
+        return with_content(learned, content, self.content_weight).numpy()
 
     # ------------------------------------------------------------------ continual learning
     def partial_fit(

@@ -133,20 +133,22 @@ def history_tokens(
     return tokens, buckets, lengths
 
 
-def user_content(content: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+def user_content(content: torch.Tensor, tokens: torch.Tensor, *, last: bool = False) -> torch.Tensor:
     """Content vectors of the users at every position: the unit mean of the content vectors of the
     items read so far (BOS and padding add nothing; a position that has read no item gets zeros).
 
     Args:
         content: (n_items, k) unit content vectors (`ItemTower.content`).
         tokens: (B, L) item indices, -1 BOS, -2 padding.
+        last: only the vector after each row's last token (inference), without the per-position sums.
 
     Returns:
-        (B, L, k).
+        (B, L, k), or (B, k) with ``last``.
     """
     real = (tokens >= 0).unsqueeze(-1)
     x = content[tokens.clamp(min=0)] * real
-    return F.normalize(x.cumsum(dim=1), dim=-1)  # the mean's direction is the sum's
+    # the mean's direction is the sum's; padding sits after the last token and adds nothing
+    return F.normalize(x.sum(dim=1) if last else x.cumsum(dim=1), dim=-1)
 
 
 def with_content(learned: torch.Tensor, content: torch.Tensor | None, weight: float) -> torch.Tensor:
@@ -331,7 +333,7 @@ def train_network(model, inter, valid, seed: int) -> list[dict[str, float]]:
     objective = Objective(
         model._resolved_loss(inter.n_items), model.counts_, n_negatives=model.n_negatives,
         rating_weight=model.rating_weight, event_weight=model.event_weight,
-        content_weight=float(getattr(model, "content_weight", 0.0)), generator=generator,
+        content_weight=model.content_weight, generator=generator,
     )
     log = logging.getLogger("lmrec.models.lm.model")
     callbacks: list = [LogMetrics(log)]
