@@ -153,8 +153,11 @@ class ItemTower(nn.Module):
         """(n, D) raw text vectors -> (n, d) text-only item vectors (not normalised)."""
         if not self.uses_text:
             raise ValueError("this model was fit with item_repr='id': it has no text path for new items or queries")
-        white = (text_vectors - self.white_mean) @ self.white_proj  # (n, k)
-        return self.adaptor(white)
+        return self.adaptor(self.whiten(text_vectors))
+
+    def whiten(self, text_vectors: torch.Tensor) -> torch.Tensor:
+        """(n, D) raw text vectors -> (n, k) whitened (the identity when the model was fit unwhitened)."""
+        return (text_vectors - self.white_mean) @ self.white_proj
 
     def content(self, text_vectors: torch.Tensor | None = None) -> torch.Tensor:
         """(n, k) unit, whitened, frozen text vectors: the content channel (no learned part).
@@ -164,8 +167,7 @@ class ItemTower(nn.Module):
         """
         if not self.uses_text:
             raise ValueError("this model was fit with item_repr='id': it has no text to build a content channel from")
-        raw = self.text if text_vectors is None else text_vectors
-        return F.normalize((raw - self.white_mean) @ self.white_proj, dim=-1)
+        return F.normalize(self.whiten(self.text if text_vectors is None else text_vectors), dim=-1)
 
     def forward(self, generator: torch.Generator | None = None, text: torch.Tensor | None = None) -> torch.Tensor:
         """Vectors of all items, (n_items, d), not normalised; ID dropout applies in training mode.
