@@ -134,6 +134,16 @@ def forgetting_section(f: dict[str, Any]) -> list[str]:
         if name in f:
             v = f[name]
             lines.append(f"| {label} | {v['right_after']:.4f} | {v['after_last']:.4f} | {v['forgetting']:+.1%} |")
+    if "catalogue0" in f:
+        c = f["catalogue0"]
+        lines += ["", f"The same task ranked over window 0's catalogue only ({c['n_items']:,} items with a row before "
+                  f"the end of window 0; initial model {c['initial']:.4f}):", "",
+                  "| variant | right after window 0 | after last window | forgetting |", "|---|---:|---:|---:|"]
+        for name, label in labels.items():
+            if name in f:
+                v = f[name]["catalogue0"]
+                lines.append(
+                    f"| {label} | {v['right_after']:.4f} | {v['after_last']:.4f} | {v['forgetting']:+.1%} |")
     if "full_retrain" in f and f["full_retrain"].get("last_stream_refit") is not None:
         lines += ["", f"Full retrain: right after = the refit that ranks window 1; after last = a final refit on "
                   f"everything ({f['full_retrain']['final_refit_s']:.0f} s); the refit that ranked the last window "
@@ -152,7 +162,8 @@ def forgetting_tables() -> str:
             continue
         lines += [f"### {path.stem} ({r['data']}, seed {r['seed']}, whole run {r['wall_s']:.0f} s)", "",
                   *forgetting_section(f), ""]
-        runs.setdefault(r["data"], []).append((r["seed"], f))
+        tag = path.stem.split(f"_s{r['seed']}", 1)[-1]  # runs of one tag share their settings
+        runs.setdefault(f"{r['data']}{tag}", []).append((r["seed"], f))
     labels = {"replay": "incremental, replay", "no_replay": "incremental, no replay",
               "full_retrain": "full retrain (reference)"}
     lines += ["### Mean over seeds (model seed = held-back seed)", "",
@@ -160,8 +171,10 @@ def forgetting_tables() -> str:
               "mean forgetting |", "|---|---|---|---:|---:|---|---:|"]
     for data, seeded in sorted(runs.items()):
         seeded.sort(key=lambda sf: sf[0])
-        for name, label in labels.items():
-            got = [(seed, f[name]) for seed, f in seeded if name in f]
+        for (name, label), view in [(nl, v) for v in ("all", "catalogue0") for nl in labels.items()]:
+            got = [(seed, f[name] if view == "all" else f[name][view]) for seed, f in seeded
+                   if name in f and (view == "all" or view in f[name])]
+            label = label if view == "all" else f"{label}, window-0 catalogue"
             if not got:
                 continue
             mean = {k: sum(v[k] for _, v in got) / len(got) for k in ("right_after", "after_last", "forgetting")}

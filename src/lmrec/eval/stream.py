@@ -35,6 +35,10 @@ window; ``forgetting = 1 - after_last / right_after``:
   last update); ``last_stream_refit`` is the refit that ranked the last window;
 - ``initial``: the initial model, which never saw window 0, on the same task.
 
+Every figure is also given over window 0's catalogue (``catalogue0``: the same task with the ranking
+restricted to the items that had a row before the end of window 0), which separates forgetting from
+items that appear later and compete for the old users' top 10.
+
 This replaces the earlier definition, which scored window 0's rows right after the model had trained on
 them (memorisation: even a full retrain "forgot" about half by it). The holdout applies only when
 forgetting is measured; with ``forgetting=False`` (or a model without ``encode_users``) every arm
@@ -122,10 +126,14 @@ def evaluate_window(
 
 
 class _FrozenHistory:
-    """Scores users from a fixed history (their rows in ``history``), for the forgetting measurement."""
+    """Scores users from a fixed history (their rows in ``history``), for the forgetting measurement.
 
-    def __init__(self, model: Recommender, history: Interactions) -> None:
+    With ``catalogue`` (an ``(n_items,)`` bool mask), items outside it score ``-inf``.
+    """
+
+    def __init__(self, model: Recommender, history: Interactions, catalogue: np.ndarray | None = None) -> None:
         self.model = model
+        self.catalogue = catalogue
         order = history.time_order()
         bounds = np.searchsorted(history.users[order], np.arange(history.n_users + 1))
         self.items = [history.items[order][bounds[u] : bounds[u + 1]] for u in range(history.n_users)]
@@ -135,7 +143,10 @@ class _FrozenHistory:
         users = np.asarray(user_idx, np.int64)
         vecs = self.model.encode_users([self.items[u] for u in users], None, [self.times[u] for u in users],
                                        known_users=users)
-        return vecs @ self.model.item_vectors().T
+        scores = vecs @ self.model.item_vectors().T
+        if self.catalogue is not None:
+            scores[:, ~self.catalogue] = -np.inf
+        return scores
 
 
 @dataclass
@@ -149,8 +160,9 @@ class StreamResult:
             ``protocol`` (``"held-back"``), ``holdout``, ``seed``, ``n_rows`` (rows held back),
             ``n_users`` (users with a held-back row), ``initial`` (NDCG@10 of the initial model), then per
             variant present (``replay``, ``no_replay``, ``full_retrain``) a dict with ``right_after``,
-            ``after_last`` and ``forgetting``; ``full_retrain`` also has ``last_stream_refit`` (None with one
-            window) and ``final_refit_s``; and ``replay_kind``.
+            ``after_last`` and ``forgetting``, plus the same three over window 0's catalogue under
+            ``catalogue0``; ``full_retrain`` also has ``last_stream_refit`` (None with one window) and
+            ``final_refit_s``; ``catalogue0`` at the top has ``n_items`` and ``initial``; and ``replay_kind``.
         initial: sizes and fit time of the initial model.
         notes: what was skipped and why.
     """
@@ -164,11 +176,22 @@ class StreamResult:
         return {"stream": self.windows, "forgetting": self.forgetting, "initial": self.initial, "notes": self.notes}
 
 
-def _task0(model: Recommender, history: Interactions, target: Interactions, k: int = 10) -> float:
-    """NDCG@k of ``model`` on ``target`` for its users, each scored from their rows in ``history``."""
-    res = evaluate(_FrozenHistory(model, history), Split(history, target.subset(np.zeros(0, np.int64)), target),
+def _task0(model: Recommender, history: Interactions, target: Interactions, k: int = 10,
+           catalogue: np.ndarray | None = None) -> float:
+    """NDCG@k of ``model`` on ``target`` for its users, each scored from their rows in ``history``.
+
+    ``catalogue`` (``(n_items,)`` bool) restricts the ranking to those items.
+    """
+    res = evaluate(_FrozenHistory(model, history, catalogue),
+                   Split(history, target.subset(np.zeros(0, np.int64)), target),
                    ks=(k,), metrics=("ndcg",), user_groups=())
     return float(res.metrics[f"ndcg@{k}"])
+
+
+def _tasks0(model: Recommender, history: Interactions, target: Interactions,
+            catalogue: np.ndarray) -> tuple[float, float]:
+    """The forgetting task over all items and over window 0's catalogue."""
+    return _task0(model, history, target), _task0(model, history, target, catalogue=catalogue)
 
 
 def _check_holdout(share: float) -> None:
@@ -206,6 +229,11 @@ def holdout_rows(rows: np.ndarray, share: float, seed: int) -> tuple[np.ndarray,
 def _forgetting(right_after: float, after_last: float) -> dict[str, float]:
     ratio = float(1.0 - after_last / right_after) if right_after > 0 else float("nan")
     return {"right_after": right_after, "after_last": after_last, "forgetting": ratio}
+
+
+def _forgetting_pair(right_after: tuple[float, float], after_last: tuple[float, float]) -> dict[str, Any]:
+    """All-items figures at the top level, window-0-catalogue figures under ``catalogue0``."""
+    return {**_forgetting(right_after[0], after_last[0]), "catalogue0": _forgetting(right_after[1], after_last[1])}
 
 
 def prequential(
@@ -271,6 +299,8 @@ def prequential(
         learn_idx[0] = kept0
         hist0 = inter.subset(np.concatenate([initial_idx, kept0]))  # the forgetting task's fixed history
         held0 = inter.subset(held0_idx)
+        cat0 = np.zeros(inter.n_items, dtype=bool)  # items with a row before the end of window 0
+        cat0[inter.items[np.concatenate([initial_idx, window_idx[0]])]] = True
         log.info("stream: %d of window 0's %d rows held back for forgetting", len(held0_idx), len(window_idx[0]))
     frozen = clone_model(initial) if "no_update" in arms else None
     incremental = clone_model(initial) if inc_ok else None
@@ -280,7 +310,7 @@ def prequential(
         no_replay.replay = "none"
     updated = [m for m in (incremental, no_replay) if m is not None]
     forget: dict[str, Any] = {}
-    task0: dict[str, float] = {}
+    task0: dict[str, tuple[float, float]] = {}
     results: list[dict[str, Any]] = []
     seen_idx = initial_idx
     inc_train_s = 0.0
@@ -308,9 +338,9 @@ def prequential(
             row["full_retrain"] = {**evaluate_window(retrain, history, window, ks=ks, metrics=metrics),
                                    "train_s": retrain_s}
             if measure and w == 1:
-                task0["full_retrain"] = _task0(retrain, hist0, held0)  # the refit right after window 0
+                task0["full_retrain"] = _tasks0(retrain, hist0, held0, cat0)  # the refit right after window 0
             if measure and w == len(window_idx) - 1 and w > 0:
-                task0["last_stream_refit"] = _task0(retrain, hist0, held0)
+                task0["last_stream_refit"] = _tasks0(retrain, hist0, held0, cat0)
         results.append(row)
         log.info("stream window %d: %s", w, {a: row[a].get("ndcg@10") for a in row if isinstance(row[a], dict)})
         # learn from the window (prequential: after testing on it); held-back rows never reach a model
@@ -325,26 +355,29 @@ def prequential(
         if measure and w == 0:
             for name, m in (("replay", incremental), ("no_replay", no_replay)):
                 if m is not None:
-                    task0[name] = _task0(m, hist0, held0)
+                    task0[name] = _tasks0(m, hist0, held0, cat0)
         seen_idx = np.concatenate([seen_idx, learn_idx[w]])
     if not measure:
         forget["skipped"] = notes[-1] if forgetting else "not requested (forgetting=False)"
     else:
         forget.update({"protocol": "held-back", "holdout": float(forget_holdout), "seed": int(forget_seed),
                        "n_rows": int(len(held0)), "n_users": int(len(np.unique(held0.users))),
-                       "initial": _task0(initial, hist0, held0)})
+                       "initial": _task0(initial, hist0, held0),
+                       "catalogue0": {"n_items": int(cat0.sum()),
+                                      "initial": _task0(initial, hist0, held0, catalogue=cat0)}})
         for name, m in (("replay", incremental), ("no_replay", no_replay)):
             if m is not None:
-                forget[name] = _forgetting(task0[name], _task0(m, hist0, held0))
+                forget[name] = _forgetting_pair(task0[name], _tasks0(m, hist0, held0, cat0))
         if "full_retrain" in arms:
             # a final refit on everything up to the last window: like-for-like with the last update
             t0 = time.perf_counter()
             final = make_model().fit(dataset.with_interactions(inter.subset(seen_idx)))
             final_s = time.perf_counter() - t0
-            after = _task0(final, hist0, held0)
+            after = _tasks0(final, hist0, held0, cat0)
             # with one window, the refit right after window 0 is the final refit
-            forget["full_retrain"] = {**_forgetting(task0.get("full_retrain", after), after),
-                                      "last_stream_refit": task0.get("last_stream_refit"),
+            last = task0.get("last_stream_refit")
+            forget["full_retrain"] = {**_forgetting_pair(task0.get("full_retrain", after), after),
+                                      "last_stream_refit": None if last is None else last[0],
                                       "final_refit_s": final_s}
         forget["replay_kind"] = getattr(initial, "replay", None)
     info = {"n_rows": int(len(initial_idx)), "fit_s": fit_s, "train_frac": train_frac, "n_windows": n_windows,
