@@ -230,11 +230,13 @@ TEXT_RANK = int(os.environ.get("SCENARIO_TEXT_RANK", 32))
 TEXT_LR = float(os.environ.get("SCENARIO_TEXT_LR", 5e-3))
 TEXT_EPOCHS = int(os.environ.get("SCENARIO_TEXT_EPOCHS", 15))
 TEXT_PATIENCE = int(os.environ.get("SCENARIO_TEXT_PATIENCE", 3))
+TEXT_HISTORY = os.environ.get("SCENARIO_TEXT_HISTORY", "0") == "1"  # correct the items users' histories read too
 
 
 def part_new_text(seed: int) -> dict[str, Any]:
     """Adapter-only training of part ``new`` with the text-path correction (rank TEXT_RANK)."""
-    res = readapt("new_text", seed, lr=TEXT_LR, text_rank=TEXT_RANK, epochs=TEXT_EPOCHS, patience=TEXT_PATIENCE)
+    res = readapt("new_text", seed, lr=TEXT_LR, text_rank=TEXT_RANK, epochs=TEXT_EPOCHS, patience=TEXT_PATIENCE,
+                  text_history=TEXT_HISTORY)
     out = {"adapter": {**res, "lr": TEXT_LR, "max_epochs": TEXT_EPOCHS, "patience": TEXT_PATIENCE}}
     log.info("new scenario, adapter + text rank %d: %s", TEXT_RANK, out["adapter"])
     return out
@@ -269,9 +271,11 @@ def part_cross(seed: int) -> dict[str, Any]:
     for fraction in (0.1, 1.0):
         data, split, sub, rest, n_chosen = movielens(fraction, seed)
         row: dict[str, Any] = {"n_train_users": n_chosen, "n_train_interactions": int(len(sub.train))}
-        for variant, kw in (("adapter", {}), ("adapter+ids", {"new_item_ids": True})):
+        variants = (("adapter", {}), ("adapter+ids", {"new_item_ids": True}), ("full fine-tune", {"mode": "full"}))
+        for variant, kw in variants:
             model = load_model(source)
-            report = model.adapt(data.with_interactions(sub.train), "movielens", valid=sub, lr=ADAPT_LR["adapter"], **kw)
+            lr = ADAPT_LR[kw.get("mode", "adapter")]
+            report = model.adapt(data.with_interactions(sub.train), "movielens", valid=sub, lr=lr, **kw)
             model.observe(rest)
             model.observe(split.valid)
             row[variant] = {**report, "test": evaluate_test(model, split)["overall"]}
@@ -398,7 +402,9 @@ def write_report(runs: Path, md_path: Path, png_path: Path) -> None:
             nd_full = _mean([r["full_ndcg"] for r in reps])
             n_full_ft = new[0]["full"]["trainable_params"]
             lines.append(
-                f"| adapter + text-path correction rank {a['text_rank']}, lr {a['lr']:g}, up to {a.get('max_epochs', 15)} epochs, patience {a.get('patience', 3)} "
+                f"| adapter + text-path correction rank {a['text_rank']}"
+                f"{' on the targets and the history' if a.get('text_history') else ''}, lr {a['lr']:g}, "
+                f"up to {a.get('max_epochs', 15)} epochs, patience {a.get('patience', 3)} "
                 f"(seed {', '.join(r['seed'] for r in reps)}) | {a['trainable_params']:,} | "
                 f"{a['trainable_params'] / n_full_ft:.4f} | {_f(nd)} | {_f(_mean([r['test']['recall@10'] for r in reps]))} | "
                 f"{nd / nd_full:.2f} | {_f(_mean([r['fit_s'] for r in reps]), 0)} | {a['epochs_run']} |")
@@ -421,7 +427,9 @@ def write_report(runs: Path, md_path: Path, png_path: Path) -> None:
         fracs = sorted((k for k in cross[0] if k != "wall_s"), key=float)
         curves: dict[str, list[float]] = {}
         for frac in fracs:
-            for variant in ("adapter", "adapter+ids", "scratch"):
+            for variant in ("adapter", "adapter+ids", "full fine-tune", "scratch"):
+                if variant not in cross[0][frac]:
+                    continue
                 nd = _mean([r[frac][variant]["test"]["ndcg@10"] for r in cross])
                 rc = _mean([r[frac][variant]["test"]["recall@10"] for r in cross])
                 curves.setdefault(variant, []).append(nd)
@@ -521,7 +529,8 @@ def _run_name(part: str, seed: int) -> str:
         lr = "" if TEXT_LR == 5e-3 else f"_lr{TEXT_LR:g}"
         ep = "" if TEXT_EPOCHS == 15 else f"_e{TEXT_EPOCHS}"
         pat = "" if TEXT_PATIENCE == 3 else f"_p{TEXT_PATIENCE}"
-        return f"new_text_r{TEXT_RANK}{lr}{ep}{pat}_s{seed}"
+        hist = "_hist" if TEXT_HISTORY else ""
+        return f"new_text_r{TEXT_RANK}{lr}{ep}{pat}{hist}_s{seed}"
     return f"{part}_s{seed}"
 
 

@@ -21,7 +21,7 @@ from lmrec.data import Dataset, IdMap, Interactions, ItemCatalog, Split, leave_o
 from lmrec.encoders.fake import HashingEncoder
 from lmrec.eval import evaluate
 from lmrec.models import load_model
-from lmrec.models.lm import LMScenarioRecommender
+from lmrec.models.lm import LMRecommender, LMScenarioRecommender
 
 GENRES = ["action", "comedy", "drama", "horror"]
 PER, N_USERS, PER_SCENARIO = 6, 48, 5
@@ -369,3 +369,36 @@ def test_text_rank_in_joint_fitting(data_split, tmp_path) -> None:
     np.testing.assert_array_equal(loaded.score_all(USERS, 1), model.score_all(USERS, 1))
     with pytest.raises(ValueError, match="adapter_text_rank=2 needs a text path; item_repr='id' has none"):
         make(epochs=1, adapter_text_rank=2, item_repr="id").fit(data.with_interactions(split.train))
+
+
+def test_adapt_with_text_history(only_a, data_split, tmp_path) -> None:
+    data, split = data_split
+    model = load_model(only_a)
+    report = model.adapt(data.with_interactions(split.train), "B", epochs=5, text_rank=3, text_history=True)
+    assert report["text_history"] is True
+    assert report["trainable_params"] == 416  # the history side reuses the correction: no extra parameters
+    adapter = model.net_.scenario.adapters[1]
+    assert adapter.text_history and not model.net_.scenario.adapters[0].text_history
+    # B's users are encoded from the corrected items: by hand, the shared encoder over raw + B^t A^t w
+    with torch.no_grad():
+        table = model._item_raw + adapter.text_term(model.net_.item_tower, model.n_items)
+    hist = [model.hist_items_[u] for u in USERS]
+    times = [model.hist_times_[u] for u in USERS]
+    by_hand = LMRecommender.encode_users(model, hist, None, times, known_users=USERS, item_raw=table)
+    net = model.net_
+    with torch.no_grad():
+        expected = net.scenario.users(torch.from_numpy(by_hand), torch.full((len(USERS),), 1), net.project).numpy()
+    np.testing.assert_allclose(model.user_vectors(USERS, "B"), expected, rtol=1e-5, atol=1e-6)
+    # ... which differs from reading the shared items (the correction learned something)
+    plain = LMRecommender.encode_users(model, hist, None, times, known_users=USERS)
+    assert np.abs(by_hand - plain).max() > 1e-3
+    # scenario A (no history correction) and the shared path are unchanged by B's flag
+    np.testing.assert_array_equal(model.user_vectors(USERS, None), plain)
+    loaded = load_model(model.save(tmp_path / "adapted"))
+    assert [a.text_history for a in loaded.net_.scenario.adapters] == [False, True]
+    for scenario in (None, 0, 1):
+        np.testing.assert_array_equal(loaded.score_all(USERS, scenario), model.score_all(USERS, scenario))
+    with pytest.raises(ValueError, match="adapt text_history=True needs a text-path correction"):
+        model.adapt(data.with_interactions(split.train), "C", text_rank=0, text_history=True)
+    with pytest.raises(ValueError, match="adapter_text_history must be True or False, got 'yes'"):
+        make(epochs=1, adapter_text_rank=2, adapter_text_history="yes").fit(data.with_interactions(split.train))

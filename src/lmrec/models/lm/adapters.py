@@ -22,6 +22,12 @@ whitened text vector ``w_i = (e_i - mean) P`` (width ``k``, ~384):
 ``A^t`` is (r_t, k) with a ``1/sqrt(k)`` random init and ``B^t`` (d, r_t) is zero, so the adapter
 still starts as the identity. Cost: ``d + 4 r d + r_t (k + d)`` parameters. It applies to every item
 scored under the scenario (items of other scenarios are pushed down by the same training signal).
+
+**On the history side too** (``text_history``, no extra parameters). The user tower reads a user's
+history through the shared item vectors, so an item without a trained ID row enters the user's vector
+with only the shared adaptor's view of its text, whatever the correction learned. With
+``text_history`` the same correction ``B^t A^t w_i`` is added to the item vectors the user tower reads
+under the scenario, so the scenario's users are encoded from the corrected items as well.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from lmrec.models.lm.item_tower import ItemTower
 from lmrec.models.lm.net import LMNet
 from lmrec.models.lm.training import Objective
 
-__all__ = ["ScenarioAdapter", "ScenarioAdapters", "ScenarioObjective", "check_text_rank"]
+__all__ = ["ScenarioAdapter", "ScenarioAdapters", "ScenarioObjective", "check_text_history", "check_text_rank"]
 
 
 def check_text_rank(rank: object, item_repr: str, name: str) -> None:
@@ -44,6 +50,14 @@ def check_text_rank(rank: object, item_repr: str, name: str) -> None:
         raise ValueError(f"LMScenarioRecommender {name} must be an integer >= 0, got {rank!r}")
     if rank > 0 and item_repr == "id":
         raise ValueError(f"LMScenarioRecommender {name}={rank} needs a text path; item_repr='id' has none")
+
+
+def check_text_history(flag: object, rank: int, name: str) -> None:
+    """Raise a ValueError naming ``name`` unless ``flag`` is a bool, True only with a text rank > 0."""
+    if not isinstance(flag, (bool, np.bool_)):
+        raise ValueError(f"LMScenarioRecommender {name} must be True or False, got {flag!r}")
+    if flag and not rank:
+        raise ValueError(f"LMScenarioRecommender {name}=True needs a text-path correction (a text rank > 0)")
 
 
 class ScenarioAdapter(nn.Module):
@@ -55,6 +69,7 @@ class ScenarioAdapter(nn.Module):
         generator: RNG of the ``A`` init (None: torch's global RNG).
         text_rank: rank ``r_t`` of the text-path correction (0: none).
         text_dim: width ``k`` of the whitened text vector (needed when ``text_rank > 0``).
+        text_history: also correct the items the user tower reads (see the module docstring).
     """
 
     def __init__(
@@ -65,6 +80,7 @@ class ScenarioAdapter(nn.Module):
         *,
         text_rank: int = 0,
         text_dim: int = 0,
+        text_history: bool = False,
     ) -> None:
         super().__init__()
         if text_rank < 0 or (text_rank > 0 and text_dim < 1):
@@ -76,6 +92,9 @@ class ScenarioAdapter(nn.Module):
         self.item_a = nn.Parameter(torch.randn(rank, dim, generator=generator) * std)
         self.item_b = nn.Parameter(torch.zeros(dim, rank))
         self.text_rank = int(text_rank)
+        if text_history and self.text_rank == 0:
+            raise ValueError("text_history needs a text-path correction (text_rank > 0)")
+        self.text_history = bool(text_history)
         if self.text_rank > 0:
             self.text_a = nn.Parameter(torch.randn(text_rank, text_dim, generator=generator) / np.sqrt(text_dim))
             self.text_b = nn.Parameter(torch.zeros(dim, text_rank))
@@ -99,14 +118,23 @@ class ScenarioAdapter(nn.Module):
         """
         out = v + (v @ self.item_a.T) @ self.item_b.T
         if self.text_rank > 0:
-            if tower is None or not getattr(tower, "uses_text", False):
-                raise ValueError("a scenario adapter with text_rank > 0 needs the item tower's text path")
-            if len(tower.text) != len(v):
-                raise ValueError(f"text correction: {len(v)} item vectors but {len(tower.text)} item texts")
-            # (w @ A^T) with w = (e - mean) P, computed as (e - mean) (P A^T): k x r_t instead of k x k
-            low = (tower.text - tower.white_mean) @ (tower.white_proj @ self.text_a.T)  # (m, r_t)
-            out = out + low @ self.text_b.T
+            out = out + self.text_term(tower, len(v))
         return out
+
+    def text_term(self, tower: ItemTower | None, n_items: int) -> torch.Tensor:
+        """(m, d) text-path correction ``B^t A^t w_i`` of every catalogue item (needs ``text_rank > 0``)."""
+        if tower is None or not getattr(tower, "uses_text", False):
+            raise ValueError("a scenario adapter with text_rank > 0 needs the item tower's text path")
+        if len(tower.text) != n_items:
+            raise ValueError(f"text correction: {n_items} item vectors but {len(tower.text)} item texts")
+        # (w @ A^T) with w = (e - mean) P, computed as (e - mean) (P A^T): k x r_t instead of k x k
+        low = (tower.text - tower.white_mean) @ (tower.white_proj @ self.text_a.T)  # (m, r_t)
+        return low @ self.text_b.T
+
+    def history(self, vecs: torch.Tensor, tower: ItemTower | None) -> torch.Tensor:
+        """(m, d) item vectors the user tower reads under this scenario: ``vecs`` (the item tower's
+        raw output), plus the text correction with ``text_history``."""
+        return vecs + self.text_term(tower, len(vecs)) if self.text_history else vecs
 
 
 class ScenarioAdapters(nn.Module):
@@ -122,26 +150,33 @@ class ScenarioAdapters(nn.Module):
         *,
         text_ranks: list[int] | None = None,
         text_dim: int = 0,
+        text_history: list[bool] | None = None,
     ) -> None:
         super().__init__()
         self.dim, self.rank, self.text_dim = dim, rank, text_dim
         ranks = [0] * n_scenarios if text_ranks is None else list(text_ranks)
-        if len(ranks) != n_scenarios:
-            raise ValueError(f"text_ranks has {len(ranks)} entries for {n_scenarios} scenarios")
+        flags = [False] * n_scenarios if text_history is None else list(text_history)
+        if len(ranks) != n_scenarios or len(flags) != n_scenarios:
+            raise ValueError(f"text_ranks / text_history have {len(ranks)} / {len(flags)} entries for "
+                             f"{n_scenarios} scenarios")
         self.adapters = nn.ModuleList(
-            ScenarioAdapter(dim, rank, generator, text_rank=r, text_dim=text_dim) for r in ranks
+            ScenarioAdapter(dim, rank, generator, text_rank=r, text_dim=text_dim, text_history=h)
+            for r, h in zip(ranks, flags)
         )
 
     def __len__(self) -> int:
         return len(self.adapters)
 
-    def make(self, generator: torch.Generator | None = None, text_rank: int = 0) -> ScenarioAdapter:
+    def make(self, generator: torch.Generator | None = None, text_rank: int = 0,
+             text_history: bool = False) -> ScenarioAdapter:
         """A fresh (identity) adapter of this set's shape, not yet attached."""
-        return ScenarioAdapter(self.dim, self.rank, generator, text_rank=text_rank, text_dim=self.text_dim)
+        return ScenarioAdapter(self.dim, self.rank, generator, text_rank=text_rank, text_dim=self.text_dim,
+                               text_history=text_history)
 
-    def add(self, generator: torch.Generator | None = None, text_rank: int = 0) -> ScenarioAdapter:
+    def add(self, generator: torch.Generator | None = None, text_rank: int = 0,
+            text_history: bool = False) -> ScenarioAdapter:
         """Append a fresh (identity) adapter; its id is the old ``len(self)``."""
-        adapter = self.make(generator, text_rank)
+        adapter = self.make(generator, text_rank, text_history)
         self.adapters.append(adapter)
         return adapter
 
@@ -196,13 +231,23 @@ class ScenarioObjective(Objective):
         adapters: ScenarioAdapters = net.scenario
         vecs = net.item_tower(self.generator)  # (n_items, d), ID dropout in train mode
         text, has_text = net.user_text_of(batch["users"])
-        states = net.user_tower(vecs, batch["tokens"], batch["lengths"], batch["buckets"], text, has_text)  # (B, L, d)
         scen = batch["events"]
         keep = (batch["targets"] >= 0) & (scen != -100)
         target, ids = batch["targets"][keep], scen[keep].clone()
         if self.shared_dropout > 0 and net.training:
             ids[torch.rand(ids.shape, generator=self.generator) < self.shared_dropout] = -1
-        shared_u = net.project(states[keep])  # (N, d) shared unit vectors
+
+        def states_over(item_vecs: torch.Tensor) -> torch.Tensor:  # (N, d) kept positions' states
+            return net.user_tower(item_vecs, batch["tokens"], batch["lengths"], batch["buckets"], text, has_text)[keep]
+
+        # positions of a scenario whose adapter corrects the history read it through corrected items
+        hist = [s for s in torch.unique(ids).tolist() if s >= 0 and adapters.adapters[s].text_history]
+        on_shared = ~torch.isin(ids, torch.as_tensor(hist, dtype=ids.dtype)) if hist else torch.ones_like(ids, dtype=torch.bool)
+        states = states_over(vecs) if on_shared.any() else torch.zeros(len(ids), vecs.shape[1])
+        for s in hist:
+            rows = ids == s
+            states = torch.where(rows[:, None], states_over(adapters.adapters[s].history(vecs, net.item_tower)), states)
+        shared_u = net.project(states)  # (N, d) shared unit vectors
         u = adapters.users(shared_u, ids, net.project)  # (N, d)
         v_shared = net.project(vecs)
         w = torch.where(ids >= 0, self.weights[ids.clamp(min=0)], torch.ones(()))  # (N,)

@@ -420,6 +420,7 @@ class LMRecommender(Recommender):
         *,
         known_users: np.ndarray | None = None,
         batch_size: int = 1024,
+        item_raw: torch.Tensor | None = None,
     ) -> np.ndarray:
         """Vectors of users given by their item histories (oldest first) and optional text.
 
@@ -432,6 +433,8 @@ class LMRecommender(Recommender):
             timestamps: n lists of seconds matching ``histories`` (None: no gaps).
             known_users: (n,) indices of known users whose stored text to use when ``texts`` is None.
             batch_size: users per forward pass.
+            item_raw: (n_items, d) item vectors the histories are read through (None: the model's
+                own; the multi-scenario model passes a scenario's corrected ones).
 
         Returns:
             (n, d) float32 unit vectors (``[v_u, sqrt(beta) c_u]`` with a content channel; ``c_u`` is
@@ -470,7 +473,8 @@ class LMRecommender(Recommender):
                 has = torch.from_numpy(np.asarray(flags[sl], dtype=bool))
             tokens_t, lengths_t = torch.from_numpy(tokens), torch.from_numpy(lengths)
             learned = score_users(
-                self.net_, self._item_raw, tokens_t, torch.from_numpy(buckets), lengths_t, text, has,
+                self.net_, self._item_raw if item_raw is None else item_raw, tokens_t, torch.from_numpy(buckets),
+                lengths_t, text, has,
             )
             content = user_content(self._content, tokens_t, last=True) if self._content is not None else None
             out[sl] = with_content(learned, content, self.content_weight).numpy()

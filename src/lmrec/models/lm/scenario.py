@@ -55,7 +55,7 @@ from lmrec.data.dataset import Dataset
 from lmrec.data.interactions import Interactions
 from lmrec.data.splits import Split
 from lmrec.models.base import register, top_k
-from lmrec.models.lm.adapters import ScenarioAdapters, ScenarioObjective, check_text_rank
+from lmrec.models.lm.adapters import ScenarioAdapters, ScenarioObjective, check_text_history, check_text_rank
 from lmrec.models.lm.model import LMRecommender
 from lmrec.models.lm.net import LMNet
 
@@ -83,6 +83,9 @@ class LMScenarioRecommender(LMRecommender):
         adapter_text_rank: rank ``r_t`` of each adapter's low-rank correction of the text path
             (see `lmrec.models.lm.adapters`; 0: none, the adapters act on the item vectors only);
             `adapt` can set it per new scenario.
+        adapter_text_history: also apply each adapter's text correction to the items its users'
+            histories are read through (needs ``adapter_text_rank > 0``; no extra parameters);
+            `adapt` can set it per new scenario.
 
     Interactions without scenarios all fall in one scenario, ``"all"`` (with a warning).
 
@@ -100,11 +103,13 @@ class LMScenarioRecommender(LMRecommender):
         scenario_weights: Mapping[str, float] | Literal["balanced"] | None = None,
         shared_dropout: float = 0.1,
         adapter_text_rank: int = 0,
+        adapter_text_history: bool = False,
         **lm_params: Any,
     ) -> None:
         super().__init__(**lm_params)
         self.adapter_rank, self.scenario_weights, self.shared_dropout = adapter_rank, scenario_weights, shared_dropout
         self.adapter_text_rank = adapter_text_rank
+        self.adapter_text_history = adapter_text_history
 
     # ------------------------------------------------------------------ fitting
     def _check_params(self) -> None:
@@ -113,6 +118,7 @@ class LMScenarioRecommender(LMRecommender):
         if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 1:
             raise ValueError(f"LMScenarioRecommender adapter_rank must be an integer >= 1, got {self.adapter_rank!r}")
         check_text_rank(self.adapter_text_rank, self.item_repr, "adapter_text_rank")
+        check_text_history(self.adapter_text_history, self.adapter_text_rank, "adapter_text_history")
         if not 0.0 <= self.shared_dropout < 1.0:
             raise ValueError(f"LMScenarioRecommender shared_dropout must be in [0, 1), got {self.shared_dropout!r}")
         if self.loss not in ("auto", "full"):
@@ -173,10 +179,11 @@ class LMScenarioRecommender(LMRecommender):
         seed = 0 if self.random_state is None else int(self.random_state)
         n = len(self.scenario_names_)
         ranks = getattr(self, "_text_ranks", None) or [int(self.adapter_text_rank or 0)] * n
+        flags = getattr(self, "_text_history", None) or [bool(self.adapter_text_history)] * n
         tower = net.item_tower
         text_dim = int(tower.white_proj.shape[1]) if tower.uses_text else 0
         net.scenario = ScenarioAdapters(n, self.dim, int(self.adapter_rank), torch.Generator().manual_seed(seed),
-                                        text_ranks=ranks, text_dim=text_dim)
+                                        text_ranks=ranks, text_dim=text_dim, text_history=flags)
         return net
 
     def _train(self, inter: Interactions, valid: Interactions | None, seed: int) -> None:
@@ -201,6 +208,10 @@ class LMScenarioRecommender(LMRecommender):
         self._scenario_items = [
             net.scenario.items(self._item_raw, s, net.project, net.item_tower).numpy().astype(np.float32)
             for s in range(len(net.scenario))
+        ]
+        # the item vectors each scenario's user histories are read through (None: the shared ones)
+        self._scenario_history = [
+            a.history(self._item_raw, net.item_tower) if a.text_history else None for a in net.scenario.adapters
         ]
         net.train(was_training)
 
@@ -240,11 +251,26 @@ class LMScenarioRecommender(LMRecommender):
         scenario: int | str | np.ndarray | None = None,
         batch_size: int = 1024,
     ) -> np.ndarray:
-        """`LMRecommender.encode_users` read out under ``scenario`` (see `scenario_ids`); (n, d)."""
+        """`LMRecommender.encode_users` read out under ``scenario`` (see `scenario_ids`); (n, d).
+
+        Users of a scenario whose adapter corrects the history (``text_history``) are encoded from
+        that scenario's corrected item vectors.
+        """
         shared = super().encode_users(histories, texts, timestamps, known_users=known_users, batch_size=batch_size)
         ids = self.scenario_ids(scenario, len(shared))
         if (ids < 0).all():
             return shared
+        for s in np.unique(ids[ids >= 0]).tolist():
+            table = self._scenario_history[s]
+            if table is None:
+                continue
+            rows = np.flatnonzero(ids == s)
+            shared[rows] = super().encode_users(
+                [histories[r] for r in rows], None if texts is None else [texts[r] for r in rows],
+                None if timestamps is None else [timestamps[r] for r in rows],
+                known_users=None if known_users is None else np.asarray(known_users)[rows],
+                batch_size=batch_size, item_raw=table,
+            )
         net = self.net_
         return net.scenario.users(torch.from_numpy(shared), torch.from_numpy(ids), net.project).numpy()
 
@@ -307,6 +333,7 @@ class LMScenarioRecommender(LMRecommender):
         lr: float | None = None,
         patience: int | None = None,
         text_rank: int | None = None,
+        text_history: bool | None = None,
     ) -> dict[str, Any]:
         """Learn a new scenario: a fresh adapter (+ scenario embedding) trained on its data.
 
@@ -330,6 +357,8 @@ class LMScenarioRecommender(LMRecommender):
             text_rank: rank of the new adapter's text-path correction (None: ``adapter_text_rank``);
                 it lets the scenario's items move by their full text vector, which matters for items
                 that have no trained ID row (a held-out scenario's items).
+            text_history: also read the scenario's user histories through the corrected items
+                (None: ``adapter_text_history``; needs a text rank > 0).
 
         Returns:
             The report (also appended to ``adapt_reports_``): ``scenario``, ``scenario_id``,
@@ -342,6 +371,8 @@ class LMScenarioRecommender(LMRecommender):
             raise ValueError(f"adapt mode must be 'adapter' or 'full', got {mode!r}")
         t_rank = int(self.adapter_text_rank or 0) if text_rank is None else text_rank
         check_text_rank(t_rank, self.item_repr, "adapt text_rank")
+        t_hist = bool(self.adapter_text_history) if text_history is None else text_history
+        check_text_history(t_hist, t_rank, "adapt text_history")
         if isinstance(dataset, Interactions):
             dataset = Dataset(dataset)
         inter = dataset.interactions
@@ -379,10 +410,11 @@ class LMScenarioRecommender(LMRecommender):
                 net = self.net_
                 if scenario in self.scenario_names_:
                     sid = self.scenario_names_.index(scenario)
-                    net.scenario.adapters[sid] = net.scenario.make(torch.Generator().manual_seed(seed + sid), t_rank)
+                    net.scenario.adapters[sid] = net.scenario.make(torch.Generator().manual_seed(seed + sid), t_rank,
+                                                                   t_hist)
                 else:
                     sid = len(self.scenario_names_)
-                    net.scenario.add(torch.Generator().manual_seed(seed + sid), t_rank)
+                    net.scenario.add(torch.Generator().manual_seed(seed + sid), t_rank, t_hist)
                     self.scenario_names_.append(str(scenario))
                     self.scenario_weights_ = np.append(self.scenario_weights_, np.float32(1.0))
                 tower = net.item_tower
@@ -423,7 +455,7 @@ class LMScenarioRecommender(LMRecommender):
         n_train = sum(p.numel() for p in params)
         report = {
             "scenario": str(scenario), "scenario_id": sid, "mode": mode, "new_domain": not same_domain,
-            "text_rank": int(t_rank),
+            "text_rank": int(t_rank), "text_history": t_hist,
             "trainable_params": int(n_train), "full_finetune_params": int(n_full),
             "trainable_share": n_train / n_full, "n_train_positions": int(in_scen.sum()), "fit_s": fit_s,
             "epochs_run": len(history),
@@ -440,6 +472,7 @@ class LMScenarioRecommender(LMRecommender):
         arrays["scenario_weights"] = np.asarray(self.scenario_weights_, np.float32)
         meta["scenario_names"] = list(self.scenario_names_)
         meta["adapt_reports"] = list(getattr(self, "adapt_reports_", []))
+        meta["adapter_text_history"] = [bool(a.text_history) for a in self.net_.scenario.adapters]
         return arrays, meta
 
     def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
@@ -449,10 +482,11 @@ class LMScenarioRecommender(LMRecommender):
         # each adapter's text rank, from its saved correction (absent: 0), so _build_net rebuilds the same shapes
         keys = [f"net/scenario.adapters.{i}.text_b" for i in range(len(self.scenario_names_))]
         self._text_ranks = [int(arrays[k].shape[1]) if k in arrays else 0 for k in keys]
+        self._text_history = list(meta.get("adapter_text_history", [False] * len(keys)))  # absent: saved before it
         try:
             super()._set_state(arrays, meta)
         finally:
-            del self._text_ranks
+            del self._text_ranks, self._text_history
 
 
 # the constructor takes every LMRecommender argument by name: expose them in its signature, so that
