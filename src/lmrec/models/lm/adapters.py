@@ -242,7 +242,7 @@ class ScenarioObjective(Objective):
 
         # positions of a scenario whose adapter corrects the history read it through corrected items
         hist = [s for s in torch.unique(ids).tolist() if s >= 0 and adapters.adapters[s].text_history]
-        on_shared = ~torch.isin(ids, torch.as_tensor(hist, dtype=ids.dtype)) if hist else torch.ones_like(ids, dtype=torch.bool)
+        on_shared = ~torch.isin(ids, torch.as_tensor(hist, dtype=ids.dtype))
         states = states_over(vecs) if on_shared.any() else torch.zeros(len(ids), vecs.shape[1])
         for s in hist:
             rows = ids == s

@@ -256,21 +256,25 @@ class LMScenarioRecommender(LMRecommender):
         Users of a scenario whose adapter corrects the history (``text_history``) are encoded from
         that scenario's corrected item vectors.
         """
-        shared = super().encode_users(histories, texts, timestamps, known_users=known_users, batch_size=batch_size)
-        ids = self.scenario_ids(scenario, len(shared))
+        ids = self.scenario_ids(scenario, len(histories))
+        # rows read through a scenario's corrected items, by scenario; every other row reads the shared ones
+        corrected = [s for s in np.unique(ids[ids >= 0]).tolist() if self._scenario_history[s] is not None]
+        if not corrected:
+            shared = super().encode_users(histories, texts, timestamps, known_users=known_users, batch_size=batch_size)
+        else:
+            groups = [(np.flatnonzero(~np.isin(ids, corrected)), None)]
+            groups += [(np.flatnonzero(ids == s), self._scenario_history[s]) for s in corrected]
+            shared = np.empty((len(ids), self.item_vectors_.shape[1]), np.float32)
+            for rows, table in groups:
+                if len(rows):
+                    shared[rows] = super().encode_users(
+                        [histories[r] for r in rows], None if texts is None else [texts[r] for r in rows],
+                        None if timestamps is None else [timestamps[r] for r in rows],
+                        known_users=None if known_users is None else np.asarray(known_users)[rows],
+                        batch_size=batch_size, item_raw=table,
+                    )
         if (ids < 0).all():
             return shared
-        for s in np.unique(ids[ids >= 0]).tolist():
-            table = self._scenario_history[s]
-            if table is None:
-                continue
-            rows = np.flatnonzero(ids == s)
-            shared[rows] = super().encode_users(
-                [histories[r] for r in rows], None if texts is None else [texts[r] for r in rows],
-                None if timestamps is None else [timestamps[r] for r in rows],
-                known_users=None if known_users is None else np.asarray(known_users)[rows],
-                batch_size=batch_size, item_raw=table,
-            )
         net = self.net_
         return net.scenario.users(torch.from_numpy(shared), torch.from_numpy(ids), net.project).numpy()
 
