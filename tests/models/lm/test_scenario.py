@@ -402,3 +402,52 @@ def test_adapt_with_text_history(only_a, data_split, tmp_path) -> None:
         model.adapt(data.with_interactions(split.train), "C", text_rank=0, text_history=True)
     with pytest.raises(ValueError, match="adapter_text_history must be True or False, got 'yes'"):
         make(epochs=1, adapter_text_rank=2, adapter_text_history="yes").fit(data.with_interactions(split.train))
+
+
+def test_refit_whitening_like_whitens_the_new_vectors_at_the_old_width() -> None:
+    from lmrec.models.lm.domain import refit_whitening_like
+
+    rng = np.random.default_rng(0)
+    # 200 vectors in 8 dimensions with scales 1..8 and an offset: after a ridge-free whitening their
+    # mean is 0 and their covariance the identity
+    x = rng.normal(size=(200, 8)) * np.arange(1, 9) + 5.0
+    old = (np.zeros(8, np.float32), np.eye(8, dtype=np.float32))
+    mean, proj = refit_whitening_like(x, old, eps=0.0)
+    assert proj.shape == (8, 8)
+    w = (x - mean) @ proj
+    np.testing.assert_allclose(w.mean(axis=0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(w.T @ w / len(x), np.eye(8), atol=1e-3)
+    # three vectors span two directions once centred: two whitened columns, the other six are zero so
+    # that the adaptor after it still reads 8 inputs
+    mean3, proj3 = refit_whitening_like(x[:3], old, eps=0.0)
+    assert proj3.shape == (8, 8)
+    assert np.abs(proj3[:, :2]).sum(axis=0).min() > 0 and not proj3[:, 2:].any()
+    np.testing.assert_allclose(mean3, x[:3].mean(axis=0), rtol=1e-5)
+
+
+def test_adapt_to_a_new_domain_refits_the_whitening(data_split, tmp_path) -> None:
+    from dataclasses import replace
+
+    from lm_helpers import genre_dataset
+
+    data, split = data_split
+    model = make(whiten=True, epochs=3).fit(data.with_interactions(split.train))
+    old_mean = model.net_.item_tower.white_mean.clone()
+    genres = genre_dataset()
+    genres = genres.with_interactions(replace(genres.interactions,
+                                              scenarios=np.full(len(genres.interactions), "films", object)))
+    kept = load_model(model.save(tmp_path / "m"))
+    report = kept.adapt(genres, "films", epochs=1, refit_whitening=False)
+    assert report["refit_whitening"] is False
+    assert torch.equal(kept.net_.item_tower.white_mean, old_mean)
+    report = model.adapt(genres, "films", epochs=1)
+    assert report["refit_whitening"] is True
+    tower = model.net_.item_tower
+    # the re-fitted statistics are the new catalogue's: its whitened text vectors have mean 0, at the
+    # width the old adaptor reads
+    assert tower.white_proj.shape == kept.net_.item_tower.white_proj.shape
+    np.testing.assert_allclose(tower.whiten(tower.text).mean(0).numpy(), 0.0, atol=1e-4)
+    assert not torch.allclose(tower.white_mean, old_mean)
+    again = load_model(model.save(tmp_path / "moved"))
+    users = np.arange(4)
+    np.testing.assert_array_equal(again.score_all(users, 2), model.score_all(users, 2))

@@ -338,6 +338,7 @@ class LMScenarioRecommender(LMRecommender):
         patience: int | None = None,
         text_rank: int | None = None,
         text_history: bool | None = None,
+        refit_whitening: bool = True,
     ) -> dict[str, Any]:
         """Learn a new scenario: a fresh adapter (+ scenario embedding) trained on its data.
 
@@ -363,6 +364,9 @@ class LMScenarioRecommender(LMRecommender):
                 that have no trained ID row (a held-out scenario's items).
             text_history: also read the scenario's user histories through the corrected items
                 (None: ``adapter_text_history``; needs a text rank > 0).
+            refit_whitening: for a new domain, re-fit the text whitening on the new catalogue's
+                (and users') text vectors before anything is trained (`lmrec.models.lm.domain`);
+                False keeps the old domain's statistics. Ignored within the same domain.
 
         Returns:
             The report (also appended to ``adapt_reports_``): ``scenario``, ``scenario_id``,
@@ -406,7 +410,7 @@ class LMScenarioRecommender(LMRecommender):
                 from lmrec.models.lm.domain import move_to
 
                 if not same_domain:
-                    move_to(self, dataset)
+                    move_to(self, dataset, refit_whitening=refit_whitening)
                 self.user_map_, self.item_map_ = inter.user_map, inter.item_map
                 self.seen_ = inter.to_csr("binary")
                 self.counts_ = inter.item_counts()
@@ -459,6 +463,7 @@ class LMScenarioRecommender(LMRecommender):
         n_train = sum(p.numel() for p in params)
         report = {
             "scenario": str(scenario), "scenario_id": sid, "mode": mode, "new_domain": not same_domain,
+            "refit_whitening": bool(refit_whitening and not same_domain and self.whiten),
             "text_rank": int(t_rank), "text_history": t_hist,
             "trainable_params": int(n_train), "full_finetune_params": int(n_full),
             "trainable_share": n_train / n_full, "n_train_positions": int(in_scen.sum()), "fit_s": fit_s,
