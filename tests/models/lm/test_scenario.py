@@ -437,10 +437,11 @@ def test_adapt_to_a_new_domain_refits_the_whitening(data_split, tmp_path) -> Non
     genres = genres.with_interactions(replace(genres.interactions,
                                               scenarios=np.full(len(genres.interactions), "films", object)))
     kept = load_model(model.save(tmp_path / "m"))
-    report = kept.adapt(genres, "films", epochs=1, refit_whitening=False)
+    # adapter mode keeps the old statistics unless told otherwise; full fine-tuning re-fits them
+    report = kept.adapt(genres, "films", epochs=1)
     assert report["refit_whitening"] is False
     assert torch.equal(kept.net_.item_tower.white_mean, old_mean)
-    report = model.adapt(genres, "films", epochs=1)
+    report = model.adapt(genres, "films", epochs=1, mode="full")
     assert report["refit_whitening"] is True
     tower = model.net_.item_tower
     # the re-fitted statistics are the new catalogue's: its whitened text vectors have mean 0, at the
@@ -448,6 +449,9 @@ def test_adapt_to_a_new_domain_refits_the_whitening(data_split, tmp_path) -> Non
     assert tower.white_proj.shape == kept.net_.item_tower.white_proj.shape
     np.testing.assert_allclose(tower.whiten(tower.text).mean(0).numpy(), 0.0, atol=1e-4)
     assert not torch.allclose(tower.white_mean, old_mean)
+    forced = load_model(tmp_path / "m")
+    assert forced.adapt(genres, "films", epochs=1, refit_whitening=True)["refit_whitening"] is True
+    torch.testing.assert_close(forced.net_.item_tower.white_mean, tower.white_mean)
     again = load_model(model.save(tmp_path / "moved"))
     users = np.arange(4)
     np.testing.assert_array_equal(again.score_all(users, 2), model.score_all(users, 2))

@@ -5,9 +5,11 @@ and mapped by the *old* adaptor, so every new item has a vector in the learned s
 training. The whitening is by default re-fitted on the new catalogue's text vectors (its mean and
 covariance; no labels), as batch-norm statistics are re-estimated for a new domain: the adaptor was
 learned on whitened inputs, and another domain's texts sit elsewhere in the language model's space,
-so the old statistics hand the adaptor off-centre, badly scaled inputs. On Amazon Office ->
-MovieLens-100K with full fine-tuning on 10 % of the users this lifted test NDCG@10 from 0.0153 to
-0.0258 (benchmarks/RESULTS.md §8). ``refit_whitening=False`` keeps the old statistics. The new items start without ID embeddings (their ID part is
+so the old statistics hand the adaptor off-centre, badly scaled inputs that it has to be re-trained
+around. On Amazon Office -> MovieLens-100K with full fine-tuning on 10 % of the users this lifted
+test NDCG@10 from 0.0153 to 0.0258 (benchmarks/RESULTS.md §8). Where the adaptor stays frozen
+(adapter-only training) the old statistics did better, so `LMScenarioRecommender.adapt` re-fits
+only when it fine-tunes; ``refit_whitening=False`` keeps the old statistics. The new items start without ID embeddings (their ID part is
 masked, as for cold items); the user tower, the heads, the temperature and the scenario adapters are
 carried over as they are. What is trained afterwards is the caller's choice (see
 `LMScenarioRecommender.adapt`).

@@ -338,7 +338,7 @@ class LMScenarioRecommender(LMRecommender):
         patience: int | None = None,
         text_rank: int | None = None,
         text_history: bool | None = None,
-        refit_whitening: bool = True,
+        refit_whitening: bool | None = None,
     ) -> dict[str, Any]:
         """Learn a new scenario: a fresh adapter (+ scenario embedding) trained on its data.
 
@@ -366,7 +366,11 @@ class LMScenarioRecommender(LMRecommender):
                 (None: ``adapter_text_history``; needs a text rank > 0).
             refit_whitening: for a new domain, re-fit the text whitening on the new catalogue's
                 (and users') text vectors before anything is trained (`lmrec.models.lm.domain`);
-                False keeps the old domain's statistics. Ignored within the same domain.
+                False keeps the old domain's statistics. None (default): re-fit with
+                ``mode="full"``, where the adaptor after it is trained, and keep the old statistics
+                in adapter mode, where it stays frozen (Office -> MovieLens-100K, validation
+                NDCG@10 on all users: full fine-tuning 0.1095 re-fitted vs 0.0962 kept; adapter
+                0.0195 vs 0.0257). Ignored within the same domain.
 
         Returns:
             The report (also appended to ``adapt_reports_``): ``scenario``, ``scenario_id``,
@@ -409,6 +413,8 @@ class LMScenarioRecommender(LMRecommender):
                 torch.manual_seed(seed)
                 from lmrec.models.lm.domain import move_to
 
+                if refit_whitening is None:
+                    refit_whitening = mode == "full"
                 if not same_domain:
                     move_to(self, dataset, refit_whitening=refit_whitening)
                 self.user_map_, self.item_map_ = inter.user_map, inter.item_map
