@@ -46,7 +46,7 @@ log = logging.getLogger("continual_bench")
 
 def run(data_name: str, seed: int, epochs: int, update_epochs: int, windows: int, train_frac: float,
         replay: str, replay_size: int, regularizer: str, reg_strength: float, arms: tuple[str, ...],
-        tag: str, forget_holdout: float = 0.2, forget_seed: int = 0) -> Path:
+        tag: str, forget_holdout: float = 0.2, forget_seed: int = 0, early_stopping: bool = False) -> Path:
     from lmrec.eval.stream import prequential
     from lmrec.models.lm import LMRecommender
 
@@ -59,8 +59,8 @@ def run(data_name: str, seed: int, epochs: int, update_epochs: int, windows: int
 
     started = time.perf_counter()
     res = prequential(data, make, train_frac=train_frac, n_windows=windows, arms=arms,
-                      forget_holdout=forget_holdout, forget_seed=forget_seed)
-    record = {"data": data_name, "seed": seed, "params": params, "wall_s": time.perf_counter() - started,
+                      forget_holdout=forget_holdout, forget_seed=forget_seed, early_stopping=early_stopping)
+    record = {"data": data_name, "seed": seed, "params": params, "early_stopping": early_stopping, "wall_s": time.perf_counter() - started,
               "n_interactions": len(data.interactions), **res.to_dict()}
     RUNS.mkdir(parents=True, exist_ok=True)
     path = RUNS / f"{data_name}_s{seed}{tag}.json"
@@ -202,6 +202,9 @@ def main() -> None:
     r.add_argument("--tag", default="", help="suffix of the output file, e.g. _fix")
     r.add_argument("--forget-holdout", type=float, default=0.2, help="share of window 0's rows held back")
     r.add_argument("--forget-seed", type=int, default=0, help="seed of the held-back draw")
+    r.add_argument("--early-stopping", action="store_true",
+                   help="fresh fits early-stop on each user's last row, as `lmrec evaluate --protocol stream` "
+                        "does; off by default: the runs in RESULTS.md fit a fixed --epochs")
     sub.add_parser("report")
     sub.add_parser("forgetting")
     args = parser.parse_args()
@@ -209,7 +212,7 @@ def main() -> None:
     if args.cmd == "run":
         run(args.data, args.seed, args.epochs, args.update_epochs, args.windows, args.train_frac, args.replay,
             args.replay_size, args.regularizer, args.reg_strength, tuple(args.arms.split(",")), args.tag,
-            args.forget_holdout, args.forget_seed)
+            args.forget_holdout, args.forget_seed, args.early_stopping)
     elif args.cmd == "forgetting":
         print(forgetting_tables())
     else:

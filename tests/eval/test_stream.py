@@ -11,7 +11,7 @@ import pytest
 from lmrec.data import Dataset, IdMap, Interactions, ItemCatalog, Split
 from lmrec.encoders.fake import HashingEncoder
 from lmrec.eval.gate import champion_challenger, clone_model, gated_partial_fit, history_of
-from lmrec.eval.stream import holdout_rows, prequential, stream_windows
+from lmrec.eval.stream import fit_fresh, holdout_rows, last_row_split, prequential, stream_windows
 from lmrec.models.itemknn import ItemKNN
 from lmrec.models.lm import LMRecommender
 from lmrec.models.popularity import Popularity
@@ -101,7 +101,8 @@ def test_model_without_partial_fit_skips_incremental_with_a_reason():
 
 
 def test_lm_stream_has_every_arm_and_forgetting():
-    res = prequential(stream_dataset(), lm, n_windows=2)
+    # fixed epochs (no early stopping), so the reference refit below is the same fit
+    res = prequential(stream_dataset(), lm, n_windows=2, early_stopping=False)
     for row in res.windows:
         for arm in ("no_update", "incremental", "incremental_no_replay", "full_retrain"):
             assert 0.0 <= row[arm]["ndcg@10"] <= 1.0
@@ -182,6 +183,56 @@ class Recorder:
     def encode_users(self, items, texts, times, known_users=None) -> np.ndarray:
         Recorder.events.append(("encode", {float(t) for ts in times for t in ts}))
         return np.ones((len(items), 1), np.float32)  # (n_users, 1): every user scores items alike
+
+
+class ValidRecorder(Recorder):
+    """A Recorder whose ``fit`` takes ``valid`` (as models with early stopping do)."""
+
+    def fit(self, dataset: Dataset, valid: Split | None = None) -> ValidRecorder:
+        super().fit(dataset)
+        Recorder.events.append(("valid", set() if valid is None else set(valid.valid.timestamps.tolist())))
+        return self
+
+
+def test_last_row_split_holds_out_each_users_last_row():
+    # users 0-2 with 3 / 1 / 2 rows; user 0's rows out of time order in the file, user 2's two rows tie
+    inter = Interactions(np.array([0, 0, 1, 2, 0, 2]), np.arange(6), np.array([5.0, 9.0, 4.0, 7.0, 1.0, 7.0]),
+                         IdMap(range(3)), IdMap(range(6)))
+    split = last_row_split(inter)
+    # user 0: latest is row 1 (t=9); user 1 has one row and keeps it; user 2: tie, the later file row (5)
+    assert sorted(split.valid.items.tolist()) == [1, 5]
+    assert sorted(split.train.items.tolist()) == [0, 2, 3, 4] and len(split.test) == 0
+
+
+def test_fresh_fits_early_stop_on_the_last_rows_then_observe_them():
+    data = stream_dataset()
+    inter = data.interactions
+    Recorder.events = []
+    model = fit_fresh(ValidRecorder, data, inter)
+    # 24 users x 10 events; each user's last event is at 9000 + u
+    last = {9000.0 + u for u in range(N_USERS)}
+    every = set(inter.timestamps.tolist())
+    assert Recorder.events == [("fit", every - last), ("valid", last), ("observe", last)]
+    assert model.last_t_ == max(every - last)
+    Recorder.events = []
+    fit_fresh(ValidRecorder, data, inter, early_stopping=False)
+    assert Recorder.events == [("fit", every), ("valid", set())]
+    Recorder.events = []
+    fit_fresh(Recorder, data, inter)  # a fit without valid: every row
+    assert Recorder.events == [("fit", every)]
+
+
+def test_stream_refits_early_stop_by_default():
+    data = stream_dataset()
+    Recorder.events = []
+    try:
+        prequential(data, ValidRecorder, n_windows=2, forgetting=False)
+    finally:
+        Recorder.window0 = (10.0, 15.0)
+    kinds = [k for k, _ in Recorder.events]
+    # the initial fit and one refit (window 1), each validated on its users' last rows
+    assert kinds.count("fit") == 2 and kinds.count("valid") == 2
+    assert all(rows for kind, rows in Recorder.events if kind == "valid")
 
 
 def known_dataset() -> Dataset:

@@ -12,6 +12,12 @@ their items in the window), then learns from the window:
 ``train_s`` of an arm at window ``w`` is the training time spent just before that window (the update
 on window ``w - 1``, or the refit); window 0 is ranked by the initial model in every arm.
 
+Fresh fits (the initial model, every full retrain) early-stop by default (``early_stopping``): a
+model whose ``fit`` takes ``valid`` trains on all rows but each user's last one and validates on
+those, then observes them, so its history is complete (`fit_fresh`; the same as ``lmrec train``).
+Without it such a model runs its full ``epochs`` budget (the language-model model's default is 200).
+The incremental arm's ``partial_fit`` trains its fixed ``update_epochs``.
+
 The id maps are the whole data set's from the start (the catalogue and the user list exist before
 the stream; interactions are what arrives), so all arms rank the same items: an item without earlier
 interactions is a cold item (text only for the language-model model) until its first row arrives.
@@ -47,6 +53,7 @@ learns every row.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Callable
@@ -62,7 +69,10 @@ from lmrec.eval.evaluator import evaluate
 from lmrec.eval.gate import clone_model
 from lmrec.models.base import Recommender
 
-__all__ = ["StreamResult", "evaluate_window", "holdout_rows", "prequential", "stream_table", "stream_windows"]
+__all__ = [
+    "StreamResult", "evaluate_window", "fit_fresh", "holdout_rows", "last_row_split", "prequential", "stream_table",
+    "stream_windows",
+]
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +246,37 @@ def _forgetting_pair(right_after: tuple[float, float], after_last: tuple[float, 
     return {**_forgetting(right_after[0], after_last[0]), "catalogue0": _forgetting(right_after[1], after_last[1])}
 
 
+def last_row_split(inter: Interactions) -> Split:
+    """Each user's last row by time (ties: the later row in file order) as validation, the rest as
+    training; a user with one row keeps it in training. The test part is empty."""
+    order = inter.time_order()
+    users = inter.users[order]
+    counts = np.bincount(users, minlength=inter.n_users)
+    last = np.r_[users[1:] != users[:-1], True] if len(users) else np.zeros(0, bool)  # last of each run
+    valid = np.zeros(len(inter), bool)
+    valid[order[last & (counts[users] >= 2)]] = True
+    return Split(inter.subset(~valid), inter.subset(valid), inter.subset(np.zeros(len(inter), bool)), "last-row")
+
+
+def fit_fresh(
+    make_model: Callable[[], Recommender], dataset: Dataset, rows: Interactions, *, early_stopping: bool = True
+) -> Recommender:
+    """A fresh model fitted on ``rows``.
+
+    With ``early_stopping`` and a ``fit`` that takes ``valid``, the model fits on `last_row_split`'s
+    training part with its validation part for early stopping, then observes the validation rows.
+    Otherwise it fits on all rows.
+    """
+    model = make_model()
+    if early_stopping and "valid" in inspect.signature(model.fit).parameters:
+        split = last_row_split(rows)
+        if len(split.valid):
+            model.fit(dataset.with_interactions(split.train), valid=split)
+            model.observe(split.valid)
+            return model
+    return model.fit(dataset.with_interactions(rows))
+
+
 def prequential(
     dataset: Dataset,
     make_model: Callable[[], Recommender],
@@ -249,6 +290,7 @@ def prequential(
     forgetting: bool = True,
     forget_holdout: float = 0.2,
     forget_seed: int = 0,
+    early_stopping: bool = True,
 ) -> StreamResult:
     """Run the streaming protocol on one data set for one kind of model.
 
@@ -262,6 +304,8 @@ def prequential(
             incremental variants need ``partial_fit``, the reference needs the full-retrain arm).
         forget_holdout: share of window 0's rows held back from every arm's training, in (0, 1).
         forget_seed: seed of the held-back draw (see `holdout_rows`).
+        early_stopping: fresh fits early-stop on each user's last row (`fit_fresh`); False fits on
+            every row for the model's full epoch budget.
 
     Returns:
         A `StreamResult`. A model without ``partial_fit`` gets ``{"skipped": reason}`` in the
@@ -280,7 +324,7 @@ def prequential(
     initial_idx, window_idx = stream_windows(inter, train_frac=train_frac, n_windows=n_windows, split_by=split_by)
     notes: list[str] = []
     started = time.perf_counter()
-    initial = make_model().fit(dataset.with_interactions(inter.subset(initial_idx)))
+    initial = fit_fresh(make_model, dataset, inter.subset(initial_idx), early_stopping=early_stopping)
     fit_s = time.perf_counter() - started
     log.info("stream: initial fit on %d rows in %.1fs", len(initial_idx), fit_s)
     has_partial = callable(getattr(initial, "partial_fit", None))
@@ -333,7 +377,7 @@ def prequential(
                 retrain, retrain_s = initial, fit_s  # the refit on the initial part is the initial model
             else:
                 t0 = time.perf_counter()
-                retrain = make_model().fit(dataset.with_interactions(history))
+                retrain = fit_fresh(make_model, dataset, history, early_stopping=early_stopping)
                 retrain_s = time.perf_counter() - t0
             row["full_retrain"] = {**evaluate_window(retrain, history, window, ks=ks, metrics=metrics),
                                    "train_s": retrain_s}
@@ -371,7 +415,7 @@ def prequential(
         if "full_retrain" in arms:
             # a final refit on everything up to the last window: like-for-like with the last update
             t0 = time.perf_counter()
-            final = make_model().fit(dataset.with_interactions(inter.subset(seen_idx)))
+            final = fit_fresh(make_model, dataset, inter.subset(seen_idx), early_stopping=early_stopping)
             final_s = time.perf_counter() - t0
             after = _tasks0(final, hist0, held0, cat0)
             # with one window, the refit right after window 0 is the final refit
