@@ -13,6 +13,9 @@ Parts (leave-one-out by time, full ranking, test after observing valid, @10):
 - ``new_text``: part ``new``'s adapter-only training with the adapter's text-path correction
   (rank ``SCENARIO_TEXT_RANK``, default 32; lr ``SCENARIO_TEXT_LR``, default 5e-3), on the shared
   model saved by part ``new``; compared with part ``new``'s full fine-tuning.
+- ``cross_sub``: part ``cross``'s 10 % point again for another draw of the ML-100K training users
+  (``--seeds`` picks the draw; the source is always the seed-0 joint Office model): full fine-tuning
+  against scratch, so the 10 % comparison is not one draw of 94 users.
 - ``cross``: the joint Office model moved to MovieLens-100K (other users and items; item text is the
   bridge) and adapted on 10% / 100% of the ML-100K training users, against the same architecture
   trained from scratch on the same users.
@@ -293,6 +296,32 @@ def part_cross(seed: int) -> dict[str, Any]:
     return out
 
 
+def part_cross_sub(seed: int) -> dict[str, Any]:
+    from lmrec.models import load_model
+
+    source = RUNS / "office_joint_s0"
+    if not (source / "config.json").exists():
+        raise SystemExit(f"part 'cross_sub' needs the joint Office model of part 'joint' (seed 0) at {source}")
+    data, split, sub, rest, n_chosen = movielens(0.1, seed)
+    out: dict[str, Any] = {"n_train_users": n_chosen, "n_train_interactions": int(len(sub.train))}
+    model = load_model(source)
+    report = model.adapt(data.with_interactions(sub.train), "movielens", valid=sub, lr=ADAPT_LR["full"], mode="full")
+    model.observe(rest)
+    model.observe(split.valid)
+    out["full fine-tune"] = {**report, "test": evaluate_test(model, split)["overall"]}
+    scratch = lm_scenario(seed, use_user_text=False)
+    start = time.perf_counter()
+    scratch.fit(data.with_interactions(sub.train), valid=sub)
+    fit_s = time.perf_counter() - start
+    scratch.observe(rest)
+    scratch.observe(split.valid)
+    out["scratch"] = {"fit_s": fit_s, "epochs_run": len(scratch.train_history_),
+                      "test": evaluate_test(scratch, split)["overall"]}
+    log.info("cross_sub draw %d: full fine-tune %.4f, scratch %.4f", seed,
+             out["full fine-tune"]["test"]["ndcg@10"], out["scratch"]["test"]["ndcg@10"])
+    return out
+
+
 def _f(x: float | None, digits: int = 4) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
@@ -437,6 +466,19 @@ def write_report(runs: Path, md_path: Path, png_path: Path) -> None:
                              f"{cross[0][frac][variant]['trainable_params']:,} | {_f(nd)} | {_f(rc)} | "
                              f"{_f(_mean([r[frac][variant]['fit_s'] for r in cross]), 0)} |")
         lines += ["", f"Plot: `{png_path.relative_to(png_path.parents[1])}`.", ""]
+        subs = sorted(runs.glob("cross_sub_s*.json"), key=lambda p: int(p.stem.rsplit("_s", 1)[1]))
+        if subs:
+            rows = [json.loads(p.read_text()) for p in subs]
+            draws = [p.stem.rsplit("_s", 1)[1] for p in subs]
+            ft = [r["full fine-tune"]["test"]["ndcg@10"] for r in rows]
+            sc = [r["scratch"]["test"]["ndcg@10"] for r in rows]
+            lines += ["### 10 % of the training users, several draws (part `cross_sub`)", "",
+                      "Source: the seed-0 joint Office model; full fine-tuning re-fits the text whitening on the "
+                      "ML-100K catalogue. Test NDCG@10 on all ML-100K users.", "",
+                      "| draw | training users | full fine-tune | scratch | ratio |", "|---|---|---|---|---|"]
+            lines += [f"| {d} | {r['n_train_users']} | {_f(a)} | {_f(b)} | {a / b:.2f} |"
+                      for d, r, a, b in zip(draws, rows, ft, sc)]
+            lines += [f"| mean of {len(rows)} | | {_f(_mean(ft))} | {_f(_mean(sc))} | {_mean(ft) / _mean(sc):.2f} |", ""]
         import matplotlib
 
         matplotlib.use("Agg")
@@ -522,6 +564,15 @@ NOTES: list[str] = """## What the figures say (runs of 2026-12-01, seed 0; part 
   full fine-tuning stopped early on every seed (8 / 15 / 12 epochs, best 12 + patience 3 on seed 1),
   so the longer cap gives the adapter no budget full fine-tuning lacked. Training 90 / 134 / 281 s
   vs 130 / 127 / 79 s for full fine-tuning.
+- **(b) Five seeds (2026-12-02, seeds 3 and 4 added).** Command: `python benchmarks/scenario_bench.py new --seeds 3 4`,
+  then `SCENARIO_TEXT_HISTORY=1 SCENARIO_TEXT_EPOCHS=30 python benchmarks/scenario_bench.py new_text --seeds 3 4`,
+  then `--report`. Seeds 3 / 4: adapter 0.0871 / 0.0932 against full fine-tuning 0.1152 / 0.1190
+  (76 / 78%; full fine-tuning ran to the 15-epoch cap on both, the adapters stopped at 12 / 13).
+  Over the five seeds the adapter reaches 0.0901 against 0.1077: **83.7%** as a ratio of means
+  (84.8% as the mean of the per-seed ratios), so the 90% target is **missed**; the three-seed figure
+  was the lucky end. A popularity term `beta log(1 + training count)` added to the adapter's scores
+  (probe on seed 1) lowered validation NDCG@10 at every beta tried (0.108 at 0, 0.088 at 0.1), so
+  the remaining gap is not item popularity that an item-bias adapter could buy.
 - **(b) Training time.** Adapter-only is not much cheaper per epoch: 82 s (mean, 15 epochs max, early
   stop at 15 / 8) vs 129 s for full fine-tuning (8 / 15 epochs) for the rank-32 adapter; per epoch
   ~7 s vs ~9 s on seed 1. The forward pass through the frozen backbone and the per-epoch validation
@@ -536,12 +587,23 @@ NOTES: list[str] = """## What the figures say (runs of 2026-12-01, seed 0; part 
   trainable (313,908 parameters). Fine-tuning the whole Office model on ML-100K instead
   (`adapt(mode="full")`, lr 1e-3, 2026-12-02, seed 0) does not change that: 0.0153 at 10% (early
   stopping after 6 epochs; the Office initialisation is a worse start than random weights on 94 users)
-  and 0.0806 at 100% against scratch's 0.0812, a tie (both ran the 15-epoch cap). Office purchase sequences teach the model
-  nothing that transfers to movie ratings here.
+  and 0.0806 at 100% against scratch's 0.0812, a tie (both ran the 15-epoch cap).
+- **(c) Re-fitted whitening (2026-12-02).** Moving the model re-used Office's text whitening, which
+  hands the Office adaptor movie texts off-centre and mis-scaled. `adapt(mode="full")` on a new
+  domain now re-fits the whitening on the new catalogue first (adapter mode keeps the old
+  statistics: there, with the adaptor frozen, re-fitting lowered validation NDCG@10 at 100%,
+  0.0195 vs 0.0257, and test 0.0108 vs 0.0234). Full fine-tuning then gives 0.0258 at 10% (was
+  0.0153) and 0.0799 at 100% (was 0.0806). Because one draw of 94 users is noisy, part `cross_sub`
+  repeats the 10% point for draws 0-4 of the users (same seed-0 Office model): full fine-tuning
+  0.0317 vs scratch 0.0319 on the mean (0.99x; per draw 0.80 / 0.88 / 1.31 / 0.99 / 1.00). So
+  with the statistics fixed, starting from Office is as good as starting from random weights at
+  both data sizes, and not better: the target (adapted >= scratch) ends in a tie, **not met**.
+  Office purchase sequences teach the model nothing that transfers to movie ratings here.
 """.splitlines()
 
 
-PARTS = {"joint": part_joint, "new": part_new, "new_lr": part_new_lr, "new_text": part_new_text, "cross": part_cross}
+PARTS = {"joint": part_joint, "new": part_new, "new_lr": part_new_lr, "new_text": part_new_text, "cross": part_cross,
+         "cross_sub": part_cross_sub}
 
 
 def _run_name(part: str, seed: int) -> str:
