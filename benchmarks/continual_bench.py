@@ -60,7 +60,8 @@ def run(data_name: str, seed: int, epochs: int, update_epochs: int, windows: int
     started = time.perf_counter()
     res = prequential(data, make, train_frac=train_frac, n_windows=windows, arms=arms,
                       forget_holdout=forget_holdout, forget_seed=forget_seed, early_stopping=early_stopping)
-    record = {"data": data_name, "seed": seed, "params": params, "early_stopping": early_stopping, "wall_s": time.perf_counter() - started,
+    record = {"data": data_name, "seed": seed, "params": params, "early_stopping": early_stopping,
+              "wall_s": time.perf_counter() - started,
               "n_interactions": len(data.interactions), **res.to_dict()}
     RUNS.mkdir(parents=True, exist_ok=True)
     path = RUNS / f"{data_name}_s{seed}{tag}.json"

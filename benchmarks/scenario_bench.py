@@ -264,59 +264,59 @@ def movielens(fraction: float, seed: int):
     return data, split, sub, rest, int(len(chosen))
 
 
-def part_cross(seed: int) -> dict[str, Any]:
-    from lmrec.models import load_model
-
+def _joint_source(seed: int, part: str) -> Path:
     source = RUNS / f"office_joint_s{seed}"
     if not (source / "config.json").exists():
-        raise SystemExit(f"part 'cross' needs the joint Office model of part 'joint' at {source}")
-    out: dict[str, Any] = {}
-    for fraction in (0.1, 1.0):
-        data, split, sub, rest, n_chosen = movielens(fraction, seed)
-        row: dict[str, Any] = {"n_train_users": n_chosen, "n_train_interactions": int(len(sub.train))}
-        variants = (("adapter", {}), ("adapter+ids", {"new_item_ids": True}), ("full fine-tune", {"mode": "full"}))
-        for variant, kw in variants:
-            model = load_model(source)
-            lr = ADAPT_LR[kw.get("mode", "adapter")]
-            report = model.adapt(data.with_interactions(sub.train), "movielens", valid=sub, lr=lr, **kw)
-            model.observe(rest)
-            model.observe(split.valid)
-            row[variant] = {**report, "test": evaluate_test(model, split)["overall"]}
-            log.info("cross %.0f%% %s: %s", 100 * fraction, variant, row[variant]["test"])
-        scratch = lm_scenario(seed, use_user_text=False)
-        start = time.perf_counter()
-        scratch.fit(data.with_interactions(sub.train), valid=sub)
-        fit_s = time.perf_counter() - start
-        scratch.observe(rest)
-        scratch.observe(split.valid)
-        row["scratch"] = {"fit_s": fit_s, "epochs_run": len(scratch.train_history_), "trainable_params": n_params(scratch),
-                          "test": evaluate_test(scratch, split)["overall"]}
-        log.info("cross %.0f%% scratch: %s", 100 * fraction, row["scratch"]["test"])
-        out[str(fraction)] = row
-    return out
+        raise SystemExit(f"part {part!r} needs the joint Office model of part 'joint' (seed {seed}) at {source}")
+    return source
 
 
-def part_cross_sub(seed: int) -> dict[str, Any]:
+def _cross_adapted(source: Path, data, split, sub, rest, **adapt_args: Any) -> dict[str, Any]:
+    """The Office model moved to ML-100K and adapted on ``sub``; its adapt report and test figures."""
     from lmrec.models import load_model
 
-    source = RUNS / "office_joint_s0"
-    if not (source / "config.json").exists():
-        raise SystemExit(f"part 'cross_sub' needs the joint Office model of part 'joint' (seed 0) at {source}")
-    data, split, sub, rest, n_chosen = movielens(0.1, seed)
-    out: dict[str, Any] = {"n_train_users": n_chosen, "n_train_interactions": int(len(sub.train))}
     model = load_model(source)
-    report = model.adapt(data.with_interactions(sub.train), "movielens", valid=sub, lr=ADAPT_LR["full"], mode="full")
+    lr = ADAPT_LR[adapt_args.get("mode", "adapter")]
+    report = model.adapt(data.with_interactions(sub.train), "movielens", valid=sub, lr=lr, **adapt_args)
     model.observe(rest)
     model.observe(split.valid)
-    out["full fine-tune"] = {**report, "test": evaluate_test(model, split)["overall"]}
+    return {**report, "test": evaluate_test(model, split)["overall"]}
+
+
+def _cross_scratch(seed: int, data, split, sub, rest) -> dict[str, Any]:
+    """The same architecture trained from random weights on ``sub``."""
     scratch = lm_scenario(seed, use_user_text=False)
     start = time.perf_counter()
     scratch.fit(data.with_interactions(sub.train), valid=sub)
     fit_s = time.perf_counter() - start
     scratch.observe(rest)
     scratch.observe(split.valid)
-    out["scratch"] = {"fit_s": fit_s, "epochs_run": len(scratch.train_history_),
-                      "test": evaluate_test(scratch, split)["overall"]}
+    return {"fit_s": fit_s, "epochs_run": len(scratch.train_history_), "trainable_params": n_params(scratch),
+            "test": evaluate_test(scratch, split)["overall"]}
+
+
+def part_cross(seed: int) -> dict[str, Any]:
+    source = _joint_source(seed, "cross")
+    out: dict[str, Any] = {}
+    for fraction in (0.1, 1.0):
+        data, split, sub, rest, n_chosen = movielens(fraction, seed)
+        row: dict[str, Any] = {"n_train_users": n_chosen, "n_train_interactions": int(len(sub.train))}
+        variants = (("adapter", {}), ("adapter+ids", {"new_item_ids": True}), ("full fine-tune", {"mode": "full"}))
+        for variant, kw in variants:
+            row[variant] = _cross_adapted(source, data, split, sub, rest, **kw)
+            log.info("cross %.0f%% %s: %s", 100 * fraction, variant, row[variant]["test"])
+        row["scratch"] = _cross_scratch(seed, data, split, sub, rest)
+        log.info("cross %.0f%% scratch: %s", 100 * fraction, row["scratch"]["test"])
+        out[str(fraction)] = row
+    return out
+
+
+def part_cross_sub(seed: int) -> dict[str, Any]:
+    source = _joint_source(0, "cross_sub")
+    data, split, sub, rest, n_chosen = movielens(0.1, seed)
+    out: dict[str, Any] = {"n_train_users": n_chosen, "n_train_interactions": int(len(sub.train)),
+                           "full fine-tune": _cross_adapted(source, data, split, sub, rest, mode="full"),
+                           "scratch": _cross_scratch(seed, data, split, sub, rest)}
     log.info("cross_sub draw %d: full fine-tune %.4f, scratch %.4f", seed,
              out["full fine-tune"]["test"]["ndcg@10"], out["scratch"]["test"]["ndcg@10"])
     return out

@@ -9,10 +9,11 @@ so the old statistics hand the adaptor off-centre, badly scaled inputs that it h
 around. On Amazon Office -> MovieLens-100K with full fine-tuning on 10 % of the users this lifted
 test NDCG@10 from 0.0153 to 0.0258 (benchmarks/RESULTS.md §8). Where the adaptor stays frozen
 (adapter-only training) the old statistics did better, so `LMScenarioRecommender.adapt` re-fits
-only when it fine-tunes; ``refit_whitening=False`` keeps the old statistics. The new items start without ID embeddings (their ID part is
-masked, as for cold items); the user tower, the heads, the temperature and the scenario adapters are
-carried over as they are. What is trained afterwards is the caller's choice (see
-`LMScenarioRecommender.adapt`).
+only when it fine-tunes; ``refit_whitening=False`` keeps the old statistics.
+
+The new items start without ID embeddings (their ID part is masked, as for cold items); the user
+tower, the heads, the temperature and the scenario adapters are carried over as they are. What is
+trained afterwards is the caller's choice (see `LMScenarioRecommender.adapt`).
 """
 
 from __future__ import annotations
