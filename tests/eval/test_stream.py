@@ -11,7 +11,7 @@ import pytest
 from lmrec.data import Dataset, IdMap, Interactions, ItemCatalog, Split
 from lmrec.encoders.fake import HashingEncoder
 from lmrec.eval.gate import champion_challenger, clone_model, gated_partial_fit, history_of
-from lmrec.eval.stream import fit_fresh, holdout_rows, last_row_split, prequential, stream_windows
+from lmrec.eval.stream import fit_fresh, holdout_rows, last_row_split, prequential, stream_windows, update_fresh
 from lmrec.models.itemknn import ItemKNN
 from lmrec.models.lm import LMRecommender
 from lmrec.models.popularity import Popularity
@@ -233,6 +233,55 @@ def test_stream_refits_early_stop_by_default():
     # the initial fit and one refit (window 1), each validated on its users' last rows
     assert kinds.count("fit") == 2 and kinds.count("valid") == 2
     assert all(rows for kind, rows in Recorder.events if kind == "valid")
+
+
+class ValidUpdateRecorder(ValidRecorder):
+    """A ValidRecorder whose ``partial_fit`` takes ``valid`` too (and, like the lm model, then observes it)."""
+
+    def partial_fit(self, inter: Interactions, valid: Interactions | None = None) -> ValidUpdateRecorder:
+        super().partial_fit(inter)
+        if valid is not None:
+            Recorder.events.append(("update_valid", set(valid.timestamps.tolist())))
+        return self
+
+
+def test_updates_early_stop_on_the_windows_last_rows():
+    data = stream_dataset()
+    window = data.interactions.subset(data.interactions.timestamps >= 8000)  # 2 rows per user
+    last = {9000.0 + u for u in range(N_USERS)}
+    every = set(window.timestamps.tolist())
+    Recorder.events = []
+    update_fresh(ValidUpdateRecorder(), window)
+    assert Recorder.events == [("partial_fit", every - last), ("update_valid", last)]
+    Recorder.events = []
+    update_fresh(ValidUpdateRecorder(), window, early_stopping=False)
+    assert Recorder.events == [("partial_fit", every)]
+    Recorder.events = []
+    update_fresh(Recorder(), window)  # a partial_fit without valid: every row, fixed epochs
+    assert Recorder.events == [("partial_fit", every)]
+    Recorder.events = []
+    one = data.interactions.subset(data.interactions.timestamps >= 9000)  # one row per user: nothing to validate
+    update_fresh(ValidUpdateRecorder(), one)
+    assert Recorder.events == [("partial_fit", set(one.timestamps.tolist()))]
+
+
+def test_stream_updates_early_stop_by_default():
+    data = stream_dataset()
+    Recorder.events = []
+    try:
+        prequential(data, ValidUpdateRecorder, n_windows=2, forgetting=False)
+        updates = [rows for kind, rows in Recorder.events if kind == "partial_fit"]
+        checks = [rows for kind, rows in Recorder.events if kind == "update_valid"]
+        # 240 rows: 144 initial, two windows of 48 (2 rows per user, at 6000 + u and 7000 + u for window 0);
+        # each update trains on the earlier row of each user and validates on the later one
+        assert [len(r) for r in updates] == [N_USERS, N_USERS] and [len(r) for r in checks] == [N_USERS, N_USERS]
+        assert checks[0] == {7000.0 + u for u in range(N_USERS)} and updates[0] == {6000.0 + u for u in range(N_USERS)}
+        Recorder.events = []
+        prequential(data, ValidUpdateRecorder, n_windows=4, forgetting=False)
+        # windows of 24 rows (one per user): nothing to validate on, each update trains on its whole window
+        assert [kind for kind, _ in Recorder.events].count("update_valid") == 0
+    finally:
+        Recorder.window0 = (10.0, 15.0)
 
 
 def known_dataset() -> Dataset:

@@ -16,7 +16,10 @@ Fresh fits (the initial model, every full retrain) early-stop by default (``earl
 model whose ``fit`` takes ``valid`` trains on all rows but each user's last one and validates on
 those, then observes them, so its history is complete (`fit_fresh`; the same as ``lmrec train``).
 Without it such a model runs its full ``epochs`` budget (the language-model model's default is 200).
-The incremental arm's ``partial_fit`` trains its fixed ``update_epochs``.
+Updates early-stop the same way (`update_fresh`): a ``partial_fit`` that takes ``valid`` trains on
+the window but each user's last row, validates on those rows after every epoch, keeps its best epoch
+(0, the weights before the update, included) and then adds them to the history; without it (or a
+model whose ``partial_fit`` has no ``valid``) the update trains its fixed ``update_epochs``.
 
 The id maps are the whole data set's from the start (the catalogue and the user list exist before
 the stream; interactions are what arrives), so all arms rank the same items: an item without earlier
@@ -71,7 +74,7 @@ from lmrec.models.base import Recommender
 
 __all__ = [
     "StreamResult", "evaluate_window", "fit_fresh", "holdout_rows", "last_row_split", "prequential", "stream_table",
-    "stream_windows",
+    "stream_windows", "update_fresh",
 ]
 
 log = logging.getLogger(__name__)
@@ -165,7 +168,9 @@ class StreamResult:
 
     Attributes:
         windows: one dict per window: ``window``, ``n_rows``, ``start`` / ``end`` (seconds), then one
-            dict of metrics per arm (``incremental`` and ``full_retrain`` with ``train_s``).
+            dict of metrics per arm (``incremental`` and ``full_retrain`` with ``train_s``;
+            ``incremental`` also with the early-stopped update's ``best_epoch``, ``valid_ndcg@10`` and
+            ``valid_ndcg@10_before`` when it validated).
         forgetting: the held-back forgetting block (see the module docstring), or ``{"skipped": reason}``:
             ``protocol`` (``"held-back"``), ``holdout``, ``seed``, ``n_rows`` (rows held back),
             ``n_users`` (users with a held-back row), ``initial`` (NDCG@10 of the initial model), then per
@@ -277,6 +282,21 @@ def fit_fresh(
     return model.fit(dataset.with_interactions(rows))
 
 
+def update_fresh(model: Recommender, rows: Interactions, *, early_stopping: bool = True) -> Recommender:
+    """``model.partial_fit`` on ``rows``.
+
+    With ``early_stopping`` and a ``partial_fit`` that takes ``valid``, the update trains on
+    `last_row_split`'s training part and validates on each user's last row (it keeps its best epoch,
+    then adds those rows to the history), as `fit_fresh` does for a fresh fit. Otherwise it trains
+    on all rows for its fixed epochs.
+    """
+    if early_stopping and "valid" in inspect.signature(model.partial_fit).parameters:
+        split = last_row_split(rows)
+        if len(split.valid):
+            return model.partial_fit(split.train, valid=split.valid)
+    return model.partial_fit(rows)
+
+
 def prequential(
     dataset: Dataset,
     make_model: Callable[[], Recommender],
@@ -304,8 +324,9 @@ def prequential(
             incremental variants need ``partial_fit``, the reference needs the full-retrain arm).
         forget_holdout: share of window 0's rows held back from every arm's training, in (0, 1).
         forget_seed: seed of the held-back draw (see `holdout_rows`).
-        early_stopping: fresh fits early-stop on each user's last row (`fit_fresh`); False fits on
-            every row for the model's full epoch budget.
+        early_stopping: fresh fits and updates early-stop on each user's last row (`fit_fresh`,
+            `update_fresh`); False trains on every row for the model's full epoch budget
+            (``epochs`` for a fit, ``update_epochs`` for an update).
 
     Returns:
         A `StreamResult`. A model without ``partial_fit`` gets ``{"skipped": reason}`` in the
@@ -357,7 +378,7 @@ def prequential(
     task0: dict[str, tuple[float, float]] = {}
     results: list[dict[str, Any]] = []
     seen_idx = initial_idx
-    inc_train_s = 0.0
+    inc_train_s, inc_update = 0.0, {}
     for w, idx in enumerate(window_idx):
         history, window = inter.subset(seen_idx), inter.subset(idx)
         row: dict[str, Any] = {"window": w, "n_rows": int(len(idx)), "start": float(window.timestamps.min()),
@@ -369,7 +390,7 @@ def prequential(
                 row["incremental"] = {"skipped": skip_reason}
             else:
                 row["incremental"] = {**evaluate_window(incremental, history, window, ks=ks, metrics=metrics),
-                                      "train_s": inc_train_s}
+                                      "train_s": inc_train_s, **inc_update}
         if no_replay is not None:
             row["incremental_no_replay"] = evaluate_window(no_replay, history, window, ks=ks, metrics=metrics)
         if "full_retrain" in arms:
@@ -393,9 +414,11 @@ def prequential(
             frozen.observe(learn)
         for j, m in enumerate(updated):
             t0 = time.perf_counter()
-            m.partial_fit(learn)
+            update_fresh(m, learn, early_stopping=early_stopping)
             if j == 0:
                 inc_train_s = time.perf_counter() - t0
+                inc_update = {k: v for k, v in (getattr(m, "last_update_", None) or {}).items()
+                              if k in ("best_epoch", "valid_ndcg@10", "valid_ndcg@10_before")}
         if measure and w == 0:
             for name, m in (("replay", incremental), ("no_replay", no_replay)):
                 if m is not None:

@@ -309,3 +309,52 @@ def test_update_windows_train_only_on_new_and_replayed_rows(base):
         zip(users, items))
     assert set(win.users.tolist()) == {0, 5, 6}  # users without a chosen row contribute no window
     assert (win.events == -100).all()
+
+
+def _window_cut(split):
+    """The valid and test rows as one update window (two rows per user), each user's last row held out."""
+    from lmrec.eval.stream import last_row_split
+
+    return last_row_split(split.valid.concat(split.test))
+
+
+def test_partial_fit_with_valid_keeps_its_best_epoch_then_observes_the_rows(base):
+    data, split, _ = base
+    cut = _window_cut(split)
+    # one epoch of fitting leaves room to learn: on this data the update's best epoch is 2 of 4
+    fitted = make_model(epochs=1).fit(data.with_interactions(split.train))
+    model = _copy(fitted)
+    model.partial_fit(cut.train, valid=cut.valid, epochs=4)
+    rep = model.last_update_
+    curve = [h["ndcg@10"] for h in model.update_history_]
+    assert (rep["rows"], rep["valid_rows"], len(curve)) == (len(cut.train), len(cut.valid), 4)
+    before = rep["valid_ndcg@10_before"]
+    assert rep["valid_ndcg@10"] == pytest.approx(max(before, *curve))
+    best = 0 if before >= max(curve) else int(np.argmax(curve)) + 1
+    assert rep["best_epoch"] == best and 0 < best < 4  # neither the old weights nor the last epoch
+    # the kept weights are exactly those after `best` epochs of the same update without validation
+    # (same seed, same targets: the validation rows are not trained on)
+    other = _copy(fitted)
+    if best:
+        other.partial_fit(cut.train, epochs=best)
+    reference = other.net_.state_dict()
+    for name, value in model.net_.state_dict().items():
+        if name != "item_tower.id_mask":
+            torch.testing.assert_close(value, reference[name], rtol=0, atol=0, msg=name)
+    # afterwards the validation rows are history: in the sequences and masked as seen
+    for u, i in zip(cut.valid.users.tolist(), cut.valid.items.tolist()):
+        assert i in model.hist_items_[u].tolist() and model.seen_[u, i] == 1
+
+
+def test_partial_fit_with_valid_keeps_the_old_weights_when_every_epoch_is_worse(base):
+    _, split, fitted = base
+    cut = _window_cut(split)
+    model = _copy(fitted)
+    model.partial_fit(cut.train, valid=cut.valid, epochs=2)
+    rep = model.last_update_
+    # the fixture's model (20 epochs) already ranks every validation row first; both epochs lose some
+    assert rep["valid_ndcg@10_before"] == pytest.approx(1.0)
+    assert max(h["ndcg@10"] for h in model.update_history_) < 0.9
+    assert rep["best_epoch"] == 0 and rep["valid_ndcg@10"] == rep["valid_ndcg@10_before"]
+    for (name, a), (_, b) in zip(fitted.net_.named_parameters(), model.net_.named_parameters()):
+        torch.testing.assert_close(b, a, rtol=0, atol=0, msg=name)

@@ -42,7 +42,10 @@ from lmrec.models.base import Recommender
 if TYPE_CHECKING:
     from lmrec.models.lm.model import LMRecommender
 
-__all__ = ["ReplayBuffer", "as_raw_frame", "grow_maps", "partial_fit_lm", "pull_toward_anchor", "weight_penalty"]
+__all__ = [
+    "ReplayBuffer", "as_raw_frame", "grow_maps", "on_model_maps", "partial_fit_lm", "pull_toward_anchor",
+    "weight_penalty",
+]
 
 log = logging.getLogger(__name__)
 
@@ -81,16 +84,18 @@ def as_raw_frame(new: Interactions | pd.DataFrame) -> pd.DataFrame:
 
 
 def grow_maps(
-    model: Recommender, frame: pd.DataFrame, extra_items: Iterable[str] = ()
+    model: Recommender, frame: pd.DataFrame, extra_items: Iterable[str] = (), extra_users: Iterable[str] = ()
 ) -> tuple[Interactions, list[str], list[str]]:
     """Grow ``model.user_map_`` / ``item_map_`` (copies: maps shared with data sets stay as they are)
-    and ``seen_`` to cover the frame, then add its rows to ``seen_``.
+    and ``seen_`` to cover the frame and the extra ids; the frame's rows are not added to ``seen_``
+    (``observe`` does that).
 
     Returns:
-        ``(interactions, new_user_ids, new_item_ids)``: the rows on the grown maps, and the ids that
-        were added (in index order). New items are the frame's unknown items, then ``extra_items``.
+        ``(interactions, new_user_ids, new_item_ids)``: the frame's rows on the grown maps, and the
+        ids that were added (in index order). New users are the frame's unknown users, then
+        ``extra_users``; new items the frame's unknown items, then ``extra_items``.
     """
-    new_users = [u for u in dict.fromkeys(frame["user_id"]) if u not in model.user_map_]
+    new_users = [u for u in dict.fromkeys([*frame["user_id"], *map(str, extra_users)]) if u not in model.user_map_]
     new_items = [i for i in dict.fromkeys([*frame["item_id"], *map(str, extra_items)]) if i not in model.item_map_]
     if new_users:
         model.user_map_ = model.user_map_.copy().fit_partial(new_users)
@@ -103,15 +108,19 @@ def grow_maps(
     if seen.shape[0] < n_u:
         seen = sp.vstack([seen, sp.csr_matrix((n_u - seen.shape[0], n_i), dtype=np.float32)])
     model.seen_ = seen.tocsr().astype(np.float32)
+    return on_model_maps(model, frame), new_users, new_items
+
+
+def on_model_maps(model: Recommender, frame: pd.DataFrame) -> Interactions:
+    """A raw-id frame's rows as `Interactions` on the model's own maps (every id must be in them)."""
     extra = {c: c for c in ("rating", "weight") if c in frame.columns}
     inter = Interactions.from_frame(
         frame, rating_col=extra.get("rating"), weight_col=extra.get("weight"),
         user_map=model.user_map_, item_map=model.item_map_,
     )
     # from_frame copies the maps; every id is already in them, so the copies equal the model's maps
-    inter = Interactions(inter.users, inter.items, inter.timestamps, model.user_map_, model.item_map_,
-                         inter.ratings, inter.weights)
-    return inter, new_users, new_items
+    return Interactions(inter.users, inter.items, inter.timestamps, model.user_map_, model.item_map_,
+                        inter.ratings, inter.weights)
 
 
 # ---------------------------------------------------------------------- replay buffer
@@ -386,6 +395,7 @@ def partial_fit_lm(
     new_users: UserTexts | None = None,
     *,
     epochs: int | None = None,
+    valid: Interactions | pd.DataFrame | None = None,
 ) -> LMRecommender:
     """Continue training ``model`` on new interactions; see `LMRecommender.partial_fit`."""
     from lmrec.models.lm.training import Objective, batches_of
@@ -400,20 +410,25 @@ def partial_fit_lm(
         raise ValueError(f"partial_fit epochs must be >= 0, got {epochs!r}")
     started = time.perf_counter()
     frame = as_raw_frame(new_interactions)
+    vframe = as_raw_frame(valid) if valid is not None else None
+    if vframe is not None and not len(vframe):
+        vframe = None
     buffer = _replay_buffer(model) if epochs > 0 else None
     # the weights before the update, taken before the item table grows (new rows have no past)
     anchor = _anchor(model.net_) if epochs > 0 and model.regularizer != "none" and model.reg_strength > 0 else None
     anchor_rows = _anchor_rows(model.net_) if anchor is not None else None
     catalog_ids = list(new_items.frame.index) if new_items is not None else []
-    inter, new_user_ids, new_item_ids = grow_maps(model, frame, catalog_ids)
+    extra_items = [*catalog_ids, *(vframe["item_id"] if vframe is not None else [])]
+    extra_users = list(vframe["user_id"]) if vframe is not None else []
+    inter, new_user_ids, new_item_ids = grow_maps(model, frame, extra_items, extra_users)
     _grow_items(model, new_item_ids, new_items)
     _grow_users(model, new_user_ids, new_users)
-    # histories and seen_ (grow_maps already added the rows to seen_; observe is idempotent there)
-    model.observe(inter)
+    model.observe(inter)  # histories and seen_
     model.counts_ = model.counts_ + inter.item_counts().astype(model.counts_.dtype)
-    with torch.no_grad():
-        model.net_.item_tower.id_mask = torch.as_tensor((model.counts_ > 0).astype(np.float32))
+    _refresh_id_mask(model)
     model.n_updates_ = getattr(model, "n_updates_", 0) + 1
+    vinter = on_model_maps(model, vframe) if vframe is not None else None
+    chosen: dict[str, object] = {}
     if epochs > 0 and len(inter):
         targets = _rows_index(inter.users, inter.items, inter.timestamps)
         if buffer is not None and len(buffer):
@@ -426,24 +441,65 @@ def partial_fit_lm(
         try:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                _train_update(model, windows, buffer, (anchor, anchor_rows), epochs, seed, Objective, batches_of,
-                              fit_loop)
+                chosen = _train_update(model, windows, buffer, (anchor, anchor_rows), epochs, seed, Objective,
+                                       batches_of, fit_loop, vinter)
         finally:
             torch.set_num_threads(old_threads)
     replayed = int(len(buffer)) if buffer is not None else 0
+    if vinter is not None:  # validated on, now part of the history (as `lmrec train` does after early stopping)
+        model.observe(vinter)
+        model.counts_ = model.counts_ + vinter.item_counts().astype(model.counts_.dtype)
+        _refresh_id_mask(model)
     if buffer is not None:
         buffer.add(inter.users, inter.items, inter.timestamps)
+        if vinter is not None:
+            buffer.add(vinter.users, vinter.items, vinter.timestamps)
     model.net_.eval()
     model._refresh()
-    model.last_update_ = {"rows": int(len(inter)), "new_users": len(new_user_ids), "new_items": len(new_item_ids),
-                          "epochs": epochs, "replayed": replayed, "train_s": time.perf_counter() - started}
+    model.last_update_ = {"rows": int(len(inter)), "valid_rows": int(len(vinter)) if vinter is not None else 0,
+                          "new_users": len(new_user_ids), "new_items": len(new_item_ids), "epochs": epochs,
+                          **chosen, "replayed": replayed, "train_s": time.perf_counter() - started}
     log.info("partial_fit: %s", model.last_update_)
     return model
 
 
-def _train_update(model, windows, buffer, anchored, epochs, seed, Objective, batches_of, fit_loop) -> None:
+def _refresh_id_mask(model: LMRecommender) -> None:
+    with torch.no_grad():
+        model.net_.item_tower.id_mask = torch.as_tensor((model.counts_ > 0).astype(np.float32))
+
+
+def _history(model: LMRecommender) -> Interactions:
+    """Every row the model holds in its histories, as `Interactions` on its maps."""
+    lengths = np.array([len(h) for h in model.hist_items_], dtype=np.int64)
+    users = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+    items = np.concatenate(model.hist_items_ or [np.zeros(0, np.int64)]).astype(np.int64)
+    times = np.concatenate(model.hist_times_ or [np.zeros(0)]).astype(np.float64)
+    return Interactions(users, items, times, model.user_map_, model.item_map_)
+
+
+def _validator(model: LMRecommender, valid: Interactions):
+    """``() -> {"ndcg@10", "recall@10"}`` on ``valid``, every row the model holds masked."""
+    from lmrec.data.splits import Split
+    from lmrec.eval.evaluator import evaluate
+
+    split = Split(_history(model), valid, valid.subset(np.zeros(0, dtype=np.int64)), "update-valid")
+
+    def validate() -> dict[str, float]:
+        model._refresh()
+        res = evaluate(model, split, phase="valid", ks=(10,), metrics=("ndcg", "recall"), user_groups=())
+        return {k: float(res.metrics[k]) for k in ("ndcg@10", "recall@10")}
+
+    return validate
+
+
+def _train_update(model, windows, buffer, anchored, epochs, seed, Objective, batches_of, fit_loop,
+                  valid=None) -> dict[str, object]:
+    """Train the update; with ``valid``, keep the best of epochs 0 (the weights before it) to ``epochs``
+    by NDCG@10 on it and return ``{"best_epoch", "valid_ndcg@10", "valid_ndcg@10_before"}``."""
+    from lmrec.train.callbacks import EarlyStopping
+
     if windows is None:
-        return
+        return {}
     anchor, anchor_rows = anchored
     net = model.net_
     generator = torch.Generator().manual_seed(seed)
@@ -461,6 +517,21 @@ def _train_update(model, windows, buffer, anchored, epochs, seed, Objective, bat
         rate = float(lr) * float(model.reg_strength)
         # decoupled from the loss (see the module docstring): pulled after every step
         optimizer.register_step_post_hook(lambda *_: pull_toward_anchor(net, anchor, rate, fisher, anchor_rows))
+    validate, callbacks, before, snapshot = None, [], None, None
+    if valid is not None and len(valid):
+        validate = _validator(model, valid)
+        before = validate()["ndcg@10"]
+        snapshot = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        stopper = EarlyStopping("ndcg@10", mode="max", patience=int(model.patience))
+        callbacks.append(stopper)
     state = fit_loop(net, batches_of(windows, int(model.batch_size), seed), objective, optimizer, epochs=epochs,
-                     grad_clip=model.grad_clip, show_progress=model.show_progress)
+                     callbacks=callbacks, validate=validate, grad_clip=model.grad_clip,
+                     show_progress=model.show_progress)
     model.update_history_ = state.history
+    if validate is None:
+        return {}
+    if stopper.best is None or stopper.best <= before:  # no epoch beat the weights before the update
+        net.load_state_dict(snapshot)
+        return {"best_epoch": 0, "valid_ndcg@10": before, "valid_ndcg@10_before": before}
+    return {"best_epoch": stopper.best_epoch + 1, "valid_ndcg@10": float(stopper.best),
+            "valid_ndcg@10_before": before}

@@ -532,6 +532,7 @@ class LMRecommender(Recommender):
         new_users: UserTexts | None = None,
         *,
         epochs: int | None = None,
+        valid: Interactions | Any | None = None,
     ) -> LMRecommender:
         """Continue training on new interactions (warm start; see `lmrec.models.lm.continual`).
 
@@ -548,10 +549,17 @@ class LMRecommender(Recommender):
             new_users: texts of new users.
             epochs: override ``update_epochs``; 0 only absorbs the rows (maps, histories, counts)
                 without training.
+            valid: raw-id validation rows from the same window (for example each user's last row, as
+                `lmrec.eval.stream.last_row_split` cuts it), not in ``new_interactions``. The update
+                then validates NDCG@10 on them after every epoch (every row the model holds masked),
+                stops after ``patience`` epochs without a gain and keeps the best of epochs 0 (the
+                weights before the update) to ``update_epochs``; afterwards the rows join the
+                history, as in ``lmrec train``. ``last_update_`` reports ``best_epoch``,
+                ``valid_ndcg@10`` and ``valid_ndcg@10_before``.
         """
         from lmrec.models.lm.continual import partial_fit_lm
 
-        return partial_fit_lm(self, new_interactions, new_items, new_users, epochs=epochs)
+        return partial_fit_lm(self, new_interactions, new_items, new_users, epochs=epochs, valid=valid)
 
     # ------------------------------------------------------------------ history and cold start
     def observe(self, interactions: Interactions) -> LMRecommender:
