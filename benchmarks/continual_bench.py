@@ -15,6 +15,14 @@ Usage (one data set per process; ``nice`` on a shared machine)::
     OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1 nice -n 10 python benchmarks/continual_bench.py run --data office
     python benchmarks/continual_bench.py report      # -> benchmarks/results/continual.md (overwrites it)
     python benchmarks/continual_bench.py forgetting  # held-back forgetting tables of every run, to stdout
+    # early-stopped refits and updates (as `lmrec evaluate --protocol stream`), then one setting over seeds
+    python benchmarks/continual_bench.py run --data office --seed 0 --forget-seed 0 --epochs 100 --update-epochs 10 \
+        --early-stopping --tag _es
+    python benchmarks/continual_bench.py summary --data office --tag _es --seeds 0 1 2
+    # forgetting against update quality over anti-forgetting settings (incremental-only runs borrow the
+    # no-update / full-retrain arms of the --base-tag run of the same seed), as a plot
+    python benchmarks/continual_bench.py frontier --data office --base-tag _es --seeds 0 \
+        --settings _es=default _es_rs5000="replay 5000" --out benchmarks/results/continual_frontier_office.png
 """
 
 from __future__ import annotations
@@ -185,6 +193,110 @@ def forgetting_tables() -> str:
     return "\n".join(lines)
 
 
+def _load_run(data: str, seed: int, tag: str, base_tag: str | None) -> dict[str, Any] | None:
+    """One run's record; arms it lacks (an incremental-only run) are taken from ``base_tag``'s run of
+    the same seed, which has the same initial model."""
+    path = RUNS / f"{data}_s{seed}{tag}.json"
+    if not path.exists():
+        return None
+    r = json.loads(path.read_text())
+    if base_tag is not None and any("full_retrain" not in w for w in r["stream"]):
+        base_path = RUNS / f"{data}_s{seed}{base_tag}.json"
+        if not base_path.exists():
+            return None
+        base = json.loads(base_path.read_text())
+        for mine, theirs in zip(r["stream"], base["stream"]):
+            for arm in ("no_update", "full_retrain"):
+                mine.setdefault(arm, theirs[arm])
+        r["forgetting"].setdefault("full_retrain", base["forgetting"].get("full_retrain"))
+    return r
+
+
+def run_summary(r: dict[str, Any]) -> dict[str, Any]:
+    """Per-window incremental / full-retrain NDCG@10 and time ratios (windows 1+), forgetting."""
+    later = [w for w in r["stream"] if w["window"] > 0]
+    f = r["forgetting"]
+    return {
+        "ratio": [w["incremental"]["ndcg@10"] / w["full_retrain"]["ndcg@10"] for w in later],
+        "time_ratio": [w["incremental"]["train_s"] / w["full_retrain"]["train_s"] for w in later],
+        "best_epoch": [w["incremental"].get("best_epoch") for w in later],
+        "forgetting": {k: f[k]["forgetting"] for k in ("replay", "no_replay", "full_retrain") if f.get(k)},
+        "forgetting_cat0": {k: f[k]["catalogue0"]["forgetting"] for k in ("replay", "no_replay", "full_retrain")
+                            if f.get(k) and "catalogue0" in f[k]},
+    }
+
+
+def summary(data: str, tag: str, seeds: list[int], base_tag: str | None = None) -> str:
+    """A markdown table of one setting over seeds: inc / full per window, time ratio, forgetting."""
+    rows, got = [], []
+    for seed in seeds:
+        r = _load_run(data, seed, tag, base_tag)
+        if r is None:
+            continue
+        s = run_summary(r)
+        got.append(s)
+        rows.append(f"| {seed} | {' / '.join(f'{x:.3f}' for x in s['ratio'])} | "
+                    f"{' / '.join(f'{x:.3f}' for x in s['time_ratio'])} | {s['best_epoch']} | "
+                    + " | ".join(f"{s['forgetting'].get(k, float('nan')):+.1%}"
+                                 for k in ("replay", "no_replay", "full_retrain")) + " |")
+    if not got:
+        return f"no runs for {data}{tag}"
+    n_w = len(got[0]["ratio"])
+    mean_ratio = [sum(g["ratio"][i] for g in got) / len(got) for i in range(n_w)]
+    mean_time = [sum(g["time_ratio"][i] for g in got) / len(got) for i in range(n_w)]
+    mean_f = {k: sum(g["forgetting"][k] for g in got) / len(got) for k in got[0]["forgetting"]}
+    lines = [f"{data}{tag}: seeds {seeds[:len(got)]}", "",
+             "| seed | inc / full, windows 1.. | update / refit time | update's best epoch | forgetting, replay | "
+             "no replay | full retrain |", "|---|---|---|---|---:|---:|---:|", *rows,
+             f"| mean | {' / '.join(f'{x:.3f}' for x in mean_ratio)} | {' / '.join(f'{x:.3f}' for x in mean_time)} | "
+             f"| " + " | ".join(f"{mean_f.get(k, float('nan')):+.1%}" for k in ("replay", "no_replay", "full_retrain"))
+             + " |"]
+    return "\n".join(lines)
+
+
+def frontier(data: str, settings: list[tuple[str, str]], seeds: list[int], base_tag: str, out: Path) -> str:
+    """Forgetting (with replay) against the update's quality (mean inc / full over windows 1..), one point
+    per setting (``(tag, label)``), means over ``seeds``; a plot to ``out`` and a markdown table."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points, lines = [], ["| setting | seeds | mean inc / full (windows 1..) | worst window (mean over seeds) | "
+                         "forgetting, replay | forgetting, window-0 catalogue |", "|---|---|---:|---:|---:|---:|"]
+    retrain = []
+    for tag, label in settings:
+        got = [run_summary(r) for r in (_load_run(data, s, tag, base_tag) for s in seeds) if r is not None]
+        if not got:
+            continue
+        per_window = [sum(g["ratio"][i] for g in got) / len(got) for i in range(len(got[0]["ratio"]))]
+        quality = sum(per_window) / len(per_window)
+        forget = sum(g["forgetting"]["replay"] for g in got) / len(got)
+        forget0 = sum(g["forgetting_cat0"]["replay"] for g in got) / len(got)
+        retrain += [g["forgetting"]["full_retrain"] for g in got if "full_retrain" in g["forgetting"]]
+        points.append((quality, forget, label))
+        lines.append(f"| {label} | {len(got)} | {quality:.3f} | {min(per_window):.3f} | {forget:+.1%} | "
+                     f"{forget0:+.1%} |")
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for q, f, label in points:
+        ax.scatter(q, 100 * f, color="tab:blue")
+        ax.annotate(label, (q, 100 * f), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    if retrain:
+        ax.axhline(100 * sum(retrain) / len(retrain), color="tab:red", ls="--", lw=1,
+                   label=f"full retrain's forgetting ({100 * sum(retrain) / len(retrain):.0f} %)")
+    ax.axhline(5, color="tab:green", ls=":", lw=1, label="target: forgetting <= 5 %")
+    ax.axvline(0.95, color="tab:gray", ls=":", lw=1, label="target: >= 95 % of full retrain")
+    ax.set_xlabel("incremental / full-retrain NDCG@10, mean of windows 1-3")
+    ax.set_ylabel("forgetting with replay, % (held-back window-0 rows)")
+    ax.set_title(f"{data}: forgetting against plasticity (seeds {','.join(map(str, seeds))})")
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -204,10 +316,23 @@ def main() -> None:
     r.add_argument("--forget-holdout", type=float, default=0.2, help="share of window 0's rows held back")
     r.add_argument("--forget-seed", type=int, default=0, help="seed of the held-back draw")
     r.add_argument("--early-stopping", action="store_true",
-                   help="fresh fits early-stop on each user's last row, as `lmrec evaluate --protocol stream` "
-                        "does; off by default: the runs in RESULTS.md fit a fixed --epochs")
+                   help="fresh fits and updates early-stop on each user's last row, as `lmrec evaluate "
+                        "--protocol stream` does (--epochs / --update-epochs are then caps); off by default: "
+                        "the earlier runs in RESULTS.md train a fixed --epochs / --update-epochs")
     sub.add_parser("report")
     sub.add_parser("forgetting")
+    sm = sub.add_parser("summary", help="one setting over seeds: inc / full per window, time ratio, forgetting")
+    sm.add_argument("--data", required=True, choices=["ml-100k", "office"])
+    sm.add_argument("--tag", required=True)
+    sm.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    sm.add_argument("--base-tag", default=None, help="run whose no-update / full-retrain arms an incremental-only "
+                    "run borrows (same seed)")
+    fr = sub.add_parser("frontier", help="forgetting against update quality over settings, as a plot")
+    fr.add_argument("--data", required=True, choices=["ml-100k", "office"])
+    fr.add_argument("--settings", nargs="+", required=True, help="TAG=LABEL pairs")
+    fr.add_argument("--seeds", type=int, nargs="+", default=[0])
+    fr.add_argument("--base-tag", required=True)
+    fr.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.cmd == "run":
@@ -216,6 +341,11 @@ def main() -> None:
             args.forget_holdout, args.forget_seed, args.early_stopping)
     elif args.cmd == "forgetting":
         print(forgetting_tables())
+    elif args.cmd == "summary":
+        print(summary(args.data, args.tag, args.seeds, args.base_tag))
+    elif args.cmd == "frontier":
+        pairs = [tuple(x.split("=", 1)) if "=" in x else (x, x) for x in args.settings]
+        print(frontier(args.data, pairs, args.seeds, args.base_tag, args.out))
     else:
         text = report()
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
