@@ -358,3 +358,18 @@ def test_partial_fit_with_valid_keeps_the_old_weights_when_every_epoch_is_worse(
     assert rep["best_epoch"] == 0 and rep["valid_ndcg@10"] == rep["valid_ndcg@10_before"]
     for (name, a), (_, b) in zip(fitted.net_.named_parameters(), model.net_.named_parameters()):
         torch.testing.assert_close(b, a, rtol=0, atol=0, msg=name)
+
+
+def test_replayed_rows_of_observed_but_untrained_items_train_finitely(base):
+    """After ``fit`` + ``observe`` (early stopping), a history holds rows of items with no training count;
+    replaying them made targets outside the softmax (infinite loss). They now count once replayed."""
+    data, split, _ = base
+    x = int(split.train.items[0])
+    rows_x = split.train.items == x
+    model = make_model(epochs=2, replay_size=100_000).fit(data.with_interactions(split.train.subset(~rows_x)))
+    assert model.counts_[x] == 0
+    model.observe(split.train.subset(rows_x))  # in the histories, never trained on
+    model.partial_fit(split.test, epochs=1)  # the buffer holds every history row, item x's among them
+    assert np.isfinite(model.update_history_[0]["loss"])
+    # item x counts its replayed rows (all of them: the buffer is larger than the history)
+    assert model.counts_[x] == rows_x.sum() + (split.test.items == x).sum()

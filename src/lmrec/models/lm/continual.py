@@ -433,6 +433,7 @@ def partial_fit_lm(
         targets = _rows_index(inter.users, inter.items, inter.timestamps)
         if buffer is not None and len(buffer):
             targets = targets.append(_rows_index(buffer.users, buffer.items, buffer.timestamps))
+            _count_untrained(model, buffer.items)
         windows = _target_windows(model, targets)
         seed = (0 if model.random_state is None else int(model.random_state)) + 7919 * model.n_updates_
         old_threads = torch.get_num_threads()
@@ -461,6 +462,21 @@ def partial_fit_lm(
                           **chosen, "replayed": replayed, "train_s": time.perf_counter() - started}
     log.info("partial_fit: %s", model.last_update_)
     return model
+
+
+def _count_untrained(model: LMRecommender, items: np.ndarray) -> None:
+    """Count replayed rows of items the model has never trained on as training rows.
+
+    A history can hold rows that were observed but never trained on (``fit`` followed by ``observe``,
+    as after early stopping). Replayed, such a row becomes a target of an item with count 0, which the
+    objective excludes from the softmax (log-Q -inf): the loss would be infinite. Now that the item is
+    trained on, it counts like any other.
+    """
+    items = np.asarray(items, dtype=np.int64)
+    fresh = items[model.counts_[items] == 0]
+    if len(fresh):
+        model.counts_ = model.counts_ + np.bincount(fresh, minlength=len(model.counts_)).astype(model.counts_.dtype)
+        _refresh_id_mask(model)
 
 
 def _refresh_id_mask(model: LMRecommender) -> None:
