@@ -88,10 +88,7 @@ def report() -> str:
         if tag and any(arm not in w for w in r["stream"] for arm in ("no_update", "full_retrain")):
             # a run of the incremental arms only: no update and full retrain come from the untagged run
             # (same seed, so the same initial model; window 0 agrees in every arm)
-            base = json.loads((RUNS / f"{r['data']}_s{r['seed']}.json").read_text())
-            for mine, theirs in zip(r["stream"], base["stream"]):
-                for arm in ("no_update", "full_retrain"):
-                    mine.setdefault(arm, theirs[arm])
+            _borrow_arms(r, json.loads((RUNS / f"{r['data']}_s{r['seed']}.json").read_text()))
             borrowed = " No-update and full-retrain columns are those of the untagged run (same seed and initial model)."
         lines += [f"## {r['data']} (seed {r['seed']}, {r['n_interactions']:,} interactions){' ' + tag if tag else ''}",
                   "",
@@ -205,11 +202,17 @@ def _load_run(data: str, seed: int, tag: str, base_tag: str | None) -> dict[str,
         if not base_path.exists():
             return None
         base = json.loads(base_path.read_text())
-        for mine, theirs in zip(r["stream"], base["stream"]):
-            for arm in ("no_update", "full_retrain"):
-                mine.setdefault(arm, theirs[arm])
+        _borrow_arms(r, base)
         r["forgetting"].setdefault("full_retrain", base["forgetting"].get("full_retrain"))
     return r
+
+
+def _borrow_arms(r: dict[str, Any], base: dict[str, Any]) -> None:
+    """Fill an incremental-only run's missing no-update / full-retrain arms from ``base`` (same seed,
+    so the same initial model; window 0 agrees in every arm)."""
+    for mine, theirs in zip(r["stream"], base["stream"]):
+        for arm in ("no_update", "full_retrain"):
+            mine.setdefault(arm, theirs[arm])
 
 
 def run_summary(r: dict[str, Any]) -> dict[str, Any]:

@@ -484,34 +484,12 @@ def _refresh_id_mask(model: LMRecommender) -> None:
         model.net_.item_tower.id_mask = torch.as_tensor((model.counts_ > 0).astype(np.float32))
 
 
-def _history(model: LMRecommender) -> Interactions:
-    """Every row the model holds in its histories, as `Interactions` on its maps."""
-    lengths = np.array([len(h) for h in model.hist_items_], dtype=np.int64)
-    users = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
-    items = np.concatenate(model.hist_items_ or [np.zeros(0, np.int64)]).astype(np.int64)
-    times = np.concatenate(model.hist_times_ or [np.zeros(0)]).astype(np.float64)
-    return Interactions(users, items, times, model.user_map_, model.item_map_)
-
-
-def _validator(model: LMRecommender, valid: Interactions):
-    """``() -> {"ndcg@10", "recall@10"}`` on ``valid``, every row the model holds masked."""
-    from lmrec.data.splits import Split
-    from lmrec.eval.evaluator import evaluate
-
-    split = Split(_history(model), valid, valid.subset(np.zeros(0, dtype=np.int64)), "update-valid")
-
-    def validate() -> dict[str, float]:
-        model._refresh()
-        res = evaluate(model, split, phase="valid", ks=(10,), metrics=("ndcg", "recall"), user_groups=())
-        return {k: float(res.metrics[k]) for k in ("ndcg@10", "recall@10")}
-
-    return validate
-
-
 def _train_update(model, windows, buffer, anchored, epochs, seed, Objective, batches_of, fit_loop,
                   valid=None) -> dict[str, object]:
     """Train the update; with ``valid``, keep the best of epochs 0 (the weights before it) to ``epochs``
     by NDCG@10 on it and return ``{"best_epoch", "valid_ndcg@10", "valid_ndcg@10_before"}``."""
+    from lmrec.eval.gate import history_of
+    from lmrec.models.lm.training import validator
     from lmrec.train.callbacks import EarlyStopping
 
     if windows is None:
@@ -535,7 +513,7 @@ def _train_update(model, windows, buffer, anchored, epochs, seed, Objective, bat
         optimizer.register_step_post_hook(lambda *_: pull_toward_anchor(net, anchor, rate, fisher, anchor_rows))
     validate, callbacks, before, snapshot = None, [], None, None
     if valid is not None and len(valid):
-        validate = _validator(model, valid)
+        validate = validator(model, history_of(model), valid)  # every row the model holds masked
         before = validate()["ndcg@10"]
         snapshot = {k: v.detach().clone() for k, v in net.state_dict().items()}
         stopper = EarlyStopping("ndcg@10", mode="max", patience=int(model.patience))

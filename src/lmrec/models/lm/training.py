@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -31,6 +31,9 @@ import torch.nn.functional as F
 from lmrec.models.lm.net import LMNet
 from lmrec.models.lm.user_tower import time_buckets
 from lmrec.train.losses import BPRLoss, FullSoftmaxCE, SampledSoftmax
+
+if TYPE_CHECKING:
+    from lmrec.data.interactions import Interactions
 
 __all__ = ["Objective", "Windows", "history_tokens", "make_windows", "user_content", "with_content"]
 
@@ -307,6 +310,22 @@ def user_columns(model, inter) -> tuple[Callable[[np.ndarray], list[np.ndarray]]
     return per_user, ratings
 
 
+def validator(model, known: Interactions, valid: Interactions) -> Callable[[], dict[str, float]]:
+    """``() -> {"ndcg@10", "recall@10"}`` of ``model`` on ``valid`` by ``lmrec.eval.evaluate`` (full
+    ranking, the items of ``known`` masked); the model's vectors are refreshed first."""
+    from lmrec.data.splits import Split
+    from lmrec.eval.evaluator import evaluate
+
+    split = Split(known, valid, valid.subset(np.zeros(0, dtype=np.int64)), "valid")
+
+    def validate() -> dict[str, float]:
+        model._refresh()
+        res = evaluate(model, split, phase="valid", ks=(10,), metrics=("ndcg", "recall"), user_groups=())
+        return {k: float(res.metrics[k]) for k in ("ndcg@10", "recall@10")}
+
+    return validate
+
+
 def train_network(model, inter, valid, seed: int) -> list[dict[str, float]]:
     """Train ``model.net_`` on ``inter`` with `lmrec.train.fit_loop`; returns the per-epoch history.
 
@@ -319,7 +338,6 @@ def train_network(model, inter, valid, seed: int) -> list[dict[str, float]]:
         valid: validation interactions on the same id maps, or None.
         seed: seeds shuffling, ID dropout and negative sampling.
     """
-    from lmrec.data.splits import Split
     from lmrec.train.callbacks import EarlyStopping, LogMetrics
     from lmrec.train.loop import fit_loop
 
@@ -340,14 +358,7 @@ def train_network(model, inter, valid, seed: int) -> list[dict[str, float]]:
     validate = None
     if valid is not None and len(valid):
         callbacks.append(EarlyStopping("ndcg@10", mode="max", patience=int(model.patience)))
-        split = Split(inter, valid, valid.subset(np.zeros(0, dtype=np.int64)), "valid")
-
-        def validate() -> dict[str, float]:
-            from lmrec.eval.evaluator import evaluate
-
-            model._refresh()
-            res = evaluate(model, split, phase="valid", ks=(10,), metrics=("ndcg", "recall"), user_groups=())
-            return {k: res.metrics[k] for k in ("ndcg@10", "recall@10")}
+        validate = validator(model, inter, valid)
 
     groups = [{"params": list(model.net_.parameters())}]
     if model.finetune_lm == "lora":
@@ -367,4 +378,4 @@ def train_network(model, inter, valid, seed: int) -> list[dict[str, float]]:
     return state.history
 
 
-__all__ += ["train_network", "user_columns"]
+__all__ += ["train_network", "user_columns", "validator"]
