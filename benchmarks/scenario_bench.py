@@ -12,7 +12,9 @@ Parts (leave-one-out by time, full ranking, test after observing valid, @10):
 - ``new_lr``: part ``new``'s adapter-only training again with a higher learning rate.
 - ``new_text``: part ``new``'s adapter-only training with the adapter's text-path correction
   (rank ``SCENARIO_TEXT_RANK``, default 32; lr ``SCENARIO_TEXT_LR``, default 5e-3), on the shared
-  model saved by part ``new``; compared with part ``new``'s full fine-tuning.
+  model saved by part ``new``; compared with part ``new``'s full fine-tuning. ``SCENARIO_TEXT_HISTORY=1``
+  reads the users' histories through the corrected items; ``SCENARIO_ID_RANK=R`` adds the adapter's
+  rank-R item-ID residual for the scenario's items.
 - ``cross_sub``: part ``cross``'s 10 % point again for another draw of the ML-100K training users
   (``--seeds`` picks the draw; the source is always the seed-0 joint Office model): full fine-tuning
   against scratch, so the 10 % comparison is not one draw of 94 users.
@@ -234,12 +236,13 @@ TEXT_LR = float(os.environ.get("SCENARIO_TEXT_LR", 5e-3))
 TEXT_EPOCHS = int(os.environ.get("SCENARIO_TEXT_EPOCHS", 15))
 TEXT_PATIENCE = int(os.environ.get("SCENARIO_TEXT_PATIENCE", 3))
 TEXT_HISTORY = os.environ.get("SCENARIO_TEXT_HISTORY", "0") == "1"  # correct the items users' histories read too
+ID_RANK = int(os.environ.get("SCENARIO_ID_RANK", 0))  # rank of the adapter's item-ID residual (0: none)
 
 
 def part_new_text(seed: int) -> dict[str, Any]:
     """Adapter-only training of part ``new`` with the text-path correction (rank TEXT_RANK)."""
     res = readapt("new_text", seed, lr=TEXT_LR, text_rank=TEXT_RANK, epochs=TEXT_EPOCHS, patience=TEXT_PATIENCE,
-                  text_history=TEXT_HISTORY)
+                  text_history=TEXT_HISTORY, id_rank=ID_RANK)
     out = {"adapter": {**res, "lr": TEXT_LR, "max_epochs": TEXT_EPOCHS, "patience": TEXT_PATIENCE}}
     log.info("new scenario, adapter + text rank %d: %s", TEXT_RANK, out["adapter"])
     return out
@@ -613,7 +616,8 @@ def _run_name(part: str, seed: int) -> str:
         ep = "" if TEXT_EPOCHS == 15 else f"_e{TEXT_EPOCHS}"
         pat = "" if TEXT_PATIENCE == 3 else f"_p{TEXT_PATIENCE}"
         hist = "_hist" if TEXT_HISTORY else ""
-        return f"new_text_r{TEXT_RANK}{lr}{ep}{pat}{hist}_s{seed}"
+        ids = f"_id{ID_RANK}" if ID_RANK else ""
+        return f"new_text_r{TEXT_RANK}{lr}{ep}{pat}{hist}{ids}_s{seed}"
     return f"{part}_s{seed}"
 
 

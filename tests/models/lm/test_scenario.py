@@ -455,3 +455,92 @@ def test_adapt_to_a_new_domain_refits_the_whitening(data_split, tmp_path) -> Non
     again = load_model(model.save(tmp_path / "moved"))
     users = np.arange(4)
     np.testing.assert_array_equal(again.score_all(users, 2), model.score_all(users, 2))
+
+
+# ---------------------------------------------------------------------- the adapter's item-ID residual
+def test_id_residual_starts_as_the_identity_and_touches_only_its_rows(only_a) -> None:
+    model = load_model(only_a)
+    net = model.net_
+    rows = np.array([13, 2, 20])
+    adapter = net.scenario.add(torch.Generator().manual_seed(1), id_rows=rows, id_rank=2)
+    assert adapter.id_u.shape == (3, 2) and adapter.id_v.shape == (2, 16)  # (n_id, r_id), (r_id, d)
+    assert not adapter.id_u.any() and adapter.id_v.abs().sum() > 0  # U zero, V random: starts as the identity
+    assert type(adapter).n_params(16, 4, id_rank=2, n_id=3) == 16 + 256 + 2 * (3 + 16)
+    with torch.no_grad():
+        p = net.project(net.item_tower())  # (24, 16)
+        assert torch.equal(adapter.item(p), p)
+        adapter.id_u.copy_(torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]]))
+        moved = adapter.item(p)
+        v = adapter.id_v
+    torch.testing.assert_close(moved[rows], p[rows] + torch.stack([v[0], 2 * v[1], v[0] + v[1]]))
+    others = np.setdiff1d(np.arange(24), rows)
+    assert torch.equal(moved[others], p[others])  # items without a residual row stay exactly where they were
+    with pytest.raises(ValueError, match="item-ID residual: row 20 but only 20 item vectors"):
+        adapter.item(p[:20])
+    for bad, match in ((None, "needs a non-empty 1-d integer array"), (np.array([1, 1]), "distinct"),
+                       (np.array([0.5]), "integer array")):
+        with pytest.raises(ValueError, match=match):
+            net.scenario.make(id_rows=bad, id_rank=1)
+
+
+def test_adapt_with_id_rank(only_a, data_split, tmp_path) -> None:
+    data, split = data_split
+    model = load_model(only_a)
+    before = {k: v.clone() for k, v in model.net_.state_dict().items()}
+    report = model.adapt(data.with_interactions(split.train), "B", epochs=5, text_rank=3, text_history=True,
+                         id_rank=2)
+    after = model.net_.state_dict()
+    for key, value in before.items():
+        assert torch.equal(value, after[key]), key  # shared weights (and A's adapter), bitwise
+    b_items = np.unique(split.train.items[split.train.scenarios == "B"])
+    assert len(b_items) == 2 * PER  # every item of genres 2 and 3
+    adapter = model.net_.scenario.adapters[1]
+    np.testing.assert_array_equal(adapter.id_rows.numpy(), b_items)
+    # 416 as in test_adapt_with_text_rank, plus r_id (n_id + d) = 2 * (12 + 16) = 56
+    assert report["trainable_params"] == 416 + 56 and report["id_rank"] == 2 and report["id_items"] == 12
+    # full fine-tuning trains every ID row itself, so its count holds no residual: as with text rank 3
+    assert report["full_finetune_params"] == 6720 - 272 + 416
+    assert adapter.id_u.abs().sum() > 0  # the residual did learn
+    # the residual moves B's items only (under B), on the target side and on the history side
+    with_ids, learned = model.scenario_item_vectors("B"), adapter.id_u.detach().clone()
+    users_with = model.user_vectors(USERS, "B")
+    with torch.no_grad():
+        adapter.id_u.zero_()
+    model._refresh()
+    without = model.scenario_item_vectors("B")
+    assert np.abs(with_ids - without)[b_items].max() > 1e-3
+    np.testing.assert_array_equal(with_ids[:2 * PER], without[:2 * PER])  # A's items: no residual row
+    assert np.abs(users_with - model.user_vectors(USERS, "B")).max() > 1e-4  # histories read the residual
+    with torch.no_grad():
+        adapter.id_u.copy_(learned)
+    model._refresh()
+    # save / load rebuilds the residual's shape and rows; scores are identical
+    loaded = load_model(model.save(tmp_path / "adapted"))
+    assert [a.id_rank for a in loaded.net_.scenario.adapters] == [0, 2]
+    np.testing.assert_array_equal(loaded.net_.scenario.adapters[1].id_rows.numpy(), b_items)
+    for scenario in (None, 0, 1):
+        np.testing.assert_array_equal(loaded.score_all(USERS, scenario), model.score_all(USERS, scenario))
+    with pytest.raises(ValueError, match="adapt id_rank must be an integer >= 0, got -1"):
+        model.adapt(data.with_interactions(split.train), "B", id_rank=-1)
+    with pytest.raises(ValueError, match="id_rank is for adapter mode"):
+        model.adapt(data.with_interactions(split.train), "B", id_rank=2, mode="full")
+
+
+def test_domain_move_drops_id_residuals(only_a, data_split, tmp_path) -> None:
+    from dataclasses import replace
+
+    from lm_helpers import genre_dataset
+
+    data, split = data_split
+    model = load_model(only_a)
+    model.adapt(data.with_interactions(split.train), "B", epochs=1, text_rank=3, id_rank=2)
+    genres = genre_dataset()
+    genres = genres.with_interactions(replace(genres.interactions,
+                                              scenarios=np.full(len(genres.interactions), "films", object)))
+    model.adapt(genres, "films", epochs=1)
+    # B's residual named rows of the old catalogue; on the new one it is gone (B is scored without it)
+    assert [a.id_rank for a in model.net_.scenario.adapters] == [0, 0, 0]
+    assert not hasattr(model.net_.scenario.adapters[1], "id_u")
+    again = load_model(model.save(tmp_path / "moved"))
+    users = np.arange(4)
+    np.testing.assert_array_equal(again.score_all(users, 1), model.score_all(users, 1))

@@ -28,6 +28,15 @@ history through the shared item vectors, so an item without a trained ID row ent
 with only the shared adaptor's view of its text, whatever the correction learned. With
 ``text_history`` the same correction ``B^t A^t w_i`` is added to the item vectors the user tower reads
 under the scenario, so the scenario's users are encoded from the corrected items as well.
+
+**Item-ID residual** (``id_rank`` ``r_id`` > 0, for `adapt`). Full fine-tuning of a new scenario
+switches on and trains a ``d``-wide ID row for each of the scenario's items; an adapter cannot afford
+that (669 items x 64 = 42,816 numbers for Office Electronics, more than the whole adapter). The
+adapter can afford a low-rank version of it: for the ``n_id`` items the scenario trains on
+(``id_rows``), ``U_s V_s`` with ``U_s`` (n_id, r_id) zero-initialised and ``V_s`` (r_id, d) random,
+added to those items' scenario vectors (and, with ``text_history``, to the vectors the user tower
+reads). Cost: ``r_id (n_id + d)`` parameters. Other items are untouched, so it still starts as the
+identity and items that appear later are scored from text as before.
 """
 
 from __future__ import annotations
@@ -70,6 +79,8 @@ class ScenarioAdapter(nn.Module):
         text_rank: rank ``r_t`` of the text-path correction (0: none).
         text_dim: width ``k`` of the whitened text vector (needed when ``text_rank > 0``).
         text_history: also correct the items the user tower reads (see the module docstring).
+        id_rows: (n_id,) catalogue rows that get an item-ID residual (needed when ``id_rank > 0``).
+        id_rank: rank ``r_id`` of the item-ID residual (0: none).
     """
 
     def __init__(
@@ -81,6 +92,8 @@ class ScenarioAdapter(nn.Module):
         text_rank: int = 0,
         text_dim: int = 0,
         text_history: bool = False,
+        id_rows: np.ndarray | None = None,
+        id_rank: int = 0,
     ) -> None:
         super().__init__()
         if text_rank < 0 or (text_rank > 0 and text_dim < 1):
@@ -98,11 +111,23 @@ class ScenarioAdapter(nn.Module):
         if self.text_rank > 0:
             self.text_a = nn.Parameter(torch.randn(text_rank, text_dim, generator=generator) / np.sqrt(text_dim))
             self.text_b = nn.Parameter(torch.zeros(dim, text_rank))
+        if isinstance(id_rank, bool) or not isinstance(id_rank, (int, np.integer)) or id_rank < 0:
+            raise ValueError(f"id_rank must be an integer >= 0, got {id_rank!r}")
+        self.id_rank = int(id_rank)
+        if self.id_rank > 0:
+            rows = np.asarray([] if id_rows is None else id_rows)
+            if rows.ndim != 1 or len(rows) == 0 or rows.dtype.kind not in "iu":
+                raise ValueError(f"id_rank={id_rank} needs a non-empty 1-d integer array of id_rows, got {id_rows!r}")
+            if rows.min() < 0 or len(np.unique(rows)) != len(rows):
+                raise ValueError("id_rows must be distinct catalogue rows >= 0")
+            self.register_buffer("id_rows", torch.as_tensor(rows.astype(np.int64)))
+            self.id_u = nn.Parameter(torch.zeros(len(rows), self.id_rank))
+            self.id_v = nn.Parameter(torch.randn(self.id_rank, dim, generator=generator) * std)
 
     @staticmethod
-    def n_params(dim: int, rank: int, text_rank: int = 0, text_dim: int = 0) -> int:
-        """Parameters of one adapter: ``d + 4 r d + r_t (k + d)``."""
-        return dim + 4 * rank * dim + text_rank * (text_dim + dim)
+    def n_params(dim: int, rank: int, text_rank: int = 0, text_dim: int = 0, id_rank: int = 0, n_id: int = 0) -> int:
+        """Parameters of one adapter: ``d + 4 r d + r_t (k + d) + r_id (n_id + d)``."""
+        return dim + 4 * rank * dim + text_rank * (text_dim + dim) + id_rank * (n_id + dim)
 
     def user(self, u: torch.Tensor) -> torch.Tensor:
         """(n, d) shared user vectors -> (n, d) scenario user vectors (not normalised)."""
@@ -119,7 +144,21 @@ class ScenarioAdapter(nn.Module):
         out = v + (v @ self.item_a.T) @ self.item_b.T
         if self.text_rank > 0:
             out = out + self.text_term(tower, len(v))
-        return out
+        return self.id_term(out)
+
+    def drop_ids(self) -> None:
+        """Remove the item-ID residual (its rows name another catalogue's items after a domain move)."""
+        if self.id_rank > 0:
+            del self.id_u, self.id_v, self.id_rows
+            self.id_rank = 0
+
+    def id_term(self, v: torch.Tensor) -> torch.Tensor:
+        """``v`` (m, d) with the item-ID residual ``U V`` added to the rows ``id_rows`` (identity without one)."""
+        if self.id_rank == 0:
+            return v
+        if int(self.id_rows.max()) >= len(v):
+            raise ValueError(f"item-ID residual: row {int(self.id_rows.max())} but only {len(v)} item vectors")
+        return v.index_add(0, self.id_rows, self.id_u @ self.id_v)
 
     def text_term(self, tower: ItemTower | None, n_items: int) -> torch.Tensor:
         """(m, d) text-path correction ``B^t A^t w_i`` of every catalogue item (needs ``text_rank > 0``)."""
@@ -133,8 +172,8 @@ class ScenarioAdapter(nn.Module):
 
     def history(self, vecs: torch.Tensor, tower: ItemTower | None) -> torch.Tensor:
         """(m, d) item vectors the user tower reads under this scenario: ``vecs`` (the item tower's
-        raw output), plus the text correction with ``text_history``."""
-        return vecs + self.text_term(tower, len(vecs)) if self.text_history else vecs
+        raw output), plus the text correction and the item-ID residual with ``text_history``."""
+        return self.id_term(vecs + self.text_term(tower, len(vecs))) if self.text_history else vecs
 
 
 class ScenarioAdapters(nn.Module):
@@ -151,32 +190,36 @@ class ScenarioAdapters(nn.Module):
         text_ranks: list[int] | None = None,
         text_dim: int = 0,
         text_history: list[bool] | None = None,
+        id_shapes: list[tuple[int, int]] | None = None,
     ) -> None:
         super().__init__()
         self.dim, self.rank, self.text_dim = dim, rank, text_dim
         ranks = [0] * n_scenarios if text_ranks is None else list(text_ranks)
         flags = [False] * n_scenarios if text_history is None else list(text_history)
-        if len(ranks) != n_scenarios or len(flags) != n_scenarios:
-            raise ValueError(f"text_ranks / text_history have {len(ranks)} / {len(flags)} entries for "
-                             f"{n_scenarios} scenarios")
+        shapes = [(0, 0)] * n_scenarios if id_shapes is None else list(id_shapes)
+        if len(ranks) != n_scenarios or len(flags) != n_scenarios or len(shapes) != n_scenarios:
+            raise ValueError(f"text_ranks / text_history / id_shapes have {len(ranks)} / {len(flags)} / "
+                             f"{len(shapes)} entries for {n_scenarios} scenarios")
+        # id_shapes: (n_id, r_id) per adapter, to rebuild saved item-ID residuals (rows are loaded after)
         self.adapters = nn.ModuleList(
-            ScenarioAdapter(dim, rank, generator, text_rank=r, text_dim=text_dim, text_history=h)
-            for r, h in zip(ranks, flags)
+            ScenarioAdapter(dim, rank, generator, text_rank=r, text_dim=text_dim, text_history=h,
+                            id_rows=np.arange(n_id) if r_id else None, id_rank=r_id)
+            for r, h, (n_id, r_id) in zip(ranks, flags, shapes)
         )
 
     def __len__(self) -> int:
         return len(self.adapters)
 
     def make(self, generator: torch.Generator | None = None, text_rank: int = 0,
-             text_history: bool = False) -> ScenarioAdapter:
+             text_history: bool = False, id_rows: np.ndarray | None = None, id_rank: int = 0) -> ScenarioAdapter:
         """A fresh (identity) adapter of this set's shape, not yet attached."""
         return ScenarioAdapter(self.dim, self.rank, generator, text_rank=text_rank, text_dim=self.text_dim,
-                               text_history=text_history)
+                               text_history=text_history, id_rows=id_rows, id_rank=id_rank)
 
     def add(self, generator: torch.Generator | None = None, text_rank: int = 0,
-            text_history: bool = False) -> ScenarioAdapter:
+            text_history: bool = False, id_rows: np.ndarray | None = None, id_rank: int = 0) -> ScenarioAdapter:
         """Append a fresh (identity) adapter; its id is the old ``len(self)``."""
-        adapter = self.make(generator, text_rank, text_history)
+        adapter = self.make(generator, text_rank, text_history, id_rows, id_rank)
         self.adapters.append(adapter)
         return adapter
 

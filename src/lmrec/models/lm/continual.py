@@ -4,7 +4,7 @@ An update takes a window of new interactions in raw external ids, grows the id m
 indices never change), adds new items through their text and new users with their history, and then
 warm-starts from the current network: a fresh optimiser trains on the new rows for a few epochs.
 
-Two guards against forgetting, both configured on the model:
+Three guards against forgetting, all configured on the model:
 
 - a replay buffer (`ReplayBuffer`) holding a weighted random sample of earlier interactions, which are
   trained again as targets (with their true preceding history as input) in every update. ``"reservoir"``
@@ -17,7 +17,12 @@ Two guards against forgetting, both configured on the model:
   the penalty's gradient would be rescaled by Adam per parameter: wherever the data's gradient is
   small (most item rows, most adaptor weights) it dominates, and Adam then takes steps of about
   ``lr`` in its sign whatever ``strength`` is, so the weights jitter around the anchor instead of
-  learning (on Amazon Office such an update ended below no update at all).
+  learning (on Amazon Office such an update ended below no update at all);
+- distillation (learning without forgetting, ``distill`` > 0): a frozen copy of the network taken
+  just before the update (maps grown, new items on its text path) scores every training position,
+  and ``distill * KL(teacher || student)`` of the two next-item distributions joins the loss
+  (`lmrec.models.lm.training.Objective`). Unlike the weight pull it constrains what the model
+  answers, not where its weights are, so the update may move weights that do not change old answers.
 
 Training targets are new rows and replayed rows only; every other position still serves as input
 context. The rating and event heads are not trained by updates (the model keeps no per-row ratings).
@@ -25,6 +30,7 @@ context. The rating and event heads are not trained by updates (the model keeps 
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Iterable
@@ -442,8 +448,10 @@ def partial_fit_lm(
         try:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
+                # LwF: the model as it is now (maps grown, new items on its text path) teaches the update
+                teacher = copy.deepcopy(model.net_).eval() if model.distill > 0 else None
                 chosen = _train_update(model, windows, buffer, (anchor, anchor_rows), epochs, seed, Objective,
-                                       batches_of, fit_loop, vinter)
+                                       batches_of, fit_loop, vinter, teacher)
         finally:
             torch.set_num_threads(old_threads)
     replayed = int(len(buffer)) if buffer is not None else 0
@@ -485,7 +493,7 @@ def _refresh_id_mask(model: LMRecommender) -> None:
 
 
 def _train_update(model, windows, buffer, anchored, epochs, seed, Objective, batches_of, fit_loop,
-                  valid=None) -> dict[str, object]:
+                  valid=None, teacher=None) -> dict[str, object]:
     """Train the update; with ``valid``, keep the best of epochs 0 (the weights before it) to ``epochs``
     by NDCG@10 on it and return ``{"best_epoch", "valid_ndcg@10", "valid_ndcg@10_before"}``."""
     from lmrec.eval.gate import history_of
@@ -499,6 +507,10 @@ def _train_update(model, windows, buffer, anchored, epochs, seed, Objective, bat
     generator = torch.Generator().manual_seed(seed)
     objective = Objective(model._resolved_loss(len(model.counts_)), model.counts_, n_negatives=model.n_negatives,
                           content_weight=model.content_weight, generator=generator)
+    if teacher is not None:
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        objective.teacher, objective.distill = teacher, float(model.distill)
     fisher = None
     if anchor is not None and model.regularizer == "ewc":
         old = None

@@ -117,5 +117,7 @@ def move_to(model: LMRecommender, dataset: Dataset, *, refit_whitening: bool = T
     if net.log_tau is not None:
         new.log_tau = net.log_tau
     if hasattr(net, "scenario"):
+        for adapter in net.scenario.adapters:  # item-ID residuals name the old catalogue's rows
+            adapter.drop_ids()
         new.scenario = net.scenario
     model.net_ = new

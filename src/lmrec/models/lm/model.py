@@ -102,6 +102,10 @@ class LMRecommender(Recommender):
             previous weights shrinks by the share ``update lr * reg_strength`` (times the Fisher
             weight for EWC; capped at 1).
         update_epochs: epochs of each `partial_fit`; ``update_lr``: its learning rate (None: ``lr``).
+        distill: weight of the distillation term of each `partial_fit` (learning without forgetting,
+            LwF; 0: off): the KL divergence from the model before the update to the model being
+            trained, over each training position's next-item distribution (all trainable items with
+            the full softmax; the step's targets and sampled negatives otherwise).
         fusion: fuse the item text with other modalities: ``"concat"`` (+ projection), ``"mean"``
             or ``"gated"`` (attention over modalities); ``"none"`` (default) is text (+ ID) only.
             A missing modality is masked, not averaged in as zeros (`lmrec.models.lm.fusion`).
@@ -164,6 +168,7 @@ class LMRecommender(Recommender):
         reg_strength: float = 1.0,
         update_epochs: int = 5,
         update_lr: float | None = None,
+        distill: float = 0.0,
         fusion: Literal["none", "concat", "mean", "gated"] = "none",
         fusion_categorical: list[str] | None = None,
         fusion_numeric: list[str] | None = None,
@@ -189,7 +194,7 @@ class LMRecommender(Recommender):
         self.show_progress, self.random_state = show_progress, random_state
         self.replay, self.replay_size, self.replay_half_life = replay, replay_size, replay_half_life
         self.regularizer, self.reg_strength = regularizer, reg_strength
-        self.update_epochs, self.update_lr = update_epochs, update_lr
+        self.update_epochs, self.update_lr, self.distill = update_epochs, update_lr, distill
         self.fusion, self.fusion_categorical, self.fusion_numeric = fusion, fusion_categorical, fusion_numeric
         self.fusion_image, self.image_model, self.image_encoder = fusion_image, image_model, image_encoder
 
@@ -260,9 +265,10 @@ class LMRecommender(Recommender):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"LMRecommender {name} must be an integer >= 1, got {value!r}")
-        strength = self.reg_strength
-        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not strength >= 0:
-            raise ValueError(f"LMRecommender reg_strength must be a number >= 0, got {self.reg_strength!r}")
+        for name in ("reg_strength", "distill"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ValueError(f"LMRecommender {name} must be a number >= 0, got {value!r}")
         for name in ("replay_half_life", "update_lr"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):

@@ -180,10 +180,11 @@ class LMScenarioRecommender(LMRecommender):
         n = len(self.scenario_names_)
         ranks = getattr(self, "_text_ranks", None) or [int(self.adapter_text_rank or 0)] * n
         flags = getattr(self, "_text_history", None) or [bool(self.adapter_text_history)] * n
+        shapes = getattr(self, "_id_shapes", None)  # item-ID residuals of adapt, when loading a saved model
         tower = net.item_tower
         text_dim = int(tower.white_proj.shape[1]) if tower.uses_text else 0
         net.scenario = ScenarioAdapters(n, self.dim, int(self.adapter_rank), torch.Generator().manual_seed(seed),
-                                        text_ranks=ranks, text_dim=text_dim, text_history=flags)
+                                        text_ranks=ranks, text_dim=text_dim, text_history=flags, id_shapes=shapes)
         return net
 
     def _train(self, inter: Interactions, valid: Interactions | None, seed: int) -> None:
@@ -338,6 +339,7 @@ class LMScenarioRecommender(LMRecommender):
         patience: int | None = None,
         text_rank: int | None = None,
         text_history: bool | None = None,
+        id_rank: int = 0,
         refit_whitening: bool | None = None,
     ) -> dict[str, Any]:
         """Learn a new scenario: a fresh adapter (+ scenario embedding) trained on its data.
@@ -364,6 +366,10 @@ class LMScenarioRecommender(LMRecommender):
                 that have no trained ID row (a held-out scenario's items).
             text_history: also read the scenario's user histories through the corrected items
                 (None: ``adapter_text_history``; needs a text rank > 0).
+            id_rank: rank of the new adapter's item-ID residual (adapter mode; 0: none): a low-rank
+                ID row for each item with a training row in the scenario, ``id_rank * (n_items_s + d)``
+                parameters (see `lmrec.models.lm.adapters`), added to the history side too with
+                ``text_history``.
             refit_whitening: for a new domain, re-fit the text whitening on the new catalogue's
                 (and users') text vectors before anything is trained (`lmrec.models.lm.domain`);
                 False keeps the old domain's statistics. None (default): re-fit with
@@ -374,7 +380,7 @@ class LMScenarioRecommender(LMRecommender):
 
         Returns:
             The report (also appended to ``adapt_reports_``): ``scenario``, ``scenario_id``,
-            ``mode``, ``text_rank``, ``trainable_params``, ``full_finetune_params`` (what ``mode="full"`` trains),
+            ``mode``, ``text_rank``, ``id_rank``, ``id_items``, ``trainable_params``, ``full_finetune_params`` (what ``mode="full"`` trains),
             ``trainable_share``, ``n_train_positions``, ``fit_s``, ``epochs_run`` and
             ``best_valid_ndcg@10`` (None without ``valid``).
         """
@@ -385,6 +391,10 @@ class LMScenarioRecommender(LMRecommender):
         check_text_rank(t_rank, self.item_repr, "adapt text_rank")
         t_hist = bool(self.adapter_text_history) if text_history is None else text_history
         check_text_history(t_hist, t_rank, "adapt text_history")
+        if isinstance(id_rank, bool) or not isinstance(id_rank, (int, np.integer)) or id_rank < 0:
+            raise ValueError(f"adapt id_rank must be an integer >= 0, got {id_rank!r}")
+        if id_rank and mode == "full":
+            raise ValueError("adapt id_rank is for adapter mode; mode='full' trains every item's ID row already")
         if isinstance(dataset, Interactions):
             dataset = Dataset(dataset)
         inter = dataset.interactions
@@ -422,13 +432,14 @@ class LMScenarioRecommender(LMRecommender):
                 self.counts_ = inter.item_counts()
                 self._set_histories(inter)
                 net = self.net_
+                id_rows = np.unique(inter.items[in_scen]) if id_rank else None
                 if scenario in self.scenario_names_:
                     sid = self.scenario_names_.index(scenario)
                     net.scenario.adapters[sid] = net.scenario.make(torch.Generator().manual_seed(seed + sid), t_rank,
-                                                                   t_hist)
+                                                                   t_hist, id_rows, int(id_rank))
                 else:
                     sid = len(self.scenario_names_)
-                    net.scenario.add(torch.Generator().manual_seed(seed + sid), t_rank, t_hist)
+                    net.scenario.add(torch.Generator().manual_seed(seed + sid), t_rank, t_hist, id_rows, int(id_rank))
                     self.scenario_names_.append(str(scenario))
                     self.scenario_weights_ = np.append(self.scenario_weights_, np.float32(1.0))
                 tower = net.item_tower
@@ -437,7 +448,9 @@ class LMScenarioRecommender(LMRecommender):
                     tower.id_mask = torch.as_tensor((self.counts_ > 0).astype(np.float32))
                 adapter_params = list(net.scenario.adapters[sid].parameters())
                 other = {id(p) for i, a in enumerate(net.scenario.adapters) if i != sid for p in a.parameters()}
-                full = [p for p in net.parameters() if id(p) not in other]
+                new = net.scenario.adapters[sid]
+                own_ids = {id(new.id_u), id(new.id_v)} if new.id_rank else set()  # mode="full" trains no residual
+                full = [p for p in net.parameters() if id(p) not in other and id(p) not in own_ids]
                 if mode == "full":
                     params = full
                 else:
@@ -471,6 +484,7 @@ class LMScenarioRecommender(LMRecommender):
             "scenario": str(scenario), "scenario_id": sid, "mode": mode, "new_domain": not same_domain,
             "refit_whitening": bool(refit_whitening and not same_domain and self.whiten),
             "text_rank": int(t_rank), "text_history": t_hist,
+            "id_rank": int(id_rank), "id_items": 0 if id_rows is None else len(id_rows),
             "trainable_params": int(n_train), "full_finetune_params": int(n_full),
             "trainable_share": n_train / n_full, "n_train_positions": int(in_scen.sum()), "fit_s": fit_s,
             "epochs_run": len(history),
@@ -498,10 +512,12 @@ class LMScenarioRecommender(LMRecommender):
         keys = [f"net/scenario.adapters.{i}.text_b" for i in range(len(self.scenario_names_))]
         self._text_ranks = [int(arrays[k].shape[1]) if k in arrays else 0 for k in keys]
         self._text_history = list(meta.get("adapter_text_history", [False] * len(keys)))  # absent: saved before it
+        ids = [arrays.get(f"net/scenario.adapters.{i}.id_u") for i in range(len(self.scenario_names_))]
+        self._id_shapes = [(0, 0) if u is None else (int(u.shape[0]), int(u.shape[1])) for u in ids]
         try:
             super()._set_state(arrays, meta)
         finally:
-            del self._text_ranks, self._text_history
+            del self._text_ranks, self._text_history, self._id_shapes
 
 
 # the constructor takes every LMRecommender argument by name: expose them in its signature, so that

@@ -204,15 +204,20 @@ class Objective:
         self.ce, self.sampled, self.bpr = FullSoftmaxCE(), SampledSoftmax(temperature=1.0), BPRLoss()
         #: ``targets -> (n_items, D) text vectors`` with gradients into the LM (LoRA), or None
         self.text_hook = None
+        #: a frozen copy of the network before a `partial_fit` and the weight of the distillation
+        #: toward it (learning without forgetting); None / 0: off
+        self.teacher: LMNet | None = None
+        self.distill = 0.0
 
-    def __call__(self, net: LMNet, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        text = self.text_hook(batch["targets"][batch["targets"] >= 0]) if self.text_hook is not None else None
-        vecs = net.item_tower(self.generator, text)  # (n_items, d), ID dropout in train mode
+    def _retrieval(self, net: LMNet, batch: dict[str, torch.Tensor], item_text: torch.Tensor | None = None):
+        """The vectors the losses read: ``(u, v_all, u_s, v_s, target)``, ``u`` (N, d) at the N
+        positions with a target, ``v_all`` (n_items, d), ``u_s`` / ``v_s`` the same with the content
+        channel appended when it is on."""
+        vecs = net.item_tower(self.generator, item_text)  # (n_items, d), ID dropout in train mode
         text, has_text = net.user_text_of(batch["users"])
         states = net.user_tower(vecs, batch["tokens"], batch["lengths"], batch["buckets"], text, has_text)  # (B, L, d)
         keep = batch["targets"] >= 0
         u = net.project(states[keep])  # (N, d)
-        target = batch["targets"][keep]
         v_all = net.project(vecs)
         u_s, v_s = u, v_all  # the vectors the retrieval loss scores (plus the content channel)
         if self.content_weight > 0:
@@ -222,6 +227,28 @@ class Objective:
             c_u = user_content(self._content, batch["tokens"])[keep]  # (N, k)
             u_s = with_content(u, c_u, self.content_weight)
             v_s = with_content(v_all, self._content, self.content_weight)
+        return u, v_all, u_s, v_s, batch["targets"][keep]
+
+    def _distillation(self, net: LMNet, batch: dict[str, torch.Tensor], u_s: torch.Tensor, v_s: torch.Tensor,
+                      target: torch.Tensor) -> torch.Tensor:
+        """Mean KL(teacher || student) of the next-item distributions over the candidates (LwF)."""
+        if self.loss == "full":
+            cand = self.trainable_idx
+        else:
+            neg = torch.multinomial(self.neg_p, self.n_negatives, replacement=True, generator=self.generator)
+            cand = torch.unique(torch.cat([target, neg]))
+        teacher = self.teacher
+        with torch.no_grad():
+            teacher.eval()
+            _, _, tu, tv, _ = self._retrieval(teacher, batch)
+            p_t = F.log_softmax(tu @ tv[cand].T / teacher.temperature, dim=-1)  # (N, C) log-probabilities
+        log_s = F.log_softmax(u_s @ v_s[cand].T / net.temperature, dim=-1)
+        return (p_t.exp() * (p_t - log_s)).sum(-1).mean()
+
+    def __call__(self, net: LMNet, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        text = self.text_hook(batch["targets"][batch["targets"] >= 0]) if self.text_hook is not None else None
+        u, v_all, u_s, v_s, target = self._retrieval(net, batch, text)
+        keep = batch["targets"] >= 0
         tau = net.temperature
         if self.loss == "full":
             logits = (u_s @ v_s.T / tau).masked_fill(~self.trainable, float("-inf"))  # (N, n_items)
@@ -249,6 +276,8 @@ class Objective:
             if ok.any():
                 logits = net.event_head(net.pair_features(u[ok], v_all[target[ok]]))
                 total = total + self.event_weight * F.cross_entropy(logits, e[ok])
+        if self.teacher is not None and self.distill > 0 and len(target):
+            total = total + self.distill * self._distillation(net, batch, u_s, v_s, target)
         return total
 
 
