@@ -55,14 +55,14 @@ log = logging.getLogger("continual_bench")
 def run(data_name: str, seed: int, epochs: int, update_epochs: int, windows: int, train_frac: float,
         replay: str, replay_size: int, regularizer: str, reg_strength: float, arms: tuple[str, ...],
         tag: str, forget_holdout: float = 0.2, forget_seed: int = 0, early_stopping: bool = False,
-        distill: float = 0.0) -> Path:
+        distill: float = 0.0, distill_rows: str = "all") -> Path:
     from lmrec.eval.stream import prequential
     from lmrec.models.lm import LMRecommender
 
     data = load_data(data_name)
     params = {**LM_PARAMS[data_name], "epochs": epochs, "update_epochs": update_epochs, "replay": replay,
               "replay_size": replay_size, "regularizer": regularizer, "reg_strength": reg_strength,
-              "distill": distill}
+              "distill": distill, "distill_rows": distill_rows}
 
     def make():
         return LMRecommender(cache_dir=str(CACHE), num_threads=1, random_state=seed, **params)
@@ -317,6 +317,7 @@ def main() -> None:
     r.add_argument("--regularizer", default="l2sp", choices=["none", "l2sp", "ewc"])
     r.add_argument("--reg-strength", type=float, default=1.0)
     r.add_argument("--distill", type=float, default=0.0, help="LwF distillation weight of the updates (0: off)")
+    r.add_argument("--distill-rows", default="all", choices=["all", "replayed"], help="positions distilled")
     r.add_argument("--arms", default="no_update,incremental,full_retrain", help="comma-separated arms")
     r.add_argument("--tag", default="", help="suffix of the output file, e.g. _fix")
     r.add_argument("--forget-holdout", type=float, default=0.2, help="share of window 0's rows held back")
@@ -344,7 +345,7 @@ def main() -> None:
     if args.cmd == "run":
         run(args.data, args.seed, args.epochs, args.update_epochs, args.windows, args.train_frac, args.replay,
             args.replay_size, args.regularizer, args.reg_strength, tuple(args.arms.split(",")), args.tag,
-            args.forget_holdout, args.forget_seed, args.early_stopping, args.distill)
+            args.forget_holdout, args.forget_seed, args.early_stopping, args.distill, args.distill_rows)
     elif args.cmd == "forgetting":
         print(forgetting_tables())
     elif args.cmd == "summary":

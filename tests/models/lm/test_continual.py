@@ -242,6 +242,7 @@ def test_replay_buffer_validation():
         ("update_epochs", 1.5, "update_epochs must be an integer >= 1, got 1.5"),
         ("reg_strength", -1.0, "reg_strength must be a number >= 0, got -1.0"),
         ("distill", -0.5, "distill must be a number >= 0, got -0.5"),
+        ("distill_rows", "new", "distill_rows must be one of \\['all', 'replayed'\\], got 'new'"),
         ("replay_half_life", 0, "replay_half_life must be None or a number > 0, got 0"),
         ("update_lr", -1e-3, "update_lr must be None or a number > 0, got -0.001"),
     ],
@@ -427,3 +428,39 @@ def test_distillation_keeps_old_answers(base):
         moved[weight] = _next_item_kl(old, model, users)
     assert moved[20.0] < 0.3 * moved[0.0], moved
     assert _update_gain(fitted, split.test, regularizer="none", distill=1.0) > 0.02
+
+
+def test_update_windows_mark_the_replayed_targets(base):
+    """Exactly the replayed rows' target positions carry the REPLAYED mark; the distillation over
+    those positions is the by-hand KL over those rows only."""
+    from lmrec.models.lm.continual import REPLAYED, _rows_index, _target_windows
+    from lmrec.models.lm.training import Objective, batches_of
+
+    _, split, fitted = base
+    model = _copy(fitted)
+    model.observe(split.test)
+    old = split.train.subset(np.arange(0, len(split.train), 7))  # every 7th training row, "replayed"
+    new = _rows_index(split.test.users, split.test.items, split.test.timestamps)
+    replayed = _rows_index(old.users, old.items, old.timestamps)
+    win = _target_windows(model, new.append(replayed), replayed)
+    trained = win.targets >= 0
+    marked = win.events == REPLAYED
+    assert marked.any() and (marked <= trained).all() and set(np.unique(win.events)) <= {REPLAYED, -100}
+    users = np.repeat(win.users[:, None], win.targets.shape[1], axis=1)
+    got = set(zip(users[marked].tolist(), win.targets[marked].tolist()))
+    assert got == set(zip(old.users.tolist(), old.items.tolist()))  # each (user, item) is one row here
+    assert int(trained.sum()) == len(split.test) + len(old)
+    batch = next(iter(batches_of(win, 64, 0)(0)))
+    net = model.net_.eval()
+    objective = Objective("full", model.counts_)
+    objective.teacher = _copy(fitted).net_.eval()
+    with torch.no_grad():
+        _, _, u_s, v_s, target = objective._retrieval(net, batch)
+        rows = batch["events"][batch["targets"] >= 0] == REPLAYED
+        assert 0 < int(rows.sum()) < len(rows)
+        shift = 0.3 * torch.randn(v_s.shape, generator=torch.Generator().manual_seed(0))
+        got = objective._distillation(net, batch, u_s, v_s + shift, target, rows)
+        cand, tau = objective.trainable_idx, float(net.temperature)
+        t = torch.log_softmax(u_s[rows] @ v_s[cand].T / tau, -1)
+        s = torch.log_softmax(u_s[rows] @ (v_s + shift)[cand].T / tau, -1)
+    assert float(got) == pytest.approx(float((t.exp() * (t - s)).sum(-1).mean()), rel=1e-5)

@@ -56,6 +56,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ReplayKind = Literal["none", "reservoir", "recency"]
+#: ``events`` value of a replayed target position in update windows (see `_target_windows`)
+REPLAYED = -2
 RegKind = Literal["none", "l2sp", "ewc"]
 
 
@@ -289,9 +291,13 @@ def _fisher(net, objective, batches, max_batches: int = 20) -> dict[str, torch.T
 
 
 # ---------------------------------------------------------------------- windows with chosen targets
-def _target_windows(model: LMRecommender, targets: pd.MultiIndex):
+def _target_windows(model: LMRecommender, targets: pd.MultiIndex, replayed: pd.MultiIndex | None = None):
     """Training windows over the users' full histories whose targets are only the rows in ``targets``
-    (a MultiIndex of (user, item, timestamp)); windows without any such target are dropped."""
+    (a MultiIndex of (user, item, timestamp)); windows without any such target are dropped.
+
+    Target positions that are in ``replayed`` carry ``REPLAYED`` in the ``events`` channel (every
+    other position -100), so that distillation can be restricted to them; the event head reads only
+    events >= 0, so it never trains on the mark."""
     from lmrec.models.lm.training import make_windows
 
     if len(targets) == 0:
@@ -304,17 +310,21 @@ def _target_windows(model: LMRecommender, targets: pd.MultiIndex):
     all_users = np.repeat(np.arange(n_users), lengths)
     all_items = np.concatenate([model.hist_items_[u] for u in target_users] or [np.zeros(0, np.int64)])
     all_times = np.concatenate([model.hist_times_[u] for u in target_users] or [np.zeros(0)])
-    keep = _rows_index(all_users, all_items, all_times).isin(targets)  # one lookup for every position
+    index = _rows_index(all_users, all_items, all_times)
+    keep = index.isin(targets)  # one lookup for every position
     flag_all = np.where(keep, 1, -1).astype(np.int64)
+    if replayed is not None and len(replayed):
+        flag_all[keep & index.isin(replayed)] = 2
     bounds = np.concatenate([[0], np.cumsum(lengths)])
     items = [all_items[bounds[u] : bounds[u + 1]] for u in range(n_users)]
     times = [all_times[bounds[u] : bounds[u + 1]] for u in range(n_users)]
     flags = [flag_all[bounds[u] : bounds[u + 1]] for u in range(n_users)]
-    # the event channel carries the target flags through make_windows' windowing (1 = train on it)
+    # the event channel carries the target flags through make_windows' windowing (1 = train on it,
+    # 2 = train on it, a replayed row)
     win = make_windows(items, times, model.max_len, model.n_time_buckets, None, flags)
-    chosen = win.events == 1
+    chosen = win.events >= 1
     win.targets[~chosen] = -100
-    win.events[:] = -100
+    win.events[:] = np.where(win.events == 2, REPLAYED, -100)
     has = chosen.any(axis=1)
     for name in ("tokens", "buckets", "targets", "ratings", "events", "lengths", "users"):
         setattr(win, name, getattr(win, name)[has])
@@ -437,10 +447,12 @@ def partial_fit_lm(
     chosen: dict[str, object] = {}
     if epochs > 0 and len(inter):
         targets = _rows_index(inter.users, inter.items, inter.timestamps)
+        replayed = None
         if buffer is not None and len(buffer):
-            targets = targets.append(_rows_index(buffer.users, buffer.items, buffer.timestamps))
+            replayed = _rows_index(buffer.users, buffer.items, buffer.timestamps)
+            targets = targets.append(replayed)
             _count_untrained(model, buffer.items)
-        windows = _target_windows(model, targets)
+        windows = _target_windows(model, targets, replayed)
         seed = (0 if model.random_state is None else int(model.random_state)) + 7919 * model.n_updates_
         old_threads = torch.get_num_threads()
         if model.num_threads is not None:
@@ -511,6 +523,7 @@ def _train_update(model, windows, buffer, anchored, epochs, seed, Objective, bat
         for p in teacher.parameters():
             p.requires_grad_(False)
         objective.teacher, objective.distill = teacher, float(model.distill)
+        objective.distill_mark = REPLAYED if model.distill_rows == "replayed" else None
     fisher = None
     if anchor is not None and model.regularizer == "ewc":
         old = None

@@ -106,6 +106,8 @@ class LMRecommender(Recommender):
             LwF; 0: off): the KL divergence from the model before the update to the model being
             trained, over each training position's next-item distribution (all trainable items with
             the full softmax; the step's targets and sampled negatives otherwise).
+        distill_rows: the positions distilled: ``"all"`` the update trains on, or only the
+            ``"replayed"`` rows' (the new rows then learn freely; needs ``replay``).
         fusion: fuse the item text with other modalities: ``"concat"`` (+ projection), ``"mean"``
             or ``"gated"`` (attention over modalities); ``"none"`` (default) is text (+ ID) only.
             A missing modality is masked, not averaged in as zeros (`lmrec.models.lm.fusion`).
@@ -169,6 +171,7 @@ class LMRecommender(Recommender):
         update_epochs: int = 5,
         update_lr: float | None = None,
         distill: float = 0.0,
+        distill_rows: Literal["all", "replayed"] = "all",
         fusion: Literal["none", "concat", "mean", "gated"] = "none",
         fusion_categorical: list[str] | None = None,
         fusion_numeric: list[str] | None = None,
@@ -195,6 +198,7 @@ class LMRecommender(Recommender):
         self.replay, self.replay_size, self.replay_half_life = replay, replay_size, replay_half_life
         self.regularizer, self.reg_strength = regularizer, reg_strength
         self.update_epochs, self.update_lr, self.distill = update_epochs, update_lr, distill
+        self.distill_rows = distill_rows
         self.fusion, self.fusion_categorical, self.fusion_numeric = fusion, fusion_categorical, fusion_numeric
         self.fusion_image, self.image_model, self.image_encoder = fusion_image, image_model, image_encoder
 
@@ -258,7 +262,8 @@ class LMRecommender(Recommender):
         check_fusion_params(self)
 
     def _check_continual_params(self) -> None:
-        for name, allowed in (("replay", ("none", "reservoir", "recency")), ("regularizer", ("none", "l2sp", "ewc"))):
+        for name, allowed in (("replay", ("none", "reservoir", "recency")), ("regularizer", ("none", "l2sp", "ewc")),
+                              ("distill_rows", ("all", "replayed"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"LMRecommender {name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
         for name in ("replay_size", "update_epochs"):

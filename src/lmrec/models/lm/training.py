@@ -208,6 +208,8 @@ class Objective:
         #: toward it (learning without forgetting); None / 0: off
         self.teacher: LMNet | None = None
         self.distill = 0.0
+        #: distil only positions whose ``events`` equal this mark (replayed rows); None: every position
+        self.distill_mark: int | None = None
 
     def _retrieval(self, net: LMNet, batch: dict[str, torch.Tensor], item_text: torch.Tensor | None = None):
         """The vectors the losses read: ``(u, v_all, u_s, v_s, target)``, ``u`` (N, d) at the N
@@ -230,8 +232,9 @@ class Objective:
         return u, v_all, u_s, v_s, batch["targets"][keep]
 
     def _distillation(self, net: LMNet, batch: dict[str, torch.Tensor], u_s: torch.Tensor, v_s: torch.Tensor,
-                      target: torch.Tensor) -> torch.Tensor:
-        """Mean KL(teacher || student) of the next-item distributions over the candidates (LwF)."""
+                      target: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean KL(teacher || student) of the next-item distributions over the candidates (LwF), over
+        the (N,) positions ``rows`` (None: all N)."""
         if self.loss == "full":
             cand = self.trainable_idx
         else:
@@ -241,8 +244,10 @@ class Objective:
         with torch.no_grad():
             teacher.eval()
             _, _, tu, tv, _ = self._retrieval(teacher, batch)
+            if rows is not None:
+                tu = tu[rows]
             p_t = F.log_softmax(tu @ tv[cand].T / teacher.temperature, dim=-1)  # (N, C) log-probabilities
-        log_s = F.log_softmax(u_s @ v_s[cand].T / net.temperature, dim=-1)
+        log_s = F.log_softmax((u_s if rows is None else u_s[rows]) @ v_s[cand].T / net.temperature, dim=-1)
         return (p_t.exp() * (p_t - log_s)).sum(-1).mean()
 
     def __call__(self, net: LMNet, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -277,7 +282,9 @@ class Objective:
                 logits = net.event_head(net.pair_features(u[ok], v_all[target[ok]]))
                 total = total + self.event_weight * F.cross_entropy(logits, e[ok])
         if self.teacher is not None and self.distill > 0 and len(target):
-            total = total + self.distill * self._distillation(net, batch, u_s, v_s, target)
+            rows = None if self.distill_mark is None else batch["events"][keep] == self.distill_mark
+            if rows is None or rows.any():
+                total = total + self.distill * self._distillation(net, batch, u_s, v_s, target, rows)
         return total
 
 
