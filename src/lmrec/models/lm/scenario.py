@@ -370,8 +370,8 @@ class LMScenarioRecommender(LMRecommender):
                 ID row for each item with a training row in the scenario, ``id_rank * (n_items_s + d)``
                 parameters (see `lmrec.models.lm.adapters`), added to the history side too with
                 ``text_history``. Office Electronics held out (benchmarks/RESULTS.md §8): text rank 28
-                + ID rank 4 on the history too reach 91.5 % of full fine-tuning's NDCG@10 over five
-                seeds at 4.84 % of its parameters, against 83.7 % for text rank 32 alone.
+                + ID rank 4 on the history too reach 90.2 % of full fine-tuning's NDCG@10 over seven
+                seeds at 4.84 % of its parameters, against 81.4 % for text rank 32 alone.
             refit_whitening: for a new domain, re-fit the text whitening on the new catalogue's
                 (and users') text vectors before anything is trained (`lmrec.models.lm.domain`);
                 False keeps the old domain's statistics. None (default): re-fit with
