@@ -253,6 +253,11 @@ def test_continual_params_are_validated(param, value, message):
         make_model(epochs=1, **{param: value}).fit(data)
 
 
+def test_distilling_replayed_rows_needs_replay():
+    with pytest.raises(ValueError, match="distill_rows='replayed' distils the replayed rows, but replay='none'"):
+        make_model(epochs=1, distill=1.0, distill_rows="replayed", replay="none").fit(genre_dataset())
+
+
 def test_partial_fit_input_errors(base):
     _, _, fitted = base
     model = _copy(fitted)

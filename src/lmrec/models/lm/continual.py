@@ -461,7 +461,7 @@ def partial_fit_lm(
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 # LwF: the model as it is now (maps grown, new items on its text path) teaches the update
-                teacher = copy.deepcopy(model.net_).eval() if model.distill > 0 else None
+                teacher = copy.deepcopy(model.net_).eval().requires_grad_(False) if model.distill > 0 else None
                 chosen = _train_update(model, windows, buffer, (anchor, anchor_rows), epochs, seed, Objective,
                                        batches_of, fit_loop, vinter, teacher)
         finally:
@@ -520,8 +520,6 @@ def _train_update(model, windows, buffer, anchored, epochs, seed, Objective, bat
     objective = Objective(model._resolved_loss(len(model.counts_)), model.counts_, n_negatives=model.n_negatives,
                           content_weight=model.content_weight, generator=generator)
     if teacher is not None:
-        for p in teacher.parameters():
-            p.requires_grad_(False)
         objective.teacher, objective.distill = teacher, float(model.distill)
         objective.distill_mark = REPLAYED if model.distill_rows == "replayed" else None
     fisher = None

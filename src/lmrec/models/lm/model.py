@@ -274,6 +274,9 @@ class LMRecommender(Recommender):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ValueError(f"LMRecommender {name} must be a number >= 0, got {value!r}")
+        if self.distill and self.distill_rows == "replayed" and self.replay == "none":
+            raise ValueError("LMRecommender distill_rows='replayed' distils the replayed rows, but replay='none' "
+                             "replays none; set replay or distill_rows='all'")
         for name in ("replay_half_life", "update_lr"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):

@@ -204,18 +204,21 @@ class Objective:
         self.ce, self.sampled, self.bpr = FullSoftmaxCE(), SampledSoftmax(temperature=1.0), BPRLoss()
         #: ``targets -> (n_items, D) text vectors`` with gradients into the LM (LoRA), or None
         self.text_hook = None
-        #: a frozen copy of the network before a `partial_fit` and the weight of the distillation
-        #: toward it (learning without forgetting); None / 0: off
+        #: a frozen copy of the network before a `partial_fit`, in eval mode, and the weight of the
+        #: distillation toward it (learning without forgetting); None / 0: off
         self.teacher: LMNet | None = None
+        self._teacher_vecs: torch.Tensor | None = None  # its (n_items, d) item vectors, computed once
         self.distill = 0.0
         #: distil only positions whose ``events`` equal this mark (replayed rows); None: every position
         self.distill_mark: int | None = None
 
-    def _retrieval(self, net: LMNet, batch: dict[str, torch.Tensor], item_text: torch.Tensor | None = None):
+    def _retrieval(self, net: LMNet, batch: dict[str, torch.Tensor], item_text: torch.Tensor | None = None,
+                   vecs: torch.Tensor | None = None):
         """The vectors the losses read: ``(u, v_all, u_s, v_s, target)``, ``u`` (N, d) at the N
         positions with a target, ``v_all`` (n_items, d), ``u_s`` / ``v_s`` the same with the content
-        channel appended when it is on."""
-        vecs = net.item_tower(self.generator, item_text)  # (n_items, d), ID dropout in train mode
+        channel appended when it is on. ``vecs``: the item tower's output, when already known."""
+        if vecs is None:
+            vecs = net.item_tower(self.generator, item_text)  # (n_items, d), ID dropout in train mode
         text, has_text = net.user_text_of(batch["users"])
         states = net.user_tower(vecs, batch["tokens"], batch["lengths"], batch["buckets"], text, has_text)  # (B, L, d)
         keep = batch["targets"] >= 0
@@ -242,8 +245,9 @@ class Objective:
             cand = torch.unique(torch.cat([target, neg]))
         teacher = self.teacher
         with torch.no_grad():
-            teacher.eval()
-            _, _, tu, tv, _ = self._retrieval(teacher, batch)
+            if self._teacher_vecs is None:  # the teacher is frozen (eval mode): its item vectors once
+                self._teacher_vecs = teacher.item_tower()
+            _, _, tu, tv, _ = self._retrieval(teacher, batch, vecs=self._teacher_vecs)
             if rows is not None:
                 tu = tu[rows]
             p_t = F.log_softmax(tu @ tv[cand].T / teacher.temperature, dim=-1)  # (N, C) log-probabilities
