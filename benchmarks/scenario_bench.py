@@ -18,6 +18,10 @@ Parts (leave-one-out by time, full ranking, test after observing valid, @10):
 - ``cross_sub``: part ``cross``'s 10 % point again for another draw of the ML-100K training users
   (``--seeds`` picks the draw; the source is always the seed-0 joint Office model): full fine-tuning
   against scratch, so the 10 % comparison is not one draw of 94 users.
+  ``SCENARIO_CROSS_FRACTION`` (default 0.1), ``SCENARIO_CROSS_LR`` (default 1e-3) and
+  ``SCENARIO_CROSS_ANCHOR`` (L2-SP toward the Office weights, default 0) set the share of users and
+  the fine-tuning; the scratch model of a draw is fitted once and kept as ``cross_scratch*_s<draw>.json``
+  (part ``cross_scratch`` fits it alone, without the Office model).
 - ``cross``: the joint Office model moved to MovieLens-100K (other users and items; item text is the
   bridge) and adapted on 10% / 100% of the ML-100K training users, against the same architecture
   trained from scratch on the same users.
@@ -314,12 +318,45 @@ def part_cross(seed: int) -> dict[str, Any]:
     return out
 
 
+#: part cross_sub's fine-tuning: share of the ML-100K training users, lr, L2-SP pull toward the Office weights
+CROSS_FRACTION = float(os.environ.get("SCENARIO_CROSS_FRACTION", 0.1))
+CROSS_LR = float(os.environ.get("SCENARIO_CROSS_LR", ADAPT_LR["full"]))
+CROSS_ANCHOR = float(os.environ.get("SCENARIO_CROSS_ANCHOR", 0.0))
+
+
+def _scratch_path(seed: int) -> Path:
+    frac = "" if CROSS_FRACTION == 0.1 else f"_f{CROSS_FRACTION:g}"
+    return RUNS / f"cross_scratch{frac}_s{seed}.json"
+
+
+def part_cross_scratch(seed: int) -> dict[str, Any]:
+    """Part cross_sub's scratch model alone (no Office model needed); cross_sub reads it back."""
+    data, split, sub, rest, n_chosen = movielens(CROSS_FRACTION, seed)
+    return {"n_train_users": n_chosen, "fraction": CROSS_FRACTION, **_cross_scratch(seed, data, split, sub, rest)}
+
+
 def part_cross_sub(seed: int) -> dict[str, Any]:
+    from lmrec.models import load_model
+
     source = _joint_source(0, "cross_sub")
-    data, split, sub, rest, n_chosen = movielens(0.1, seed)
+    data, split, sub, rest, n_chosen = movielens(CROSS_FRACTION, seed)
+    cached = _scratch_path(seed)  # the scratch model is seeded: one fit serves every fine-tuning variant
+    if cached.exists():
+        scratch = json.loads(cached.read_text())
+        scratch.pop("wall_s", None)
+    else:
+        scratch = _cross_scratch(seed, data, split, sub, rest)
+        cached.write_text(json.dumps({"n_train_users": n_chosen, "fraction": CROSS_FRACTION, **scratch},
+                                     indent=2, default=float))
+    model = load_model(source)
+    report = model.adapt(data.with_interactions(sub.train), "movielens", valid=sub, lr=CROSS_LR, mode="full",
+                         anchor=CROSS_ANCHOR)
+    model.observe(rest)
+    model.observe(split.valid)
+    tuned = {**report, "test": evaluate_test(model, split)["overall"]}
     out: dict[str, Any] = {"n_train_users": n_chosen, "n_train_interactions": int(len(sub.train)),
-                           "full fine-tune": _cross_adapted(source, data, split, sub, rest, mode="full"),
-                           "scratch": _cross_scratch(seed, data, split, sub, rest)}
+                           "fraction": CROSS_FRACTION, "lr": CROSS_LR, "anchor": CROSS_ANCHOR,
+                           "full fine-tune": tuned, "scratch": scratch}
     log.info("cross_sub draw %d: full fine-tune %.4f, scratch %.4f", seed,
              out["full fine-tune"]["test"]["ndcg@10"], out["scratch"]["test"]["ndcg@10"])
     return out
@@ -607,7 +644,7 @@ NOTES: list[str] = """## What the figures say (runs of 2026-12-01, seed 0; part 
 
 
 PARTS = {"joint": part_joint, "new": part_new, "new_lr": part_new_lr, "new_text": part_new_text, "cross": part_cross,
-         "cross_sub": part_cross_sub}
+         "cross_sub": part_cross_sub, "cross_scratch": part_cross_scratch}
 
 
 def _run_name(part: str, seed: int) -> str:
@@ -618,6 +655,13 @@ def _run_name(part: str, seed: int) -> str:
         hist = "_hist" if TEXT_HISTORY else ""
         ids = f"_id{ID_RANK}" if ID_RANK else ""
         return f"new_text_r{TEXT_RANK}{lr}{ep}{pat}{hist}{ids}_s{seed}"
+    if part == "cross_sub":  # the defaults keep the first runs' names
+        frac = "" if CROSS_FRACTION == 0.1 else f"_f{CROSS_FRACTION:g}"
+        lr = "" if CROSS_LR == ADAPT_LR["full"] else f"_lr{CROSS_LR:g}"
+        anchor = f"_a{CROSS_ANCHOR:g}" if CROSS_ANCHOR else ""
+        return f"cross_sub{frac}{lr}{anchor}_s{seed}"
+    if part == "cross_scratch":
+        return _scratch_path(seed).stem
     return f"{part}_s{seed}"
 
 

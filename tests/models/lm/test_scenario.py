@@ -204,6 +204,42 @@ def test_adapt_rejects_bad_input(fitted, data_split) -> None:
         fitted.adapt(stranger, "B")
 
 
+def test_full_adaptation_anchored_to_its_start(fitted, data_split, tmp_path) -> None:
+    """L2-SP in full fine-tuning: at rate 1 the carried-over weights never move, the item-ID table and
+    the new adapter still learn; a moderate pull ends nearer the start than no pull."""
+    data, split = data_split
+    train = data.with_interactions(split.train)
+    start = {k: v.clone() for k, v in fitted.net_.state_dict().items()}
+    carried = [k for k in start if not k.startswith("scenario.") and "id_emb" not in k and k in
+               dict(fitted.net_.named_parameters())]
+    assert carried
+
+    def distance(model) -> float:
+        params = dict(model.net_.named_parameters())
+        return float(sum((params[k].detach() - start[k]).pow(2).sum() for k in carried))
+
+    lr = SMALL["lr"]
+    runs = {}
+    for anchor in (0.0, 10.0, 1.0 / lr):
+        model = load_model(fitted.save(tmp_path / f"a{anchor:g}"))
+        report = model.adapt(train, "B", mode="full", epochs=5, lr=lr, anchor=anchor)
+        assert report["anchor"] == anchor
+        runs[anchor] = model
+    pinned = runs[1.0 / lr]
+    after = dict(pinned.net_.named_parameters())
+    for k in carried:
+        torch.testing.assert_close(after[k].detach(), start[k], rtol=0, atol=1e-7, msg=k)
+    assert pinned.net_.scenario.adapters[1].user_b.abs().sum() > 0  # the new adapter learned regardless
+    assert not torch.equal(after["item_tower.id_emb.weight"].detach(), start["item_tower.id_emb.weight"])
+    assert distance(runs[0.0]) > 0
+    assert distance(runs[10.0]) < 0.8 * distance(runs[0.0])
+    with pytest.raises(ValueError, match="adapt anchor pulls the fine-tuned backbone toward its start; it needs mode='full'"):
+        fitted.adapt(train, "B", anchor=1.0)
+    for bad in (-1.0, float("nan"), True):
+        with pytest.raises(ValueError, match="adapt anchor must be a finite number >= 0"):
+            fitted.adapt(train, "B", mode="full", anchor=bad)
+
+
 # ---------------------------------------------------------------------- evaluation
 class SpyModel:
     """Scores item i for user u as 1 when i is u's target under the scenario it is asked for."""

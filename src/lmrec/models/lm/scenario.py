@@ -341,6 +341,7 @@ class LMScenarioRecommender(LMRecommender):
         text_history: bool | None = None,
         id_rank: int = 0,
         refit_whitening: bool | None = None,
+        anchor: float = 0.0,
     ) -> dict[str, Any]:
         """Learn a new scenario: a fresh adapter (+ scenario embedding) trained on its data.
 
@@ -379,6 +380,11 @@ class LMScenarioRecommender(LMRecommender):
                 in adapter mode, where it stays frozen (Office -> MovieLens-100K, validation
                 NDCG@10 on all users: full fine-tuning 0.1095 re-fitted vs 0.0962 kept; adapter
                 0.0195 vs 0.0257). Ignored within the same domain.
+            anchor: with ``mode="full"``, the strength of an L2-SP pull toward the weights the
+                adaptation starts from (0: off). After every optimiser step each carried-over weight
+                moves ``min(1, lr * anchor)`` of the way back to its starting value (the decoupled
+                form used by `partial_fit`, `lmrec.models.lm.continual.pull_toward_anchor`); the
+                item-ID table and the new adapter, which have no learned start, are not pulled.
 
         Returns:
             The report (also appended to ``adapt_reports_``): ``scenario``, ``scenario_id``,
@@ -397,6 +403,10 @@ class LMScenarioRecommender(LMRecommender):
             raise ValueError(f"adapt id_rank must be an integer >= 0, got {id_rank!r}")
         if id_rank and mode == "full":
             raise ValueError("adapt id_rank is for adapter mode; mode='full' trains every item's ID row already")
+        if isinstance(anchor, bool) or not isinstance(anchor, (int, float)) or not np.isfinite(anchor) or anchor < 0:
+            raise ValueError(f"adapt anchor must be a finite number >= 0, got {anchor!r}")
+        if anchor and mode != "full":
+            raise ValueError("adapt anchor pulls the fine-tuned backbone toward its start; it needs mode='full'")
         if isinstance(dataset, Interactions):
             dataset = Dataset(dataset)
         inter = dataset.interactions
@@ -464,6 +474,13 @@ class LMScenarioRecommender(LMRecommender):
                 split = None
                 if valid_inter is not None and len(valid_inter):
                     split = Split(inter, valid_inter, valid_inter.subset(np.zeros(0, np.int64)), "valid")
+                start_weights = None
+                if anchor:
+                    fresh = {id(p) for p in adapter_params}
+                    if hasattr(tower, "id_emb"):
+                        fresh.add(id(tower.id_emb.weight))
+                    start_weights = {n: p.detach().clone() for n, p in net.named_parameters()
+                                     if id(p) in keep and id(p) not in fresh}
                 start = time.perf_counter()
                 try:
                     history = train_positions(
@@ -471,6 +488,7 @@ class LMScenarioRecommender(LMRecommender):
                         epochs=int(epochs or self.epochs), lr=float(lr or self.lr),
                         patience=int(patience or self.patience),
                         shared_dropout=0.0, focus=str(scenario),
+                        anchor=start_weights, anchor_strength=float(anchor),
                     )
                 finally:
                     for p in net.parameters():
@@ -485,7 +503,7 @@ class LMScenarioRecommender(LMRecommender):
         report = {
             "scenario": str(scenario), "scenario_id": sid, "mode": mode, "new_domain": not same_domain,
             "refit_whitening": bool(refit_whitening and not same_domain and self.whiten),
-            "text_rank": int(t_rank), "text_history": t_hist,
+            "text_rank": int(t_rank), "text_history": t_hist, "anchor": float(anchor),
             "id_rank": int(id_rank), "id_items": 0 if id_rows is None else len(id_rows),
             "trainable_params": int(n_train), "full_finetune_params": int(n_full),
             "trainable_share": n_train / n_full, "n_train_positions": int(in_scen.sum()), "fit_s": fit_s,
@@ -543,6 +561,8 @@ def train_positions(
     patience: int,
     shared_dropout: float,
     focus: str | None = None,
+    anchor: dict[str, torch.Tensor] | None = None,
+    anchor_strength: float = 0.0,
 ) -> list[dict[str, float]]:
     """Train ``params`` of ``model.net_`` on ``inter`` with each position scored under its target's scenario.
 
@@ -556,6 +576,8 @@ def train_positions(
         params / epochs / lr / patience: what to train and how.
         shared_dropout: share of positions moved to the shared path.
         focus: early-stop on this scenario's validation NDCG@10 (its ``by_scenario`` entry).
+        anchor / anchor_strength: parameter name -> start value, pulled toward after every step at
+            rate ``lr * anchor_strength`` (L2-SP, decoupled); None: no pull.
     """
     from lmrec.models.lm.training import Windows, batches_of, make_windows, user_columns
     from lmrec.train.callbacks import EarlyStopping, LogMetrics
@@ -584,6 +606,11 @@ def train_positions(
             return {k: float(got.get(k, 0.0)) for k in ("ndcg@10", "recall@10")}
 
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=model.weight_decay)
+    if anchor and anchor_strength > 0:
+        from lmrec.models.lm.continual import pull_toward_anchor
+
+        net, rate = model.net_, float(lr) * float(anchor_strength)
+        optimizer.register_step_post_hook(lambda *_: pull_toward_anchor(net, anchor, rate))
     state = fit_loop(
         model.net_, batches_of(windows, int(model.batch_size), seed), objective, optimizer, epochs=epochs,
         callbacks=callbacks, validate=validate, grad_clip=model.grad_clip, show_progress=model.show_progress,
