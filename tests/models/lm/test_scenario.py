@@ -240,6 +240,59 @@ def test_full_adaptation_anchored_to_its_start(fitted, data_split, tmp_path) -> 
             fitted.adapt(train, "B", mode="full", anchor=bad)
 
 
+def test_reset_parts_reinitialise_only_what_is_named(fitted, tmp_path) -> None:
+    """A reset part gets a fresh, seed-determined initialisation (SASRec-style N(0, 0.02) in the user
+    tower, LayerNorm at 1 / 0); the parts not named keep their trained weights."""
+    from lmrec.models.lm.domain import reset_parts
+
+    def state(model, prefix):
+        return {k: v.clone() for k, v in model.net_.state_dict().items() if k.startswith(prefix)}
+
+    trained_user, trained_adaptor = state(fitted, "user_tower."), state(fitted, "item_tower.adaptor.")
+    resets = []
+    for run in range(2):
+        model = load_model(fitted.save(tmp_path / f"r{run}"))
+        torch.manual_seed(7)
+        ids = reset_parts(model, ("user_tower",))
+        assert len(ids) == len(list(model.net_.user_tower.parameters()))
+        resets.append(state(model, "user_tower."))
+        for k, v in state(model, "item_tower.adaptor.").items():
+            assert torch.equal(v, trained_adaptor[k]), k
+    for k in resets[0]:
+        assert torch.equal(resets[0][k], resets[1][k]), k  # same seed, same fresh weights
+    assert not torch.equal(resets[0]["user_tower.pos.weight"], trained_user["user_tower.pos.weight"])
+    assert 0.015 < float(resets[0]["user_tower.pos.weight"].std()) < 0.025
+    assert torch.equal(resets[0]["user_tower.out_norm.weight"], torch.ones_like(trained_user["user_tower.out_norm.weight"]))
+
+    model = load_model(fitted.save(tmp_path / "adaptor"))
+    reset_parts(model, ["adaptor"])
+    changed = [k for k, v in state(model, "item_tower.adaptor.").items() if not torch.equal(v, trained_adaptor[k])]
+    assert changed == list(trained_adaptor)
+    for k, v in state(model, "user_tower.").items():
+        assert torch.equal(v, trained_user[k]), k
+
+
+def test_full_adaptation_with_a_fresh_user_tower(fitted, data_split, tmp_path) -> None:
+    """reset='user_tower' trains the fresh tower while the L2-SP pull (which skips reset parts) still
+    pins the carried-over adaptor; bad names and adapter mode are errors."""
+    data, split = data_split
+    train = data.with_interactions(split.train)
+    lr = SMALL["lr"]
+    start = {k: v.clone() for k, v in fitted.net_.state_dict().items()}
+    model = load_model(fitted.save(tmp_path / "m"))
+    report = model.adapt(train, "B", mode="full", epochs=3, lr=lr, anchor=1.0 / lr, reset="user_tower")
+    assert report["reset"] == ["user_tower"]
+    after = {k: v.detach() for k, v in model.net_.named_parameters()}
+    for k in (k for k in after if k.startswith("item_tower.adaptor.")):
+        torch.testing.assert_close(after[k], start[k], rtol=0, atol=1e-7, msg=k)
+    moved = [k for k in after if k.startswith("user_tower.") and not torch.equal(after[k], start[k])]
+    assert "user_tower.pos.weight" in moved and len(moved) == len([k for k in after if k.startswith("user_tower.")])
+    with pytest.raises(ValueError, match=r"adapt reset names unknown part 'heads'; choose from \['user_tower', 'adaptor'\]"):
+        fitted.adapt(train, "B", mode="full", reset=("user_tower", "heads"))
+    with pytest.raises(ValueError, match="adapt reset re-initialises parts of the backbone, which only mode='full' trains"):
+        fitted.adapt(train, "B", reset="adaptor")
+
+
 # ---------------------------------------------------------------------- evaluation
 class SpyModel:
     """Scores item i for user u as 1 when i is u's target under the scenario it is asked for."""

@@ -342,6 +342,7 @@ class LMScenarioRecommender(LMRecommender):
         id_rank: int = 0,
         refit_whitening: bool | None = None,
         anchor: float = 0.0,
+        reset: str | Sequence[str] = (),
     ) -> dict[str, Any]:
         """Learn a new scenario: a fresh adapter (+ scenario embedding) trained on its data.
 
@@ -385,6 +386,12 @@ class LMScenarioRecommender(LMRecommender):
                 moves ``min(1, lr * anchor)`` of the way back to its starting value (the decoupled
                 form used by `partial_fit`, `lmrec.models.lm.continual.pull_toward_anchor`); the
                 item-ID table and the new adapter, which have no learned start, are not pulled.
+            reset: with ``mode="full"``, parts of the carried-over network to re-initialise before
+                training (`lmrec.models.lm.domain.reset_parts`): ``"user_tower"`` and/or
+                ``"adaptor"``. Office -> MovieLens-100K (RESULTS.md §8): with a fresh user tower the
+                fine-tune reaches 0.94x of training from scratch on 10 % of the users (20 draws;
+                0.93x without the reset) and 1.01x on all of them (1.04x without); no difference
+                from scratch is significant.
 
         Returns:
             The report (also appended to ``adapt_reports_``): ``scenario``, ``scenario_id``,
@@ -407,6 +414,11 @@ class LMScenarioRecommender(LMRecommender):
             raise ValueError(f"adapt anchor must be a finite number >= 0, got {anchor!r}")
         if anchor and mode != "full":
             raise ValueError("adapt anchor pulls the fine-tuned backbone toward its start; it needs mode='full'")
+        from lmrec.models.lm.domain import check_reset, move_to, reset_parts
+
+        reset = check_reset(reset)
+        if reset and mode != "full":
+            raise ValueError("adapt reset re-initialises parts of the backbone, which only mode='full' trains")
         if isinstance(dataset, Interactions):
             dataset = Dataset(dataset)
         inter = dataset.interactions
@@ -433,8 +445,6 @@ class LMScenarioRecommender(LMRecommender):
         try:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                from lmrec.models.lm.domain import move_to
-
                 if refit_whitening is None:
                     refit_whitening = mode == "full"
                 if not same_domain:
@@ -444,6 +454,7 @@ class LMScenarioRecommender(LMRecommender):
                 self.counts_ = inter.item_counts()
                 self._set_histories(inter)
                 net = self.net_
+                was_reset = set(reset_parts(self, reset))
                 id_rows = np.unique(inter.items[in_scen]) if id_rank else None
                 if scenario in self.scenario_names_:
                     sid = self.scenario_names_.index(scenario)
@@ -476,7 +487,7 @@ class LMScenarioRecommender(LMRecommender):
                     split = Split(inter, valid_inter, valid_inter.subset(np.zeros(0, np.int64)), "valid")
                 start_weights = None
                 if anchor:
-                    fresh = {id(p) for p in adapter_params}
+                    fresh = {id(p) for p in adapter_params} | was_reset
                     if hasattr(tower, "id_emb"):
                         fresh.add(id(tower.id_emb.weight))
                     start_weights = {n: p.detach().clone() for n, p in net.named_parameters()
@@ -503,7 +514,7 @@ class LMScenarioRecommender(LMRecommender):
         report = {
             "scenario": str(scenario), "scenario_id": sid, "mode": mode, "new_domain": not same_domain,
             "refit_whitening": bool(refit_whitening and not same_domain and self.whiten),
-            "text_rank": int(t_rank), "text_history": t_hist, "anchor": float(anchor),
+            "text_rank": int(t_rank), "text_history": t_hist, "anchor": float(anchor), "reset": list(reset),
             "id_rank": int(id_rank), "id_items": 0 if id_rows is None else len(id_rows),
             "trainable_params": int(n_train), "full_finetune_params": int(n_full),
             "trainable_share": n_train / n_full, "n_train_positions": int(in_scen.sum()), "fit_s": fit_s,
