@@ -20,7 +20,8 @@ Parts (leave-one-out by time, full ranking, test after observing valid, @10):
   against scratch, so the 10 % comparison is not one draw of 94 users.
   ``SCENARIO_CROSS_FRACTION`` (default 0.1), ``SCENARIO_CROSS_LR`` (default 1e-3) and
   ``SCENARIO_CROSS_ANCHOR`` (L2-SP toward the Office weights, default 0) set the share of users and
-  the fine-tuning; the scratch model of a draw is fitted once and kept as ``cross_scratch*_s<draw>.json``
+  the fine-tuning, ``SCENARIO_CROSS_RESET`` (comma-separated parts: ``user_tower``, ``adaptor``) the
+  parts of the Office network re-initialised before it; the scratch model of a draw is fitted once and kept as ``cross_scratch*_s<draw>.json``
   (part ``cross_scratch`` fits it alone, without the Office model).
 - ``cross``: the joint Office model moved to MovieLens-100K (other users and items; item text is the
   bridge) and adapted on 10% / 100% of the ML-100K training users, against the same architecture
@@ -322,6 +323,8 @@ def part_cross(seed: int) -> dict[str, Any]:
 CROSS_FRACTION = float(os.environ.get("SCENARIO_CROSS_FRACTION", 0.1))
 CROSS_LR = float(os.environ.get("SCENARIO_CROSS_LR", ADAPT_LR["full"]))
 CROSS_ANCHOR = float(os.environ.get("SCENARIO_CROSS_ANCHOR", 0.0))
+#: parts of the Office network re-initialised before the fine-tune (comma-separated: user_tower, adaptor)
+CROSS_RESET = tuple(p for p in os.environ.get("SCENARIO_CROSS_RESET", "").split(",") if p)
 
 
 def _scratch_path(seed: int) -> Path:
@@ -349,13 +352,15 @@ def part_cross_sub(seed: int) -> dict[str, Any]:
         cached.write_text(json.dumps({"n_train_users": n_chosen, "fraction": CROSS_FRACTION, **scratch},
                                      indent=2, default=float))
     model = load_model(source)
+    if CROSS_FRACTION == 1.0:  # every draw trains on the same users, so the draw seeds the fine-tune instead
+        model.random_state = seed
     report = model.adapt(data.with_interactions(sub.train), "movielens", valid=sub, lr=CROSS_LR, mode="full",
-                         anchor=CROSS_ANCHOR)
+                         anchor=CROSS_ANCHOR, reset=CROSS_RESET)
     model.observe(rest)
     model.observe(split.valid)
     tuned = {**report, "test": evaluate_test(model, split)["overall"]}
     out: dict[str, Any] = {"n_train_users": n_chosen, "n_train_interactions": int(len(sub.train)),
-                           "fraction": CROSS_FRACTION, "lr": CROSS_LR, "anchor": CROSS_ANCHOR,
+                           "fraction": CROSS_FRACTION, "lr": CROSS_LR, "anchor": CROSS_ANCHOR, "reset": list(CROSS_RESET),
                            "full fine-tune": tuned, "scratch": scratch}
     log.info("cross_sub draw %d: full fine-tune %.4f, scratch %.4f", seed,
              out["full fine-tune"]["test"]["ndcg@10"], out["scratch"]["test"]["ndcg@10"])
@@ -643,6 +648,63 @@ NOTES: list[str] = """## What the figures say (runs of 2026-12-01, seed 0; part 
 """.splitlines()
 
 
+def _cross_setting(run: dict[str, Any]) -> str:
+    parts = [f"lr {run['lr']:g}"] if run.get("lr", ADAPT_LR["full"]) != ADAPT_LR["full"] else []
+    if run.get("anchor"):
+        parts.append(f"L2-SP {run['anchor']:g}")
+    if run.get("reset"):
+        parts.append("fresh " + " + ".join(run["reset"]))
+    return "full fine-tune" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def cross_summary(runs: Path, png_path: Path) -> list[str]:
+    """Every part ``cross_sub`` setting over its draws, against scratch on the same draws (markdown rows),
+    and the data-efficiency plot (mean test NDCG@10 with the spread over draws) at ``png_path``."""
+    from scipy import stats
+
+    groups: dict[tuple[float, str], list[dict[str, Any]]] = {}
+    for path in runs.glob("cross_sub*_s[0-9]*.json"):
+        run = json.loads(path.read_text())
+        run["draw"] = int(path.stem.rsplit("_s", 1)[1])
+        groups.setdefault((float(run.get("fraction", 0.1)), _cross_setting(run)), []).append(run)
+    lines = ["| training users | setting | draws | fine-tuned NDCG@10 | scratch NDCG@10 | ratio of means | "
+             "paired diff (t-test p) | draws where fine-tuned >= scratch |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    curves: dict[str, dict[float, tuple[float, float]]] = {}
+    for (frac, setting), rows in sorted(groups.items()):
+        rows.sort(key=lambda r: r["draw"])
+        ft = np.array([r["full fine-tune"]["test"]["ndcg@10"] for r in rows])
+        sc = np.array([r["scratch"]["test"]["ndcg@10"] for r in rows])
+        p = stats.ttest_rel(ft, sc).pvalue if len(rows) > 1 and np.any(ft != sc) else float("nan")
+        lines.append(f"| {100 * frac:.0f}% | {setting} | {len(rows)} | {ft.mean():.4f} ± {ft.std(ddof=1) if len(ft) > 1 else 0:.4f} "
+                     f"| {sc.mean():.4f} ± {sc.std(ddof=1) if len(sc) > 1 else 0:.4f} | {ft.mean() / sc.mean():.3f} "
+                     f"| {ft.mean() - sc.mean():+.4f} (p={p:.2f}) | {int((ft >= sc).sum())} of {len(rows)} |")
+        curves.setdefault(setting, {})[frac] = (float(ft.mean()), float(ft.std(ddof=1)) if len(ft) > 1 else 0.0)
+        if setting == "full fine-tune":
+            curves.setdefault("scratch", {})[frac] = (float(sc.mean()), float(sc.std(ddof=1)) if len(sc) > 1 else 0.0)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    shown = [k for k in curves if k in ("scratch", "full fine-tune", "full fine-tune (fresh user_tower)")]
+    for offset, setting in enumerate(shown):
+        pts = sorted(curves[setting].items())
+        xs = [100 * f * (1 + 0.04 * (offset - 1)) for f, _ in pts]  # small shifts keep error bars apart
+        ax.errorbar(xs, [m for _, (m, _) in pts], yerr=[s for _, (_, s) in pts], marker="o", capsize=3, label=setting)
+    ax.set_xscale("log")
+    ax.set_xticks([10, 100], ["10%", "100%"])
+    ax.set_xlabel("share of ML-100K training users")
+    ax.set_ylabel("test NDCG@10 (full ranking)")
+    ax.set_title("Office -> MovieLens-100K: mean and spread over draws")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png_path, dpi=120)
+    plt.close(fig)
+    return lines
+
+
 PARTS = {"joint": part_joint, "new": part_new, "new_lr": part_new_lr, "new_text": part_new_text, "cross": part_cross,
          "cross_sub": part_cross_sub, "cross_scratch": part_cross_scratch}
 
@@ -659,7 +721,8 @@ def _run_name(part: str, seed: int) -> str:
         frac = "" if CROSS_FRACTION == 0.1 else f"_f{CROSS_FRACTION:g}"
         lr = "" if CROSS_LR == ADAPT_LR["full"] else f"_lr{CROSS_LR:g}"
         anchor = f"_a{CROSS_ANCHOR:g}" if CROSS_ANCHOR else ""
-        return f"cross_sub{frac}{lr}{anchor}_s{seed}"
+        reset = "".join(f"_r{p}" for p in CROSS_RESET)
+        return f"cross_sub{frac}{lr}{anchor}{reset}_s{seed}"
     if part == "cross_scratch":
         return _scratch_path(seed).stem
     return f"{part}_s{seed}"
@@ -671,6 +734,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--force", action="store_true")
     parser.add_argument("--report", action="store_true")
+    parser.add_argument("--cross-summary", action="store_true",
+                        help="print every cross_sub setting against scratch and plot benchmarks/results/scenario_cross_domain.png")
     args = parser.parse_args()
     unknown = [p for p in args.parts if p not in PARTS]
     if unknown:
@@ -692,6 +757,8 @@ def main() -> None:
             log.info("wrote %s (%.0f s)", path, result["wall_s"])
     if args.report:
         write_report(RUNS, RESULTS_MD, OUT / "scenario_data_efficiency.png")
+    if args.cross_summary:
+        print("\n".join(cross_summary(RUNS, RESULTS_MD.parent / "scenario_cross_domain.png")))
 
 
 if __name__ == "__main__":
