@@ -21,8 +21,11 @@ Parts (leave-one-out by time, full ranking, test after observing valid, @10):
   ``SCENARIO_CROSS_FRACTION`` (default 0.1), ``SCENARIO_CROSS_LR`` (default 1e-3) and
   ``SCENARIO_CROSS_ANCHOR`` (L2-SP toward the Office weights, default 0) set the share of users and
   the fine-tuning, ``SCENARIO_CROSS_RESET`` (comma-separated parts: ``user_tower``, ``adaptor``) the
-  parts of the Office network re-initialised before it; the scratch model of a draw is fitted once and kept as ``cross_scratch*_s<draw>.json``
+  parts of the Office network re-initialised before it, ``SCENARIO_CROSS_SOURCE=text`` fine-tunes
+  part ``joint_text``'s model instead of part ``joint``'s; the scratch model of a draw is fitted once and kept as ``cross_scratch*_s<draw>.json``
   (part ``cross_scratch`` fits it alone, without the Office model).
+- ``joint_text``: part ``joint``'s joint model with text-only items (no item-ID part), saved as a
+  cross-domain source.
 - ``cross``: the joint Office model moved to MovieLens-100K (other users and items; item text is the
   bridge) and adapted on 10% / 100% of the ML-100K training users, against the same architecture
   trained from scratch on the same users.
@@ -153,6 +156,19 @@ def n_params(model) -> int:
 
 
 # ---------------------------------------------------------------------- parts
+def part_joint_text(seed: int) -> dict[str, Any]:
+    """Part ``joint``'s model with text-only items (no item-ID part), as a cross-domain source."""
+    from lmrec.data import leave_one_out
+
+    data = office()
+    split = leave_one_out(data.interactions)
+    rec, model = fit_eval(lm_scenario(seed, scenario_weights="balanced", item_repr="text"), data, split)
+    model.save(RUNS / f"office_joint_text_s{seed}")
+    out = {**rec, **evaluate_test(model, split), "params": n_params(model)}
+    log.info("joint, text-only items: %s", out["overall"])
+    return out
+
+
 def part_joint(seed: int) -> dict[str, Any]:
     from lmrec.data import leave_one_out
 
@@ -272,8 +288,8 @@ def movielens(fraction: float, seed: int):
     return data, split, sub, rest, int(len(chosen))
 
 
-def _joint_source(seed: int, part: str) -> Path:
-    source = RUNS / f"office_joint_s{seed}"
+def _joint_source(seed: int, part: str, item_repr: str = "hybrid") -> Path:
+    source = RUNS / (f"office_joint_s{seed}" if item_repr == "hybrid" else f"office_joint_{item_repr}_s{seed}")
     if not (source / "config.json").exists():
         raise SystemExit(f"part {part!r} needs the joint Office model of part 'joint' (seed {seed}) at {source}")
     return source
@@ -323,6 +339,8 @@ def part_cross(seed: int) -> dict[str, Any]:
 CROSS_FRACTION = float(os.environ.get("SCENARIO_CROSS_FRACTION", 0.1))
 CROSS_LR = float(os.environ.get("SCENARIO_CROSS_LR", ADAPT_LR["full"]))
 CROSS_ANCHOR = float(os.environ.get("SCENARIO_CROSS_ANCHOR", 0.0))
+#: the Office model fine-tuned: the joint model of part ``joint`` ("hybrid") or of part ``joint_text`` ("text")
+CROSS_SOURCE = os.environ.get("SCENARIO_CROSS_SOURCE", "hybrid")
 #: parts of the Office network re-initialised before the fine-tune (comma-separated: user_tower, adaptor)
 CROSS_RESET = tuple(p for p in os.environ.get("SCENARIO_CROSS_RESET", "").split(",") if p)
 
@@ -341,7 +359,7 @@ def part_cross_scratch(seed: int) -> dict[str, Any]:
 def part_cross_sub(seed: int) -> dict[str, Any]:
     from lmrec.models import load_model
 
-    source = _joint_source(0, "cross_sub")
+    source = _joint_source(0, "cross_sub", CROSS_SOURCE)
     data, split, sub, rest, n_chosen = movielens(CROSS_FRACTION, seed)
     cached = _scratch_path(seed)  # the scratch model is seeded: one fit serves every fine-tuning variant
     if cached.exists():
@@ -361,6 +379,7 @@ def part_cross_sub(seed: int) -> dict[str, Any]:
     tuned = {**report, "test": evaluate_test(model, split)["overall"]}
     out: dict[str, Any] = {"n_train_users": n_chosen, "n_train_interactions": int(len(sub.train)),
                            "fraction": CROSS_FRACTION, "lr": CROSS_LR, "anchor": CROSS_ANCHOR, "reset": list(CROSS_RESET),
+                           "source": CROSS_SOURCE,
                            "full fine-tune": tuned, "scratch": scratch}
     log.info("cross_sub draw %d: full fine-tune %.4f, scratch %.4f", seed,
              out["full fine-tune"]["test"]["ndcg@10"], out["scratch"]["test"]["ndcg@10"])
@@ -650,6 +669,8 @@ NOTES: list[str] = """## What the figures say (runs of 2026-12-01, seed 0; part 
 
 def _cross_setting(run: dict[str, Any]) -> str:
     parts = [f"lr {run['lr']:g}"] if run.get("lr", ADAPT_LR["full"]) != ADAPT_LR["full"] else []
+    if run.get("source", "hybrid") != "hybrid":
+        parts.insert(0, f"{run['source']}-only Office source")
     if run.get("anchor"):
         parts.append(f"L2-SP {run['anchor']:g}")
     if run.get("reset"):
@@ -705,7 +726,7 @@ def cross_summary(runs: Path, png_path: Path) -> list[str]:
     return lines
 
 
-PARTS = {"joint": part_joint, "new": part_new, "new_lr": part_new_lr, "new_text": part_new_text, "cross": part_cross,
+PARTS = {"joint": part_joint, "joint_text": part_joint_text, "new": part_new, "new_lr": part_new_lr, "new_text": part_new_text, "cross": part_cross,
          "cross_sub": part_cross_sub, "cross_scratch": part_cross_scratch}
 
 
@@ -722,7 +743,8 @@ def _run_name(part: str, seed: int) -> str:
         lr = "" if CROSS_LR == ADAPT_LR["full"] else f"_lr{CROSS_LR:g}"
         anchor = f"_a{CROSS_ANCHOR:g}" if CROSS_ANCHOR else ""
         reset = "".join(f"_r{p}" for p in CROSS_RESET)
-        return f"cross_sub{frac}{lr}{anchor}{reset}_s{seed}"
+        source = "" if CROSS_SOURCE == "hybrid" else f"_{CROSS_SOURCE}"
+        return f"cross_sub{source}{frac}{lr}{anchor}{reset}_s{seed}"
     if part == "cross_scratch":
         return _scratch_path(seed).stem
     return f"{part}_s{seed}"
