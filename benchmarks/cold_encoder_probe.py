@@ -93,8 +93,9 @@ def main() -> None:
         sample = pairs[: args.batch]
         left = base(**base.tokenize([texts[i] for i in sample[:, 0]]))
         right = base(**base.tokenize([texts[i] for i in sample[:, 1]]))
-    print(f"{len(all_pairs)} co-purchase pairs; untuned cosine of a batch: pairs {float((left * right).sum(1).mean()):.3f}, "
-          f"all combinations {float((left @ right.T).mean()):.3f}", flush=True)
+    paired, every = float((left * right).sum(1).mean()), float((left @ right.T).mean())
+    print(f"{len(all_pairs)} co-purchase pairs; untuned cosine of a batch: pairs {paired:.3f}, "
+          f"all combinations {every:.3f}", flush=True)
     rows = {"TF-IDF": figures(TfidfRecommender().fit(train), split, pool),
             f"MiniLM untuned, {args.max_len} tokens": figures(
                 FrozenContent(base.encode(texts), whiten=True).fit(train), split, pool)}
@@ -107,7 +108,7 @@ def main() -> None:
           f"{np.mean(losses[-10:]):.3f} (chance: log {args.batch} = {np.log(args.batch):.3f})", flush=True)
     rows[f"MiniLM tuned ({args.mode}, lr {args.lr:g}, {len(pairs)} pairs)"] = figures(
         FrozenContent(encoder.encode(texts), whiten=True).fit(train), split, pool)
-    print("| scorer (cold split, seed %d) | valid Recall@10 | Recall@10, all items | Recall@10, new items |" % args.seed)
+    print(f"| scorer (cold split, seed {args.seed}) | valid Recall@10 | Recall@10, all items | Recall@10, new items |")
     print("|---|---:|---:|---:|")
     for name, r in rows.items():
         print(f"| {name} | {r['valid']:.4f} | {r['all']:.4f} | {r['new']:.4f} |")

@@ -80,7 +80,8 @@ def diagnose(data_name: str, forget_seed: int, h_days: tuple[float, ...]) -> dic
     after_last = np.concatenate([right_after, *windows[1:]])
     history, target = inter.subset(right_after), inter.subset(held0)
     periods = {"initial part": initial, "window 0 (kept rows)": kept0, "initial part + window 0": right_after,
-               **{f"window {k}": windows[k] for k in range(1, len(windows))}, "everything up to the last window": after_last}
+               **{f"window {k}": windows[k] for k in range(1, len(windows))},
+               "everything up to the last window": after_last}
     out = {f"popularity: {name}": task_ndcg(PeriodPopularity(inter, rows), history, target)
            for name, rows in periods.items()}
     for h in h_days:
@@ -97,7 +98,8 @@ def main() -> None:
     parser.add_argument("--h-days", type=float, nargs="+", default=[3.0, 30.0, 90.0])
     args = parser.parse_args()
     runs = [diagnose(args.data, seed, tuple(args.h_days)) for seed in args.forget_seeds]
-    print(f"| {args.data}: scorer of the held-back task | NDCG@10, mean over held-back draws {args.forget_seeds} | per draw |")
+    print(f"| {args.data}: scorer of the held-back task | NDCG@10, mean over held-back draws {args.forget_seeds} "
+          "| per draw |")
     print("|---|---:|---|")
     for key in runs[0]:
         vals = [r[key] for r in runs]

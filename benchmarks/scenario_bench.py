@@ -22,8 +22,10 @@ Parts (leave-one-out by time, full ranking, test after observing valid, @10):
   ``SCENARIO_CROSS_ANCHOR`` (L2-SP toward the Office weights, default 0) set the share of users and
   the fine-tuning, ``SCENARIO_CROSS_RESET`` (comma-separated parts: ``user_tower``, ``adaptor``) the
   parts of the Office network re-initialised before it, ``SCENARIO_CROSS_SOURCE=text`` fine-tunes
-  part ``joint_text``'s model instead of part ``joint``'s; the scratch model of a draw is fitted once and kept as ``cross_scratch*_s<draw>.json``
-  (part ``cross_scratch`` fits it alone, without the Office model).
+  part ``joint_text``'s model instead of part ``joint``'s; the scratch model of a draw is fitted once
+  and kept as ``cross_scratch*_s<draw>.json`` (part ``cross_scratch`` fits it alone, without the
+  Office model). At ``SCENARIO_CROSS_FRACTION=1.0`` every draw has the same users, so the draw seeds
+  the fine-tune. ``--cross-summary`` tabulates every setting run against scratch and plots it.
 - ``joint_text``: part ``joint``'s joint model with text-only items (no item-ID part), saved as a
   cross-domain source.
 - ``cross``: the joint Office model moved to MovieLens-100K (other users and items; item text is the
@@ -289,9 +291,10 @@ def movielens(fraction: float, seed: int):
 
 
 def _joint_source(seed: int, part: str, item_repr: str = "hybrid") -> Path:
-    source = RUNS / (f"office_joint_s{seed}" if item_repr == "hybrid" else f"office_joint_{item_repr}_s{seed}")
+    maker = "joint" if item_repr == "hybrid" else f"joint_{item_repr}"
+    source = RUNS / f"office_{maker}_s{seed}"
     if not (source / "config.json").exists():
-        raise SystemExit(f"part {part!r} needs the joint Office model of part 'joint' (seed {seed}) at {source}")
+        raise SystemExit(f"part {part!r} needs the joint Office model of part {maker!r} (seed {seed}) at {source}")
     return source
 
 
@@ -378,8 +381,8 @@ def part_cross_sub(seed: int) -> dict[str, Any]:
     model.observe(split.valid)
     tuned = {**report, "test": evaluate_test(model, split)["overall"]}
     out: dict[str, Any] = {"n_train_users": n_chosen, "n_train_interactions": int(len(sub.train)),
-                           "fraction": CROSS_FRACTION, "lr": CROSS_LR, "anchor": CROSS_ANCHOR, "reset": list(CROSS_RESET),
-                           "source": CROSS_SOURCE,
+                           "fraction": CROSS_FRACTION, "lr": CROSS_LR, "anchor": CROSS_ANCHOR,
+                           "reset": list(CROSS_RESET), "source": CROSS_SOURCE,
                            "full fine-tune": tuned, "scratch": scratch}
     log.info("cross_sub draw %d: full fine-tune %.4f, scratch %.4f", seed,
              out["full fine-tune"]["test"]["ndcg@10"], out["scratch"]["test"]["ndcg@10"])
@@ -691,17 +694,22 @@ def cross_summary(runs: Path, png_path: Path) -> list[str]:
     lines = ["| training users | setting | draws | fine-tuned NDCG@10 | scratch NDCG@10 | ratio of means | "
              "paired diff (t-test p) | draws where fine-tuned >= scratch |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     curves: dict[str, dict[float, tuple[float, float]]] = {}
+
+    def spread(x: np.ndarray) -> tuple[float, float]:
+        return float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else 0.0
+
     for (frac, setting), rows in sorted(groups.items()):
         rows.sort(key=lambda r: r["draw"])
         ft = np.array([r["full fine-tune"]["test"]["ndcg@10"] for r in rows])
         sc = np.array([r["scratch"]["test"]["ndcg@10"] for r in rows])
         p = stats.ttest_rel(ft, sc).pvalue if len(rows) > 1 and np.any(ft != sc) else float("nan")
-        lines.append(f"| {100 * frac:.0f}% | {setting} | {len(rows)} | {ft.mean():.4f} ± {ft.std(ddof=1) if len(ft) > 1 else 0:.4f} "
-                     f"| {sc.mean():.4f} ± {sc.std(ddof=1) if len(sc) > 1 else 0:.4f} | {ft.mean() / sc.mean():.3f} "
-                     f"| {ft.mean() - sc.mean():+.4f} (p={p:.2f}) | {int((ft >= sc).sum())} of {len(rows)} |")
-        curves.setdefault(setting, {})[frac] = (float(ft.mean()), float(ft.std(ddof=1)) if len(ft) > 1 else 0.0)
+        (ft_m, ft_s), (sc_m, sc_s) = spread(ft), spread(sc)
+        lines.append(f"| {100 * frac:.0f}% | {setting} | {len(rows)} | {ft_m:.4f} ± {ft_s:.4f} "
+                     f"| {sc_m:.4f} ± {sc_s:.4f} | {ft_m / sc_m:.3f} | {ft_m - sc_m:+.4f} (p={p:.2f}) "
+                     f"| {int((ft >= sc).sum())} of {len(rows)} |")
+        curves.setdefault(setting, {})[frac] = (ft_m, ft_s)
         if setting == "full fine-tune":
-            curves.setdefault("scratch", {})[frac] = (float(sc.mean()), float(sc.std(ddof=1)) if len(sc) > 1 else 0.0)
+            curves.setdefault("scratch", {})[frac] = (sc_m, sc_s)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -726,7 +734,8 @@ def cross_summary(runs: Path, png_path: Path) -> list[str]:
     return lines
 
 
-PARTS = {"joint": part_joint, "joint_text": part_joint_text, "new": part_new, "new_lr": part_new_lr, "new_text": part_new_text, "cross": part_cross,
+PARTS = {"joint": part_joint, "joint_text": part_joint_text, "new": part_new, "new_lr": part_new_lr,
+         "new_text": part_new_text, "cross": part_cross,
          "cross_sub": part_cross_sub, "cross_scratch": part_cross_scratch}
 
 
@@ -757,7 +766,7 @@ def main() -> None:
     parser.add_argument("--force", action="store_true")
     parser.add_argument("--report", action="store_true")
     parser.add_argument("--cross-summary", action="store_true",
-                        help="print every cross_sub setting against scratch and plot benchmarks/results/scenario_cross_domain.png")
+                        help="print every cross_sub setting against scratch; plot results/scenario_cross_domain.png")
     args = parser.parse_args()
     unknown = [p for p in args.parts if p not in PARTS]
     if unknown:
