@@ -68,7 +68,7 @@ log = logging.getLogger("scenario_bench")
 
 #: shared settings (lm_bench's Office settings, epochs capped for a shared 2-core box)
 BASE: dict[str, Any] = {"max_len": 50, "dropout": 0.3, "epochs": int(os.environ.get("SCENARIO_BENCH_EPOCHS", 15)),
-                        "patience": 3, "num_threads": 1,
+                        "patience": int(os.environ.get("SCENARIO_BENCH_PATIENCE", 3)), "num_threads": 1,
                         "cache_dir": str(CACHE)}
 ADAPT_LR = {"adapter": 5e-3, "full": 1e-3}
 
@@ -168,6 +168,37 @@ def part_joint_text(seed: int) -> dict[str, Any]:
     model.save(RUNS / f"office_joint_text_s{seed}")
     out = {**rec, **evaluate_test(model, split), "params": n_params(model)}
     log.info("joint, text-only items: %s", out["overall"])
+    return out
+
+
+#: part joint_compare's loss weights per scenario: "balanced" (part joint's) or "none" (every row the same)
+JOINT_WEIGHTS = os.environ.get("SCENARIO_JOINT_WEIGHTS", "balanced")
+
+
+def part_joint_compare(seed: int) -> dict[str, Any]:
+    """Part ``joint``'s joint model against the scenario-blind lm, both also ranking only the user's
+    scenario's items, without the per-scenario models; epochs and patience from the environment."""
+    from lmrec.data import leave_one_out
+
+    data = office()
+    split = leave_one_out(data.interactions)
+    names, iscen = [*MAIN, "Other"], item_scenarios(data)
+    weights = None if JOINT_WEIGHTS == "none" else JOINT_WEIGHTS
+    out: dict[str, Any] = {"scenario_weights": JOINT_WEIGHTS, "epochs": BASE["epochs"], "patience": BASE["patience"]}
+    # the scenario-blind model does not depend on the weights: fitted once per seed and budget, then read back
+    blind = RUNS / f"joint_compare_ignore_e{BASE['epochs']}_p{BASE['patience']}_s{seed}.json"
+    for label in ("joint", "ignore"):
+        if label == "ignore" and blind.exists():
+            out.update(json.loads(blind.read_text()))
+            break
+        model = lm_scenario(seed, scenario_weights=weights) if label == "joint" else lm(seed)
+        rec, model = fit_eval(model, data, split)
+        out[label] = {**rec, **evaluate_test(model, split), "params": n_params(model)}
+        out[f"{label}+filter"] = evaluate_test(ScenarioFilter(model, names, iscen), split)
+        log.info("%s: %s; ranking the scenario's items: %s", label, out[label]["overall"],
+                 out[f"{label}+filter"]["overall"])
+    if not blind.exists():
+        blind.write_text(json.dumps({k: out[k] for k in ("ignore", "ignore+filter")}, indent=2, default=float))
     return out
 
 
@@ -670,6 +701,25 @@ NOTES: list[str] = """## What the figures say (runs of 2026-12-01, seed 0; part 
 """.splitlines()
 
 
+def joint_summary(runs: Path) -> list[str]:
+    """Part ``joint_compare`` over its seeds: NDCG@10 overall and per main scenario (markdown rows)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted(runs.glob("joint_compare_w*_s[0-9]*.json")):
+        run = json.loads(path.read_text())
+        found.setdefault(f"{run['scenario_weights']} weights, up to {run['epochs']} epochs, "
+                         f"patience {run['patience']}", []).append(run)
+    lines = ["| setting | model | seeds | NDCG@10 overall (per seed) | " + " | ".join(MAIN) + " |",
+             "|---|---|---:|---|" + "---:|" * len(MAIN)]
+    for setting, rows in found.items():
+        for label, model in (("joint lm-scenario", "joint"), ("lm ignoring scenarios", "ignore"),
+                             ("lm ignoring scenarios, ranking the scenario's items", "ignore+filter")):
+            overall = [r[model]["overall"]["ndcg@10"] for r in rows]
+            cells = [_f(_mean([r[model]["by_scenario"][n]["ndcg@10"] for r in rows])) for n in MAIN]
+            lines.append(f"| {setting} | {label} | {len(rows)} | {np.mean(overall):.4f} "
+                         f"({' / '.join(f'{v:.4f}' for v in overall)}) | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _cross_setting(run: dict[str, Any]) -> str:
     parts = [f"lr {run['lr']:g}"] if run.get("lr", ADAPT_LR["full"]) != ADAPT_LR["full"] else []
     if run.get("source", "hybrid") != "hybrid":
@@ -734,7 +784,7 @@ def cross_summary(runs: Path, png_path: Path) -> list[str]:
     return lines
 
 
-PARTS = {"joint": part_joint, "joint_text": part_joint_text, "new": part_new, "new_lr": part_new_lr,
+PARTS = {"joint": part_joint, "joint_text": part_joint_text, "joint_compare": part_joint_compare, "new": part_new, "new_lr": part_new_lr,
          "new_text": part_new_text, "cross": part_cross,
          "cross_sub": part_cross_sub, "cross_scratch": part_cross_scratch}
 
@@ -756,6 +806,8 @@ def _run_name(part: str, seed: int) -> str:
         return f"cross_sub{source}{frac}{lr}{anchor}{reset}_s{seed}"
     if part == "cross_scratch":
         return _scratch_path(seed).stem
+    if part == "joint_compare":
+        return f"joint_compare_w{JOINT_WEIGHTS}_e{BASE['epochs']}_p{BASE['patience']}_s{seed}"
     return f"{part}_s{seed}"
 
 
@@ -765,6 +817,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--force", action="store_true")
     parser.add_argument("--report", action="store_true")
+    parser.add_argument("--joint-summary", action="store_true", help="print part joint_compare over its seeds")
     parser.add_argument("--cross-summary", action="store_true",
                         help="print every cross_sub setting against scratch; plot results/scenario_cross_domain.png")
     args = parser.parse_args()
@@ -788,6 +841,8 @@ def main() -> None:
             log.info("wrote %s (%.0f s)", path, result["wall_s"])
     if args.report:
         write_report(RUNS, RESULTS_MD, OUT / "scenario_data_efficiency.png")
+    if args.joint_summary:
+        print("\n".join(joint_summary(RUNS)))
     if args.cross_summary:
         print("\n".join(cross_summary(RUNS, RESULTS_MD.parent / "scenario_cross_domain.png")))
 
