@@ -26,6 +26,10 @@ Parts (leave-one-out by time, full ranking, test after observing valid, @10):
   and kept as ``cross_scratch*_s<draw>.json`` (part ``cross_scratch`` fits it alone, without the
   Office model). At ``SCENARIO_CROSS_FRACTION=1.0`` every draw has the same users, so the draw seeds
   the fine-tune. ``--cross-summary`` tabulates every setting run against scratch and plots it.
+- ``joint_compare``: part ``joint``'s joint model (loss weights ``SCENARIO_JOINT_WEIGHTS``: ``balanced`` or
+  ``none``) against the scenario-blind lm, raw and ranking only the scenario's items, without the
+  per-scenario models; with ``SCENARIO_BENCH_EPOCHS`` / ``SCENARIO_BENCH_PATIENCE`` for early-stopped
+  fits. ``--joint-summary`` tabulates it over seeds.
 - ``joint_text``: part ``joint``'s joint model with text-only items (no item-ID part), saved as a
   cross-domain source.
 - ``cross``: the joint Office model moved to MovieLens-100K (other users and items; item text is the
