@@ -788,8 +788,8 @@ def cross_summary(runs: Path, png_path: Path) -> list[str]:
     return lines
 
 
-PARTS = {"joint": part_joint, "joint_text": part_joint_text, "joint_compare": part_joint_compare, "new": part_new, "new_lr": part_new_lr,
-         "new_text": part_new_text, "cross": part_cross,
+PARTS = {"joint": part_joint, "joint_text": part_joint_text, "joint_compare": part_joint_compare, "new": part_new,
+         "new_lr": part_new_lr, "new_text": part_new_text, "cross": part_cross,
          "cross_sub": part_cross_sub, "cross_scratch": part_cross_scratch}
 
 
