@@ -23,10 +23,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lmrec.data.dataset import Dataset
-from lmrec.models.lm.item_tower import ItemTower, _make_adaptor, fit_whitening
+from lmrec.models.lm.item_tower import ItemTower, fit_whitening, make_adaptor
 from lmrec.models.lm.net import LMNet
 from lmrec.models.lm.text import encode_texts, item_fields, item_texts, user_texts
-from lmrec.models.lm.user_tower import UserTower
 
 if TYPE_CHECKING:
     from lmrec.models.lm.model import LMRecommender
@@ -163,18 +162,14 @@ def reset_parts(model: LMRecommender, parts: tuple[str, ...]) -> list[int]:
     reset: list[int] = []
     for part in check_reset(parts):
         if part == "user_tower":
-            old = net.user_tower
-            fresh = UserTower(
-                model.dim, model.max_len, n_layers=model.n_layers, n_heads=model.n_heads, dropout=model.dropout,
-                n_time_buckets=model.n_time_buckets, text_dim=old.text_dim,
-            )
-            target = old
+            target = net.user_tower
+            fresh = model._make_user_tower(target.text_dim)
         else:
             target = getattr(net.item_tower, "adaptor", None)
             if target is None:
                 raise ValueError("adapt reset 'adaptor': this model has no text adaptor (item_repr='id')")
             first = next(p for p in target.parameters() if p.dim() == 2)
-            fresh = _make_adaptor(model.adaptor, first.shape[1], model.dim, model.n_experts, model.adaptor_dropout)
+            fresh = make_adaptor(model.adaptor, first.shape[1], model.dim, model.n_experts, model.adaptor_dropout)
         target.load_state_dict(fresh.state_dict())
         reset.extend(id(p) for p in target.parameters())
     return reset

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ItemTower", "MoEAdaptor", "fit_whitening"]
+__all__ = ["ItemTower", "MoEAdaptor", "fit_whitening", "make_adaptor"]
 
 ItemRepr = Literal["hybrid", "text", "id"]
 AdaptorKind = Literal["moe", "mlp", "linear"]
@@ -85,7 +85,8 @@ class MoEAdaptor(nn.Module):
         return (weights * out).sum(dim=-2)
 
 
-def _make_adaptor(kind: AdaptorKind, in_dim: int, out_dim: int, n_experts: int, dropout: float) -> nn.Module:
+def make_adaptor(kind: AdaptorKind, in_dim: int, out_dim: int, n_experts: int, dropout: float) -> nn.Module:
+    """A freshly initialised text adaptor of the given kind, ``in_dim`` -> ``out_dim``."""
     if kind == "moe":
         return MoEAdaptor(in_dim, out_dim, n_experts, dropout)
     if kind == "linear":
@@ -144,7 +145,7 @@ class ItemTower(nn.Module):
             self.register_buffer("text", torch.as_tensor(tv))
             self.register_buffer("white_mean", torch.as_tensor(mean))
             self.register_buffer("white_proj", torch.as_tensor(proj))
-            self.adaptor = _make_adaptor(adaptor, proj.shape[1], dim, n_experts, dropout)
+            self.adaptor = make_adaptor(adaptor, proj.shape[1], dim, n_experts, dropout)
         if item_repr in ("hybrid", "id"):
             self.id_emb = nn.Embedding(n_items, dim)
             nn.init.normal_(self.id_emb.weight, std=0.02)

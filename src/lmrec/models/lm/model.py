@@ -363,14 +363,17 @@ class LMRecommender(Recommender):
             n_experts=self.n_experts, dropout=self.adaptor_dropout, id_dropout=self.id_dropout, whitening=whitening,
         )
         text_dim = 0 if user_vecs is None else (user_white[1].shape[1] if user_white is not None else user_vecs.shape[1])
-        user_tower = UserTower(
-            self.dim, self.max_len, n_layers=self.n_layers, n_heads=self.n_heads, dropout=self.dropout,
-            n_time_buckets=self.n_time_buckets, text_dim=text_dim,
-        )
         return LMNet(
-            item_tower, user_tower, user_text=user_vecs, has_text=has_text, user_whitening=user_white,
+            item_tower, self._make_user_tower(text_dim), user_text=user_vecs, has_text=has_text, user_whitening=user_white,
             similarity=self.similarity, temperature=self.temperature, learn_temperature=self.learn_temperature,
             rating_head=self.rating_weight > 0, n_event_classes=len(events),
+        )
+
+    def _make_user_tower(self, text_dim: int) -> UserTower:
+        """A freshly initialised user tower of this model's shape (``text_dim`` 0: no user text)."""
+        return UserTower(
+            self.dim, self.max_len, n_layers=self.n_layers, n_heads=self.n_heads, dropout=self.dropout,
+            n_time_buckets=self.n_time_buckets, text_dim=text_dim,
         )
 
     def _set_histories(self, inter: Interactions) -> None:
