@@ -30,7 +30,7 @@ import yaml
 from lmrec.data.catalog import ItemCatalog, UserTexts
 from lmrec.data.dataset import Dataset, LoadReport
 from lmrec.data.loaders import load_amazon2023, load_movielens, load_recbole, load_table
-from lmrec.data.loaders_amazon import _review_text
+from lmrec.data.loaders_amazon import review_text
 from lmrec.data.loaders_build import ColumnMap, checked_interactions, make_interactions
 from lmrec.data.loaders_common import log_report, read_parquet_table
 from lmrec.data.loaders_movielens import detect_movielens, movielens_100k
@@ -146,7 +146,7 @@ def load_clothing_reviews(path: str | Path | None = None, *, strict: bool = Fals
     texts = pd.DataFrame({
         "user_id": kept["user_id"].to_numpy(),
         "kind": "review",
-        "text": [_review_text(t, x) for t, x in zip(column("Title"), column("Review Text"))],
+        "text": [review_text(t, x) for t, x in zip(column("Title"), column("Review Text"))],
         "timestamp": kept["timestamp"].to_numpy(),
         "item_id": kept["item_id"].to_numpy(),
         "rating": kept["rating"].to_numpy(),

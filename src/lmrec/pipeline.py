@@ -15,7 +15,7 @@ import numpy as np
 
 from lmrec.config import DataConfig, ExperimentConfig, ModelConfig, SplitConfig
 from lmrec.data import Dataset, Split, cold_item_split, kcore_filter, leave_one_out, ratio_split, temporal_split
-from lmrec.data.catalog import _clean_text
+from lmrec.data.catalog import clean_text
 from lmrec.models.base import MODEL_REGISTRY, Recommender
 
 __all__ = [
@@ -60,9 +60,9 @@ def assign_scenarios(dataset: Dataset, field: str, level: int = 0) -> Dataset:
 
 def _pick_level(value: Any, level: int) -> str:
     if isinstance(value, (list, tuple, np.ndarray)):
-        parts = [_clean_text(v) for v in value]
+        parts = [clean_text(v) for v in value]
     else:
-        parts = [p.strip() for p in _clean_text(value).split(",")]
+        parts = [p.strip() for p in clean_text(value).split(",")]
     parts = [p for p in parts if p]
     return parts[level] if level < len(parts) else "unknown"
 
@@ -245,7 +245,7 @@ def _titles(bundle: "ModelBundle", item_idx: np.ndarray) -> list[str]:
         return ["" for _ in item_idx]
     ids = bundle.model.item_map_.to_ids(item_idx)
     column = catalog.frame[catalog.text_fields[0]]
-    return [_clean_text(column.get(i, "")) for i in ids]
+    return [clean_text(column.get(i, "")) for i in ids]
 
 
 def recommend_for(

@@ -14,19 +14,19 @@ from lmrec.data.idmap import IdMap
 __all__ = ["ItemCatalog", "UserTexts"]
 
 
-def _clean_text(value: object) -> str:
+def clean_text(value: object) -> str:
     """A field value as text; missing values (None, NaN, "nan") become the empty string."""
     if value is None:
         return ""
     if isinstance(value, float) and np.isnan(value):
         return ""
     if isinstance(value, (list, tuple, np.ndarray)):
-        return ", ".join(s for s in (_clean_text(v) for v in value) if s)
+        return ", ".join(s for s in (clean_text(v) for v in value) if s)
     text = str(value).strip()
     return "" if text.lower() in ("nan", "none", "<na>", "nat") else text
 
 
-def _join_sentences(parts: list[str]) -> str:
+def join_sentences(parts: list[str]) -> str:
     """Non-empty parts joined with ". ", or a space after a part that already ends a sentence."""
     out = ""
     for part in parts:
@@ -81,7 +81,7 @@ class ItemCatalog:
 
     def field_values(self, item_map: IdMap, column: str) -> list[str]:
         """One column as clean text per item in index order ("" where missing)."""
-        return [_clean_text(v) for v in self.aligned(item_map)[column].tolist()]
+        return [clean_text(v) for v in self.aligned(item_map)[column].tolist()]
 
     def texts(self, item_map: IdMap, template: str | None = None, fields: list[str] | None = None) -> list[str]:
         """Item text per item in index order.
@@ -96,7 +96,7 @@ class ItemCatalog:
         if template is None:
             cols = fields or self.text_fields or list(self.categorical)
             rows = frame[cols].itertuples(index=False, name=None)
-            return [_join_sentences([_clean_text(v) for v in row]) for row in rows]
+            return [join_sentences([clean_text(v) for v in row]) for row in rows]
         from lmrec.data.text import render_template
 
         return [render_template(template, row) for row in frame.to_dict("records")]
@@ -144,7 +144,7 @@ class UserTexts:
             raise ValueError(f"UserTexts.texts is missing columns {sorted(missing)}")
         self.texts = self.texts.copy()
         self.texts["user_id"] = self.texts["user_id"].astype(str)
-        self.texts["text"] = [_clean_text(t) for t in self.texts["text"]]
+        self.texts["text"] = [clean_text(t) for t in self.texts["text"]]
         self.texts = self.texts[self.texts["text"] != ""].reset_index(drop=True)
         if self.attributes is not None:
             self.attributes = self.attributes.copy()

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lmrec.data.catalog import UserTexts, _clean_text
+from lmrec.data.catalog import UserTexts, clean_text
 from lmrec.data.dataset import Dataset, LoadReport
 from lmrec.data.loaders_build import ColumnMap, ItemColumns, build_catalog, checked_interactions, make_interactions
 from lmrec.data.loaders_common import RawTable, log_report, read_jsonl
@@ -26,16 +26,16 @@ def _price(value: object) -> float:
     """``12.99``, ``"$1,299.00"`` -> number; ``None``, ``"None"``, ``"—"`` -> NaN."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
-    text = _clean_text(value).replace("$", "").replace(",", "").strip()
+    text = clean_text(value).replace("$", "").replace(",", "").strip()
     try:
         return float(text)
     except ValueError:
         return float("nan")
 
 
-def _review_text(title: object, text: object) -> str:
+def review_text(title: object, text: object) -> str:
     """``"<title>. <text>"``; no extra full stop after a title that already ends a sentence."""
-    title_s, text_s = _clean_text(title), _clean_text(text)
+    title_s, text_s = clean_text(title), clean_text(text)
     if not title_s or not text_s:
         return title_s or text_s
     return f"{title_s} {text_s}" if title_s[-1] in ".!?" else f"{title_s}. {text_s}"
@@ -47,10 +47,10 @@ def _details(value: object) -> str:
         try:
             value = json.loads(value)
         except json.JSONDecodeError:
-            return _clean_text(value)
+            return clean_text(value)
     if not isinstance(value, dict):
         return ""
-    return "; ".join(f"{k}: {_clean_text(v)}" for k, v in value.items() if _clean_text(v))
+    return "; ".join(f"{k}: {clean_text(v)}" for k, v in value.items() if clean_text(v))
 
 
 def load_amazon2023(
@@ -103,7 +103,7 @@ def load_amazon2023(
     texts = pd.DataFrame({
         "user_id": kept["user_id"].to_numpy(),
         "kind": "review",
-        "text": [_review_text(t, x) for t, x in zip(_col(rows, "title"), _col(rows, "text"))],
+        "text": [review_text(t, x) for t, x in zip(_col(rows, "title"), _col(rows, "text"))],
         "timestamp": kept["timestamp"].to_numpy(),
         "item_id": kept["item_id"].to_numpy(),
         "rating": kept["rating"].to_numpy(),

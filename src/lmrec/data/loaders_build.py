@@ -10,7 +10,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 import pandas as pd
 
-from lmrec.data.catalog import ItemCatalog, UserTexts, _clean_text
+from lmrec.data.catalog import ItemCatalog, UserTexts, clean_text
 from lmrec.data.dataset import LoadReport
 from lmrec.data.interactions import Interactions
 from lmrec.data.loaders_common import (
@@ -219,7 +219,7 @@ def checked_interactions(
     for role in ("event", "scenario"):
         col = getattr(columns, role)
         if col is not None:
-            out[role] = np.asarray([_clean_text(v) for v in frame[col].tolist()], dtype=object)
+            out[role] = np.asarray([clean_text(v) for v in frame[col].tolist()], dtype=object)
     keep = check.finish()
     return pd.DataFrame(out)[keep]
 

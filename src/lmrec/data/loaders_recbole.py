@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lmrec.data.catalog import ItemCatalog, UserTexts, _clean_text
+from lmrec.data.catalog import ItemCatalog, UserTexts, clean_text
 from lmrec.data.dataset import Dataset, LoadReport
 from lmrec.data.interactions import Interactions
 from lmrec.data.loaders_build import (
@@ -312,7 +312,7 @@ def load_recbole_benchmark(
 
 # ---------------------------------------------------------------------------------------- writing
 def _token(value: object) -> str:
-    text = value if isinstance(value, str) else _clean_text(value)
+    text = value if isinstance(value, str) else clean_text(value)
     return " ".join(text.split()) if any(c in text for c in "\t\r\n") else text
 
 

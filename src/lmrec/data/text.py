@@ -6,7 +6,7 @@ import re
 import string
 from collections.abc import Mapping
 
-from lmrec.data.catalog import _clean_text
+from lmrec.data.catalog import clean_text
 
 __all__ = ["render_template", "profile_sentence"]
 
@@ -37,7 +37,7 @@ def render_template(template: str, values: Mapping[str, object]) -> str:
         after = literals[i + 1]
         close = _CLOSE.match(after).group(0)
         rest = after[len(close) :]
-        value = _clean_text(values[name])
+        value = clean_text(values[name])
         if value:
             if out and out[-1][-1:] in (".", "!", "?") and sep.startswith("."):
                 sep = sep[1:]  # "Great!" + ". " + "Text" -> "Great! Text"
@@ -59,5 +59,5 @@ def profile_sentence(attributes: Mapping[str, object]) -> str:
 
     Attribute names are used as written, so any data set's user columns work; empty values are skipped.
     """
-    parts = [f"{key}: {_clean_text(value)}" for key, value in attributes.items() if _clean_text(value)]
+    parts = [f"{key}: {clean_text(value)}" for key, value in attributes.items() if clean_text(value)]
     return ". ".join(parts)

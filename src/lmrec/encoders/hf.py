@@ -169,7 +169,7 @@ class HFTextEncoder(TokenEncoder):
         self.max_length = max_seq_length or model_max_length(self.source, self.tokenizer, self.model.config)
         self.prefixes = detect_prefixes(self.source.model_id, query_prefix, passage_prefix)
         self.dim = int(self.model.config.hidden_size)
-        fingerprint = _source_fingerprint(self.source)
+        fingerprint = source_fingerprint(self.source)
         self.name = encoder_name(
             self.source.model_id,
             fingerprint,
@@ -187,7 +187,7 @@ class HFTextEncoder(TokenEncoder):
             return self.model(**inputs).last_hidden_state.float().cpu().numpy()
 
 
-def _source_fingerprint(source: ModelSource) -> str:
+def source_fingerprint(source: ModelSource) -> str:
     """Content hash of a resolved model; a hub model must be in the local cache once loaded."""
     if source.local_dir is None:
         resolved = resolve_model(source.location)

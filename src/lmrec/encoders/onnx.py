@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-from lmrec.encoders.hf import TokenEncoder, _source_fingerprint, model_max_length
+from lmrec.encoders.hf import TokenEncoder, source_fingerprint, model_max_length
 from lmrec.encoders.models import (
     ModelSource,
     default_pooling,
@@ -80,7 +80,7 @@ def export_onnx(
     int8_name = int8_filename(int8_recipe)
     source = model if isinstance(model, ModelSource) else resolve_model(model)
     source.check_plain_pooling()
-    fingerprint = _source_fingerprint(source)
+    fingerprint = source_fingerprint(source)
     root = Path(export_dir) if export_dir is not None else default_export_dir()
     target = root / f"{_safe(source.model_id)}-{fingerprint}"
     target.mkdir(parents=True, exist_ok=True)
@@ -240,7 +240,7 @@ class OnnxTextEncoder(TokenEncoder):
         self._input_names = [i.name for i in self.session.get_inputs()]
         self.name = encoder_name(
             self.source.model_id,
-            _source_fingerprint(self.source),
+            source_fingerprint(self.source),
             pooling=self.pooling,
             max_length=self.max_length,
             prefixes=self.prefixes,

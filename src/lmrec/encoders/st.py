@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from lmrec.encoders.base import check_encode_args
-from lmrec.encoders.hf import _source_fingerprint
+from lmrec.encoders.hf import source_fingerprint
 from lmrec.encoders.models import (
     default_pooling,
     detect_prefixes,
@@ -61,7 +61,7 @@ class SentenceTransformerEncoder:
         precision = "fp32" if not extra else "st-" + "-".join(extra).lower() + "/fp32"
         self.name = encoder_name(
             self.source.model_id,
-            _source_fingerprint(self.source),
+            source_fingerprint(self.source),
             pooling=self.pooling,
             max_length=self.max_length,
             prefixes=self.prefixes,

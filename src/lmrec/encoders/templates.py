@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from lmrec.data.catalog import ItemCatalog, UserTexts, _clean_text
+from lmrec.data.catalog import ItemCatalog, UserTexts, clean_text
 from lmrec.data.idmap import IdMap
 from lmrec.data.text import profile_sentence
 
@@ -134,7 +134,7 @@ def _count_tokens(text: str, tokenizer: Any | None) -> list[object]:
 
 
 def _join(profile: str, body: str) -> str:
-    profile, body = _clean_text(profile), _clean_text(body)
+    profile, body = clean_text(profile), clean_text(body)
     if profile and body:
         return f"{profile}. {body}"
     return profile or body

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from lmrec.encoders.base import check_encode_args
-from lmrec.encoders.hf import _source_fingerprint, model_max_length, pool_torch
+from lmrec.encoders.hf import source_fingerprint, model_max_length, pool_torch
 from lmrec.encoders.models import (
     default_pooling,
     detect_prefixes,
@@ -80,7 +80,7 @@ class TrainableTextEncoder(nn.Module):
         self.max_length = max_seq_length or model_max_length(self.source, self.tokenizer, self.model.config)
         self.prefixes = detect_prefixes(self.source.model_id, query_prefix, passage_prefix)
         self.dim = int(self.model.config.hidden_size)
-        self.base_fingerprint = _source_fingerprint(self.source)
+        self.base_fingerprint = source_fingerprint(self.source)
         self.base_name = encoder_name(
             self.source.model_id,
             self.base_fingerprint,

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmrec.data.catalog import _clean_text, _join_sentences
+from lmrec.data.catalog import clean_text, join_sentences
 from lmrec.encoders.base import TextEncoder
 
 __all__ = ["IntensityModel", "review_texts"]
@@ -54,7 +54,7 @@ def review_texts(titles: Sequence[object], bodies: Sequence[object]) -> list[str
     """
     if len(titles) != len(bodies):
         raise ValueError(f"review_texts: {len(titles)} titles but {len(bodies)} review texts")
-    return [_join_sentences([_clean_text(t), _clean_text(b)]) for t, b in zip(titles, bodies)]
+    return [join_sentences([clean_text(t), clean_text(b)]) for t, b in zip(titles, bodies)]
 
 
 class _Net(nn.Module):
@@ -233,7 +233,7 @@ class IntensityModel:
             ValueError: a bad hyper-parameter or input, named.
         """
         self._check_params()
-        texts = [_clean_text(t) for t in texts]
+        texts = [clean_text(t) for t in texts]
         self._check_rows(texts, groups, embeddings)
         y = np.asarray(ratings, dtype=np.float64)
         if y.shape != (len(texts),) or not np.all(np.isfinite(y)) or (y <= -1).any():
@@ -389,7 +389,7 @@ class IntensityModel:
             ValueError: not fitted, mismatched lengths, or (``"per_group"``) a group unseen in training.
         """
         self._check_fitted()
-        texts = [_clean_text(t) for t in texts]
+        texts = [clean_text(t) for t in texts]
         self._check_rows(texts, groups, embeddings)
         index = {name: j for j, name in enumerate(self.groups_)}
         g = np.array([index.get(str(x), -1) for x in groups], dtype=np.int64)

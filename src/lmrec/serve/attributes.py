@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from lmrec.data.catalog import _clean_text
+from lmrec.data.catalog import clean_text
 
 __all__ = ["AttributeTable", "FilterError", "FilterSpec"]
 
@@ -63,7 +63,7 @@ class _Column:
             self.values = grown
 
     def code(self, value: Any) -> int:
-        text = _clean_text(value)
+        text = clean_text(value)
         if not text:
             return -1
         code = self.vocab.get(text)
@@ -146,7 +146,7 @@ class AttributeTable:
                     col.set_multi(row, value)
             else:
                 col = _Column("categorical", n)
-                codes, uniques = pd.factorize(pd.Series([_clean_text(v) for v in raw], dtype=object))
+                codes, uniques = pd.factorize(pd.Series([clean_text(v) for v in raw], dtype=object))
                 col.names = [str(label) for label in uniques]
                 col.vocab = {label: i for i, label in enumerate(col.names)}
                 empty = col.vocab.pop("", None)
@@ -229,7 +229,7 @@ class AttributeTable:
             except (TypeError, ValueError):
                 raise FilterError(f"filters.{op}.{name}", f"attribute {name!r} is numeric; got {values!r}") from None
             return np.isin(col.values[:n], numbers)
-        codes = [col.vocab[t] for t in (_clean_text(v) for v in values) if t in col.vocab]
+        codes = [col.vocab[t] for t in (clean_text(v) for v in values) if t in col.vocab]
         if col.kind == "categorical":
             return np.isin(col.values[:n], np.asarray(codes, dtype=np.int32))
         keep = np.zeros(n, dtype=bool)

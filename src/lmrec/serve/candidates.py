@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lmrec.serve.index import _top
+from lmrec.serve.index import top_rows
 from lmrec.serve.items import ServedItems
 from lmrec.serve.profile_sync import UserVectorCache
 from lmrec.serve.profiles import unit
@@ -58,7 +58,7 @@ class CandidateRetriever:
             return self._model_candidates(ctx, allowed, pool)
         if ctx.strategy == "popularity":
             n = len(allowed)
-            return _top(np.where(allowed, self.items.popularity(n), -np.inf), np.arange(n), pool)
+            return top_rows(np.where(allowed, self.items.popularity(n), -np.inf), np.arange(n), pool)
         return self.items.index.search(ctx.vec, pool, allowed)
 
     def _model_candidates(self, ctx: RequestContext, allowed: np.ndarray, pool: int) -> tuple[np.ndarray, np.ndarray]:
@@ -71,7 +71,7 @@ class CandidateRetriever:
             rows_m, scores_m = ids[0][keep], scores[0][keep].astype(np.float32)
         else:
             every = np.asarray(self.model.score_all(user, scenario=ctx.scenario_id), dtype=np.float32)[0]
-            rows_m, scores_m = _top(every[candidates], candidates, pool)
+            rows_m, scores_m = top_rows(every[candidates], candidates, pool)
         if ctx.online is None:
             if len(rows_m) < pool:
                 return self._fill(ctx, allowed, pool, rows_m, scores_m)

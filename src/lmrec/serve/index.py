@@ -214,10 +214,10 @@ class VectorIndex:
         scores = self.vectors @ query  # (n,)
         if allowed is not None:
             scores = np.where(allowed, scores, -np.inf)
-        return _top(scores, np.arange(len(scores)), k)
+        return top_rows(scores, np.arange(len(scores)), k)
 
     def _exact_subset(self, query: np.ndarray, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return _top(self._vecs[rows] @ query, rows, k)
+        return top_rows(self._vecs[rows] @ query, rows, k)
 
     def exact_scores(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Inner products of ``query`` (d,) with the given rows, shape (m,)."""
@@ -248,7 +248,7 @@ class VectorIndex:
         return index
 
 
-def _top(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def top_rows(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Best ``k`` of ``scores`` (ties towards the lower row), dropping ``-inf``."""
     k = min(k, len(scores))
     if k <= 0:

@@ -41,7 +41,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from lmrec.data.catalog import ItemCatalog, UserTexts, _clean_text
+from lmrec.data.catalog import ItemCatalog, UserTexts, clean_text
 from lmrec.data.interactions import Interactions
 from lmrec.models.base import Recommender
 
@@ -348,7 +348,7 @@ def _grow_items(model: LMRecommender, new_ids: list[str], new_items: ItemCatalog
         frame = new_items.frame.reindex(new_ids)
         for f in fields:
             if f in frame.columns:
-                values[f] = [_clean_text(v) for v in frame[f].tolist()]
+                values[f] = [clean_text(v) for v in frame[f].tolist()]
     texts = [format_item_text({f: values[f][j] for f in fields}, fields) for j in range(len(new_ids))]
     raw = None
     if model.item_repr != "id":

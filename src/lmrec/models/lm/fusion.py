@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lmrec.data.catalog import ItemCatalog, _clean_text
+from lmrec.data.catalog import ItemCatalog, clean_text
 from lmrec.data.idmap import IdMap
 
 if TYPE_CHECKING:
@@ -52,8 +52,8 @@ _MIN_TOKEN_ITEMS = 2
 def tokens_of(value: object) -> list[str]:
     """The tokens of a categorical value: list elements, or a string split on commas (stripped, non-empty)."""
     if isinstance(value, (list, tuple, np.ndarray)):
-        return [t for t in (_clean_text(v) for v in value) if t]
-    return [t for t in (s.strip() for s in _clean_text(value).split(",")) if t]
+        return [t for t in (clean_text(v) for v in value) if t]
+    return [t for t in (s.strip() for s in clean_text(value).split(",")) if t]
 
 
 @dataclass

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmrec.data.catalog import ItemCatalog, UserTexts, _clean_text
+from lmrec.data.catalog import ItemCatalog, UserTexts, clean_text
 from lmrec.data.idmap import IdMap
 from lmrec.data.text import profile_sentence
 from lmrec.encoders.base import TextEncoder
@@ -57,7 +57,7 @@ def format_item_text(values: Mapping[str, object], fields: Sequence[str]) -> str
     """One item's text from its field values, as `item_texts` writes it (missing fields are skipped)."""
     parts = []
     for j, f in enumerate(fields):
-        v = _clean_text(values.get(f))
+        v = clean_text(values.get(f))
         if v:
             parts.append(v if j == 0 else f"{f}: {v}")
     return ". ".join(parts)
@@ -75,7 +75,7 @@ def user_texts(users: UserTexts | None, user_map: IdMap, kinds: Sequence[str] | 
         for i, text in enumerate(out):
             if not text:
                 out[i] = profile_sentence(dict(zip(cols, attrs.iloc[i].tolist())))
-    return [_clean_text(t) for t in out]
+    return [clean_text(t) for t in out]
 
 
 def encode_texts(
