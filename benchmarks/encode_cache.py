@@ -19,28 +19,26 @@ import argparse
 import json
 import logging
 import os
-import sys
 import tempfile
 from pathlib import Path
 
+import common
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from encode_throughput import DEFAULT_DATA, ROOT, TEMPLATE, load_office_catalog
+from encode_throughput import TEMPLATE, load_office_catalog
 
 log = logging.getLogger("encode_cache")
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    common.add_office_arg(parser, "--data")
     parser.add_argument("--model", default=None, help="model path or name (default: packaged MiniLM)")
     parser.add_argument("--backend", default="torch", choices=["torch", "hf", "onnx", "onnx-int8"])
     parser.add_argument("--changed", type=float, default=0.01, help="share of item texts to change")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--export-dir", type=Path, default=ROOT / "benchmarks" / "out" / "onnx")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "encode_cache.json")
+    parser.add_argument("--export-dir", type=Path, default=common.OUT / "onnx")
+    parser.add_argument("--out", type=Path, default=common.OUT / "encode_cache.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     log.setLevel(logging.INFO)
@@ -49,7 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
     from lmrec.data.catalog import ItemCatalog
     from lmrec.encoders import encode_catalog, make_text_encoder
 
-    catalog, item_map, source = load_office_catalog(args.data)
+    catalog, item_map, source = load_office_catalog(args.office)
     encoder = make_text_encoder(args.model, args.backend, export_dir=args.export_dir)
     encoder.encode(["warm-up text"] * 4)  # thread pools and allocator, outside the timings
 

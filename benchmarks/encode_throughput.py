@@ -25,10 +25,9 @@ import sys
 import time
 from pathlib import Path
 
+import common
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "amazon-office"
 TEMPLATE = "{title}. {brand}. {categories}. {description}"
 
 log = logging.getLogger("encode_throughput")
@@ -41,6 +40,7 @@ def load_office_catalog(data_dir: Path):
     from lmrec.data.catalog import ItemCatalog
     from lmrec.data.idmap import IdMap
 
+    data_dir = common.office_dir(data_dir)
     try:
         from lmrec.data.loaders import load_recbole
 
@@ -112,7 +112,7 @@ def interleaved_encode(
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    common.add_office_arg(parser, "--data")
     parser.add_argument("--model", default=None, help="model path or name (default: packaged MiniLM)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--limit", type=int, default=None, help="encode only the first N items")
@@ -120,8 +120,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--onnx-fp32", action="store_true", help="also time the fp32 ONNX export")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     parser.add_argument("--rounds", type=int, default=4, help="interleaved timing rounds")
-    parser.add_argument("--export-dir", type=Path, default=ROOT / "benchmarks" / "out" / "onnx")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "encode_throughput.json")
+    parser.add_argument("--export-dir", type=Path, default=common.OUT / "onnx")
+    parser.add_argument("--out", type=Path, default=common.OUT / "encode_throughput.json")
     args = parser.parse_args(argv)
     # ONNX Runtime's quantiser logs every tensor at INFO on the root logger: keep the root at WARNING
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
@@ -131,10 +131,10 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from lmrec.encoders import make_text_encoder
-    from lmrec.encoders.templates import item_texts
+    from lmrec.encoders.templates import render_item_texts
 
-    catalog, item_map, source = load_office_catalog(args.data)
-    texts = item_texts(catalog, item_map, template=TEMPLATE)
+    catalog, item_map, source = load_office_catalog(args.office)
+    texts = render_item_texts(catalog, item_map, template=TEMPLATE)
     if args.limit:
         texts = texts[: args.limit]
     log.info("%d item texts from %s (mean %.0f characters)", len(texts), source, np.mean([len(t) for t in texts]))
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
     report = {
         "benchmark": "encode_throughput",
-        "data": str(args.data),
+        "data": str(args.office),
         "item_source": source,
         "n_items": len(texts),
         "template": TEMPLATE,

@@ -29,33 +29,31 @@ import argparse
 import inspect
 import json
 import logging
-import os
-import time
 from pathlib import Path
 from typing import Any
 
+import common
 import numpy as np
+from common import load_data
 
-OUT = Path(__file__).resolve().parent / "out"
-RUNS = OUT / "lm_runs"
-OFFICE = Path(os.environ.get("LMREC_OFFICE", "/work/shared/datasets/amazon-office"))
-CACHE = OUT / "lm_cache"
+RUNS = common.OUT / "lm_runs"
+CACHE = common.EMBED_CACHE
 QUERY_FIELD = {"ml-100k": "genres", "office": "categories"}
 DETERMINISTIC = {"ease", "tfidf"}
 
 log = logging.getLogger("lm_bench")
 
-#: lm settings per data set. ML-100K: max_len 50 (SASRec's) with lr 3e-3, picked over lr 1e-3 on valid
-#: NDCG@10 of seed 0 (max_len 200 costs ~4x per epoch on 2 cores), and patience 10 as SASRec's (with
-#: patience 5 seed 0 stopped at epoch 37 with valid 0.1295 while still improving; with 10 it passed
-#: SASRec's valid 0.1326). Office: its users' histories are short (median 7); patience 5 for CPU time.
+#: lm settings per data set. ML-100K: max_len 50 (SASRec's; a longer history costs several times as much
+#: per epoch) with lr 3e-3, picked over lr 1e-3 on valid NDCG@10 of seed 0, and patience 10 as SASRec's
+#: (patience 5 stopped seed 0 while valid NDCG@10 was still improving). Office: its users' histories are
+#: short; patience 5 for CPU time.
 LM_PARAMS: dict[str, dict[str, Any]] = {
     "ml-100k": {"max_len": 50, "lr": 3e-3, "dropout": 0.2, "rating_weight": 0.1, "patience": 10},
     "office": {"max_len": 50, "dropout": 0.3, "rating_weight": 0.1, "patience": 5},
 }
 #: content_weight of "lm-content" (the frozen content channel). On the cold split, seed 0, valid
-#: Recall@10 does not separate 1, 3 and 10 (0.0536 / 0.0524 / 0.0530); 3 is the middle of that range
-#: (test figures for all three in RESULTS.md §6)
+#: Recall@10 does not separate 1, 3 and 10; 3 is the middle of that range (RESULTS.md section 6,
+#: "The content channel")
 CONTENT_WEIGHT = 3.0
 #: ablation variants: overrides of the data set's lm settings
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -69,18 +67,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def load_data(name: str):
-    if name == "ml-100k":
-        from lmrec.datasets import load
-
-        return load("ml-100k")
-    if name == "office":
-        from lmrec.data import load_recbole
-
-        return load_recbole(OFFICE)
-    raise ValueError(f"unknown data set {name!r}; known: ml-100k, office")
-
-
 def make_split(data, kind: str, seed: int):
     from lmrec.data import cold_item_split, leave_one_out
 
@@ -91,12 +77,11 @@ def make_split(data, kind: str, seed: int):
 
 def build_model(name: str, data_name: str, seed: int, threads: int, overrides: dict[str, Any]):
     from lmrec.models import EASE, SASRec, TfidfRecommender
-    from lmrec.models.lm import LMRecommender
 
     if name in ("lm", "lm-text", "lm-content"):
         extra = {"lm": {}, "lm-text": {"item_repr": "text"}, "lm-content": {"content_weight": CONTENT_WEIGHT}}[name]
         params = {**LM_PARAMS[data_name], **extra, **overrides}
-        return LMRecommender(cache_dir=str(CACHE), num_threads=threads, random_state=seed, **params), params
+        return common.make_lm({"cache_dir": str(CACHE), "num_threads": threads, **params}, seed), params
     if name == "sasrec":
         return SASRec(num_threads=threads, random_state=seed, **overrides), overrides
     if name == "ease":
@@ -110,8 +95,18 @@ def run_file(experiment: str, data_name: str, variant: str, seed: int) -> Path:
     return RUNS / experiment / data_name / f"{variant}_s{seed}.json"
 
 
-def run_one(experiment: str, data_name: str, model: str, variant: str, seed: int, overrides: dict[str, Any],
-            threads: int, force: bool, query: bool) -> None:
+def run_one(
+    experiment: str,
+    data_name: str,
+    model: str,
+    variant: str,
+    seed: int,
+    overrides: dict[str, Any],
+    threads: int,
+    force: bool,
+    query: bool,
+    office: Path | None = None,
+) -> None:
     from lmrec.eval import evaluate
     from lmrec.eval.query_eval import evaluate_with_queries, tune_blend
 
@@ -119,20 +114,27 @@ def run_one(experiment: str, data_name: str, model: str, variant: str, seed: int
     if path.exists() and not force:
         log.info("skip %s (exists)", path)
         return
-    data = load_data(data_name)
+    data = load_data(data_name, office)
     split = make_split(data, "loo" if experiment != "cold" else "cold", seed)
     recommender, params = build_model(model, data_name, seed, threads, overrides)
     train = data.with_interactions(split.train)
-    start = time.perf_counter()
-    if "valid" in inspect.signature(recommender.fit).parameters:
-        recommender.fit(train, valid=split)
-    else:
-        recommender.fit(train)
-    fit_s = time.perf_counter() - start
+    with common.Timer() as timer:
+        if "valid" in inspect.signature(recommender.fit).parameters:
+            recommender.fit(train, valid=split)
+        else:
+            recommender.fit(train)
+    fit_s = timer.seconds
     valid = evaluate(recommender, split, phase="valid", ks=(10,), metrics=("ndcg", "recall"))
     record: dict[str, Any] = {
-        "experiment": experiment, "data": data_name, "model": model, "variant": variant, "seed": seed,
-        "params": params, "fit_seconds": fit_s, "threads": threads, "split_sizes": split.sizes(),
+        "experiment": experiment,
+        "data": data_name,
+        "model": model,
+        "variant": variant,
+        "seed": seed,
+        "params": params,
+        "fit_seconds": fit_s,
+        "threads": threads,
+        "split_sizes": split.sizes(),
         "valid": valid.metrics,
     }
     history = getattr(recommender, "train_history_", None)
@@ -173,8 +175,16 @@ def run_one(experiment: str, data_name: str, model: str, variant: str, seed: int
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path.with_suffix(".npz"), **arrays)
     path.write_text(json.dumps(record, indent=2, default=float))
-    log.info("%s %s %s seed %d: test ndcg@10 %.4f recall@10 %.4f (fit %.0f s)", experiment, data_name, variant, seed,
-             test.metrics["ndcg@10"], test.metrics["recall@10"], fit_s)
+    log.info(
+        "%s %s %s seed %d: test ndcg@10 %.4f recall@10 %.4f (fit %.0f s)",
+        experiment,
+        data_name,
+        variant,
+        seed,
+        test.metrics["ndcg@10"],
+        test.metrics["recall@10"],
+        fit_s,
+    )
 
 
 def random_recall(split, k: int, pool: np.ndarray | None = None) -> float:
@@ -193,28 +203,50 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("experiment", choices=["loo", "cold", "ablation"])
     parser.add_argument("--data", required=True, choices=["ml-100k", "office"])
-    parser.add_argument("--models", default="lm", help="comma-separated: lm, lm-text, lm-content, sasrec, ease, tfidf (loo / cold)")
+    parser.add_argument(
+        "--models", default="lm", help="comma-separated: lm, lm-text, lm-content, sasrec, ease, tfidf (loo / cold)"
+    )
     parser.add_argument("--variants", default="", help="comma-separated ablation variants: " + ", ".join(VARIANTS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--force", action="store_true")
+    common.add_office_arg(parser)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for name in ("lmrec.eval.evaluator", "lmrec.encoders.cache"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    common.setup_logging(quiet=("lmrec.eval.evaluator", "lmrec.encoders.cache"))
     for seed in args.seeds:
         if args.experiment == "ablation":
             for variant in [v for v in args.variants.split(",") if v]:
                 if variant not in VARIANTS:
                     raise SystemExit(f"unknown variant {variant!r}; known: {list(VARIANTS)}")
-                run_one("ablation", args.data, "lm", variant, seed, VARIANTS[variant], args.threads, args.force, False)
+                run_one(
+                    "ablation",
+                    args.data,
+                    "lm",
+                    variant,
+                    seed,
+                    VARIANTS[variant],
+                    args.threads,
+                    args.force,
+                    False,
+                    args.office,
+                )
         else:
             for model in [m for m in args.models.split(",") if m]:
                 run_seed = 0 if model in DETERMINISTIC and args.experiment == "loo" else seed
                 if model in DETERMINISTIC and args.experiment == "loo" and seed != args.seeds[0]:
                     continue  # deterministic on a fixed split: one run stands for every seed
-                run_one(args.experiment, args.data, model, model, run_seed, {}, args.threads, args.force,
-                        query=args.experiment == "loo")
+                run_one(
+                    args.experiment,
+                    args.data,
+                    model,
+                    model,
+                    run_seed,
+                    {},
+                    args.threads,
+                    args.force,
+                    query=args.experiment == "loo",
+                    office=args.office,
+                )
 
 
 if __name__ == "__main__":

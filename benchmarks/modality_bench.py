@@ -26,19 +26,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import time
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+import common
 import numpy as np
 
-OUT = Path(__file__).resolve().parent / "out"
-RUNS = OUT / "modality_runs"
-CACHE = OUT / "lm_cache"
-RESULTS = Path(__file__).resolve().parent / "results" / "modality.md"
-OFFICE = Path(os.environ.get("LMREC_OFFICE", "/work/shared/datasets/amazon-office"))
+RUNS = common.OUT / "modality_runs"
+CACHE = common.EMBED_CACHE
+RESULTS = common.RESULTS_DIR / "modality.md"
 #: the Office settings of benchmarks/lm_bench.py
 BASE: dict[str, Any] = {"max_len": 50, "dropout": 0.3, "rating_weight": 0.1}
 CATEGORICAL = ["brand", "categories"]
@@ -56,39 +53,56 @@ def variants(fusion: str) -> dict[str, dict[str, Any]]:
     }
 
 
-def run_one(variant: str, params: dict[str, Any], seed: int, epochs: int, patience: int, force: bool) -> dict:
-    from lmrec.data import leave_one_out, load_recbole
+def run_one(
+    variant: str, params: dict[str, Any], seed: int, epochs: int, patience: int, force: bool, office: Path | None = None
+) -> dict:
+    from lmrec.data import leave_one_out
     from lmrec.eval import evaluate
-    from lmrec.models.lm import LMRecommender
 
     tag = f"{variant}_{params['fusion']}" if "fusion" in params else variant
     path = RUNS / f"{tag}_s{seed}.json"
     if path.exists() and not force:
         log.info("skip %s (exists)", path)
         return json.loads(path.read_text())
-    data = load_recbole(OFFICE)
+    data = common.load_data("office", office)
     split = leave_one_out(data.interactions)
     settings = {**BASE, **params, "epochs": epochs, "patience": patience}
-    model = LMRecommender(cache_dir=str(CACHE), num_threads=1, random_state=seed, **settings)
-    start = time.perf_counter()
-    model.fit(data.with_interactions(split.train), valid=split)
-    fit_s = time.perf_counter() - start
+    model = common.make_lm({"cache_dir": str(CACHE), "num_threads": 1, **settings}, seed)
+    with common.Timer() as timer:
+        model.fit(data.with_interactions(split.train), valid=split)
+    fit_s = timer.seconds
     valid = evaluate(model, split, phase="valid", ks=(10,), metrics=("ndcg", "recall"))
     model.observe(split.valid)
     test = evaluate(model, split, phase="test", ks=(10,), metrics=("ndcg", "recall"))
     history = getattr(model, "train_history_", None) or []
     fusion = model.net_.item_tower.fusion
     record = {
-        "variant": variant, "seed": seed, "params": settings, "fit_seconds": fit_s, "valid": valid.metrics,
-        "test": test.metrics, "epochs_run": len(history),
+        "variant": variant,
+        "seed": seed,
+        "params": settings,
+        "fit_seconds": fit_s,
+        "valid": valid.metrics,
+        "test": test.metrics,
+        "epochs_run": len(history),
         "n_parameters": int(sum(p.numel() for p in model.net_.parameters())),
-        "modalities": fusion.names if fusion is not None else ["text"] + (["id"] if params["item_repr"] == "hybrid" else []),
-        "vocab_sizes": {c: len(v) for c, v in (getattr(model, "fusion_spec_", None) or {}).get("vocabularies", {}).items()},
+        "modalities": fusion.names
+        if fusion is not None
+        else ["text"] + (["id"] if params["item_repr"] == "hybrid" else []),
+        "vocab_sizes": {
+            c: len(v) for c, v in (getattr(model, "fusion_spec_", None) or {}).get("vocabularies", {}).items()
+        },
     }
     RUNS.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2, default=float))
-    log.info("%s seed %d: test ndcg@10 %.4f recall@10 %.4f (fit %.0f s, %d epochs)", variant, seed,
-             test.metrics["ndcg@10"], test.metrics["recall@10"], fit_s, len(history))
+    log.info(
+        "%s seed %d: test ndcg@10 %.4f recall@10 %.4f (fit %.0f s, %d epochs)",
+        variant,
+        seed,
+        test.metrics["ndcg@10"],
+        test.metrics["recall@10"],
+        fit_s,
+        len(history),
+    )
     return record
 
 
@@ -115,22 +129,29 @@ def report(records: dict[str, list[dict]], args: argparse.Namespace) -> str:
         return f"{a.mean():{fmt}} ± {a.std(ddof=1):{fmt}}" if len(a) > 1 else f"{a.mean():{fmt}}"
 
     for variant, rs in records.items():
-        mods = ", ".join(rs[0]["modalities"]) + (", id" if rs[0]["params"]["item_repr"] == "hybrid"
-                                                 and "id" not in rs[0]["modalities"] else "")
+        mods = ", ".join(rs[0]["modalities"]) + (
+            ", id" if rs[0]["params"]["item_repr"] == "hybrid" and "id" not in rs[0]["modalities"] else ""
+        )
         lines.append(
             f"| {variant} | {mods} | {cell([r['test']['ndcg@10'] for r in rs])} | "
             f"{cell([r['test']['recall@10'] for r in rs])} | {cell([r['valid']['ndcg@10'] for r in rs])} | "
             f"{cell([r['epochs_run'] for r in rs], '.0f')} | {cell([r['fit_seconds'] for r in rs], '.0f')} | "
-            f"{rs[0]['n_parameters']} |")
+            f"{rs[0]['n_parameters']} |"
+        )
     vocab = next((r[0]["vocab_sizes"] for r in records.values() if r[0]["vocab_sizes"]), {})
     if vocab:
-        lines += ["", "Categorical vocabularies (tokens on >= 2 items): "
-                  + ", ".join(f"{c} {n}" for c, n in vocab.items()) + "."]
+        lines += [
+            "",
+            "Categorical vocabularies (tokens on >= 2 items): " + ", ".join(f"{c} {n}" for c, n in vocab.items()) + ".",
+        ]
     capped = [v for v, rs in records.items() if any(r["epochs_run"] >= args.epochs for r in rs)]
     if capped:
-        lines += ["", f"Note: {', '.join(capped)} ran into the {args.epochs}-epoch cap (valid NDCG@10 still rising), so "
-                  "the table compares the variants under one bounded budget on a shared CPU; converged figures "
-                  "would be higher."]
+        lines += [
+            "",
+            f"Note: {', '.join(capped)} ran into the {args.epochs}-epoch cap (valid NDCG@10 still rising), so "
+            "the table compares the variants under one bounded budget on a shared CPU; converged figures "
+            "would be higher.",
+        ]
     lines.append("")
     return "\n".join(lines)
 
@@ -144,10 +165,9 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=5)
     parser.add_argument("--force", action="store_true")
     parser.add_argument("--write-md", action="store_true", help=f"write {RESULTS}")
+    common.add_office_arg(parser)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for name in ("lmrec.eval.evaluator", "lmrec.encoders.cache"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    common.setup_logging(quiet=("lmrec.eval.evaluator", "lmrec.encoders.cache"))
     table = variants(args.fusion)
     chosen = [v for v in args.variants.split(",") if v]
     unknown = [v for v in chosen if v not in table]
@@ -156,7 +176,9 @@ def main() -> None:
     records: dict[str, list[dict]] = {v: [] for v in chosen}
     for seed in args.seeds:
         for variant in chosen:
-            records[variant].append(run_one(variant, table[variant], seed, args.epochs, args.patience, args.force))
+            records[variant].append(
+                run_one(variant, table[variant], seed, args.epochs, args.patience, args.force, args.office)
+            )
     md = report(records, args)
     print(md)
     if args.write_md:

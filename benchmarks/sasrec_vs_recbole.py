@@ -18,11 +18,13 @@ import platform
 import time
 from pathlib import Path
 
+import common
+
 from lmrec.data.loaders import load_recbole_benchmark
 from lmrec.eval import evaluate
 from lmrec.models.sasrec import SASRec
 
-OUT = Path(__file__).parent / "out"
+OUT = common.OUT
 
 
 def recbole_figures(directory: Path) -> dict:
@@ -68,16 +70,18 @@ def main() -> None:
         model.observe(split.valid)
         masked = evaluate(model, split, phase="test", ks=(10,))
         unmasked = evaluate(model, split, phase="test", ks=(10,), exclude_history=False)
-        runs.append({
-            "seed": seed,
-            "fit_s": fit_s,
-            "epochs": len(getattr(model, "train_history_", [])),
-            "valid_ndcg@10": valid.metrics["ndcg@10"],
-            "test_ndcg@10_masked": masked.metrics["ndcg@10"],
-            "test_recall@10_masked": masked.metrics["recall@10"],
-            "test_ndcg@10_unmasked": unmasked.metrics["ndcg@10"],
-            "test_recall@10_unmasked": unmasked.metrics["recall@10"],
-        })
+        runs.append(
+            {
+                "seed": seed,
+                "fit_s": fit_s,
+                "epochs": len(getattr(model, "train_history_", [])),
+                "valid_ndcg@10": valid.metrics["ndcg@10"],
+                "test_ndcg@10_masked": masked.metrics["ndcg@10"],
+                "test_recall@10_masked": masked.metrics["recall@10"],
+                "test_ndcg@10_unmasked": unmasked.metrics["ndcg@10"],
+                "test_recall@10_unmasked": unmasked.metrics["recall@10"],
+            }
+        )
         print(json.dumps(runs[-1]))
     result = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

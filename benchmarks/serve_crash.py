@@ -22,26 +22,17 @@ import json
 import logging
 import os
 import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
+import common
 import httpx
 import numpy as np
 import pandas as pd
 
 log = logging.getLogger("serve_crash")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def build_bundle(model_dir: Path, n_items: int, n_users: int) -> None:
@@ -57,28 +48,15 @@ def build_bundle(model_dir: Path, n_items: int, n_users: int) -> None:
     ids = [f"i{n}" for n in range(n_items)]
     frame = pd.DataFrame({"title": [f"product {n} in group {n % 17}" for n in range(n_items)]}, index=ids)
     catalog = ItemCatalog(frame, text_fields=["title"])
-    rows = pd.DataFrame({"user_id": [f"u{rng.integers(n_users)}" for _ in range(10 * n_users)],
-                         "item_id": [ids[rng.integers(n_items)] for _ in range(10 * n_users)]})
+    rows = pd.DataFrame(
+        {
+            "user_id": [f"u{rng.integers(n_users)}" for _ in range(10 * n_users)],
+            "item_id": [ids[rng.integers(n_items)] for _ in range(10 * n_users)],
+        }
+    )
     rows["timestamp"] = np.arange(len(rows), dtype=float)
     data = Dataset(Interactions.from_frame(rows, item_map=IdMap(ids)), items=catalog, name="crash-synthetic")
     ModelBundle(Popularity().fit(data), catalog, None, {"dataset": data.name}).save(model_dir)
-
-
-def start_server(settings: dict[str, Any], log_path: Path) -> tuple[subprocess.Popen, float]:
-    code = "import sys; from lmrec.serve import ServeSettings, run_server; run_server(ServeSettings.model_validate_json(sys.argv[1]))"
-    started = time.perf_counter()
-    with open(log_path, "ab") as sink:
-        proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(settings)], stdout=sink, stderr=sink)
-    while time.perf_counter() - started < 600:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}; see {log_path}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{settings['port']}/health", timeout=1).status_code == 200:
-                return proc, time.perf_counter() - started
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("server did not start")
 
 
 class Poster:
@@ -97,8 +75,12 @@ class Poster:
         with httpx.Client(base_url=self.base, timeout=10) as client:
             while not self.stop.is_set():
                 events = [
-                    {"event_id": f"{self.tag}-{n + j}", "user_id": f"u{rng.integers(self.users)}",
-                     "item_id": f"i{rng.integers(self.items)}", "type": "click"}
+                    {
+                        "event_id": f"{self.tag}-{n + j}",
+                        "user_id": f"u{rng.integers(self.users)}",
+                        "item_id": f"i{rng.integers(self.items)}",
+                        "type": "click",
+                    }
                     for j in range(self.batch)
                 ]
                 n += self.batch
@@ -133,7 +115,9 @@ def verify(db_path: Path, base: str, acked: set[str], attempted: set[str]) -> di
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=5000, help="acknowledged events before each kill, and after each restart")
+    parser.add_argument(
+        "--events", type=int, default=5000, help="acknowledged events before each kill, and after each restart"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--items", type=int, default=2000)
@@ -143,23 +127,29 @@ def main() -> None:
     parser.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
     parser.add_argument("--out", default="benchmarks/out/serve_crash")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    common.setup_logging(fmt="%(asctime)s %(levelname)s %(name)s: %(message)s", quiet=("httpx",))
     out = Path(args.out)
     model_dir, state_dir = out / "model", out / f"state-{args.profile_store}-{args.synchronous}-{int(time.time())}"
     if not (model_dir / "config.json").exists():
         build_bundle(model_dir, args.items, args.users)
     settings = {
-        "model_dir": str(model_dir), "state_dir": str(state_dir), "port": free_port(), "log_level": "warning",
-        "encoder": "hashing-64", "encoder_backend": "fake", "profile_store": args.profile_store,
-        "redis_url": args.redis_url, "redis_prefix": f"crash-{state_dir.name}:", "sqlite_synchronous": args.synchronous,
+        "model_dir": str(model_dir),
+        "state_dir": str(state_dir),
+        "port": common.free_port(),
+        "log_level": "warning",
+        "encoder": "hashing-64",
+        "encoder_backend": "fake",
+        "profile_store": args.profile_store,
+        "redis_url": args.redis_url,
+        "redis_prefix": f"crash-{state_dir.name}:",
+        "sqlite_synchronous": args.synchronous,
     }
     base = f"http://127.0.0.1:{settings['port']}"
     db_path = state_dir / "lmrec.sqlite3"
     acked: set[str] = set()
     attempted: set[str] = set()
     rounds = []
-    proc, startup = start_server(settings, out / "server.log")
+    proc, startup = common.start_server(settings, out / "server.log")
     for r in range(args.rounds):
         poster = Poster(base, f"r{r}", args.users, args.items, args.batch)
         t0 = time.perf_counter()
@@ -173,7 +163,7 @@ def main() -> None:
         rate = len(poster.acked) / (time.perf_counter() - t0)
         acked |= set(poster.acked)
         attempted |= set(poster.attempted)
-        proc, restart_s = start_server(settings, out / "server.log")
+        proc, restart_s = common.start_server(settings, out / "server.log")
         after_kill = verify(db_path, base, acked, attempted)
         post = Poster(base, f"r{r}-after", args.users, args.items, args.batch)
         post.thread.start()
@@ -184,14 +174,30 @@ def main() -> None:
         acked |= set(post.acked)
         attempted |= set(post.attempted)
         after_more = verify(db_path, base, acked, attempted)
-        rounds.append({"round": r, "ingest_events_per_s": rate, "restart_s": restart_s, "after_restart": after_kill, "after_more_events": after_more})
+        rounds.append(
+            {
+                "round": r,
+                "ingest_events_per_s": rate,
+                "restart_s": restart_s,
+                "after_restart": after_kill,
+                "after_more_events": after_more,
+            }
+        )
         log.info("round %d: %s", r, json.dumps(rounds[-1]))
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(60)
+    common.stop_server(proc)
     lost = sum(x["after_restart"]["lost"] + x["after_more_events"]["lost"] for x in rounds)
-    mismatched = sum(x["after_restart"]["profiles_not_matching_log"] + x["after_more_events"]["profiles_not_matching_log"] for x in rounds)
-    result = {"config": vars(args), "first_startup_s": startup, "rounds": rounds, "total_acknowledged": len(acked),
-              "total_lost": lost, "total_profile_mismatches": mismatched}
+    mismatched = sum(
+        x["after_restart"]["profiles_not_matching_log"] + x["after_more_events"]["profiles_not_matching_log"]
+        for x in rounds
+    )
+    result = {
+        "config": vars(args),
+        "first_startup_s": startup,
+        "rounds": rounds,
+        "total_acknowledged": len(acked),
+        "total_lost": lost,
+        "total_profile_mismatches": mismatched,
+    }
     (out / f"results-{args.profile_store}-{args.synchronous}.json").write_text(json.dumps(result, indent=2))
     print(
         f"{args.rounds} kill -9 rounds ({args.profile_store}, synchronous={args.synchronous}): {len(acked)} events acknowledged, "

@@ -33,25 +33,83 @@ import os
 import platform
 import random
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import common
 import httpx
 import numpy as np
 import pandas as pd
 
 log = logging.getLogger("serve_load")
 
-BRANDS = [f"{a}{b}" for a in ("Nor", "Sol", "Vel", "Kin", "Aur", "Bel", "Cor", "Dra", "Eld", "Fen") for b in ("land", "ix", "ora", "tek", "wood", "mark", "ex", "ova", "line", "stone")]
-COLORS = ["red", "navy", "black", "white", "green", "grey", "beige", "yellow", "pink", "purple", "orange", "brown", "teal", "silver", "gold"]
-MATERIALS = ["cotton", "leather", "canvas", "wool", "linen", "steel", "bamboo", "ceramic", "glass", "plastic", "oak", "silicone"]
-ADJECTIVES = ["lightweight", "waterproof", "durable", "compact", "premium", "classic", "vintage", "modern", "ergonomic", "eco-friendly", "portable", "handmade", "slim", "insulated", "foldable"]
-USES = ["everyday use", "travel", "the office", "outdoor adventures", "kids", "the kitchen", "gifting", "the gym", "rainy days", "students"]
+BRANDS = [
+    f"{a}{b}"
+    for a in ("Nor", "Sol", "Vel", "Kin", "Aur", "Bel", "Cor", "Dra", "Eld", "Fen")
+    for b in ("land", "ix", "ora", "tek", "wood", "mark", "ex", "ova", "line", "stone")
+]
+COLORS = [
+    "red",
+    "navy",
+    "black",
+    "white",
+    "green",
+    "grey",
+    "beige",
+    "yellow",
+    "pink",
+    "purple",
+    "orange",
+    "brown",
+    "teal",
+    "silver",
+    "gold",
+]
+MATERIALS = [
+    "cotton",
+    "leather",
+    "canvas",
+    "wool",
+    "linen",
+    "steel",
+    "bamboo",
+    "ceramic",
+    "glass",
+    "plastic",
+    "oak",
+    "silicone",
+]
+ADJECTIVES = [
+    "lightweight",
+    "waterproof",
+    "durable",
+    "compact",
+    "premium",
+    "classic",
+    "vintage",
+    "modern",
+    "ergonomic",
+    "eco-friendly",
+    "portable",
+    "handmade",
+    "slim",
+    "insulated",
+    "foldable",
+]
+USES = [
+    "everyday use",
+    "travel",
+    "the office",
+    "outdoor adventures",
+    "kids",
+    "the kitchen",
+    "gifting",
+    "the gym",
+    "rainy days",
+    "students",
+]
 CATEGORIES = {
     "footwear": ["running shoes", "hiking boots", "sandals", "sneakers", "slippers"],
     "clothing": ["t-shirt", "jeans", "rain jacket", "sweater", "summer dress"],
@@ -83,11 +141,18 @@ def synthetic_catalog(n_items: int, seed: int) -> pd.DataFrame:
     for i in range(n_items):
         cat = cats[i % len(cats)]
         noun = rng.choice(CATEGORIES[cat])
-        brand, adj, color, material = rng.choice(BRANDS), rng.choice(ADJECTIVES), rng.choice(COLORS), rng.choice(MATERIALS)
+        brand, adj, color, material = (
+            rng.choice(BRANDS),
+            rng.choice(ADJECTIVES),
+            rng.choice(COLORS),
+            rng.choice(MATERIALS),
+        )
         title = f"{brand} {adj} {color} {material} {noun}, model {i}"
         desc = f"A {rng.choice(ADJECTIVES)} {noun} for {rng.choice(USES)}."
         rows.append((f"p{i}", title, desc, cat, brand, color, round(rng.uniform(5, 300), 2)))
-    return pd.DataFrame(rows, columns=["item_id", "title", "description", "category", "brand", "color", "price"]).set_index("item_id")
+    return pd.DataFrame(
+        rows, columns=["item_id", "title", "description", "category", "brand", "color", "price"]
+    ).set_index("item_id")
 
 
 def synthetic_histories(catalog: pd.DataFrame, n_users: int, per_user: int, seed: int) -> pd.DataFrame:
@@ -112,7 +177,12 @@ def build_bundle(args: argparse.Namespace, model_dir: Path, embeddings: Path) ->
     from lmrec.models.bundle import ModelBundle
 
     catalog_frame = synthetic_catalog(args.items, args.seed)
-    catalog = ItemCatalog(catalog_frame, text_fields=["title", "description"], categorical=["category", "brand", "color"], numeric=["price"])
+    catalog = ItemCatalog(
+        catalog_frame,
+        text_fields=["title", "description"],
+        categorical=["category", "brand", "color"],
+        numeric=["price"],
+    )
     histories = synthetic_histories(catalog_frame, args.users, args.per_user, args.seed)
     inter = Interactions.from_frame(histories, item_map=IdMap(catalog_frame.index))
     dataset = Dataset(inter, items=catalog, name=f"synthetic-{args.items}")
@@ -124,52 +194,30 @@ def build_bundle(args: argparse.Namespace, model_dir: Path, embeddings: Path) ->
         model.fit(dataset)
     else:
         from lmrec.encoders.fake import HashingEncoder
-        from lmrec.models.lm import LMRecommender
 
-        model = LMRecommender(
-            dim=64, epochs=args.lm_epochs, loss="sampled", batch_size=256, n_layers=1, max_len=20,
-            encoder=HashingEncoder(384) if args.encoder == "hashing" else None,
-            cache_dir=str(embeddings), show_progress=True, num_threads=os.cpu_count(),
-        )
+        params = {
+            "dim": 64,
+            "epochs": args.lm_epochs,
+            "loss": "sampled",
+            "batch_size": 256,
+            "n_layers": 1,
+            "max_len": 20,
+            "encoder": HashingEncoder(384) if args.encoder == "hashing" else None,
+            "cache_dir": str(embeddings),
+            "show_progress": True,
+            "num_threads": os.cpu_count(),
+        }
+        model = common.make_lm(params, None)  # no seed given: the model's default random_state
         model.fit(dataset)
-    info = {"dataset": dataset.name, "encoder": {"model": "hashing-384", "backend": "fake"}} if args.encoder == "hashing" else {"dataset": dataset.name}
+    info = (
+        {"dataset": dataset.name, "encoder": {"model": "hashing-384", "backend": "fake"}}
+        if args.encoder == "hashing"
+        else {"dataset": dataset.name}
+    )
     ModelBundle(model, catalog, None, info).save(model_dir)
-    log.info("trained %s on %d items, %d users in %.1fs", args.model, args.items, args.users, time.perf_counter() - start)
-
-
-# ----------------------------------------------------------------------------- server
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(settings: dict[str, Any], log_path: Path, timeout_s: float = 7200) -> subprocess.Popen:
-    code = "import sys; from lmrec.serve import ServeSettings, run_server; run_server(ServeSettings.model_validate_json(sys.argv[1]))"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    with open(log_path, "ab") as sink:
-        proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(settings, default=str)], stdout=sink, stderr=sink, env=env)
-    url = f"http://127.0.0.1:{settings['port']}/health"
-    start = time.monotonic()
-    while time.monotonic() - start < timeout_s:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}; see {log_path}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                log.info("server up in %.1fs (%s)", time.monotonic() - start, settings.get("index"))
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError(f"server not healthy after {timeout_s}s; see {log_path}")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    log.info(
+        "trained %s on %d items, %d users in %.1fs", args.model, args.items, args.users, time.perf_counter() - start
+    )
 
 
 # ----------------------------------------------------------------------------- load
@@ -254,7 +302,9 @@ async def closed_loop(base: str, bodies: list[dict], concurrency: int, duration:
     return summarise(latencies, errors, wall, concurrency)
 
 
-async def ingestion(base: str, item_ids: list[str], duration: float, batch: int, concurrency: int, seed: int) -> dict[str, Any]:
+async def ingestion(
+    base: str, item_ids: list[str], duration: float, batch: int, concurrency: int, seed: int
+) -> dict[str, Any]:
     """Closed-loop ``/events`` batches; after each acknowledged batch, one of its users must show its
     latest event in their profile (so the next recommendation reflects it)."""
     rng = random.Random(seed)
@@ -272,8 +322,12 @@ async def ingestion(base: str, item_ids: list[str], duration: float, batch: int,
             while time.perf_counter() < stop_at:
                 b = next(counter)
                 events = [
-                    {"event_id": f"ing-{run}-{b}-{j}", "user_id": f"ing{rng.randrange(5000)}", "item_id": rng.choice(item_ids),
-                     "type": rng.choice(["view", "click", "cart", "purchase"])}
+                    {
+                        "event_id": f"ing-{run}-{b}-{j}",
+                        "user_id": f"ing{rng.randrange(5000)}",
+                        "item_id": rng.choice(item_ids),
+                        "type": rng.choice(["view", "click", "cart", "purchase"]),
+                    }
                     for j in range(batch)
                 ]
                 t0 = time.perf_counter()
@@ -311,8 +365,11 @@ def make_queries(n: int, seed: int) -> list[dict]:
     for i in range(n):
         cat = rng.choice(list(CATEGORIES))
         text = rng.choice(QUERY_TEMPLATES).format(
-            adj=rng.choice(ADJECTIVES), noun=rng.choice(CATEGORIES[cat]), use=rng.choice(USES),
-            color=rng.choice(COLORS), material=rng.choice(MATERIALS),
+            adj=rng.choice(ADJECTIVES),
+            noun=rng.choice(CATEGORIES[cat]),
+            use=rng.choice(USES),
+            color=rng.choice(COLORS),
+            material=rng.choice(MATERIALS),
         )
         out.append({"query": f"{text} #{i}" if i >= 200 else text, "k": 10})  # unique texts: no cache can help
     return out
@@ -350,21 +407,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     query_bodies = make_queries(20_000, args.seed)
     results: dict[str, Any] = {
         "config": {k: v for k, v in vars(args).items()},
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "load_avg_at_start": os.getloadavg()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_avg_at_start": os.getloadavg(),
+        },
     }
     base_settings: dict[str, Any] = {
-        "model_dir": str(model_dir), "state_dir": str(state_dir), "host": "127.0.0.1", "log_level": "warning",
-        "threads": 1, "items_sync_interval_s": 0.0,
+        "model_dir": str(model_dir),
+        "state_dir": str(state_dir),
+        "host": "127.0.0.1",
+        "log_level": "warning",
+        "threads": 1,
+        "items_sync_interval_s": 0.0,
     }
     if args.encoder == "hashing":
         base_settings.update(encoder="hashing-384", encoder_backend="fake")
     for index in (args.index, "numpy"):
-        port = free_port()
+        port = common.free_port()
         settings = {**base_settings, "port": port, "index": index}
-        started = time.perf_counter()
-        proc = start_server(settings, out / "server.log")
-        startup = time.perf_counter() - started
+        # a 100,000-item catalogue with MiniLM builds its index at start-up: allow two hours
+        proc, startup = common.start_server(settings, out / "server.log", timeout_s=7200)
         base = f"http://127.0.0.1:{port}"
         try:
             health = httpx.get(base + "/health").json()
@@ -374,6 +438,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             # request, as they are for active users in steady state), then a few queries
             asyncio.run(closed_loop(base, profile_bodies, 4, max(3.0, len(profile_bodies) / 150)))
             asyncio.run(closed_loop(base, query_bodies[-50:], 2, 2.0))
+
             def load(bodies: list[dict], connections: int, base: str = base) -> dict[str, float]:
                 if args.client == "wrk":
                     return wrk_run(base, bodies, connections, args.duration, out)
@@ -391,7 +456,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             results[index] = runs
             log.info("%s: %s", index, json.dumps({k: v for k, v in runs.items() if k != "health"}, indent=1))
         finally:
-            stop_server(proc)
+            common.stop_server(proc)
     results["machine"]["load_avg_at_end"] = os.getloadavg()
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     (out / "results.md").write_text(markdown(results, args))
@@ -440,8 +505,12 @@ def main() -> None:
     parser.add_argument("--lm-epochs", type=int, default=1)
     parser.add_argument("--encoder", choices=["minilm", "hashing"], default="minilm")
     parser.add_argument("--index", default="auto", choices=["auto", "flat", "hnsw", "ivf"])
-    parser.add_argument("--client", choices=["wrk", "httpx"], default="wrk" if shutil.which("wrk") else "httpx",
-                        help="load generator: wrk (Debian's wrk, one thread) or an httpx asyncio client")
+    parser.add_argument(
+        "--client",
+        choices=["wrk", "httpx"],
+        default="wrk" if shutil.which("wrk") else "httpx",
+        help="load generator: wrk (Debian's wrk, one thread) or an httpx asyncio client",
+    )
     parser.add_argument("--connections", type=int, default=4, help="keep-alive connections of the profile run")
     parser.add_argument("--query-connections", type=int, default=2, help="connections of the query run")
     parser.add_argument("--concurrency", type=int, default=16, help="connections of the saturation run")
@@ -451,8 +520,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="benchmarks/out/serve_load")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    common.setup_logging(fmt="%(asctime)s %(levelname)s %(name)s: %(message)s", quiet=("httpx",))
     results = run(args)
     print(markdown(results, args))
 

@@ -30,18 +30,16 @@ import logging
 import os
 import platform
 import random
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import common
 import httpx
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_load import synthetic_catalog, synthetic_histories  # noqa: E402
+from serve_load import synthetic_catalog, synthetic_histories
 
 log = logging.getLogger("serve_swap")
 
@@ -54,12 +52,16 @@ def build_versions(args: argparse.Namespace, out: Path) -> tuple[Path, Path]:
     from lmrec.models.bundle import ModelBundle
 
     frame = synthetic_catalog(args.items, args.seed)
-    catalog = ItemCatalog(frame, text_fields=["title", "description"], categorical=["category", "brand", "color"], numeric=["price"])
+    catalog = ItemCatalog(
+        frame, text_fields=["title", "description"], categorical=["category", "brand", "color"], numeric=["price"]
+    )
     histories = synthetic_histories(frame, args.users, args.per_user, args.seed)
     cut = histories["timestamp"] < args.a_fraction * args.per_user
     dirs = []
     for name, part in (("A", histories[cut]), ("B", histories)):
-        data = Dataset(Interactions.from_frame(part, item_map=IdMap(frame.index)), items=catalog, name=f"synthetic-{name}")
+        data = Dataset(
+            Interactions.from_frame(part, item_map=IdMap(frame.index)), items=catalog, name=f"synthetic-{name}"
+        )
         if args.model == "ease":
             from lmrec.models.ease import EASE
 
@@ -77,31 +79,6 @@ def build_versions(args: argparse.Namespace, out: Path) -> tuple[Path, Path]:
     return dirs[0], dirs[1]
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(settings: dict[str, Any], port: int, log_path: Path) -> subprocess.Popen:
-    code = "import sys; from lmrec.serve import ServeSettings, run_server; run_server(ServeSettings.model_validate_json(sys.argv[1]))"
-    stderr = log_path.open("w")
-    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(settings)], stdout=subprocess.DEVNULL, stderr=stderr)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited; see {log_path}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("server did not become healthy in 300 s")
-
-
 def pct(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)) * 1000, 2) if values else None
 
@@ -110,25 +87,36 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     a, b = build_versions(args, out)
-    port = free_port()
+    port = common.free_port()
     state = out / "state"
     if state.exists():
         import shutil
 
         shutil.rmtree(state)
     settings = {
-        "model_dir": str(a), "state_dir": str(state), "port": port, "log_level": "warning",
-        "encoder": "hashing-64", "encoder_backend": "fake", "sqlite_synchronous": "NORMAL",
-        "items_sync_interval_s": 0.0, "threads": 1,
+        "model_dir": str(a),
+        "state_dir": str(state),
+        "port": port,
+        "log_level": "warning",
+        "encoder": "hashing-64",
+        "encoder_backend": "fake",
+        "sqlite_synchronous": "NORMAL",
+        "items_sync_interval_s": 0.0,
+        "threads": 1,
     }
-    proc = start_server(settings, port, out / "server.log")
+    log_path = out / "server.log"
+    log_path.unlink(missing_ok=True)  # one run's server log
+    proc, _ = common.start_server(settings, log_path, timeout_s=300)
     url = f"http://127.0.0.1:{port}"
     rng = random.Random(args.seed)
     items = [f"p{i}" for i in range(args.items)]
     try:
         with httpx.Client(base_url=url, timeout=30) as http:
             for u in range(args.live_users):
-                events = [{"event_id": f"seed-{u}-{n}", "user_id": f"live{u}", "item_id": rng.choice(items), "type": "click"} for n in range(5)]
+                events = [
+                    {"event_id": f"seed-{u}-{n}", "user_id": f"live{u}", "item_id": rng.choice(items), "type": "click"}
+                    for n in range(5)
+                ]
                 assert http.post("/events", json={"events": events}).status_code == 200
             version_a = http.get("/health").json()["model_version"]
         total_s = args.warm_s + args.swaps * args.gap_s + args.tail_s
@@ -154,11 +142,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     try:
                         if local.random() < args.event_share:
                             user = f"live{local.randrange(args.live_users)}"
-                            ev = {"event_id": f"w{w}-{i}", "user_id": user, "item_id": local.choice(items), "type": "view"}
+                            ev = {
+                                "event_id": f"w{w}-{i}",
+                                "user_id": user,
+                                "item_id": local.choice(items),
+                                "type": "view",
+                            }
                             r = client.post("/events", json={"events": [ev]})
                             version = "events"
                         else:
-                            user = f"live{local.randrange(args.live_users)}" if local.random() < 0.3 else f"u{local.randrange(args.users)}"
+                            user = (
+                                f"live{local.randrange(args.live_users)}"
+                                if local.random() < 0.3
+                                else f"u{local.randrange(args.users)}"
+                            )
                             r = client.post("/recommend", json={"user_id": user, "k": 10})
                             version = r.json().get("model_version", "?") if r.status_code == 200 else "?"
                         status = r.status_code
@@ -179,8 +176,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 r = admin.post("/admin/model", json={"path": str(target)})
                 end = time.monotonic()
                 body = r.json()
-                swaps.append({"start": start, "end": end, "status": r.status_code, "version": body.get("model_version"),
-                              "load_s": body.get("load_s"), "wall_s": round(end - start, 3)})
+                swaps.append(
+                    {
+                        "start": start,
+                        "end": end,
+                        "status": r.status_code,
+                        "version": body.get("model_version"),
+                        "load_s": body.get("load_s"),
+                        "wall_s": round(end - start, 3),
+                    }
+                )
                 log.info("swap %d -> %s: %s in %.2fs", j + 1, target.name, r.status_code, end - start)
                 time.sleep(max(0.0, start + args.gap_s - time.monotonic()))
             time.sleep(args.tail_s)
@@ -189,8 +194,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 t.join(60)
             health = admin.get("/health").json()
     finally:
-        proc.terminate()
-        proc.wait(30)
+        common.stop_server(proc, timeout_s=30)
 
     first = swaps[0]["start"]
     failed = [r for r in results if r[2] != 200]
@@ -200,13 +204,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     stale = 0  # answers from an older model by requests that started after a swap had returned
     for j, w in enumerate(swaps):
         upto = swaps[j + 1]["start"] if j + 1 < len(swaps) else float("inf")
-        stale += sum(1 for s, _, st, v in results if w["end"] < s < upto and st == 200 and v not in ("events", w["version"]))
+        stale += sum(
+            1 for s, _, st, v in results if w["end"] < s < upto and st == 200 and v not in ("events", w["version"])
+        )
     span = max(s for s, *_ in results) - min(s for s, *_ in results) if results else 0.0
     return {
         "command": "python " + " ".join(sys.argv),
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "note": "2-core dev box, shared with other jobs"},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "note": "2-core dev box, shared with other jobs",
+        },
         "config": {k: v for k, v in vars(args).items() if k not in ("out", "results")},
         "version_a": version_a,
         "requests": len(results),
@@ -241,7 +251,8 @@ def markdown(res: dict[str, Any]) -> str:
         "",
         f"- Failed requests: **{res['failed']}** (non-200 or transport error)",
         f"- Answers from the old model after a swap had returned: **{res['stale_after_swap']}**",
-        f"- Swap wall time (load to the side + switch): " + ", ".join(f"{w['wall_s']:.2f} s" for w in res["swaps"])
+        "- Swap wall time (load to the side + switch): "
+        + ", ".join(f"{w['wall_s']:.2f} s" for w in res["swaps"])
         + (f"; model load {min(loads):.2f}-{max(loads):.2f} s" if loads else ""),
         "",
         "| requests that started | n | p50 ms | p99 ms |",
@@ -273,13 +284,14 @@ def main() -> None:
     p.add_argument("--warm-s", type=float, default=10.0)
     p.add_argument("--gap-s", type=float, default=6.0)
     p.add_argument("--tail-s", type=float, default=3.0)
-    p.add_argument("--discard-s", type=float, default=2.0, help="first seconds left out of the 'before' latency (cold caches)")
+    p.add_argument(
+        "--discard-s", type=float, default=2.0, help="first seconds left out of the 'before' latency (cold caches)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="benchmarks/out/serve_swap")
     p.add_argument("--results", default=None, help="also write the markdown section here")
     args = p.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    common.setup_logging(fmt="%(asctime)s %(levelname)s %(name)s: %(message)s", quiet=("httpx",))
     res = run(args)
     out = Path(args.out)
     (out / "results.json").write_text(json.dumps(res, indent=2))

@@ -40,8 +40,7 @@ def dump(out: Path) -> None:
     import numpy as np
     import pandas as pd
 
-    sys.path.insert(0, str(HERE))
-    from dump_recbole_split import recbole_split, write_split
+    from dump_recbole_split import recbole_split, write_split  # a sibling: the script's folder is on sys.path
 
     target = write_split("loo", out)  # RecBole's LS split as benchmark files, raw ids and values
     picks: dict[str, dict[str, dict[str, str]]] = {}

@@ -1,4 +1,6 @@
-"""How far content alone goes on cold items, with no training at all.
+"""Produced RESULTS.md §6 (lm), cold-item split: "Where the cold-start loss comes from" and the content rows of "How far content alone goes".
+
+How far content alone goes on cold items, with no training at all.
 
 Scores the frozen MiniLM item vectors (raw and PCA-whitened; user = mean of their history's item
 vectors, cosine), other ways of pooling the history (max over history items, a log-sum-exp with a
@@ -7,26 +9,24 @@ cold-item split of Amazon Office (seed 0) as ``lm_bench.py cold``, over all item
 pool (items without a training interaction), with the validation Recall@10 that would pick among
 them. Compare with lm and TF-IDF in RESULTS.md §6.
 
-Usage: ``python benchmarks/cold_content_check.py``
+Usage (from the repository root; ``benchmarks/`` holds the shared helpers): ``PYTHONPATH=benchmarks python
+experiments/cold_content_check.py``
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import argparse
 
+import common
+import lm_bench
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import lm_bench  # noqa: E402
-
-from lmrec.eval import evaluate  # noqa: E402
-from lmrec.models import TfidfRecommender  # noqa: E402
-from lmrec.models.base import Recommender  # noqa: E402
-from lmrec.models.lm import persist  # noqa: E402
-from lmrec.models.lm.item_tower import fit_whitening  # noqa: E402
-from lmrec.models.lm.text import encode_texts, item_fields, item_texts  # noqa: E402
+from lmrec.eval import evaluate
+from lmrec.models import TfidfRecommender
+from lmrec.models.base import Recommender
+from lmrec.models.lm import persist
+from lmrec.models.lm.item_tower import fit_whitening
+from lmrec.models.lm.text import encode_texts, item_fields, item_texts
 
 
 class FrozenContent(Recommender):
@@ -84,7 +84,10 @@ class Blend(Recommender):
 
 
 def main() -> None:
-    data = lm_bench.load_data("office")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    common.add_office_arg(parser)
+    args = parser.parse_args()
+    data = common.load_data("office", args.office)
     split = lm_bench.make_split(data, "cold", 0)
     texts, _ = item_texts(data.items, data.interactions.item_map, item_fields(data.items, None))
     vectors = encode_texts(persist.build_encoder(None, None, "torch", None), texts, cache_dir=str(lm_bench.CACHE))
@@ -97,19 +100,25 @@ def main() -> None:
         model.observe(split.valid)
         full = evaluate(model, split, ks=(10,), metrics=("recall", "ndcg")).metrics
         new = evaluate(model, split, ks=(10,), metrics=("recall", "ndcg"), item_pool=pool).metrics
-        print(f"{name}: valid recall@10 {valid['recall@10']:.4f}; all items recall@10 {full['recall@10']:.4f} "
-              f"ndcg@10 {full['ndcg@10']:.4f}; new items recall@10 {new['recall@10']:.4f} ndcg@10 {new['ndcg@10']:.4f}",
-              flush=True)
+        print(
+            f"{name}: valid recall@10 {valid['recall@10']:.4f}; all items recall@10 {full['recall@10']:.4f} "
+            f"ndcg@10 {full['ndcg@10']:.4f}; new items recall@10 {new['recall@10']:.4f} ndcg@10 {new['ndcg@10']:.4f}",
+            flush=True,
+        )
 
     for whiten in (False, True):
-        report(f"MiniLM whiten={whiten} mean", lambda: FrozenContent(vectors, whiten).fit(train))
+        report(f"MiniLM whiten={whiten} mean", lambda whiten=whiten: FrozenContent(vectors, whiten).fit(train))
     report("MiniLM whitened max", lambda: FrozenContent(vectors, True, "max").fit(train))
     for tau in (0.1, 0.05):
-        report(f"MiniLM whitened lse tau={tau}", lambda: FrozenContent(vectors, True, "lse", tau).fit(train))
+        report(f"MiniLM whitened lse tau={tau}", lambda tau=tau: FrozenContent(vectors, True, "lse", tau).fit(train))
     report("TF-IDF", lambda: TfidfRecommender().fit(train))
     for weight in (0.5, 1.0, 2.0):
-        report(f"z(MiniLM whitened mean) + {weight} z(TF-IDF)", lambda: Blend(
-            FrozenContent(vectors, True).fit(train), TfidfRecommender().fit(train), weight).fit(train))
+        report(
+            f"z(MiniLM whitened mean) + {weight} z(TF-IDF)",
+            lambda weight=weight: Blend(
+                FrozenContent(vectors, True).fit(train), TfidfRecommender().fit(train), weight
+            ).fit(train),
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""Can a metric learned on warm items improve frozen content similarity for cold items?
+"""Produced RESULTS.md §6 (lm), cold-item split: the learned-metric row of "How far content alone goes".
+
+Can a metric learned on warm items improve frozen content similarity for cold items?
 
 On the cold-item split of Amazon Office (seed 0), user = unit mean of the whitened frozen MiniLM
 vectors of their history, item = its whitened vector, and a learned map ``f`` is applied to both
@@ -8,29 +10,25 @@ full softmax over warm items on every (history prefix -> next item) pair of the 
 the epoch with the best validation Recall@10 (validation items are cold too) is tested. Epoch -1 is
 the untrained identity.
 
-Usage: ``python benchmarks/cold_metric_probe.py diag --epochs 15``
+Usage: ``PYTHONPATH=benchmarks python experiments/cold_metric_probe.py diag --epochs 15``
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
+import common
+import lm_bench
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import lm_bench  # noqa: E402
-
-from lmrec.eval import evaluate  # noqa: E402
-from lmrec.models.base import Recommender  # noqa: E402
-from lmrec.models.lm import persist  # noqa: E402
-from lmrec.models.lm.item_tower import fit_whitening  # noqa: E402
-from lmrec.models.lm.text import encode_texts, item_fields, item_texts  # noqa: E402
+from lmrec.eval import evaluate
+from lmrec.models.base import Recommender
+from lmrec.models.lm import persist
+from lmrec.models.lm.item_tower import fit_whitening
+from lmrec.models.lm.text import encode_texts, item_fields, item_texts
 
 
 class Metric(torch.nn.Module):
@@ -69,9 +67,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--max-len", type=int, default=50)
+    common.add_office_arg(parser)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    data = lm_bench.load_data("office")
+    data = common.load_data("office", args.office)
     split = lm_bench.make_split(data, "cold", 0)
     texts, _ = item_texts(data.items, data.interactions.item_map, item_fields(data.items, None))
     vec = encode_texts(persist.build_encoder(None, None, "torch", None), texts, cache_dir=str(lm_bench.CACHE))
@@ -97,7 +96,9 @@ def main() -> None:
     pool = np.flatnonzero(~warm.numpy())
 
     def recall(phase: str, item_pool=None) -> float:
-        return evaluate(probe, split, phase=phase, ks=(10,), metrics=("recall",), item_pool=item_pool).metrics["recall@10"]
+        return evaluate(probe, split, phase=phase, ks=(10,), metrics=("recall",), item_pool=item_pool).metrics[
+            "recall@10"
+        ]
 
     best = (recall("valid"), {k: v.clone() for k, v in metric.state_dict().items()}, -1)
     print(f"epoch -1 (identity): valid recall@10 {best[0]:.4f}; {len(target)} training pairs", flush=True)
@@ -118,8 +119,18 @@ def main() -> None:
             best = (valid, {k: v.clone() for k, v in metric.state_dict().items()}, epoch)
     metric.load_state_dict(best[1])
     probe.observe(split.valid)
-    print(json.dumps({"mode": args.mode, "rank": args.rank, "best_epoch": best[2], "valid_recall@10": round(best[0], 4),
-                      "test_recall@10": round(recall("test"), 4), "new_items_recall@10": round(recall("test", pool), 4)}))
+    print(
+        json.dumps(
+            {
+                "mode": args.mode,
+                "rank": args.rank,
+                "best_epoch": best[2],
+                "valid_recall@10": round(best[0], 4),
+                "test_recall@10": round(recall("test"), 4),
+                "new_items_recall@10": round(recall("test", pool), 4),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

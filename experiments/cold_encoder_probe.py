@@ -1,4 +1,6 @@
-"""Does tuning the text encoder on co-purchases lift content scoring of cold items? (a probe)
+"""Produced RESULTS.md §6 (lm), cold-item split: "Tuning the encoder on co-purchases".
+
+Does tuning the text encoder on co-purchases lift content scoring of cold items? (a probe)
 
 On the cold-item split of Amazon Office (as ``lm_bench.py cold``), MiniLM (`TrainableTextEncoder`, fully
 or with LoRA adapters) is trained contrastively on pairs of warm items that follow each other in a
@@ -9,31 +11,27 @@ encoder at the same token length and TF-IDF.
 
 Usage::
 
-    python benchmarks/cold_encoder_probe.py --seed 0 --pairs 4096 --max-len 64 --mode full --lr 2e-5
-    python benchmarks/cold_encoder_probe.py --seed 0 --pairs 4096 --max-len 64 --mode lora --lr 1e-4
+    PYTHONPATH=benchmarks python experiments/cold_encoder_probe.py --seed 0 --pairs 4096 --max-len 64 --mode full --lr 2e-5
+    PYTHONPATH=benchmarks python experiments/cold_encoder_probe.py --seed 0 --pairs 4096 --max-len 64 --mode lora --lr 1e-4
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
+import common
+import lm_bench
 import numpy as np
 import torch
 import torch.nn.functional as F
+from cold_content_check import FrozenContent
+from cold_transfer_probe import figures
 from tqdm.auto import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import lm_bench  # noqa: E402
-from cold_content_check import FrozenContent  # noqa: E402
-from cold_transfer_probe import figures  # noqa: E402
-
-from lmrec.encoders.trainable import TrainableTextEncoder  # noqa: E402
-from lmrec.models import TfidfRecommender  # noqa: E402
-from lmrec.models.lm.text import item_fields, item_texts  # noqa: E402
+from lmrec.encoders.trainable import TrainableTextEncoder
+from lmrec.models import TfidfRecommender
+from lmrec.models.lm.text import item_fields, item_texts
 
 
 def copurchase_pairs(train) -> np.ndarray:
@@ -46,8 +44,9 @@ def copurchase_pairs(train) -> np.ndarray:
     return np.unique(np.sort(pairs, axis=1), axis=0)
 
 
-def tune(encoder: TrainableTextEncoder, texts: list[str], pairs: np.ndarray, lr: float, batch: int,
-         scale: float) -> list[float]:
+def tune(
+    encoder: TrainableTextEncoder, texts: list[str], pairs: np.ndarray, lr: float, batch: int, scale: float
+) -> list[float]:
     """One pass of symmetric in-batch InfoNCE over ``pairs``; the loss of every step."""
     opt = torch.optim.AdamW(encoder.trainable_parameters(), lr=lr, weight_decay=0.01)
     losses = []
@@ -77,10 +76,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--scale", type=float, default=20.0, help="inverse temperature of the InfoNCE logits")
     parser.add_argument("--threads", type=int, default=1)
+    common.add_office_arg(parser)
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
-    data = lm_bench.load_data("office")
+    data = common.load_data("office", args.office)
     split = lm_bench.make_split(data, "cold", args.seed)
     texts, _ = item_texts(data.items, data.interactions.item_map, item_fields(data.items, None))
     train = data.with_interactions(split.train)
@@ -94,20 +94,30 @@ def main() -> None:
         left = base(**base.tokenize([texts[i] for i in sample[:, 0]]))
         right = base(**base.tokenize([texts[i] for i in sample[:, 1]]))
     paired, every = float((left * right).sum(1).mean()), float((left @ right.T).mean())
-    print(f"{len(all_pairs)} co-purchase pairs; untuned cosine of a batch: pairs {paired:.3f}, "
-          f"all combinations {every:.3f}", flush=True)
-    rows = {"TF-IDF": figures(TfidfRecommender().fit(train), split, pool),
-            f"MiniLM untuned, {args.max_len} tokens": figures(
-                FrozenContent(base.encode(texts), whiten=True).fit(train), split, pool)}
+    print(
+        f"{len(all_pairs)} co-purchase pairs; untuned cosine of a batch: pairs {paired:.3f}, "
+        f"all combinations {every:.3f}",
+        flush=True,
+    )
+    rows = {
+        "TF-IDF": figures(TfidfRecommender().fit(train), split, pool),
+        f"MiniLM untuned, {args.max_len} tokens": figures(
+            FrozenContent(base.encode(texts), whiten=True).fit(train), split, pool
+        ),
+    }
     encoder = TrainableTextEncoder(None, max_seq_length=args.max_len)
     encoder.train_mode(lora=args.mode == "lora", r=8, alpha=16)
     start = time.perf_counter()
     losses = tune(encoder, texts, pairs, args.lr, args.batch, args.scale)
     tune_s = time.perf_counter() - start
-    print(f"tuned in {tune_s:.0f} s; InfoNCE loss first step {losses[0]:.3f}, mean of the last ten "
-          f"{np.mean(losses[-10:]):.3f} (chance: log {args.batch} = {np.log(args.batch):.3f})", flush=True)
+    print(
+        f"tuned in {tune_s:.0f} s; InfoNCE loss first step {losses[0]:.3f}, mean of the last ten "
+        f"{np.mean(losses[-10:]):.3f} (chance: log {args.batch} = {np.log(args.batch):.3f})",
+        flush=True,
+    )
     rows[f"MiniLM tuned ({args.mode}, lr {args.lr:g}, {len(pairs)} pairs)"] = figures(
-        FrozenContent(encoder.encode(texts), whiten=True).fit(train), split, pool)
+        FrozenContent(encoder.encode(texts), whiten=True).fit(train), split, pool
+    )
     print(f"| scorer (cold split, seed {args.seed}) | valid Recall@10 | Recall@10, all items | Recall@10, new items |")
     print("|---|---:|---:|---:|")
     for name, r in rows.items():

@@ -1,4 +1,6 @@
-"""Cold items borrowing the collaborative signal of their text neighbours (a probe, not a shipped model).
+"""Produced RESULTS.md §6 (lm), cold-item split: "Borrowing the collaborative signal of text neighbours".
+
+Cold items borrowing the collaborative signal of their text neighbours (a probe, not a shipped model).
 
 On the cold-item split of Amazon Office (as ``lm_bench.py cold``), a cold item has no interactions, so
 an item-item collaborative model has no column for it. Here it gets one: the columns of its ``k``
@@ -14,29 +16,26 @@ new-items pool, next to TF-IDF and content alone. Compare with lm in RESULTS.md 
 
 Usage::
 
-    python benchmarks/cold_transfer_probe.py --cf cosine --seeds 0 1 2
-    python benchmarks/cold_transfer_probe.py --cf ease --seeds 0 1 2
+    PYTHONPATH=benchmarks python experiments/cold_transfer_probe.py --cf cosine --seeds 0 1 2
+    PYTHONPATH=benchmarks python experiments/cold_transfer_probe.py --cf ease --seeds 0 1 2
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 from pathlib import Path
 
+import common
+import lm_bench
 import numpy as np
 import scipy.sparse as sp
+from cold_content_check import FrozenContent
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import lm_bench  # noqa: E402
-from cold_content_check import FrozenContent  # noqa: E402
-
-from lmrec.eval import evaluate  # noqa: E402
-from lmrec.models import TfidfRecommender  # noqa: E402
-from lmrec.models.lm import persist  # noqa: E402
-from lmrec.models.lm.text import encode_texts, item_fields, item_texts  # noqa: E402
+from lmrec.eval import evaluate
+from lmrec.models import TfidfRecommender
+from lmrec.models.lm import persist
+from lmrec.models.lm.text import encode_texts, item_fields, item_texts
 
 GRID = {"k": (20,), "tau": (0.01, 0.02, 0.05), "lam": (1.0, 2.0, 4.0)}
 EASE_REGS = (10.0, 50.0, 250.0)
@@ -102,16 +101,18 @@ def figures(model, split, pool: np.ndarray, with_test: bool = True) -> dict[str,
     return out
 
 
-def probe(seed: int, kind: str) -> dict[str, dict[str, float]]:
-    data = lm_bench.load_data("office")
+def probe(seed: int, kind: str, office: Path | None = None) -> dict[str, dict[str, float]]:
+    data = common.load_data("office", office)
     split = lm_bench.make_split(data, "cold", seed)
     texts, _ = item_texts(data.items, data.interactions.item_map, item_fields(data.items, None))
     vectors = encode_texts(persist.build_encoder(None, None, "torch", None), texts, cache_dir=str(lm_bench.CACHE))
     train = data.with_interactions(split.train)
     counts = np.bincount(split.train.items, minlength=split.train.n_items)
     pool, warm = np.flatnonzero(counts == 0), np.flatnonzero(counts > 0)
-    results = {"TF-IDF": figures(TfidfRecommender().fit(train), split, pool),
-               "content alone": figures(FrozenContent(vectors, whiten=True).fit(train), split, pool)}
+    results = {
+        "TF-IDF": figures(TfidfRecommender().fit(train), split, pool),
+        "content alone": figures(FrozenContent(vectors, whiten=True).fit(train), split, pool),
+    }
     content = FrozenContent(vectors, whiten=True).fit(train).x_
     best, best_valid = None, -1.0
     for name, sim in item_similarities(split.train, kind).items():
@@ -124,7 +125,8 @@ def probe(seed: int, kind: str) -> dict[str, dict[str, float]]:
                 best, best_valid = setting, valid
     name, k, tau, lam, sim = best
     results[f"transfer ({name}, k {k}, tau {tau}, lam {lam})"] = figures(
-        NeighbourTransfer(vectors, sim, lam).fit(train), split, pool)
+        NeighbourTransfer(vectors, sim, lam).fit(train), split, pool
+    )
     return results
 
 
@@ -132,17 +134,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cf", choices=["cosine", "ease"], default="cosine")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    common.add_office_arg(parser)
     args = parser.parse_args()
-    per_seed = {seed: probe(seed, args.cf) for seed in args.seeds}
+    per_seed = {seed: probe(seed, args.cf, args.office) for seed in args.seeds}
     print("| seed | scorer | valid Recall@10 | Recall@10, all items | vs TF-IDF | Recall@10, new items | vs TF-IDF |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for seed, rows in per_seed.items():
         tfidf = rows["TF-IDF"]
         for name, r in rows.items():
-            print(f"| {seed} | {name} | {r['valid']:.4f} | {r['all']:.4f} | {r['all'] / tfidf['all']:.2f}x "
-                  f"| {r['new']:.4f} | {r['new'] / tfidf['new']:.2f}x |")
-    ratios = [rows[next(k for k in rows if k.startswith("transfer"))]["all"] / rows["TF-IDF"]["all"]
-              for rows in per_seed.values()]
+            print(
+                f"| {seed} | {name} | {r['valid']:.4f} | {r['all']:.4f} | {r['all'] / tfidf['all']:.2f}x "
+                f"| {r['new']:.4f} | {r['new'] / tfidf['new']:.2f}x |"
+            )
+    ratios = [
+        rows[next(k for k in rows if k.startswith("transfer"))]["all"] / rows["TF-IDF"]["all"]
+        for rows in per_seed.values()
+    ]
     print(f"transfer / TF-IDF over all items, mean of {len(ratios)} seeds: {np.mean(ratios):.2f}x")
 
 

@@ -1,4 +1,6 @@
-"""What the held-back forgetting task of the streaming protocol rewards: popularity by period.
+"""Produced RESULTS.md §11 (continual learning): "What the Office forgetting task measures".
+
+What the held-back forgetting task of the streaming protocol rewards: popularity by period.
 
 The forgetting task of `lmrec.eval.stream.prequential` ranks all items for the users with a held-back
 window-0 row, from their history up to the end of window 0, with the held-back items relevant. This
@@ -14,24 +16,21 @@ target) is built to move away from.
 
 Usage::
 
-    python benchmarks/forgetting_diag.py --data office --forget-seeds 0 1 2
-    python benchmarks/forgetting_diag.py --data ml-100k --forget-seeds 0 1 2
+    PYTHONPATH=benchmarks python experiments/forgetting_diag.py --data office --forget-seeds 0 1 2
+    PYTHONPATH=benchmarks python experiments/forgetting_diag.py --data ml-100k --forget-seeds 0 1 2
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+import common
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lm_bench import load_data  # noqa: E402
-
-from lmrec.data import Interactions, Split  # noqa: E402
-from lmrec.eval import evaluate  # noqa: E402
-from lmrec.eval.stream import holdout_rows, stream_windows  # noqa: E402
+from lmrec.data import Interactions, Split
+from lmrec.data.splits import holdout_rows, stream_windows
+from lmrec.eval import evaluate
 
 DAY = 86_400.0
 
@@ -72,22 +71,31 @@ def task_ndcg(scorer, history: Interactions, target: Interactions) -> float:
     return float(evaluate(scorer, split, ks=(10,), metrics=("ndcg",), user_groups=()).metrics["ndcg@10"])
 
 
-def diagnose(data_name: str, forget_seed: int, h_days: tuple[float, ...]) -> dict[str, float]:
-    inter = load_data(data_name).interactions
+def diagnose(
+    data_name: str, forget_seed: int, h_days: tuple[float, ...], office: Path | None = None
+) -> dict[str, float]:
+    inter = common.load_data(data_name, office).interactions
     initial, windows = stream_windows(inter, train_frac=0.6, n_windows=4, split_by="rows")
     kept0, held0 = holdout_rows(windows[0], 0.2, forget_seed)
     right_after = np.concatenate([initial, kept0])  # what every arm has learned right after window 0
     after_last = np.concatenate([right_after, *windows[1:]])
     history, target = inter.subset(right_after), inter.subset(held0)
-    periods = {"initial part": initial, "window 0 (kept rows)": kept0, "initial part + window 0": right_after,
-               **{f"window {k}": windows[k] for k in range(1, len(windows))},
-               "everything up to the last window": after_last}
-    out = {f"popularity: {name}": task_ndcg(PeriodPopularity(inter, rows), history, target)
-           for name, rows in periods.items()}
+    periods = {
+        "initial part": initial,
+        "window 0 (kept rows)": kept0,
+        "initial part + window 0": right_after,
+        **{f"window {k}": windows[k] for k in range(1, len(windows))},
+        "everything up to the last window": after_last,
+    }
+    out = {
+        f"popularity: {name}": task_ndcg(PeriodPopularity(inter, rows), history, target)
+        for name, rows in periods.items()
+    }
     for h in h_days:
         for label, rows in (("right after window 0", right_after), ("after the last window", after_last)):
             out[f"time-kernel popularity, h {h:g} days, {label}"] = task_ndcg(
-                KernelPopularity(inter, rows, history, h), history, target)
+                KernelPopularity(inter, rows, history, h), history, target
+            )
     return out
 
 
@@ -96,10 +104,13 @@ def main() -> None:
     parser.add_argument("--data", choices=["office", "ml-100k"], default="office")
     parser.add_argument("--forget-seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--h-days", type=float, nargs="+", default=[3.0, 30.0, 90.0])
+    common.add_office_arg(parser)
     args = parser.parse_args()
-    runs = [diagnose(args.data, seed, tuple(args.h_days)) for seed in args.forget_seeds]
-    print(f"| {args.data}: scorer of the held-back task | NDCG@10, mean over held-back draws {args.forget_seeds} "
-          "| per draw |")
+    runs = [diagnose(args.data, seed, tuple(args.h_days), args.office) for seed in args.forget_seeds]
+    print(
+        f"| {args.data}: scorer of the held-back task | NDCG@10, mean over held-back draws {args.forget_seeds} "
+        "| per draw |"
+    )
     print("|---|---:|---|")
     for key in runs[0]:
         vals = [r[key] for r in runs]
