@@ -75,25 +75,30 @@ def test_events_change_the_next_recommendation(pop_client: TestClient) -> None:
     assert "because you clicked" in response.json()["items"][0]["reason"]
 
 
-def test_events_report_duplicates_and_bad_events_per_event(pop_client: TestClient) -> None:
-    body = {
-        "events": [
-            {"event_id": "a", "user_id": "new", "item_id": "t3", "type": "view", "timestamp": 1700000000},
-            {"event_id": "a", "user_id": "new", "item_id": "t3", "type": "view"},
-            {"event_id": "b", "user_id": "new", "item_id": "nope", "type": "view"},
-            {"event_id": "c", "user_id": "new", "item_id": "t3", "type": "teleport"},
-            {"event_id": "d", "user_id": "new", "item_id": "t4", "type": "rating"},
-            {"event_id": "e", "user_id": "new", "item_id": "t4", "type": "rating", "value": 5, "timestamp": "2024-01-01T00:00:00Z"},
-        ]
-    }
-    out = pop_client.post("/events", json=body).json()
-    assert (out["accepted"], out["duplicates"]) == (2, 1)
-    assert [(r["index"], r["event_id"]) for r in out["rejected"]] == [(2, "b"), (3, "c"), (4, "d")]
-    assert out["rejected"][0]["error"] == "events[2].item_id: unknown item 'nope'"
-    assert out["rejected"][1]["error"].startswith("events[3].type: unknown event type 'teleport'; known: ['cart', 'click'")
-    assert out["rejected"][2]["error"] == "events[4].value: a rating event needs a value"
-    again = pop_client.post("/events", json=body).json()
-    assert (again["accepted"], again["duplicates"]) == (0, 3)
+def test_a_bad_event_rejects_its_whole_batch_and_retries_are_duplicates(pop_client: TestClient) -> None:
+    good = [
+        {"event_id": "a", "user_id": "new", "item_id": "t3", "type": "view", "timestamp": 1700000000},
+        {"event_id": "e", "user_id": "new", "item_id": "t4", "type": "rating", "value": 5, "timestamp": "2024-01-01T00:00:00Z"},
+    ]
+    bad = [
+        {"event_id": "a", "user_id": "new", "item_id": "t3", "type": "view"},
+        {"event_id": "b", "user_id": "new", "item_id": "nope", "type": "view"},
+        {"event_id": "c", "user_id": "new", "item_id": "t3", "type": "teleport"},
+        {"event_id": "d", "user_id": "new", "item_id": "t4", "type": "rating"},
+    ]
+    response = pop_client.post("/events", json={"events": [good[0], *bad, good[1]]})
+    assert response.status_code == 422
+    out = response.json()
+    assert out["field"] == "events[1].event_id"
+    assert out["detail"] == "events[1].event_id: 'a' repeats events[0] (and 3 more); the batch was not logged"
+    assert [e["field"] for e in out["errors"]] == ["events[1].event_id", "events[2].item_id", "events[3].type", "events[4].value"]
+    assert out["errors"][1]["msg"] == "unknown item 'nope'"
+    assert out["errors"][2]["msg"].startswith("unknown event type 'teleport'; known: ['cart', 'click'")
+    assert out["errors"][3]["msg"] == "a rating event needs a value"
+    assert pop_client.get("/users/new").status_code == 404  # not even the good events were logged
+    assert pop_client.post("/events", json={"events": good}).json() == {"accepted": 2, "duplicates": 0, "rejected": []}
+    again = pop_client.post("/events", json={"events": good}).json()
+    assert (again["accepted"], again["duplicates"]) == (0, 2)
     user = pop_client.get("/users/new").json()
     assert [e["event_id"] for e in user["recent_events"]] == ["e", "a"]
     assert user["recent_events"][0]["timestamp"] == 1704067200.0  # 2024-01-01T00:00:00Z
@@ -148,7 +153,9 @@ def test_put_and_delete_items(pop_client: TestClient) -> None:
     assert "n1" not in ids(pop_client.post("/recommend", json={"query": "purple velvet slippers", "k": 12}))
     assert pop_client.delete("/items/n1").status_code == 404
     assert pop_client.get("/items/n1/similar").status_code == 404
-    assert click(pop_client, "x", ["n1"], prefix="late")["rejected"][0]["error"] == "events[0].item_id: unknown item 'n1'"
+    late = pop_client.post("/events", json={"events": [{"event_id": "late0", "user_id": "x", "item_id": "n1", "type": "click"}]})
+    assert (late.status_code, late.json()["field"]) == (422, "events[0].item_id")
+    assert late.json()["errors"] == [{"field": "events[0].item_id", "msg": "unknown item 'n1'"}]
     assert pop_client.put("/items/n2", json={"attributes": {"price": 3}}).status_code == 422
     from_attrs = pop_client.put("/items/n2", json={"attributes": {"title": "orange wool socks", "price": 3}})
     assert from_attrs.status_code == 200

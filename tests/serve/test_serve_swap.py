@@ -15,7 +15,16 @@ import pandas as pd
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from serve_helpers import DIM, ITEMS, TinyVectorModel, catalog, free_port, make_settings, save_bundle, tiny_model_registered
+from serve_helpers import (
+    DIM,
+    ITEMS,
+    TinyVectorModel,
+    catalog,
+    free_port,
+    make_settings,
+    save_bundle,
+    tiny_model_registered,
+)
 
 from lmrec.data.dataset import Dataset
 from lmrec.data.idmap import IdMap
@@ -24,6 +33,7 @@ from lmrec.encoders.fake import HashingEncoder
 from lmrec.models.bundle import ModelBundle
 from lmrec.models.popularity import Popularity
 from lmrec.serve.app import create_app
+from lmrec.serve.loading import open_service
 from lmrec.serve.service import RecService
 from lmrec.serve.swap import READY_MARKER, complete_versions
 
@@ -330,7 +340,7 @@ def test_watch_settings_need_a_model_or_a_directory(tmp_path: Path) -> None:
         ServeSettings()
     assert ServeSettings(model_dir_watch=tmp_path).resolved_state_dir == tmp_path / "serve_state"
     with pytest.raises(FileNotFoundError, match="no complete model version in"):
-        RecService.open(ServeSettings(model_dir_watch=tmp_path), encoder=HashingEncoder(DIM))
+        open_service(ServeSettings(model_dir_watch=tmp_path), encoder=HashingEncoder(DIM))
 
 
 def test_writes_while_the_new_model_loads_reach_it(tmp_path: Path, two_pops, monkeypatch) -> None:

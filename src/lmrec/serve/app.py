@@ -4,24 +4,30 @@ The model, stores and index load in the lifespan (in a worker thread), not at im
 be swapped while serving (``POST /admin/model`` or ``settings.model_dir_watch``, see
 `lmrec.serve.swap`). Errors map to JSON ``{"detail": ..., "field": ...}``: 401/403 admin token,
 404 unknown user/item, 409 swap already running, 413 oversized body or batch, 422 bad input with the
-field named.
+field named (and ``"errors"``, each bad field, when there are several). Any other exception is a 500
+``{"error": ..., "request_id": ...}`` (`lmrec.serve.middleware.Instrument`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import faiss
+import torch
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from threadpoolctl import threadpool_limits
 
 from lmrec.serve.errors import ServeError
+from lmrec.serve.loading import open_service
 from lmrec.serve.metrics import Metrics
+from lmrec.serve.middleware import Instrument
 from lmrec.serve.ranking import BusinessRule
 from lmrec.serve.routes import router
 from lmrec.serve.service import RecService
@@ -38,7 +44,8 @@ def _describe(metrics: Metrics) -> None:
     metrics.describe("lmrec_http_request_duration_seconds", "histogram", "HTTP request latency by route, seconds")
     metrics.describe("lmrec_events_ingested_total", "counter", "events appended to the log")
     metrics.describe("lmrec_events_duplicate_total", "counter", "events skipped as duplicates (same event_id)")
-    metrics.describe("lmrec_events_rejected_total", "counter", "events rejected (unknown item or type, ...)")
+    metrics.describe("lmrec_events_rejected_total", "counter", "events in batches answered 422 (one bad event rejects its batch)")
+    metrics.describe("lmrec_http_server_errors_total", "counter", "answers with a 5xx status, by route and status")
     metrics.describe("lmrec_recommendations_total", "counter", "recommendation lists served, by strategy")
     metrics.describe("lmrec_index_items", "gauge", "rows in the item index (deleted ones included)")
     metrics.describe("lmrec_live_items", "gauge", "items that can be recommended")
@@ -48,75 +55,6 @@ def _describe(metrics: Metrics) -> None:
     metrics.describe("lmrec_model_swap_failures_total", "counter", "model swaps that failed (the old model kept serving)")
     metrics.describe("lmrec_model_load_seconds", "histogram", "seconds to load a swapped-in model to the side",
                      buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0))
-
-
-class _Instrument:
-    """Pure ASGI middleware: request counts and latency by route template; rejects oversized bodies (413)."""
-
-    def __init__(self, app: Any, metrics: Metrics, max_body_bytes: int) -> None:
-        self.app = app
-        self.metrics = metrics
-        self.max_body_bytes = max_body_bytes
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = {"code": 500}
-        headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-            await self._too_large(send, int(length))
-            self._record(scope, 413, start)
-            return
-        if length is None and scope["method"] in ("POST", "PUT", "PATCH"):
-            # no declared length (chunked): read the body here, bounded, and replay it to the app
-            chunks, size, more = [], 0, True
-            while more:
-                message = await receive()
-                if message["type"] != "http.request":
-                    break
-                chunks.append(message.get("body", b""))
-                size += len(chunks[-1])
-                more = message.get("more_body", False)
-                if size > self.max_body_bytes:
-                    await self._too_large(send, size)
-                    self._record(scope, 413, start)
-                    return
-            body = b"".join(chunks)
-            replayed = False
-
-            async def replay() -> dict:
-                nonlocal replayed
-                if replayed:
-                    return await receive()
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-
-            receive = replay
-
-        async def recording_send(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-            await send(message)
-
-        await self.app(scope, receive, recording_send)
-        self._record(scope, status["code"], start)
-
-    async def _too_large(self, send: Any, size: int) -> None:
-        body = JSONResponse(
-            {"detail": f"body: request body of {size} bytes exceeds max_body_bytes={self.max_body_bytes}", "field": "body"},
-            status_code=413,
-        )
-        await send({"type": "http.response.start", "status": 413, "headers": body.raw_headers})
-        await send({"type": "http.response.body", "body": body.body})
-
-    def _record(self, scope: dict, status: int, start: float) -> None:
-        route = scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        self.metrics.inc("lmrec_http_requests_total", method=scope["method"], route=path, status=str(status))
-        self.metrics.observe("lmrec_http_request_duration_seconds", time.perf_counter() - start, route=path)
 
 
 _TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
@@ -163,7 +101,7 @@ def create_app(
             # a thread of the loop's default executor, not of the request threadpool: torch fixes its
             # intra-op thread count per thread on first use, so a request thread that encoded the
             # catalogue would keep the start-up setting instead of the one `on_ready` applies
-            svc = await asyncio.to_thread(RecService.open, settings, encoder=encoder, rules=rules)
+            svc = await asyncio.to_thread(open_service, settings, encoder=encoder, rules=rules)
             svc.metrics = metrics
         host = ModelHost(svc, encoder=encoder)
         metrics.gauge("lmrec_index_items", lambda: len(host.service.items))
@@ -200,7 +138,10 @@ def create_app(
 
     @app.exception_handler(ServeError)
     async def _serve_error(request: Request, exc: ServeError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc), "field": exc.field}, status_code=exc.status)
+        body: dict[str, Any] = {"detail": str(exc), "field": exc.field}
+        if exc.errors:
+            body["errors"] = exc.errors
+        return JSONResponse(body, status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -212,7 +153,7 @@ def create_app(
             detail += f" (and {len(fields) - 1} more field{'s' if len(fields) > 2 else ''})"
         return JSONResponse({"detail": detail, "field": fields[0], "errors": errors}, status_code=422)
 
-    app.add_middleware(_Instrument, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(Instrument, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     return app
 
 
@@ -222,10 +163,8 @@ def run_server(settings: ServeSettings) -> None:
     Once the model is loaded and the catalogue indexed (with every core), caps the process's BLAS,
     FAISS and torch intra-op threads at ``settings.threads``: requests are served concurrently from a
     thread pool, and per-request parallelism on top of that oversubscribes the cores (OpenBLAS called
-    from many threads at once can slow down a hundredfold).
+    from many threads at once slows down badly).
     """
-    import uvicorn
-
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings, on_ready=lambda: limit_threads(settings.threads))
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
@@ -233,14 +172,6 @@ def run_server(settings: ServeSettings) -> None:
 
 def limit_threads(threads: int) -> None:
     """Cap BLAS (threadpoolctl), FAISS (OpenMP) and torch intra-op threads of this process."""
-    import faiss
-    from threadpoolctl import threadpool_limits
-
     threadpool_limits(threads)
     faiss.omp_set_num_threads(threads)
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-    except ImportError:  # pragma: no cover - torch is a dependency, but serving does not need it
-        pass
+    torch.set_num_threads(threads)

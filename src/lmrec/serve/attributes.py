@@ -5,6 +5,10 @@ float64 (NaN = missing); a multi-valued column (lists such as genres) keeps, per
 hold it, and matches a row holding the value among others. Filters: ``equals`` (one value), ``in``
 (a list of values: any of them) and ``range`` (inclusive ``min``/``max``, numeric columns only).
 Missing values never match.
+
+Writes are two steps, so a bad value never leaves a half-written row: `AttributeTable.prepare_row`
+checks and converts every value of a row against its column (or the column a new name would get)
+without changing anything, and `AttributeTable.apply_row` stores a prepared row and cannot fail.
 """
 
 from __future__ import annotations
@@ -16,9 +20,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from lmrec.data.catalog import clean_text
+from lmrec.data.text import clean_text
 
-__all__ = ["AttributeTable", "FilterError", "FilterSpec"]
+__all__ = ["AttributeTable", "FilterError", "FilterSpec", "PreparedRow"]
 
 Scalar = str | int | float | bool
 
@@ -72,33 +76,41 @@ class _Column:
             self.names.append(text)
         return code
 
-    def number(self, value: Any, name: str) -> float:
-        if value is None or (isinstance(value, str) and not value.strip()):
-            return np.nan
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise FilterError(f"attributes.{name}", f"expected a number, got {value!r}") from None
+    def convert(self, value: Any, name: str) -> Any:
+        """``value`` as this column stores it (float, cleaned text, or a tuple of cleaned texts); changes nothing.
+
+        Raises:
+            FilterError: the value does not fit the column (field ``attributes.<name>``).
+        """
+        field = f"attributes.{name}"
+        if self.kind == "numeric":
+            return _number(value, field)
+        if self.kind == "multi":
+            values = value if _is_list(value) else ([] if value is None else [value])
+            return tuple(dict.fromkeys(t for t in (_text(v, field) for v in values) if t))
+        if _is_list(value):
+            raise FilterError(field, f"expected one value, got a list {list(value)!r}")
+        return _text(value, field)
+
+    def store(self, row: int, value: Any) -> None:
+        """Store a value `convert` returned (assigns new codes; cannot fail)."""
+        if self.kind == "numeric":
+            self.values[row] = value
+        elif self.kind == "multi":
+            for code in self.row_codes.pop(row, ()):
+                self.rows_of[code].remove(row)
+            codes = tuple(dict.fromkeys(self.code(v) for v in value))
+            for code in codes:
+                self.rows_of.setdefault(code, []).append(row)
+            if codes:
+                self.row_codes[row] = codes
+        else:
+            self.values[row] = self.code(value) if value else -1
 
     def set_multi(self, row: int, values: Any) -> None:
-        for code in self.row_codes.pop(row, ()):
-            self.rows_of[code].remove(row)
+        """Store a catalogue value as it comes (lists, scalars, missing), unchecked: start-up only."""
         items = values if _is_list(values) else ([] if values is None else [values])
-        codes = tuple(dict.fromkeys(c for c in (self.code(v) for v in items) if c >= 0))
-        for code in codes:
-            self.rows_of.setdefault(code, []).append(row)
-        if codes:
-            self.row_codes[row] = codes
-
-    def set(self, row: int, value: Any, name: str) -> None:
-        if self.kind == "multi":
-            self.set_multi(row, value)
-        elif self.kind == "numeric":
-            self.values[row] = self.number(value, name)
-        else:
-            if _is_list(value):
-                raise FilterError(f"attributes.{name}", f"expected one value, got a list {list(value)!r}")
-            self.values[row] = self.code(value)
+        self.store(row, tuple(dict.fromkeys(t for t in (clean_text(v) for v in items) if t)))
 
     def get(self, row: int) -> Any:
         if self.kind == "numeric":
@@ -113,6 +125,44 @@ class _Column:
 
 def _is_list(value: Any) -> bool:
     return isinstance(value, (list, tuple, np.ndarray))
+
+
+def _number(value: Any, field: str) -> float:
+    """A numeric attribute value: None or blank is missing (NaN); a finite number or numeric string."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return np.nan
+    if isinstance(value, bool) or _is_list(value):
+        raise FilterError(field, f"expected a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise FilterError(field, f"expected a number, got {value!r}") from None
+    if not np.isfinite(number):
+        raise FilterError(field, f"expected a finite number, got {value!r}")
+    return number
+
+
+def _text(value: Any, field: str) -> str:
+    """A categorical attribute value as cleaned text ("" is missing); a non-finite number (NaN included:
+    send null for a missing value) is refused."""
+    if isinstance(value, float) and not np.isfinite(value):
+        raise FilterError(field, f"expected a finite number or a text, got {value!r}")
+    if isinstance(value, (dict, set)):
+        raise FilterError(field, f"expected a text or a number, got {value!r}")
+    return clean_text(value)
+
+
+@dataclass(frozen=True)
+class PreparedRow:
+    """One row's attributes checked and converted by `AttributeTable.prepare_row`, ready to store.
+
+    Attributes:
+        values: column name -> stored value (float, text, or tuple of texts); names absent are missing.
+        new_columns: names the row adds to the table, with their kinds.
+    """
+
+    values: Mapping[str, Any]
+    new_columns: Mapping[str, Literal["categorical", "numeric", "multi"]]
 
 
 class AttributeTable:
@@ -167,22 +217,48 @@ class AttributeTable:
         for col in self._cols.values():
             col.grow(self._n)
 
-    def set_row(self, row: int, values: Mapping[str, Any]) -> None:
-        """Set one row's attributes; other columns of the row become missing. New names add columns
-        (numeric for a number, multi-valued for a list, else categorical)."""
-        if not 0 <= row < self._n:
-            raise IndexError(f"row {row} out of range [0, {self._n})")
+    def prepare_row(self, values: Mapping[str, Any]) -> PreparedRow:
+        """Check and convert one row's attributes against the table, changing nothing. A new name adds
+        a column: numeric for a number, multi-valued for a list, else categorical.
+
+        Raises:
+            FilterError: an empty name, or a value that does not fit its column (field ``attributes.<name>``).
+        """
+        out: dict[str, Any] = {}
+        new: dict[str, Literal["categorical", "numeric", "multi"]] = {}
         for name, value in values.items():
-            if name not in self._cols:
+            if not isinstance(name, str) or not name.strip():
+                raise FilterError("attributes", f"an attribute name must be a non-empty text, got {name!r}")
+            col = self._cols.get(name)
+            if col is None:
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    kind = "numeric"
+                    kind: Literal["categorical", "numeric", "multi"] = "numeric"
                 else:
                     kind = "multi" if _is_list(value) else "categorical"
-                col = _Column(kind, max(self._n, 1))  # type: ignore[arg-type]
+                col = _Column(kind, 0)
+                new[name] = kind
+            out[name] = col.convert(value, name)
+        return PreparedRow(out, new)
+
+    def apply_row(self, row: int, prepared: PreparedRow) -> None:
+        """Store a row `prepare_row` checked; other columns of the row become missing. Cannot fail for
+        a row prepared against this table with no column added in between (hold the writers' lock)."""
+        if not 0 <= row < self._n:
+            raise IndexError(f"row {row} out of range [0, {self._n})")
+        for name, kind in prepared.new_columns.items():
+            if name not in self._cols:
+                col = _Column(kind, max(self._n, 1))
                 col.grow(self._n)
                 self._cols[name] = col
         for name, col in list(self._cols.items()):
-            col.set(row, values.get(name), name)
+            value = prepared.values.get(name)
+            col.store(row, col.convert(None, name) if value is None else value)
+
+    def set_row(self, row: int, values: Mapping[str, Any]) -> None:
+        """`prepare_row` then `apply_row`: a value that does not fit raises before anything changes."""
+        if not 0 <= row < self._n:
+            raise IndexError(f"row {row} out of range [0, {self._n})")
+        self.apply_row(row, self.prepare_row(values))
 
     def row(self, row: int) -> dict[str, Any]:
         """One row's present attributes."""

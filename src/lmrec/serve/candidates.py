@@ -1,6 +1,6 @@
 """Candidate retrieval of ``/recommend``: the scored rows one resolved request starts from.
 
-By strategy (`lmrec.serve.service.RequestContext.strategy`): ``"popularity"`` takes the most popular
+By strategy (`RequestContext.strategy`): ``"popularity"`` takes the most popular
 allowed items; ``"query"``, ``"profile"`` and ``"query+profile"`` search the item index with the
 request's vector; ``"model"`` and ``"model+online"`` ask the model.
 
@@ -12,7 +12,8 @@ ones) get the lowest model score among the candidates.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -21,10 +22,21 @@ from lmrec.serve.items import ServedItems
 from lmrec.serve.profile_sync import UserVectorCache
 from lmrec.serve.profiles import unit
 
-if TYPE_CHECKING:
-    from lmrec.serve.service import RequestContext
+__all__ = ["CandidateRetriever", "RequestContext"]
 
-__all__ = ["CandidateRetriever"]
+
+@dataclass
+class RequestContext:
+    """Who is asking and with what, resolved to vectors (`lmrec.serve.service.RecService.resolve`)."""
+
+    user_id: str | None
+    u: int | None  # model user index
+    online: np.ndarray | None
+    query: str | None
+    vec: np.ndarray | None  # the retrieval vector (None for popularity and model strategies)
+    strategy: str
+    scenario_id: int | None = None  # passed to a scenario-aware model (None: its shared path)
+    scenario_applied: bool = False  # the scenario reached the model: it scored the list or gave the user's vector
 
 
 class CandidateRetriever:

@@ -1,4 +1,5 @@
-"""Errors the service raises; the app maps them to JSON ``{"detail", "field"}`` with their status."""
+"""Errors the service raises; the app maps them to JSON ``{"detail", "field"}`` (and ``"errors"``, one
+``{"field", "msg"}`` per problem, when there are several) with their status."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ class ServeError(Exception):
 
     status = 400
 
-    def __init__(self, field: str | None, message: str) -> None:
+    def __init__(self, field: str | None, message: str, errors: list[dict[str, str]] | None = None) -> None:
         super().__init__(message if field is None else f"{field}: {message}")
         self.field = field
         self.message = message
+        self.errors = errors
 
 
 class NotFound(ServeError):

@@ -110,6 +110,7 @@ class VectorIndex:
         self._vecs = np.zeros((0, self.dim), dtype=np.float32)
         self._n = 0
         self._faiss: faiss.Index | None = None
+        self._finite_upto = 0  # rows below it were checked finite (rows never change once added)
         self.lock = RWLock()
 
     # ------------------------------------------------------------------ state
@@ -159,6 +160,21 @@ class VectorIndex:
                 self._faiss.add(vectors)
             self._n = start + m
         return np.arange(start, start + m, dtype=np.int64)
+
+    def check(self) -> list[str]:
+        """Disagreements inside the index: the FAISS row count against the vectors', and rows with a
+        non-finite value (each row is checked once: rows never change); [] when none."""
+        problems = []
+        with self.lock.read():
+            n = self._n
+            if self._faiss is not None and self._faiss.ntotal != n:
+                problems.append(f"the FAISS index holds {self._faiss.ntotal} rows, the vectors {n}")
+            bad = np.flatnonzero(~np.isfinite(self._vecs[self._finite_upto : n]).all(axis=1)) + self._finite_upto
+        if len(bad):
+            problems.append(f"{len(bad)} index rows have non-finite values (first: row {int(bad[0])})")
+        else:
+            self._finite_upto = max(self._finite_upto, n)
+        return problems
 
     # ------------------------------------------------------------------ search
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

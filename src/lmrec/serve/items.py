@@ -5,20 +5,44 @@ is model item ``r``), then catalogue-only items, then items PUT while serving. R
 text gives it a new row (the old row is tombstoned), since an ANN index cannot update a vector in
 place; DELETE tombstones the row. Tombstoned rows keep their vectors, so events on a deleted item
 can still be replayed into profiles.
+
+A write is `ServedItems.prepare`d first (the vector's width and finiteness, every attribute against
+its column), which changes nothing and raises on bad input; the caller commits it to the store and
+then `ServedItems.apply`s it, which cannot fail on a prepared change. `ServedItems.check` reports any
+disagreement between the ids, texts, attribute rows and index rows (``/health``).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from lmrec.serve.attributes import AttributeTable
+from lmrec.serve.attributes import AttributeTable, PreparedRow
 from lmrec.serve.index import VectorIndex
 
-__all__ = ["ServedItems"]
+__all__ = ["ItemChange", "ServedItems"]
+
+
+@dataclass(frozen=True)
+class ItemChange:
+    """An item write checked by `ServedItems.prepare`, ready to `ServedItems.apply`.
+
+    Attributes:
+        item_id: the item.
+        text: its text.
+        attributes: its attributes, converted for the attribute table.
+        vector: ``(dim,)`` float32 finite vector of a new or changed text; None keeps the live row's
+            vector (same text: only the attributes change).
+    """
+
+    item_id: str
+    text: str
+    attributes: PreparedRow
+    vector: np.ndarray | None
 
 
 class ServedItems:
@@ -90,42 +114,67 @@ class ServedItems:
         return text if len(text) <= width else text[: width - 1].rstrip() + "…"
 
     # ------------------------------------------------------------------ writes (hold `lock`)
-    def _append(self, item_id: str, text: str, vector: np.ndarray, attributes: Mapping[str, Any]) -> int:
-        (row,) = self.index.add(np.asarray(vector, dtype=np.float32)[None, :])
-        self.attributes.add_rows(1)
-        self.attributes.set_row(int(row), attributes)
-        self.ids.append(item_id)
-        self.texts.append(text)
-        if row >= len(self._live):
-            self._live = _grown(self._live)
-            self._pop = _grown(self._pop)
-        self._live[row] = True
-        self._pop[row] = 0.0
-        self._n = int(row) + 1
-        return int(row)
+    def prepare(
+        self, item_id: str, text: str, attributes: Mapping[str, Any], vector: np.ndarray | None
+    ) -> ItemChange:
+        """Check an add or update without changing anything.
 
-    def upsert(self, item_id: str, text: str, attributes: Mapping[str, Any], vector: np.ndarray | None) -> tuple[int, bool]:
-        """Add or update an item.
+        With ``vector=None`` the item must be live with the same text (only its attributes change);
+        otherwise the item will get a new row with ``vector`` (its old row tombstoned).
 
-        With ``vector=None`` the item must be live with the same text: only its attributes change.
-        Otherwise the item gets a new row with ``vector`` (its old row, if any, is tombstoned).
+        Raises:
+            FilterError: an attribute does not fit its column (field ``attributes.<name>``).
+            ValueError: a missing vector for a new or changed text, or a vector of the wrong width or
+                with a non-finite value.
+        """
+        if vector is None:
+            old = self.row_of.get(item_id)
+            if old is None or self.texts[old] != text:
+                raise ValueError(f"item {item_id!r}: a new or changed text needs a vector")
+        else:
+            vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+            if vector.shape != (self.index.dim,):
+                raise ValueError(f"item {item_id!r}: vector of width {vector.size}, the index has {self.index.dim}")
+            if not np.isfinite(vector).all():
+                raise ValueError(f"item {item_id!r}: the vector has non-finite values")
+        return ItemChange(item_id, text, self.attributes.prepare_row(attributes), vector)
+
+    def apply(self, change: ItemChange) -> tuple[int, bool]:
+        """Make a prepared change live (after it was committed to the store).
 
         Returns:
             ``(row, created)``: created is True when the id was not live before.
         """
-        old = self.row_of.get(item_id)
-        if vector is None:
-            if old is None or self.texts[old] != text:
-                raise ValueError(f"item {item_id!r}: a new or changed text needs a vector")
-            self.attributes.set_row(old, attributes)
+        old = self.row_of.get(change.item_id)
+        if change.vector is None:
+            assert old is not None  # `prepare` checked it
+            self.attributes.apply_row(old, change.attributes)
             return old, False
-        row = self._append(item_id, text, vector, attributes)
+        (row,) = self.index.add(change.vector[None, :])
+        row = int(row)
+        self.attributes.add_rows(1)
+        self.attributes.apply_row(row, change.attributes)
+        self.ids.append(change.item_id)
+        self.texts.append(change.text)
+        if row >= len(self._live):
+            self._live = _grown(self._live)
+            self._pop = _grown(self._pop)
+        self._live[row] = True
+        self._pop[row] = 0.0 if old is None else self._pop[old]  # a new text does not reset the item's popularity
+        self._n = row + 1  # the new row is complete: readers may see it
         if old is not None:
             self._live[old] = False
-            self._pop[row] = self._pop[old]  # a new text does not reset the item's popularity
-        self.row_of[item_id] = row
-        self.dead_row_of.pop(item_id, None)
+        self.row_of[change.item_id] = row
+        self.dead_row_of.pop(change.item_id, None)
         return row, old is None
+
+    def upsert(self, item_id: str, text: str, attributes: Mapping[str, Any], vector: np.ndarray | None) -> tuple[int, bool]:
+        """`prepare` then `apply` (nothing changes when `prepare` raises).
+
+        Returns:
+            ``(row, created)``: created is True when the id was not live before.
+        """
+        return self.apply(self.prepare(item_id, text, attributes, vector))
 
     def delete(self, item_id: str) -> bool:
         """Tombstone an item; False when it is not live."""
@@ -140,6 +189,19 @@ class ServedItems:
         """True when the item is live with exactly this text (no re-encoding needed)."""
         row = self.row_of.get(item_id)
         return row is not None and self.texts[row] == text
+
+
+    # ------------------------------------------------------------------ consistency
+    def check(self) -> list[str]:
+        """Disagreements between the ids, texts, attribute rows, liveness and index rows; [] when none."""
+        n = self._n
+        sizes = {"ids": len(self.ids), "texts": len(self.texts), "attribute rows": len(self.attributes), "index rows": len(self.index)}
+        problems = [f"{name}: {size}, the catalogue has {n} rows" for name, size in sizes.items() if size != n]
+        live = int(self._live[:n].sum())
+        if live != len(self.row_of):
+            problems.append(f"{live} rows are live, {len(self.row_of)} ids are")
+        problems.extend(self.index.check())
+        return problems
 
 
 def _grown(array: np.ndarray) -> np.ndarray:

@@ -1,27 +1,35 @@
-"""Start-up: load the model directory, open the stores, build (or reload) the index, repair profiles."""
+"""Start-up: load the model directory, open the stores, build (or reload) the index, repair profiles.
+
+Stored records that are not valid (an event row of the wrong types, an item row whose attributes do
+not fit the catalogue) are set aside, logged and counted (``/health``), never a failed start-up.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib
 import json
 import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import lmrec.models  # noqa: F401  (registers the built-in models)
+from lmrec.models.base import MODEL_REGISTRY
 from lmrec.models.bundle import ModelBundle
 from lmrec.serve.attributes import AttributeTable
 from lmrec.serve.index import VectorIndex, resolve_kind
 from lmrec.serve.items import ServedItems
 from lmrec.serve.ranking import BusinessRule, load_rules
+from lmrec.serve.service import RecService
 from lmrec.serve.settings import ServeSettings
-from lmrec.serve.space import VectorSpace, bundle_text_settings, item_texts_for, make_space, served_item_ids
+from lmrec.serve.space import TextSpace, VectorSpace, bundle_text_settings, item_texts_for, make_space, served_item_ids
 from lmrec.serve.stores.base import ProfileStore
+from lmrec.serve.stores.redis import RedisProfileStore
 from lmrec.serve.stores.sqlite import SQLiteProfileStore, SQLiteStore
-
-if TYPE_CHECKING:
-    from lmrec.serve.service import RecService
+from lmrec.serve.versions import newest_version
 
 __all__ = ["build_index", "check_model_dir", "model_version", "open_service", "open_successor"]
 
@@ -47,21 +55,13 @@ def model_version(model_dir: str | Path, model_name: str) -> str:
 def _ensure_registered(model_dir: Path) -> None:
     """Import the module of a model that ``import lmrec.models`` does not register (``lm`` lives in
     ``lmrec.models.lm``), so ``ModelBundle.load`` can find its class."""
-    import importlib
-
-    from lmrec.models.base import MODEL_REGISTRY
-
     config = model_dir / "config.json"
     if not config.exists():
         return  # ModelBundle.load says what is wrong
     name = json.loads(config.read_text()).get("model")
-    import lmrec.models  # noqa: F401  (registers the built-in models)
-
     if isinstance(name, str) and name.isidentifier() and name not in MODEL_REGISTRY:
-        try:
+        with contextlib.suppress(ImportError):  # ModelBundle.load names the unknown model and the known ones
             importlib.import_module(f"lmrec.models.{name}")
-        except ImportError:
-            pass  # ModelBundle.load names the unknown model and the known ones
 
 
 def _index_params(settings: ServeSettings, n: int) -> dict[str, Any]:
@@ -114,8 +114,6 @@ def _attributes(bundle: ModelBundle, ids: Sequence[str]) -> AttributeTable:
 
 def _profile_store(settings: ServeSettings, store: SQLiteStore) -> ProfileStore:
     if settings.profile_store == "redis":
-        from lmrec.serve.stores.redis import RedisProfileStore
-
         return RedisProfileStore(settings.redis_url or "redis://127.0.0.1:6379/0", prefix=settings.redis_prefix)
     return SQLiteProfileStore(store)
 
@@ -158,20 +156,17 @@ def _build_items(
 
 
 def open_service(
-    cls: type[RecService], settings: ServeSettings, *, encoder: Any = None, rules: Sequence[BusinessRule] = ()
+    settings: ServeSettings, *, encoder: Any = None, rules: Sequence[BusinessRule] = ()
 ) -> RecService:
-    """Everything `RecService` needs, from the settings.
+    """Load the model, the stores and the index, and open a `RecService` over them.
 
     Args:
-        cls: the service class.
         settings: service settings.
         encoder: a `TextEncoder` for non-vector models (tests inject one); None builds it from settings.
         rules: business rules, run before those named in ``settings.rules``.
     """
     start = time.perf_counter()
     if settings.model_dir is None:
-        from lmrec.serve.swap import newest_version
-
         assert settings.model_dir_watch is not None  # ServeSettings requires one of the two
         model_dir = newest_version(settings.model_dir_watch)
         if model_dir is None:
@@ -185,9 +180,12 @@ def open_service(
     state = settings.resolved_state_dir
     state.mkdir(parents=True, exist_ok=True)
     store = SQLiteStore(state / DB_NAME, synchronous=settings.sqlite_synchronous)
+    set_aside = store.quarantine_bad_events()  # before anything reads the log
+    if set_aside:
+        log.warning("set aside %d stored event rows that are not valid events (table 'quarantine')", set_aside)
     profiles = _profile_store(settings, store)
     space, items = _build_items(settings, bundle, version, encoder, state)
-    service = cls(
+    service = RecService(
         settings, bundle, version, space, items, store, profiles, rules=[*rules, *load_rules(settings.rules)]
     )
     service.recover_profiles()
@@ -208,8 +206,6 @@ def open_successor(old: RecService, model_dir: str | Path, *, encoder: Any = Non
     Raises:
         ValueError: ``model_dir`` is not a loadable model directory (the message says why).
     """
-    from lmrec.serve.space import TextSpace
-
     start = time.perf_counter()
     path = check_model_dir(model_dir)
     try:

@@ -4,8 +4,9 @@ A service's online profiles live in a `ProfileStore` (SQLite or Redis) beside th
 event log. `ProfileSync` keeps what one service derives from that log in step with it, in the
 service's vector space:
 
-- ``ingest``: events are validated, committed to the log and folded into their users' profiles (in
-  the same write transaction when the profile store is transactional);
+- ``ingest``: a batch is checked in full (one bad event rejects the whole batch, and nothing is
+  written), then committed to the log and folded into its users' profiles (in the same write
+  transaction when the profile store is transactional), and only then counted in item popularity;
 - ``recover``: at start, every profile behind its user's last logged event is caught up (all of them
   are rebuilt when the vector space changed);
 - ``rebuild``: after a model swap, a background thread (`lmrec.serve.swap.ModelHost`) rewrites every
@@ -20,17 +21,20 @@ service's vector space:
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 
+from lmrec.serve.errors import BadRequest
 from lmrec.serve.items import ServedItems
 from lmrec.serve.profiles import absorb
-from lmrec.serve.schemas import EventIn, EventRejection, EventsResponse
+from lmrec.serve.schemas import EventIn, EventsResponse
 from lmrec.serve.settings import ServeSettings
 from lmrec.serve.space import VectorSpace
 from lmrec.serve.stores.base import Event, Profile, ProfileStore, StoredEvent
@@ -116,28 +120,53 @@ class ProfileSync:
             user_ids, lambda user, seq: self.store.events_since(user, seq, tx), self.absorb, tx, space=self.space.name
         )
 
-    def ingest(self, events: Sequence[EventIn]) -> EventsResponse:
-        """Validate, log durably (committed before returning) and absorb into the users' profiles.
+    def check(self, events: Sequence[EventIn]) -> list[Event]:
+        """The batch as log events, checked in full before anything is written.
 
-        The caller checks the batch size and counts the outcome in its metrics.
+        Raises:
+            BadRequest: one or more events are bad (an unknown type or item, a rating without a value,
+                a non-finite value, a negative or non-finite timestamp, an ``event_id`` repeated within
+                the batch); ``field`` names the first, ``errors`` lists them all.
         """
         s = self.settings
         now = time.time()
         valid: list[Event] = []
-        rejected: list[EventRejection] = []
+        errors: list[dict[str, str]] = []
+        first: dict[str, int] = {}
         for i, e in enumerate(events):
-            error = None
-            if e.type not in s.event_weights:
-                error = f"events[{i}].type: unknown event type {e.type!r}; known: {sorted(s.event_weights)}"
+            ts = _seconds(e.timestamp)
+            if e.event_id in first:
+                error = ("event_id", f"{e.event_id!r} repeats events[{first[e.event_id]}]")
+            elif e.type not in s.event_weights:
+                error = ("type", f"unknown event type {e.type!r}; known: {sorted(s.event_weights)}")
             elif self.items.row(e.item_id) is None:
-                error = f"events[{i}].item_id: unknown item {e.item_id!r}"
+                error = ("item_id", f"unknown item {e.item_id!r}")
             elif e.type == "rating" and e.value is None:
-                error = f"events[{i}].value: a rating event needs a value"
+                error = ("value", "a rating event needs a value")
+            elif e.value is not None and not math.isfinite(e.value):
+                error = ("value", f"expected a finite number, got {e.value!r}")
+            elif ts is not None and not (math.isfinite(ts) and ts >= 0):
+                error = ("timestamp", f"expected a finite time at or after 1970-01-01, got {e.timestamp!r}")
+            else:
+                error = None
+            first.setdefault(e.event_id, i)
             if error is not None:
-                rejected.append(EventRejection(index=i, event_id=e.event_id, error=error))
+                errors.append({"field": f"events[{i}].{error[0]}", "msg": error[1]})
                 continue
-            ts = e.timestamp.timestamp() if hasattr(e.timestamp, "timestamp") else e.timestamp
             valid.append(Event(e.event_id, e.user_id, e.item_id, e.type, e.value, float(ts if ts is not None else now), e.scenario))
+        if errors:
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            field, msg = errors[0]["field"], errors[0]["msg"]
+            raise BadRequest(field, f"{msg}{more}; the batch was not logged", errors)
+        return valid
+
+    def ingest(self, events: Sequence[EventIn]) -> EventsResponse:
+        """Check the whole batch (`check`), log it durably (committed before returning), absorb it into
+        the users' profiles, then count it in item popularity.
+
+        The caller checks the batch size and counts the outcome in its metrics.
+        """
+        valid = self.check(events)
         accepted: list[StoredEvent] = []
         if valid:
             with self.store.write() as tx:
@@ -149,7 +178,7 @@ class ProfileSync:
                 self.catch_up_many([e.user_id for e in valid])
         rows = [self.items.any_row(e.item_id) for e in accepted]
         self.items.add_popularity([r for r in rows if r is not None])
-        return EventsResponse(accepted=len(accepted), duplicates=len(valid) - len(accepted), rejected=rejected)
+        return EventsResponse(accepted=len(accepted), duplicates=len(valid) - len(accepted), rejected=[])
 
     def recover(self) -> int:
         """Bring every profile up to its user's last logged event (after a crash or a space change).
@@ -164,6 +193,10 @@ class ProfileSync:
             self.profiles.delete_all()
             with self.store.write() as tx:
                 self.store.meta_set(tx, "profile_space", self.space.name)
+        if self.profiles.transactional:  # SQLite: profiles that cannot be read back are rebuilt from the log
+            dropped = self.store.drop_unreadable_profiles(self.space.name, self.space.dim)
+            if dropped:
+                log.warning("%d stored profiles could not be read back; rebuilding them from the event log", dropped)
         marks = self.store.event_watermarks()
         have = self.profiles.watermarks(marks)
         behind = [user for user, seq in marks.items() if have.get(user, 0) < seq]
@@ -214,6 +247,16 @@ class ProfileSync:
         if not self.profiles.transactional:
             deleted = self.profiles.delete(user_id)
         return n, deleted
+
+
+def _seconds(timestamp: float | datetime | None) -> float | None:
+    """An event time in seconds since the epoch (NaN for a date the platform cannot convert)."""
+    if not isinstance(timestamp, datetime):
+        return timestamp
+    try:
+        return timestamp.timestamp()
+    except (OverflowError, OSError, ValueError):
+        return math.nan
 
 
 class UserVectorCache:

@@ -9,17 +9,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from lmrec.data.text import render_template
+from lmrec.models.bundle import ModelBundle
+from lmrec.serve.items import ServedItems
 from lmrec.serve.schemas import HistoryContribution, TermContribution
-
-if TYPE_CHECKING:
-    from lmrec.models.bundle import ModelBundle
-    from lmrec.serve.items import ServedItems
-    from lmrec.serve.space import VectorSpace
+from lmrec.serve.space import VectorSpace, bundle_text_settings
 
 __all__ = ["HistoryItem", "history_contributions", "reasons", "term_contributions", "text_from_attributes"]
 
@@ -57,7 +55,7 @@ def reasons(
     """One short reason per recommended row.
 
     Args:
-        strategy: how the list was made (`lmrec.serve.service.RequestContext.strategy`).
+        strategy: how the list was made (`lmrec.serve.candidates.RequestContext.strategy`).
         query: the request's query, if any.
         rows: (m,) recommended rows.
         history: the user's recent events and training items (may be empty).
@@ -74,7 +72,7 @@ def reasons(
         sims = _unit_rows(vectors[rows]) @ hist.T  # (m, h)
         best = sims.argmax(axis=1)
     out = []
-    for j, row in enumerate(rows):
+    for j in range(len(rows)):
         parts = []
         if query:
             parts.append(f'matches "{_short(query)}"')
@@ -132,8 +130,6 @@ def term_contributions(query: str, item: np.ndarray, space: VectorSpace) -> list
 def text_from_attributes(attributes: Mapping[str, Any], bundle: ModelBundle) -> str:
     """Text of an item sent without one: the bundle's template over its attributes (missing fields
     empty), else its string attribute values joined with ". "."""
-    from lmrec.serve.space import bundle_text_settings
-
     template, _, _ = bundle_text_settings(bundle.info)
     if template:
         names = set(re.findall(r"\{([^{}]+)\}", template))

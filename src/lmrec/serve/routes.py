@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
 from lmrec.serve.attributes import FilterSpec
 from lmrec.serve.errors import Forbidden, Unauthorized
@@ -32,6 +32,7 @@ from lmrec.serve.schemas import (
     ModelSwapResponse,
     RecommendRequest,
     RecommendResponse,
+    ServerError,
     SimilarResponse,
     UserErased,
     UserSummary,
@@ -67,9 +68,12 @@ async def check_admin(request: Request, authorization: Annotated[str | None, Hea
 
 Service = Annotated[RecService, Depends(get_service)]
 Host = Annotated[ModelHost, Depends(get_host)]
-_errors = {code: {"model": ErrorResponse} for code in (404, 413, 422)}
+ItemId = Annotated[str, Path(min_length=1, max_length=256)]
+UserId = Annotated[str, Path(min_length=1, max_length=256)]
+_errors: dict[int | str, dict] = {code: {"model": ErrorResponse} for code in (404, 413, 422)}
+_errors[500] = {"model": ServerError, "description": "an unexpected failure (logged with the request id)"}
 router = APIRouter(responses=_errors)
-_admin_errors = {code: {"model": ErrorResponse} for code in (401, 403, 409, 422)}
+_admin_errors: dict[int | str, dict] = {code: {"model": ErrorResponse} for code in (401, 403, 409, 422)}
 
 
 def _filters(filters: Filters | None) -> FilterSpec | None:
@@ -98,41 +102,42 @@ def recommend(body: RecommendRequest, service: Service) -> RecommendResponse:
 
 @router.post("/events", response_model=EventsResponse, tags=["events"])
 def post_events(body: EventsRequest, host: Host) -> EventsResponse:
-    """Log a batch of events durably and update each user's online profile before answering."""
+    """Log a batch of events durably and update each user's online profile before answering. A batch
+    with a bad event is answered 422, naming every bad event, and nothing of it is logged."""
     with host.writing() as service:
         return service.ingest(body.events)
 
 
 @router.put("/items/{item_id}", response_model=ItemWritten, tags=["items"])
-def put_item(item_id: str, body: ItemUpsert, host: Host) -> ItemWritten:
+def put_item(item_id: ItemId, body: ItemUpsert, host: Host) -> ItemWritten:
     """Add or replace an item; it is recommendable as soon as this answers (and after model swaps)."""
     with host.writing() as service:
         return service.put_item(item_id, body.text, body.attributes)
 
 
 @router.delete("/items/{item_id}", response_model=ItemDeleted, tags=["items"])
-def delete_item(item_id: str, host: Host) -> ItemDeleted:
+def delete_item(item_id: ItemId, host: Host) -> ItemDeleted:
     """Remove an item from every result."""
     with host.writing() as service:
         return service.delete_item(item_id)
 
 
 @router.get("/items/{item_id}/similar", response_model=SimilarResponse, tags=["items"])
-def similar_items(item_id: str, service: Service, k: Annotated[int, Query(ge=1)] = 10) -> SimilarResponse:
+def similar_items(item_id: ItemId, service: Service, k: Annotated[int, Query(ge=1)] = 10) -> SimilarResponse:
     """Items nearest to one item."""
     return service.similar(item_id, k)
 
 
 @router.get("/users/{user_id}", response_model=UserSummary, tags=["users"])
 def get_user(
-    user_id: str, service: Service, limit: Annotated[int | None, Query(ge=0, le=1000)] = None
+    user_id: UserId, service: Service, limit: Annotated[int | None, Query(ge=0, le=1000)] = None
 ) -> UserSummary:
     """Profile summary and recent events (404 for a user the service does not know)."""
     return service.user_summary(user_id, limit)
 
 
 @router.delete("/users/{user_id}", response_model=UserErased, tags=["users"])
-def delete_user(user_id: str, host: Host) -> UserErased:
+def delete_user(user_id: UserId, host: Host) -> UserErased:
     """Erase a user's events and profile (right to be forgotten)."""
     with host.writing() as service:
         return service.forget_user(user_id)
@@ -146,7 +151,9 @@ def explain(body: ExplainRequest, service: Service) -> ExplainResponse:
 
 @router.get("/health", response_model=HealthResponse, tags=["ops"])
 def health(service: Service) -> HealthResponse:
-    """Liveness, the model version being served and the model swap count."""
+    """Liveness, the model version being served, the model swap count, and whether the catalogue and the
+    item index agree (``status: degraded`` with the ``problems`` when not); stored records set aside at
+    start-up are counted in ``quarantined``."""
     return service.health()
 
 

@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "ErrorResponse",
+    "FieldError",
+    "ServerError",
     "EventIn",
     "EventRejection",
     "EventsRequest",
@@ -25,6 +27,7 @@ __all__ = [
     "ModelSwapRequest",
     "ModelSwapResponse",
     "OnlineProfile",
+    "Quarantined",
     "RangeFilter",
     "RecommendRequest",
     "RecommendResponse",
@@ -125,8 +128,11 @@ class EventRejection(BaseModel):
 
 class EventsResponse(BaseModel):
     accepted: int
-    duplicates: int
-    rejected: list[EventRejection]
+    duplicates: int = Field(description="events whose event_id was already logged (skipped: retries are safe)")
+    rejected: list[EventRejection] = Field(
+        default_factory=list,
+        description="always empty: a batch with a bad event is answered 422, naming every bad event, and is not logged",
+    )
 
 
 class ItemUpsert(_Strict):
@@ -218,8 +224,21 @@ class ExplainResponse(BaseModel):
     model_version: str
 
 
+class Quarantined(BaseModel):
+    """Stored records set aside instead of served: item rows that did not check at replay (still in
+    the store; they are skipped at every start until rewritten), event rows moved to the store's
+    ``quarantine`` table at a start-up."""
+
+    items: int = 0
+    events: int = 0
+
+
 class HealthResponse(BaseModel):
-    status: Literal["ok"]
+    status: Literal["ok", "degraded"] = Field(
+        description="'degraded' when the catalogue and the item index disagree (see 'problems')"
+    )
+    problems: list[str] = Field(default_factory=list, description="why the status is 'degraded'")
+    quarantined: Quarantined = Field(default_factory=Quarantined)
     model: str
     model_version: str
     model_dir: str
@@ -257,6 +276,21 @@ class ModelStatus(BaseModel):
     watching: str | None = Field(None, description="the directory of versions polled for new models, if any")
 
 
+class FieldError(BaseModel):
+    field: str
+    msg: str
+
+
 class ErrorResponse(BaseModel):
+    """A 4xx answer: what is wrong (``detail``), the field at fault, and each problem when there are several."""
+
     detail: str
     field: str | None = None
+    errors: list[FieldError] | None = None
+
+
+class ServerError(BaseModel):
+    """A 500 answer: nothing about the failure leaks; ``request_id`` finds it in the server's log."""
+
+    error: str
+    request_id: str

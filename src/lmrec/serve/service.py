@@ -20,12 +20,21 @@ is the model's user vector (vector models) or the mean of the user's training it
 profiles in step with the event log, and caching the offline vectors, is `lmrec.serve.profile_sync`.
 
 Candidates per strategy, and the blend rule of ``"model+online"``, are `lmrec.serve.candidates`.
+
+Writes are all or nothing: each is checked in full before it is committed to the SQLite store, and
+the in-memory state (catalogue, index, popularity, erasures) changes only after the commit returned.
+An item PUT is prepared aside (text, vector, every attribute against its column:
+`lmrec.serve.catalog.ItemUpdates`), committed, then applied by a step that cannot fail. An event
+batch with one bad event is a 422 naming every bad event, and nothing of it is logged
+(`lmrec.serve.profile_sync.ProfileSync.check`). An erasure commits the deletion of the events and
+(SQLite) the profile in one transaction before the user is suppressed in memory. A model swap builds
+and checks the successor aside and only then swaps the reference (`lmrec.serve.swap`).
+`RecService.health` reports "degraded" when the catalogue and the index disagree.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,7 +42,7 @@ import numpy as np
 from lmrec.models.bundle import ModelBundle
 from lmrec.serve import reasons as why
 from lmrec.serve.attributes import FilterError, FilterSpec
-from lmrec.serve.candidates import CandidateRetriever
+from lmrec.serve.candidates import CandidateRetriever, RequestContext
 from lmrec.serve.catalog import ItemUpdates
 from lmrec.serve.errors import BadRequest, NotFound, ServeError, TooLarge
 from lmrec.serve.items import ServedItems
@@ -49,6 +58,7 @@ from lmrec.serve.schemas import (
     ItemDeleted,
     ItemWritten,
     OnlineProfile,
+    Quarantined,
     RecommendResponse,
     ScoredItem,
     SimilarResponse,
@@ -64,22 +74,8 @@ from lmrec.serve.stores.sqlite import SQLiteStore
 __all__ = ["BadRequest", "NotFound", "RecService", "RequestContext", "ServeError", "TooLarge"]
 
 
-@dataclass
-class RequestContext:
-    """Who is asking and with what, resolved to vectors."""
-
-    user_id: str | None
-    u: int | None  # model user index
-    online: np.ndarray | None
-    query: str | None
-    vec: np.ndarray | None  # the retrieval vector (None for popularity and model strategies)
-    strategy: str
-    scenario_id: int | None = None  # passed to a scenario-aware model (None: its shared path)
-    scenario_applied: bool = False  # the scenario reached the model: it scored the list or gave the user's vector
-
-
 class RecService:
-    """Everything the routes need; built by `open` (see `lmrec.serve.app.create_app`).
+    """Everything the routes need; built by `lmrec.serve.loading.open_service`.
 
     Args:
         settings: the service settings.
@@ -145,15 +141,6 @@ class RecService:
         DELETEs, and logged events' popularity. A swap calls it while no write request is running."""
         self.item_updates.apply(self.store.items_since(self.items.version))
         self.profile_sync.catch_up_popularity()
-
-    @classmethod
-    def open(
-        cls, settings: ServeSettings, *, encoder: Any = None, rules: Sequence[BusinessRule] = ()
-    ) -> RecService:
-        """Load the model, the stores and the index (see `lmrec.serve.loading.open_service`)."""
-        from lmrec.serve.loading import open_service
-
-        return open_service(cls, settings, encoder=encoder, rules=rules)
 
     def close(self) -> None:
         self.profiles.close()
@@ -291,16 +278,24 @@ class RecService:
 
     # ------------------------------------------------------------------ events
     def ingest(self, events: Sequence[EventIn]) -> EventsResponse:
-        """Validate, log durably (committed before returning) and absorb into the users' profiles
-        (`lmrec.serve.profile_sync.ProfileSync.ingest`)."""
+        """Check the whole batch, log it durably (committed before returning) and absorb it into the
+        users' profiles (`lmrec.serve.profile_sync.ProfileSync.ingest`).
+
+        Raises:
+            TooLarge: more than ``max_events_per_batch`` events.
+            BadRequest: an event is bad; the batch was not logged and nothing changed.
+        """
         s = self.settings
         if len(events) > s.max_events_per_batch:
             raise TooLarge("events", f"{len(events)} events exceed max_events_per_batch={s.max_events_per_batch}")
         self.item_updates.maybe_sync()
-        out = self.profile_sync.ingest(events)
+        try:
+            out = self.profile_sync.ingest(events)
+        except BadRequest:
+            self.metrics.inc("lmrec_events_rejected_total", len(events))
+            raise
         self.metrics.inc("lmrec_events_ingested_total", out.accepted)
         self.metrics.inc("lmrec_events_duplicate_total", out.duplicates)
-        self.metrics.inc("lmrec_events_rejected_total", len(out.rejected))
         return out
 
     def recover_profiles(self) -> int:
@@ -403,9 +398,19 @@ class RecService:
             model_version=self.version,
         )
 
+    def check(self) -> list[str]:
+        """Disagreements between the catalogue and the item index (`ServedItems.check`); [] when none."""
+        with self.items.lock:  # not in the middle of an item write
+            return self.items.check()
+
     def health(self) -> HealthResponse:
+        """Liveness, the model served, and whether the catalogue and the index agree ("degraded" with
+        the reasons when not); stored records set aside at replay are counted in ``quarantined``."""
+        problems = self.check()
         return HealthResponse(
-            status="ok",
+            status="degraded" if problems else "ok",
+            problems=problems,
+            quarantined=Quarantined(items=len(self.item_updates.quarantined), events=self.store.count_quarantined("event")),
             model=type(self.model).__name__,
             model_version=self.version,
             model_dir=str(self.settings.model_dir),

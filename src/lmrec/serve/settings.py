@@ -72,7 +72,7 @@ class ServeSettings(BaseModel):
             weight 1; an event of type weight ``w`` uses ``a = min(1, profile_alpha * w)``.
         profile_half_life_s: optional time decay: the old profile also loses half its weight per
             this many seconds between events. None: decay by event count only.
-        event_weights: event type -> weight; other types are rejected per event.
+        event_weights: event type -> weight; a batch with another type is rejected whole (422).
         rating_scale: a rating event of value ``v`` has weight ``event_weights["rating"] * v / rating_scale``.
         candidate_pool: candidates retrieved before re-ranking (at least ``k``; more when diversity > 0).
         max_k: largest ``k`` a request may ask for.

@@ -18,7 +18,9 @@ from typing import Any, Literal
 import numpy as np
 
 from lmrec.data.idmap import IdMap
+from lmrec.encoders import make_text_encoder
 from lmrec.encoders.base import TextEncoder
+from lmrec.encoders.cache import CachedEncoder
 from lmrec.models.bundle import ModelBundle, VectorRecommender
 
 __all__ = ["ModelSpace", "TextSpace", "VectorSpace", "bundle_text_settings", "make_space"]
@@ -132,8 +134,6 @@ class TextSpace(VectorSpace):
         encoder: Any = self.encoder
         cached = None
         if self.cache_dir is not None:
-            from lmrec.encoders.cache import CachedEncoder
-
             encoder = cached = CachedEncoder(self.encoder, self.cache_dir)
         try:
             vectors = encoder.encode(list(texts), batch_size=64, kind="passage", show_progress=self.show_progress)
@@ -183,8 +183,6 @@ def make_space(
     if isinstance(model, VectorRecommender) and model.item_vectors() is not None:
         return ModelSpace(model, version)
     if encoder is None:
-        from lmrec.encoders import make_text_encoder
-
         _, info_model, info_backend = bundle_text_settings(bundle.info)
         model_name = encoder_model or info_model
         backend = encoder_backend or info_backend or "torch"

@@ -20,20 +20,15 @@ What carries over:
   thread rewrites them all in the new space after the swap (`RecService.rebuild_profiles`), so
   ``/recommend`` answers for users with live events are right from the first request on.
 
-Directory of versions (``--model-dir-watch DIR``): every subdirectory of ``DIR`` is a version; it is
-*complete* once it holds a file named ``READY`` (`READY_MARKER`), which the publisher writes last,
-after every file of the model directory is in place (write to ``DIR/v12``, then ``touch
-DIR/v12/READY``; or build in a temporary directory and rename it in). The newest complete version
-is the greatest name in natural order (digit runs compare as numbers: ``v2 < v10``; use sortable
-names such as ``v0012`` or ``20261201T2100``). The watcher serves it whenever it changes; a version
-that fails to load is not retried until its ``READY`` file is written again, and an admin swap to
-another directory stays until a newer version is published.
+Directory of versions (``--model-dir-watch DIR``): see `lmrec.serve.versions`. The watcher serves
+the newest complete version whenever it changes; a version that fails to load is not retried until
+its ``READY`` file is written again, and an admin swap to another directory stays until a newer
+version is published.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -46,33 +41,11 @@ from lmrec.serve.index import RWLock
 from lmrec.serve.loading import open_successor
 from lmrec.serve.schemas import ModelStatus, ModelSwapResponse
 from lmrec.serve.service import RecService
+from lmrec.serve.versions import READY_MARKER, complete_versions, newest_version
 
 __all__ = ["READY_MARKER", "ModelHost", "VersionWatcher", "complete_versions", "newest_version"]
 
 log = logging.getLogger(__name__)
-
-#: the file that marks a version directory as complete (written last by the publisher)
-READY_MARKER = "READY"
-
-
-def _natural_key(name: str) -> list[Any]:
-    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name) if part]
-
-
-def complete_versions(watch_dir: str | Path) -> list[Path]:
-    """Subdirectories of ``watch_dir`` that hold a `READY_MARKER` file, oldest to newest (natural name order)."""
-    watch_dir = Path(watch_dir)
-    if not watch_dir.is_dir():
-        return []
-    found = [p for p in watch_dir.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / READY_MARKER).is_file()]
-    return sorted(found, key=lambda p: _natural_key(p.name))
-
-
-def newest_version(watch_dir: str | Path) -> Path | None:
-    """The newest complete version in ``watch_dir`` (resolved), or None."""
-    versions = complete_versions(watch_dir)
-    return versions[-1].resolve() if versions else None
-
 
 class ModelHost:
     """The service that new requests get, and atomic swaps of it.
@@ -126,16 +99,16 @@ class ModelHost:
         try:
             new = open_successor(old, path, encoder=self.encoder)
         except Exception as exc:
-            self.swap_failures += 1
-            self.last_error = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
-            metrics.inc("lmrec_model_swap_failures_total")
-            log.warning("model swap to %s failed; %s keeps serving: %s", path, old.version, self.last_error)
-            if isinstance(exc, ValueError):
-                raise BadRequest("path", str(exc)) from None
-            raise
+            raise self._failed(path, exc) from None
         load_s = time.perf_counter() - start
         with self._writes.write():
-            new.catch_up_store()
+            try:  # the successor must be complete and consistent before anything points at it
+                new.catch_up_store()
+                problems = new.check()
+                if problems:
+                    raise ValueError(f"the model in {path} does not serve consistently: {'; '.join(problems)}")
+            except Exception as exc:
+                raise self._failed(path, exc) from None
             new.swaps = old.swaps + 1
             self._service = new
             old.retired = True  # its profile rebuild (if still running) stops
@@ -152,6 +125,16 @@ class ModelHost:
             swaps=new.swaps,
             load_s=round(load_s, 4),
         )
+
+    def _failed(self, path: str | Path, exc: Exception) -> Exception:
+        """Count and log a failed swap (the old model keeps serving); the error to raise: a `BadRequest`
+        on ``path`` for a model that does not load or check (a `ValueError`), else ``exc`` itself."""
+        old = self._service
+        self.swap_failures += 1
+        self.last_error = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        old.metrics.inc("lmrec_model_swap_failures_total")
+        log.warning("model swap to %s failed; %s keeps serving: %s", path, old.version, self.last_error)
+        return BadRequest("path", str(exc)) if isinstance(exc, ValueError) else exc
 
     def _start_rebuild(self, service: RecService) -> None:
         if self._rebuild is not None:

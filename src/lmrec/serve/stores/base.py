@@ -72,7 +72,8 @@ class UserRecord:
 
 @dataclass
 class ItemRecord:
-    """An item written through the API (PUT), as stored; ``deleted`` marks a DELETE."""
+    """An item written through the API (PUT), as stored; ``deleted`` marks a DELETE; ``problem`` says
+    why a stored row does not make a record (its other fields are then best effort)."""
 
     item_id: str
     text: str
@@ -81,6 +82,7 @@ class ItemRecord:
     space: str = ""
     deleted: bool = False
     version: int = 0
+    problem: str | None = None  # set when the stored row cannot be read back (replay sets it aside)
 
 
 #: absorbs events (in ``seq`` order) into a profile (None: the user has none yet); returns the new one
@@ -156,5 +158,5 @@ class ProfileStore(ABC):
     def watermarks(self, user_ids: Iterable[str]) -> dict[str, int]:
         """``last_seq`` of each user's profile (0 for users without one)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook: stores without connections keep it
         """Release connections."""

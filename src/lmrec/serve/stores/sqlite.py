@@ -10,6 +10,7 @@ still writes it out); only a power loss or kernel crash can drop the last commit
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
@@ -74,6 +75,24 @@ CREATE TABLE IF NOT EXISTS items (
     version INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    key TEXT,
+    record TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at REAL NOT NULL
+);
+"""
+
+# an events row that the service did not write: wrong storage types, empty ids, a negative or
+# non-finite timestamp or value (SQLite keeps what a REAL column cannot convert as it came)
+_BAD_EVENT = """
+    typeof(event_id) != 'text' OR event_id = '' OR typeof(user_id) != 'text' OR user_id = ''
+    OR typeof(item_id) != 'text' OR item_id = '' OR typeof(type) != 'text' OR type = ''
+    OR typeof(ts) NOT IN ('integer', 'real') OR NOT (ts >= 0 AND ts < 1e300)
+    OR (value IS NOT NULL AND (typeof(value) NOT IN ('integer', 'real') OR NOT abs(value) < 1e300))
+    OR (scenario IS NOT NULL AND typeof(scenario) != 'text')
 """
 
 _EVENT_COLS = "event_id, user_id, item_id, type, value, ts, scenario, seq"
@@ -87,6 +106,29 @@ def vector_to_blob(vector: np.ndarray) -> bytes:
 def blob_to_vector(blob: bytes) -> np.ndarray:
     """Inverse of `vector_to_blob`: a writable (d,) float32 array."""
     return np.frombuffer(blob, dtype="<f4").astype(np.float32)
+
+
+def _item_record(row: tuple) -> ItemRecord:
+    """A stored ``items`` row as a record; a row that cannot be read back gets ``problem`` set."""
+    item_id, text, attributes, blob, space, deleted, version = row
+    problem = None
+    try:
+        attributes = json.loads(attributes) if isinstance(attributes, str) else attributes
+    except ValueError as exc:
+        attributes, problem = {}, f"attributes are not JSON ({exc})"
+    if problem is None and not isinstance(attributes, dict):
+        attributes, problem = {}, f"attributes are a {type(attributes).__name__}, not an object"
+    if not isinstance(item_id, str) or not item_id:
+        problem = f"item_id {item_id!r} is not a non-empty text"
+    elif not isinstance(text, str):
+        problem, text = f"text {text!r} is not a text", ""
+    vector = None
+    if blob is not None:
+        if isinstance(blob, bytes) and len(blob) % 4 == 0:
+            vector = blob_to_vector(blob)
+        else:
+            problem = problem or "vector is not a float32 blob"
+    return ItemRecord(str(item_id), text, attributes, vector, str(space), bool(deleted), int(version), problem)
 
 
 def _event(row: tuple) -> StoredEvent:
@@ -162,10 +204,8 @@ class SQLiteStore:
     def close(self) -> None:
         with self._all_lock:
             for conn in self._all:
-                try:
+                with contextlib.suppress(sqlite3.Error):  # a connection of a finished thread
                     conn.close()
-                except sqlite3.Error:  # pragma: no cover - closing a connection of a finished thread
-                    pass
             self._all.clear()
         self._local = threading.local()
 
@@ -240,6 +280,46 @@ class SQLiteStore:
         """Largest ``seq`` per user in the log."""
         return dict(self._conn().execute("SELECT user_id, max(seq) FROM events GROUP BY user_id").fetchall())
 
+    def quarantine_bad_events(self) -> int:
+        """Move the events rows the service could not have written (`_BAD_EVENT`) to the ``quarantine``
+        table, in one transaction, and recount their users; returns how many were moved."""
+        with self.write() as tx:
+            rows = tx.execute(f"SELECT seq, event_id, user_id, item_id, type, value, ts, scenario FROM events WHERE {_BAD_EVENT}").fetchall()
+            if not rows:
+                return 0
+            now = time.time()
+            names = ["seq", "event_id", "user_id", "item_id", "type", "value", "ts", "scenario"]
+            tx.executemany(
+                "INSERT INTO quarantine (kind, key, record, reason, at) VALUES ('event', ?, ?, ?, ?)",
+                [(str(r[1]), json.dumps(dict(zip(names, r)), default=repr), "not a valid event row", now) for r in rows],
+            )
+            tx.executemany("DELETE FROM events WHERE seq = ?", [(r[0],) for r in rows])
+            users = sorted({str(r[2]) for r in rows})
+            tx.executemany(
+                "UPDATE users SET n_events = (SELECT count(*) FROM events e WHERE e.user_id = users.user_id),"
+                " first_event_at = (SELECT min(ts) FROM events e WHERE e.user_id = users.user_id),"
+                " last_event_at = (SELECT max(ts) FROM events e WHERE e.user_id = users.user_id) WHERE user_id = ?",
+                [(u,) for u in users],
+            )
+        for r in rows:
+            log.warning("set aside the stored event row seq=%s event_id=%r: not a valid event row", r[0], r[1])
+        return len(rows)
+
+    def drop_unreadable_profiles(self, space: str, dim: int) -> int:
+        """Delete the profiles of ``space`` that cannot be read back (not a ``dim``-wide float32 blob, or
+        a watermark or time that is not a number); they are derived data, rebuilt from the event log."""
+        with self.write() as tx:
+            return tx.execute(
+                "DELETE FROM profiles WHERE space = ? AND (typeof(vector) != 'blob' OR length(vector) != ?"
+                " OR typeof(last_seq) != 'integer' OR typeof(n_events) != 'integer'"
+                " OR typeof(last_ts) NOT IN ('integer', 'real') OR NOT abs(last_ts) < 1e300)",
+                (space, 4 * dim),
+            ).rowcount
+
+    def count_quarantined(self, kind: str) -> int:
+        """Rows of one kind (``"event"``) in the ``quarantine`` table."""
+        return int(self._conn().execute("SELECT count(*) FROM quarantine WHERE kind = ?", (kind,)).fetchone()[0])
+
     # ------------------------------------------------------------------ users
     def user(self, user_id: str) -> UserRecord | None:
         row = self._conn().execute(
@@ -280,7 +360,10 @@ class SQLiteStore:
         tx.execute(
             "INSERT OR REPLACE INTO items (item_id, text, attributes, vector, space, deleted, version)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (record.item_id, record.text, json.dumps(record.attributes), blob, record.space, int(record.deleted), version),
+            (
+                record.item_id, record.text, json.dumps(record.attributes, allow_nan=False), blob, record.space,
+                int(record.deleted), version,
+            ),
         )
         return version
 
@@ -291,10 +374,7 @@ class SQLiteStore:
             " ORDER BY version",
             (version,),
         ).fetchall()
-        return [
-            ItemRecord(r[0], r[1], json.loads(r[2]), None if r[3] is None else blob_to_vector(r[3]), r[4], bool(r[5]), r[6])
-            for r in rows
-        ]
+        return [_item_record(r) for r in rows]
 
     def max_item_version(self) -> int:
         return int(self._conn().execute("SELECT coalesce(max(version), 0) FROM items").fetchone()[0])
