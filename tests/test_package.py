@@ -11,7 +11,7 @@ import lmrec
 def test_every_exported_name_resolves():
     for name in lmrec.__all__:
         assert getattr(lmrec, name) is not None, name
-    from lmrec.datasets import load
+    from lmrec.data.loaders import load
 
     assert lmrec.load_dataset is load
 

@@ -17,7 +17,7 @@ _EXPORTS = {
     "ItemCatalog": "lmrec.data",
     "Split": "lmrec.data",
     "leave_one_out": "lmrec.data",
-    "load_dataset": "lmrec.datasets:load",
+    "load_dataset": "lmrec.data.loaders:load",
     "Recommender": "lmrec.models",
     "load_model": "lmrec.models",
     "evaluate": "lmrec.eval",

@@ -9,12 +9,22 @@ import json
 import logging
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NoReturn
 
+import numpy as np
 import typer
+import yaml
+from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+from lmrec.config import ConfigError, DataConfig, ExperimentConfig, ModelConfig, load_config
+
+# The library modules (pipeline, models, eval, encoders, serve, demo) are imported inside the commands
+# that use them: they load torch, and `lmrec --help` or a bad argument should answer at once.
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="lmrec: recommendations with language models.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect data sets.")
@@ -30,8 +40,9 @@ def _setup_logging(verbose: bool) -> None:
     )
 
 
-def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+def _fail(message: str) -> NoReturn:
+    """Print ``message`` unwrapped (one line a script can grep) and exit with code 2, as typer does for usage errors."""
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
     raise typer.Exit(code=2)
 
 
@@ -40,12 +51,10 @@ def _split_list(value: str | None) -> list[str]:
 
 
 def _experiment_config(
-    config: Optional[Path], data: Optional[str], models: Optional[str], split: Optional[str], seed: Optional[int],
-    ks: Optional[str], text_fields: Optional[str], scenario_field: Optional[str], scenario_level: Optional[int],
+    config: Path | None, data: str | None, models: str | None, split: str | None, seed: int | None,
+    ks: str | None, text_fields: str | None, scenario_field: str | None, scenario_level: int | None,
     params: list[str], overrides: list[str],
-):
-    from lmrec.config import load_config
-
+) -> ExperimentConfig:
     sets: list[str] = list(overrides)
     if data is not None:
         sets.append(f"data.source={json.dumps(data)}")
@@ -61,26 +70,29 @@ def _experiment_config(
         sets.append(f"data.scenario_field={json.dumps(scenario_field)}")
     if scenario_level is not None:
         sets.append(f"data.scenario_level={scenario_level}")
-    cfg = load_config(config, sets)
+    cfg: ExperimentConfig = load_config(config, sets)
     if models is not None or params:
         names = _split_list(models) if models is not None else [m.name for m in cfg.models]
         model_params = _model_params(params, names)
         existing = {m.name: dict(m.params) for m in cfg.models}
-        from lmrec.config import ModelConfig
-
         chosen = tuple(
             ModelConfig(name, {**existing.get(name, {}), **model_params.get(name, {})}) for name in names
         )
-        from dataclasses import replace
-
         cfg = replace(cfg, models=chosen)
     return cfg
 
 
+def _check_models(names: list[str]) -> None:
+    """Exit with code 2 naming the first unknown model (before any data is loaded)."""
+    from lmrec.models import MODEL_REGISTRY
+
+    unknown = [n for n in names if n not in MODEL_REGISTRY]
+    if unknown:
+        _fail(f"unknown model {unknown[0]!r}; available: {sorted(MODEL_REGISTRY)}")
+
+
 def _model_params(params: list[str], names: list[str]) -> dict[str, dict[str, Any]]:
     """``--param sasrec.epochs=5`` -> {"sasrec": {"epochs": 5}}."""
-    import yaml
-
     outp: dict[str, dict[str, Any]] = {}
     for item in params:
         if "=" not in item or "." not in item.split("=", 1)[0]:
@@ -96,12 +108,11 @@ def _model_params(params: list[str], names: list[str]) -> dict[str, dict[str, An
 @data_app.command("inspect")
 def data_inspect(
     data: str = typer.Option("ml-100k", "--data", help="Bundled name, directory of data files, or YAML data config."),
-    text_fields: Optional[str] = typer.Option(None, help="Comma-separated item text fields (default: from the header)."),
+    text_fields: str | None = typer.Option(None, help="Comma-separated item text fields (default: from the header)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Summarise a data set: sizes, density, fields, rejected rows."""
     _setup_logging(verbose)
-    from lmrec.config import DataConfig
     from lmrec.pipeline import load_dataset
 
     try:
@@ -123,18 +134,18 @@ def data_inspect(
 
 @app.command()
 def evaluate(
-    data: Optional[str] = typer.Option(None, "--data", help="Bundled name, directory of data files, or YAML data config."),
-    models: Optional[str] = typer.Option(None, "--models", help="Comma-separated model names, e.g. pop,itemknn,ease,mf,sasrec,lm."),
-    split: Optional[str] = typer.Option(None, "--split", help="loo | ratio | temporal | cold-items | predefined."),
-    seed: Optional[int] = typer.Option(None, "--seed"),
-    ks: Optional[str] = typer.Option(None, "--ks", help="Comma-separated cut-offs, e.g. 5,10,20."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON here."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Write PREFIX.md, PREFIX.json and PREFIX.png."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML experiment config."),
-    text_fields: Optional[str] = typer.Option(None, "--text-fields", help="Comma-separated item text fields."),
-    query_from: Optional[str] = typer.Option(None, "--query-from", help="Item field that builds a query per test case."),
-    scenario_field: Optional[str] = typer.Option(None, "--scenario-field", help="Interaction or item column holding the scenario."),
-    scenario_level: Optional[int] = typer.Option(None, "--scenario-level", help="Element of a list-valued scenario column."),
+    data: str | None = typer.Option(None, "--data", help="Bundled name, directory of data files, or YAML data config."),
+    models: str | None = typer.Option(None, "--models", help="Comma-separated model names, e.g. pop,itemknn,ease,mf,sasrec,lm."),
+    split: str | None = typer.Option(None, "--split", help="loo | ratio | temporal | cold-items | predefined."),
+    seed: int | None = typer.Option(None, "--seed"),
+    ks: str | None = typer.Option(None, "--ks", help="Comma-separated cut-offs, e.g. 5,10,20."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the results as JSON here."),
+    report: Path | None = typer.Option(None, "--report", help="Write PREFIX.md, PREFIX.json and PREFIX.png."),
+    config: Path | None = typer.Option(None, "--config", help="YAML experiment config."),
+    text_fields: str | None = typer.Option(None, "--text-fields", help="Comma-separated item text fields."),
+    query_from: str | None = typer.Option(None, "--query-from", help="Item field that builds a query per test case."),
+    scenario_field: str | None = typer.Option(None, "--scenario-field", help="Interaction or item column holding the scenario."),
+    scenario_level: int | None = typer.Option(None, "--scenario-level", help="Element of a list-valued scenario column."),
     param: list[str] = typer.Option([], "--param", help="Model parameter MODEL.NAME=VALUE (repeatable)."),
     set_: list[str] = typer.Option([], "--set", help="Config override key.sub=value (repeatable)."),
     protocol: str = typer.Option("full", "--protocol", help="full (fit on a split) | stream (prequential windows by time)."),
@@ -150,14 +161,13 @@ def evaluate(
     if protocol not in ("full", "stream"):
         _fail(f"--protocol must be 'full' or 'stream', got {protocol!r}")
     _setup_logging(verbose)
-    from lmrec.config import ConfigError
-
     try:
         cfg = _experiment_config(
             config, data, models, split, seed, ks, text_fields, scenario_field, scenario_level, param, set_
         )
     except ConfigError as exc:
         _fail(str(exc))
+    _check_models([m.name for m in cfg.models])
     from lmrec.pipeline import run_config, run_stream_config
 
     started = time.perf_counter()
@@ -199,13 +209,13 @@ def train(
     model: str = typer.Option("lm", "--model", help="Registered model name (default: the language-model interest model)."),
     out_dir: Path = typer.Option(..., "--out", help="Model directory to write."),
     param: list[str] = typer.Option([], "--param", help="Model parameter MODEL.NAME=VALUE (repeatable)."),
-    text_fields: Optional[str] = typer.Option(None, "--text-fields"),
+    text_fields: str | None = typer.Option(None, "--text-fields"),
     seed: int = typer.Option(2020, "--seed"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Fit one model on all interactions and write a model directory for recommend and serve."""
     _setup_logging(verbose)
-    from lmrec.config import DataConfig, ModelConfig
+    _check_models([model])
     from lmrec.pipeline import load_dataset, make_model, train_bundle
 
     try:
@@ -222,8 +232,8 @@ def train(
 @app.command()
 def recommend(
     model_dir: Path = typer.Option(..., "--model", help="A directory written by `lmrec train`."),
-    user: Optional[str] = typer.Option(None, "--user", help="External user id."),
-    query: Optional[str] = typer.Option(None, "--query", help="Natural-language query (models with a text space)."),
+    user: str | None = typer.Option(None, "--user", help="External user id."),
+    query: str | None = typer.Option(None, "--query", help="Natural-language query (models with a text space)."),
     k: int = typer.Option(10, "--k"),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
@@ -252,18 +262,15 @@ def encode(
     data: str = typer.Option(..., "--data", help="Directory of RecBole atomic files (or any data source)."),
     out_path: Path = typer.Option(..., "--out", help="Write an (n_items, dim) float32 .npy here."),
     backend: str = typer.Option("torch", "--backend", help="torch | onnx-int8 | onnx | hf | fake."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model path or name (default: the packaged MiniLM)."),
-    text_fields: Optional[str] = typer.Option(None, "--text-fields"),
-    template: Optional[str] = typer.Option(None, "--template", help='Item text template, e.g. "{title}. {brand}".'),
+    model: str | None = typer.Option(None, "--model", help="Model path or name (default: the packaged MiniLM)."),
+    text_fields: str | None = typer.Option(None, "--text-fields"),
+    template: str | None = typer.Option(None, "--template", help='Item text template, e.g. "{title}. {brand}".'),
     batch_size: int = typer.Option(64, "--batch-size"),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Embedding cache directory."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Embedding cache directory."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Encode every item's text into L2-normalised vectors in item-index order."""
     _setup_logging(verbose)
-    import numpy as np
-
-    from lmrec.config import DataConfig
     from lmrec.encoders import encode_catalog, make_text_encoder
     from lmrec.pipeline import load_dataset
 
@@ -280,33 +287,31 @@ def encode(
 
 @app.command()
 def serve(
-    model_dir: Optional[Path] = typer.Option(None, "--model", help="A directory written by `lmrec train` (or give --model-dir-watch)."),
-    model_dir_watch: Optional[Path] = typer.Option(
+    model_dir: Path | None = typer.Option(None, "--model", help="A directory written by `lmrec train` (or give --model-dir-watch)."),
+    model_dir_watch: Path | None = typer.Option(
         None, "--model-dir-watch",
         help="A directory of model versions (subdirectories; complete once they hold a READY file): the newest is swapped in.",
     ),
     model_watch_interval: float = typer.Option(5.0, "--model-watch-interval", help="Seconds between looks at --model-dir-watch."),
-    admin_token: Optional[str] = typer.Option(
+    admin_token: str | None = typer.Option(
         None, "--admin-token", envvar="LMREC_MODEL_ADMIN_TOKEN", help="Bearer token required by POST /admin/model (model swaps)."
     ),
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port"),
-    state_dir: Optional[Path] = typer.Option(None, "--state-dir", help="Where the SQLite event log and profiles live."),
+    state_dir: Path | None = typer.Option(None, "--state-dir", help="Where the SQLite event log and profiles live."),
     profile_store: str = typer.Option("sqlite", "--profile-store", help="sqlite | redis."),
-    redis_url: Optional[str] = typer.Option(None, "--redis-url", help="redis://host:port/db for --profile-store redis."),
+    redis_url: str | None = typer.Option(None, "--redis-url", help="redis://host:port/db for --profile-store redis."),
     index: str = typer.Option("auto", "--index", help="auto | flat | hnsw | ivf | numpy (exact up to --exact-max-items)."),
     exact_max_items: int = typer.Option(20_000, "--exact-max-items", help="Largest catalogue served by exact search with --index auto."),
     sqlite_synchronous: str = typer.Option("FULL", "--sqlite-synchronous", help="FULL (survives power loss) | NORMAL (survives process crashes)."),
-    encoder: Optional[str] = typer.Option(None, "--encoder", help="Text encoder path/name for non-text models (default: packaged MiniLM)."),
-    encoder_backend: Optional[str] = typer.Option(None, "--encoder-backend", help="torch | onnx-int8 | onnx | hf | fake."),
+    encoder: str | None = typer.Option(None, "--encoder", help="Text encoder path/name for non-text models (default: packaged MiniLM)."),
+    encoder_backend: str | None = typer.Option(None, "--encoder-backend", help="torch | onnx-int8 | onnx | hf | fake."),
     query_weight: float = typer.Option(0.7, "--query-weight", help="Weight of the query against the profile when both are given."),
     threads: int = typer.Option(1, "--threads", help="Torch/BLAS threads per worker."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Serve recommendations, events and item updates over HTTP; swap models live (POST /admin/model)."""
     _setup_logging(verbose)
-    from pydantic import ValidationError
-
     from lmrec.serve import ServeSettings, run_server
 
     try:
@@ -339,8 +344,6 @@ def demo(
 
 
 def _print_walkthrough(walk: dict[str, Any]) -> None:
-    from rich.table import Table
-
     def table(title: str, items: list[dict[str, Any]]) -> None:
         tab = Table(title=title)
         for col in ("#", "item", "title", "score"):

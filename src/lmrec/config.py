@@ -2,7 +2,8 @@
 
 A misspelled key is an error naming the key and the valid ones (RecBole silently ignores typos; we
 do not). YAML files are read by `load_config`; command-line overrides use dotted keys
-(``split.seed=7``). Library code takes explicit keyword arguments; these configs only feed the CLI.
+(``split.seed=7``). Library code takes explicit keyword arguments; these configs feed the CLI,
+`lmrec.pipeline` and the data loaders (`DataConfig` is also the format of a YAML data config).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import yaml
 __all__ = [
     "ConfigError",
     "DataConfig",
+    "DataFormat",
     "SplitConfig",
     "EvalConfig",
     "ModelConfig",
@@ -38,26 +40,69 @@ class ConfigError(ValueError):
     """A config value or key is wrong; the message names it."""
 
 
+DataFormat = Literal["auto", "csv", "tsv", "parquet", "jsonl", "recbole", "movielens", "amazon2023"]
+TimestampUnit = Literal["s", "ms", "us", "ns"]
+
+
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the data comes from and which fields mean what.
+    """Where the data comes from, how its files read, and which fields mean what.
+
+    The ``data:`` block of an experiment config and a YAML data config (a file `lmrec.data.loaders.load`
+    reads; there relative paths are relative to the file) are both this config.
 
     Attributes:
-        source: a bundled name ("ml-100k"), a directory of RecBole atomic files or MovieLens files, or a
-            YAML data config.
-        text_fields: item columns that make the item text (default: found from the file header).
-        template: item text template such as ``"{title}. {brand}"`` (overrides text_fields).
+        source: a bundled name (``"ml-100k"``), a directory of RecBole atomic files or MovieLens files,
+            a YAML data config, a file, or a list of table files (rows concatenated in order).
+        format: ``"auto"`` (told from ``source``), a table format (``"csv"``, ``"tsv"``, ``"parquet"``,
+            ``"jsonl"``), ``"recbole"``, ``"movielens"`` or ``"amazon2023"``.
+        name: data set name (default: the loader's).
+        items_path, users_path: side files for tables.
+        meta_path: the metadata file for ``"amazon2023"``.
+        columns, item_columns, user_columns: role maps for tables (`ColumnMap`, `ItemColumns`,
+            `UserColumns` keys).
+        text_fields: item columns that make the item text, in template order (default: the loader's).
+        template: item text template such as ``"{title}. {brand}"``.
+        timestamp_unit: unit of numeric timestamps in tables.
+        encoding: text encoding.
+        strict: raise on the first bad row instead of counting it.
         scenario_field: interaction or item column holding the scenario.
         scenario_level: for list-valued scenario columns, which element is the scenario (0 = first).
         kcore: drop users and items with fewer interactions than this (0 = keep all).
     """
 
-    source: str = "ml-100k"
+    source: str | tuple[str, ...] = "ml-100k"
+    format: DataFormat = "auto"
+    name: str | None = None
+    items_path: str | None = None
+    users_path: str | None = None
+    meta_path: str | None = None
+    columns: dict[str, Any] | None = None
+    item_columns: dict[str, Any] | None = None
+    user_columns: dict[str, Any] | None = None
     text_fields: tuple[str, ...] | None = None
     template: str | None = None
+    timestamp_unit: TimestampUnit = "s"
+    encoding: str = "utf-8"
+    strict: bool = False
     scenario_field: str | None = None
     scenario_level: int = 0
     kcore: int = 0
+
+    def __post_init__(self) -> None:
+        if self.format not in typing.get_args(DataFormat):
+            raise ConfigError(f"data.format: {self.format!r} is not one of {list(typing.get_args(DataFormat))}")
+        if self.timestamp_unit not in typing.get_args(TimestampUnit):
+            raise ConfigError(
+                f"data.timestamp_unit: {self.timestamp_unit!r} is not one of {list(typing.get_args(TimestampUnit))}"
+            )
+        sources = self.source if isinstance(self.source, tuple) else (self.source,)
+        if not sources or not all(isinstance(p, str) and p for p in sources):
+            raise ConfigError(f"data.source must be a non-empty string or list of strings, got {self.source!r}")
+        for key in ("columns", "item_columns", "user_columns"):
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, Mapping):
+                raise ConfigError(f"data.{key} must be a mapping, got {type(value).__name__}")
 
 
 @dataclass(frozen=True)
@@ -229,10 +274,35 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _data_file_section(loaded: Mapping[str, Any], path: str | Path) -> dict[str, Any]:
+    """A YAML data config's keys: the mapping itself or the one under a sole top-level ``data:`` key.
+
+    ``path`` is the key's name in data configs written before `DataConfig` had ``source``; it maps to
+    ``source``.
+    """
+    if set(loaded) == {"data"} and isinstance(loaded["data"], Mapping):
+        loaded = loaded["data"]
+    data = dict(loaded)
+    if "path" in data:
+        if "source" in data:
+            raise ConfigError(f"{path}: give 'source' or its old name 'path', not both")
+        data["source"] = data.pop("path")
+    if "source" not in data:
+        valid = sorted(f.name for f in dataclasses.fields(DataConfig))
+        raise ConfigError(f"{path}: a data config needs 'source'; valid keys: {valid}")
+    return data
+
+
 def load_config(
     path: str | Path | None, overrides: Sequence[str] | Mapping[str, Any] = (), cls: type[T] = ExperimentConfig
 ) -> T:
     """Read a YAML config (or start from defaults when ``path`` is None) and apply overrides.
+
+    Args:
+        path: the YAML file, or None for the defaults.
+        overrides: ``["split.seed=7"]`` dotted assignments, or a nested mapping.
+        cls: the config class: `ExperimentConfig` (default) or `DataConfig` for a YAML data config (its
+            keys at the top level or under ``data:``).
 
     Raises:
         ConfigError: unknown keys or bad values, naming the key.
@@ -240,10 +310,10 @@ def load_config(
     """
     data: dict[str, Any] = {}
     if path is not None:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
         loaded = yaml.safe_load(text) or {}
         if not isinstance(loaded, Mapping):
             raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(loaded).__name__}")
-        data = dict(loaded)
+        data = _data_file_section(loaded, path) if cls is DataConfig else dict(loaded)
     extra = parse_overrides(overrides) if not isinstance(overrides, Mapping) else overrides
-    return from_dict(cls, _merge(data, extra))
+    return from_dict(cls, _merge(data, extra), "data" if cls is DataConfig else "")

@@ -20,7 +20,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from fastapi.testclient import TestClient
+
 from lmrec.config import DataConfig, ExperimentConfig, ModelConfig, SplitConfig
+from lmrec.eval import run_experiment
+from lmrec.eval.report import write_report
+from lmrec.models.bundle import ModelBundle
+from lmrec.pipeline import load_dataset_and_split, make_model
+from lmrec.serve import ServeSettings, create_app
 
 __all__ = ["DEMO_MODELS", "run_demo", "serving_walkthrough"]
 
@@ -52,10 +59,6 @@ def run_demo(
     Returns:
         The experiment's report dict, plus ``"serving"`` (the walk-through) and ``"report_files"``.
     """
-    from lmrec.eval import run_experiment
-    from lmrec.eval.report import write_report
-    from lmrec.pipeline import load_dataset_and_split, make_model
-
     cfg = ExperimentConfig(data=DataConfig(source=data), split=SplitConfig(kind="loo"), models=DEMO_MODELS)
     dataset, split = load_dataset_and_split(cfg.data, cfg.split)
     models = {m.name: make_model(m, cfg.seed) for m in cfg.models}
@@ -102,11 +105,6 @@ def serving_walkthrough(
         ``{"user": id, "before": [...], "after_events": [...], "query": ..., "with_query": [...],
         "new_item": ..., "new_item_rank_for_query": int | None, ...}`` with titles.
     """
-    from fastapi.testclient import TestClient
-
-    from lmrec.models.bundle import ModelBundle
-    from lmrec.serve import ServeSettings, create_app
-
     model.observe(split.test)  # the served model knows the whole history
     bundle = ModelBundle(model, dataset.items, dataset.users, {"dataset": dataset.name, "model": model.model_name})
     model_dir = bundle.save(out_dir / "model")

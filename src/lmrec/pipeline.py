@@ -9,29 +9,32 @@ import inspect
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+import lmrec.models  # noqa: F401  (registers the built-in models in MODEL_REGISTRY)
 from lmrec.config import DataConfig, ExperimentConfig, ModelConfig, SplitConfig
 from lmrec.data import Dataset, Split, cold_item_split, kcore_filter, leave_one_out, ratio_split, temporal_split
-from lmrec.data.catalog import clean_text
-from lmrec.models.base import MODEL_REGISTRY, Recommender
+from lmrec.data.loaders import load_from_config, load_recbole_benchmark, set_text_fields
+from lmrec.data.text import clean_text
+from lmrec.eval import ExperimentResult, run_experiment
+from lmrec.eval.query_eval import evaluate_with_queries
+from lmrec.eval.stream import prequential
+from lmrec.models.base import MODEL_REGISTRY, Recommender, top_k
+from lmrec.models.bundle import ModelBundle, VectorRecommender
 
 __all__ = [
     "assign_scenarios",
     "load_dataset",
+    "load_dataset_and_split",
     "make_model",
     "make_split",
     "recommend_for",
     "run_config",
-    "run_demo",
     "run_stream_config",
     "train_bundle",
 ]
-
-if TYPE_CHECKING:
-    from lmrec.models.bundle import ModelBundle
 
 log = logging.getLogger(__name__)
 
@@ -67,53 +70,48 @@ def _pick_level(value: Any, level: int) -> str:
     return parts[level] if level < len(parts) else "unknown"
 
 
-def _apply_text_fields(dataset: Dataset, fields: tuple[str, ...] | None) -> Dataset:
-    if not fields:
-        return dataset
-    if dataset.items is None:
-        raise ValueError(f"--text-fields {list(fields)} given but {dataset.name} has no item catalogue")
-    unknown = [f for f in fields if f not in dataset.items.frame.columns]
-    if unknown:
-        raise ValueError(f"text fields {unknown} are not item columns; item columns: {list(dataset.items.frame.columns)}")
-    dataset.items.text_fields = list(fields)
-    return dataset
-
-
 def load_dataset(cfg: DataConfig) -> Dataset:
-    """Load ``cfg.source`` (bundled name, directory or YAML data config) and apply the config."""
-    from lmrec import datasets
+    """Load the data ``cfg`` describes (see `lmrec.data.loaders.load_from_config`), then apply its
+    scenario field and k-core filter.
 
-    dataset = datasets.load(cfg.source)
+    Raises:
+        ValueError: a source that holds no supported data, an unknown text or scenario field (the
+            message names the columns there are).
+    """
+    dataset = load_from_config(cfg)
     field = cfg.scenario_field
     if field:
         is_item_col = dataset.items is not None and field in dataset.items.frame.columns
         if not is_item_col and field in dataset.interactions.meta.get("recbole_types", {}):
-            dataset = datasets.load(cfg.source, scenario=field)
+            dataset = load_from_config(cfg, scenario=field)
         elif is_item_col:
             dataset = assign_scenarios(dataset, field, cfg.scenario_level)
         else:
             assign_scenarios(dataset, field, cfg.scenario_level)  # raises, naming the columns
     if cfg.kcore > 0:
         dataset = dataset.with_interactions(kcore_filter(dataset.interactions, cfg.kcore, cfg.kcore))
-    return _apply_text_fields(dataset, cfg.text_fields)
+    return dataset
 
 
 def load_dataset_and_split(data: DataConfig, split: SplitConfig) -> tuple[Dataset, Split]:
-    """`load_dataset` then `make_split`; ``predefined`` reads RecBole benchmark files instead."""
+    """`load_dataset` then `make_split`; ``predefined`` reads RecBole benchmark files instead.
+
+    Raises:
+        ValueError: ``predefined`` with a source that is not a directory of
+            ``<name>.train.inter`` / ``.valid.inter`` / ``.test.inter`` files.
+    """
     if split.kind != "predefined":
         dataset = load_dataset(data)
         return dataset, make_split(dataset, split)
-    from lmrec.data.loaders import load_recbole_benchmark
-
-    directory = Path(data.source)
-    trains = sorted(directory.glob("*.train.inter")) if directory.is_dir() else []
+    directory = Path(data.source) if isinstance(data.source, str) else Path()
+    trains = sorted(directory.glob("*.train.inter")) if isinstance(data.source, str) and directory.is_dir() else []
     if not trains:
         raise ValueError(
-            f"split 'predefined' needs RecBole benchmark files <name>.train.inter/.valid.inter/.test.inter in {directory}"
+            f"split 'predefined' needs RecBole benchmark files <name>.train.inter/.valid.inter/.test.inter in {data.source}"
         )
     name = trains[0].name[: -len(".train.inter")]
     dataset, parts = load_recbole_benchmark(directory, name)
-    return _apply_text_fields(dataset, data.text_fields), parts
+    return set_text_fields(dataset, data.text_fields), parts
 
 
 def make_split(dataset: Dataset, cfg: SplitConfig) -> Split:
@@ -131,20 +129,29 @@ def make_split(dataset: Dataset, cfg: SplitConfig) -> Split:
 
 
 def make_model(cfg: ModelConfig, random_state: int | None = None) -> Recommender:
-    """Instantiate a registered model; unknown names and unknown parameters are named in the error."""
-    import lmrec.models  # noqa: F401  (registers the built-in models)
+    """Instantiate a registered model.
 
+    A class with a ``from_params`` classmethod builds itself from the parameters (which may hold
+    dotted component keys such as ``objective.loss``); any other class gets them as keyword arguments.
+    ``random_state`` is added when the constructor takes it and ``cfg.params`` does not set it.
+
+    Raises:
+        ValueError: an unknown model name or an unknown parameter (the message names the valid ones).
+    """
     cls = MODEL_REGISTRY.get(cfg.name)
     if cls is None:
         raise ValueError(f"unknown model {cfg.name!r}; available: {sorted(MODEL_REGISTRY)}")
     accepted = inspect.signature(cls.__init__).parameters
+    params = dict(cfg.params)
+    if "random_state" in accepted and "random_state" not in params and random_state is not None:
+        params["random_state"] = random_state
+    from_params = getattr(cls, "from_params", None)
+    if from_params is not None:
+        return from_params(params)
     unknown = [k for k in cfg.params if k not in accepted]
     if unknown:
         valid = sorted(p for p in accepted if p != "self")
         raise ValueError(f"model {cfg.name!r} has no parameter {unknown[0]!r}; valid: {valid}")
-    params = dict(cfg.params)
-    if "random_state" in accepted and "random_state" not in params and random_state is not None:
-        params["random_state"] = random_state
     return cls(**params)
 
 
@@ -156,8 +163,6 @@ def run_config(
     With ``query_from``, models with a text space are also evaluated with a query built from each
     held-out item's ``query_from`` field (profile only, query only, query + profile).
     """
-    from lmrec.eval import run_experiment
-
     dataset, split = load_dataset_and_split(cfg.data, cfg.split)
     models = {m.name: make_model(m, cfg.seed) for m in cfg.models}
     result = run_experiment(
@@ -185,8 +190,6 @@ def run_stream_config(
         ``{"protocol": "stream", "results": {model: {"stream": [one dict per window], "forgetting": ...,
         "initial": ..., "notes": [...]}}, ...}``, JSON-able.
     """
-    from lmrec.eval.stream import prequential
-
     dataset = load_dataset(cfg.data)
     ks = tuple(sorted(set(cfg.eval.ks) | {10}))
     results = {}
@@ -201,15 +204,12 @@ def run_stream_config(
             "results": results}
 
 
-def _add_query_results(result: dict[str, Any], dataset: Dataset, split: Split, query_from: str) -> None:
+def _add_query_results(result: ExperimentResult, dataset: Dataset, split: Split, query_from: str) -> None:
     """Query-aware test figures for every model with a text space (profile, query, query+profile).
 
     The blend stays at its default: by now sequential models have observed the valid items, so tuning
     it on valid would leak (tune it before fitting with `lmrec.eval.query_eval.tune_blend`).
     """
-    from lmrec.eval.query_eval import evaluate_with_queries
-    from lmrec.models.bundle import VectorRecommender
-
     served = 0
     for name, run in result.runs.items():
         if isinstance(run.model, VectorRecommender):
@@ -220,14 +220,12 @@ def _add_query_results(result: dict[str, Any], dataset: Dataset, split: Split, q
         raise ValueError(f"--query-from {query_from!r} needs a model with a text space (e.g. lm) among --models")
 
 
-def train_bundle(model: Recommender, dataset: Dataset, *, seed: int = 2020) -> "ModelBundle":
+def train_bundle(model: Recommender, dataset: Dataset, *, seed: int = 2020) -> ModelBundle:
     """Fit ``model`` for serving and wrap it with the catalogue and user texts.
 
     Models whose ``fit`` takes ``valid`` (early stopping) train on a leave-one-out split and then
     ``observe`` the held-out rows, so their history is complete; other models fit on everything.
     """
-    from lmrec.models.bundle import ModelBundle
-
     if "valid" in inspect.signature(model.fit).parameters:
         split = leave_one_out(dataset.interactions)
         model.fit(dataset.with_interactions(split.train), valid=split)
@@ -239,7 +237,7 @@ def train_bundle(model: Recommender, dataset: Dataset, *, seed: int = 2020) -> "
     return ModelBundle(model, dataset.items, dataset.users, info)
 
 
-def _titles(bundle: "ModelBundle", item_idx: np.ndarray) -> list[str]:
+def _titles(bundle: ModelBundle, item_idx: np.ndarray) -> list[str]:
     catalog = bundle.catalog
     if catalog is None or not catalog.text_fields:
         return ["" for _ in item_idx]
@@ -249,7 +247,7 @@ def _titles(bundle: "ModelBundle", item_idx: np.ndarray) -> list[str]:
 
 
 def recommend_for(
-    bundle: "ModelBundle", *, user_id: str | None = None, query: str | None = None, k: int = 10, query_weight: float = 0.5
+    bundle: ModelBundle, *, user_id: str | None = None, query: str | None = None, k: int = 10, query_weight: float = 0.5
 ) -> list[dict[str, Any]]:
     """Top-``k`` items for a known or unknown user, optionally steered by a query.
 
@@ -257,9 +255,6 @@ def recommend_for(
     (models with a text space only), blended with the user's vector when both are given. Unknown user
     without query: the most popular items. Never an IndexError for unknown ids.
     """
-    from lmrec.models.base import top_k
-    from lmrec.models.bundle import VectorRecommender
-
     model = bundle.model
     if k <= 0:
         raise ValueError(f"k must be positive, got {k}")
@@ -290,10 +285,3 @@ def recommend_for(
         {"item_id": str(i), "score": float(v), "title": t}
         for i, v, t in zip(ids, vals, _titles(bundle, items))
     ]
-
-
-def run_demo(*, data: str = "ml-100k", out_dir: str | Path = "runs/demo", show_progress: bool = True) -> dict[str, Any]:
-    """The main job; see `lmrec.demo.run_demo`."""
-    from lmrec.demo import run_demo as _run_demo
-
-    return _run_demo(data=data, out_dir=out_dir, show_progress=show_progress)

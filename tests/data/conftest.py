@@ -6,17 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from lmrec import datasets
 from lmrec.data import Dataset
+from lmrec.data.loaders import available, load
+from lmrec.data.loaders.bundled import bundled_files
 
 OFFICE_DIR = Path("/work/shared/datasets/amazon-office")
 
 
 @pytest.fixture(scope="session")
 def ml100k() -> Dataset:
-    if "ml-100k" not in datasets.available() or datasets._bundled_files("ml-100k") is None:
+    if "ml-100k" not in available() or bundled_files("ml-100k") is None:
         pytest.skip("the bundled MovieLens 100K parquet files are not installed")
-    return datasets.load("ml-100k")
+    return load("ml-100k")
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from lmrec import datasets
-from lmrec.datasets import DataConfig, load, load_config
+from lmrec.config import ConfigError, DataConfig, load_config
+from lmrec.data.loaders import available, default_cache_dir, download, load, remote, sources
+from lmrec.data.loaders.bundled import bundled_files
 
 
 def test_ml100k_bundled(ml100k):
@@ -29,7 +30,7 @@ def test_ml100k_bundled(ml100k):
 
 
 def test_clothing_reviews():
-    if datasets._bundled_files("clothing-reviews") is None:
+    if bundled_files("clothing-reviews") is None:
         pytest.skip("bundled clothing reviews not installed")
     ds = load("clothing-reviews")
     inter = ds.interactions
@@ -73,11 +74,11 @@ def offline_ml100k(monkeypatch):
         calls.append(url)
         return _Response(data)
 
-    monkeypatch.setattr(datasets, "_bundled_files", lambda name: None)
-    monkeypatch.setattr(datasets, "_urlopen", fake_urlopen)
-    source = datasets.REMOTE["ml-100k"]
-    monkeypatch.setitem(datasets.REMOTE, "ml-100k",
-                        datasets.RemoteSource(source.url, hashlib.md5(data).hexdigest(), source.directory))
+    monkeypatch.setattr(sources, "bundled_files", lambda name: None)
+    monkeypatch.setattr(remote, "_urlopen", fake_urlopen)
+    source = remote.REMOTE["ml-100k"]
+    monkeypatch.setitem(remote.REMOTE, "ml-100k",
+                        remote.RemoteSource(source.url, hashlib.md5(data).hexdigest(), source.directory))
     return calls
 
 
@@ -91,10 +92,10 @@ def test_download_when_no_local_copy(offline_ml100k, tmp_path):
 
 
 def test_download_checksum_mismatch(offline_ml100k, tmp_path, monkeypatch):
-    monkeypatch.setitem(datasets.REMOTE, "ml-100k", datasets.RemoteSource(
+    monkeypatch.setitem(remote.REMOTE, "ml-100k", remote.RemoteSource(
         "https://example.invalid/ml-100k.zip", "0" * 32, "ml-100k"))
     with pytest.raises(ValueError, match=r"checksum mismatch for https://example.invalid/ml-100k.zip: expected MD5 0+"):
-        datasets.download("ml-100k", cache_dir=tmp_path, show_progress=False)
+        download("ml-100k", cache_dir=tmp_path, show_progress=False)
     assert not (tmp_path / "ml-100k.zip").exists() and not (tmp_path / "ml-100k").exists()
 
 
@@ -102,27 +103,27 @@ def test_download_failure_is_explained(offline_ml100k, tmp_path, monkeypatch):
     def no_network(url, timeout=60.0):
         raise OSError("network unreachable")
 
-    monkeypatch.setattr(datasets, "_urlopen", no_network)
+    monkeypatch.setattr(remote, "_urlopen", no_network)
     with pytest.raises(OSError, match=r"could not download https://files.grouplens.org/.*network unreachable"):
-        datasets.download("ml-1m", cache_dir=tmp_path, show_progress=False)
+        download("ml-1m", cache_dir=tmp_path, show_progress=False)
     assert list(tmp_path.iterdir()) == []  # no partial file left
 
 
 def test_no_download_allowed(offline_ml100k, tmp_path, monkeypatch):
     monkeypatch.setenv("LMREC_DATA", str(tmp_path))
-    assert datasets.default_cache_dir() == tmp_path
+    assert default_cache_dir() == tmp_path
     with pytest.raises(ValueError, match="'ml-100k' is not in .* and allow_download=False"):
         load("ml-100k", allow_download=False)
     assert offline_ml100k == []
 
 
 def test_available_and_unknown_names():
-    names = datasets.available()
+    names = available()
     assert {"ml-100k", "ml-1m"} <= set(names) and names == sorted(names)
     with pytest.raises(ValueError, match=r"'ml-7k' is neither a known data set \(\[.*'ml-1m'.*\]\) nor an existing"):
         load("ml-7k")
     with pytest.raises(ValueError, match="no download known for 'clothing-reviews'"):
-        datasets.download("clothing-reviews")
+        download("clothing-reviews")
 
 
 def test_paths_directories_and_files(tmp_path):
@@ -156,14 +157,22 @@ def test_yaml_config(tmp_path):
     np.testing.assert_array_equal(ds.interactions.timestamps, [1577836800, 1577923200])  # 2020-01-01/02 UTC
     assert ds.items.texts(ds.interactions.item_map) == ["Bic. Blue pen with grip", "Bic. Red pen with cap"]
     cfg.write_text("path: clicks.tsv\nformt: tsv\n")
-    with pytest.raises(ValueError, match=r"data config: unknown key 'formt'; valid keys: \['path', 'format', 'name'"):
+    with pytest.raises(ConfigError, match=r"unknown config key 'data.formt'; valid keys under data: \['columns', 'encoding'"):
         load(cfg)
-    with pytest.raises(ValueError, match=r"format 'xls' is not one of \['auto', 'csv'"):
-        DataConfig(path="x", format="xls")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"data.format: 'xls' is not one of \['auto', 'csv'"):
+        DataConfig(source="x", format="xls")  # type: ignore[arg-type]
     cfg.write_text("path: clicks.tsv\ncolumns: {user: uid, item: pid}\ntext_fields: [nope]\n")
-    with pytest.raises(ValueError, match="text_fields given but the data set has no item catalogue"):
+    with pytest.raises(ValueError, match=r"text_fields \['nope'\] given but data set 'clicks' has no item catalogue"):
         load(cfg)
-    assert load_config(cfg).columns == {"user": "uid", "item": "pid"}
+    # 'path' is the old name of 'source'; both at once is an error
+    assert load_config(cfg, cls=DataConfig).columns == {"user": "uid", "item": "pid"}
+    assert load_config(cfg, cls=DataConfig).source == "clicks.tsv"
+    cfg.write_text("source: clicks.tsv\npath: clicks.tsv\n")
+    with pytest.raises(ConfigError, match="give 'source' or its old name 'path', not both"):
+        load(cfg)
+    cfg.write_text("format: tsv\n")
+    with pytest.raises(ConfigError, match=r"a data config needs 'source'; valid keys: \['columns'"):
+        load(cfg)
 
 
 def test_loaded_dataset_save_load_round_trip(ml100k, tmp_path):

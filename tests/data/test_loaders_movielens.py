@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lmrec.data.loaders import load_movielens
-from lmrec.data.loaders_movielens import detect_movielens, year_of
+from lmrec.data.loaders.movielens import detect_movielens, year_of
 
 FLAGS_TOY = ["0", "0", "0", "1", "1", "1"] + ["0"] * 13  # Animation, Children's, Comedy
 FLAGS_UNKNOWN = ["1"] + ["0"] * 18

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lmrec import datasets
 from lmrec.data import leave_one_out
 from lmrec.data.loaders import load_recbole, load_recbole_benchmark, read_atomic, write_recbole
+from lmrec.data.loaders.bundled import bundled_files
 
 LONG = "word " * 40_000  # a 200,000-character description
 
@@ -100,7 +100,7 @@ def test_office_write_read_round_trip(office_dir, tmp_path):
 @pytest.fixture(scope="module")
 def recbole_ml100k(tmp_path_factory):
     """MovieLens 100K written in RecBole's own layout from the bundled parquet files, independently of lmrec."""
-    files = datasets._bundled_files("ml-100k")
+    files = bundled_files("ml-100k")
     if files is None:
         pytest.skip("bundled MovieLens 100K not installed")
     data, items, users = (pd.read_parquet(p) for p in files)

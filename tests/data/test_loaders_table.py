@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from lmrec.data.loaders import ColumnMap, ItemColumns, load_table
-from lmrec.data.loaders_build import infer_item_roles
+from lmrec.data.loaders.build import infer_item_roles
 
 # line 1 header; line 2 good; line 3 missing item; line 4 bad rating; line 5 ISO date; line 6 repeated
 # header; line 7 too few fields; line 8 empty timestamp; line 9 good

@@ -5,12 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-WORDS = (
-    "the a an of and for with to in on is it this that my i want buy red blue black green pen pens "
-    "ink paper printer office desk chair lamp stapler notebook star wars space film movie science fiction "
-    "love sense sensibility romance query passage hello world more text long short item user review "
-    "great bad good cheap fast slow"
-).split()
+WORDS = ["the", "a", "an", "of", "and", "for", "with", "to", "in", "on", "is", "it", "this", "that", "my", "i", "want", "buy", "red", "blue", "black", "green", "pen", "pens", "ink", "paper", "printer", "office", "desk", "chair", "lamp", "stapler", "notebook", "star", "wars", "space", "film", "movie", "science", "fiction", "love", "sense", "sensibility", "romance", "query", "passage", "hello", "world", "more", "text", "long", "short", "item", "user", "review", "great", "bad", "good", "cheap", "fast", "slow"]
 CHINESE = list("我想买一支红色的钢笔蓝黑纸打印机办公桌椅子台灯好便宜快")
 PUNCT = list(".,!?:;'\"-()")
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from lmrec.encoders import TextEncoderConfig
-from lmrec.encoders.models import (
+from lmrec.encoders.model_files import (
     PACKAGED_MODEL_ID,
     PrefixPair,
     default_pooling,

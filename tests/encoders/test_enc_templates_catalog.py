@@ -14,9 +14,9 @@ from lmrec.encoders import (
     DEFAULT_ITEM_TEMPLATE,
     HashingEncoder,
     encode_catalog,
-    item_texts,
+    render_item_texts,
+    render_user_texts,
     truncate_to_tokens,
-    user_texts,
 )
 
 
@@ -36,7 +36,7 @@ def catalog() -> ItemCatalog:
 
 def test_item_texts_drop_missing_fields_and_never_say_nan(catalog):
     order = IdMap(["i3", "i1", "i2", "i4", "unknown"])
-    texts = item_texts(catalog, order, template=DEFAULT_ITEM_TEMPLATE)
+    texts = render_item_texts(catalog, order, template=DEFAULT_ITEM_TEMPLATE)
     assert texts == [
         "Desk Lamp. Lighting. Bright light for the desk at night.",
         "Red Pen. Uni. Pens, Office. Smooth ink.",
@@ -45,13 +45,13 @@ def test_item_texts_drop_missing_fields_and_never_say_nan(catalog):
         "",
     ]
     assert not any("nan" in t.lower() for t in texts)
-    joined = item_texts(catalog, order, fields=["title", "brand"])
+    joined = render_item_texts(catalog, order, fields=["title", "brand"])
     assert joined == ["Desk Lamp", "Red Pen. Uni", "Printer Paper", "", ""]
 
 
 def test_unknown_template_field_is_named(catalog):
     with pytest.raises(ValueError, match=r"template field\(s\) \['colour'\] not found"):
-        item_texts(catalog, IdMap(["i1"]), template="{title} {colour}")
+        render_item_texts(catalog, IdMap(["i1"]), template="{title} {colour}")
 
 
 def test_truncate_by_whitespace_tokens_head_and_tail():
@@ -89,10 +89,10 @@ def test_user_texts_profile_then_reviews_and_tail_truncation():
     attrs = pd.DataFrame({"age": [24, None], "job": ["writer", "nan"]}, index=["u1", "u2"])
     users = UserTexts(frame, attrs)
     order = IdMap(["u2", "u1", "u3"])
-    assert user_texts(users, order) == ["only one", "age: 24.0. job: writer. old review here newest review", ""]
-    assert user_texts(users, order, kinds=("query",), include_profile=False) == ["", "a query", ""]
+    assert render_user_texts(users, order) == ["only one", "age: 24.0. job: writer. old review here newest review", ""]
+    assert render_user_texts(users, order, kinds=("query",), include_profile=False) == ["", "a query", ""]
     # budget 6 words: profile "age: 24.0. job: writer." is 4 words, the last 2 words of the reviews fill the rest
-    cut = user_texts(users, order, max_tokens=6)
+    cut = render_user_texts(users, order, max_tokens=6)
     assert cut[1] == "age: 24.0. job: writer. newest review"
 
 

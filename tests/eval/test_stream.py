@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 
 from lmrec.data import Dataset, IdMap, Interactions, ItemCatalog, Split
+from lmrec.data.splits import holdout_rows, last_row_split, stream_windows
 from lmrec.encoders.fake import HashingEncoder
 from lmrec.eval.gate import champion_challenger, clone_model, gated_partial_fit, history_of
-from lmrec.eval.stream import fit_fresh, holdout_rows, last_row_split, prequential, stream_windows, update_fresh
+from lmrec.eval.stream import fit_fresh, prequential, update_fresh
 from lmrec.models.itemknn import ItemKNN
 from lmrec.models.lm import LMRecommender
 from lmrec.models.popularity import Popularity

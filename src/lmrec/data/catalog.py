@@ -6,33 +6,14 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from lmrec.data.idmap import IdMap
 
+# clean_text and join_sentences live in lmrec.data.text; they stay importable from here for older callers
+from lmrec.data.text import clean_text, join_sentences, render_template
+
 __all__ = ["ItemCatalog", "UserTexts"]
-
-
-def clean_text(value: object) -> str:
-    """A field value as text; missing values (None, NaN, "nan") become the empty string."""
-    if value is None:
-        return ""
-    if isinstance(value, float) and np.isnan(value):
-        return ""
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return ", ".join(s for s in (clean_text(v) for v in value) if s)
-    text = str(value).strip()
-    return "" if text.lower() in ("nan", "none", "<na>", "nat") else text
-
-
-def join_sentences(parts: list[str]) -> str:
-    """Non-empty parts joined with ". ", or a space after a part that already ends a sentence."""
-    out = ""
-    for part in parts:
-        if part:
-            out = part if not out else out + (" " if out[-1] in ".!?" else ". ") + part
-    return out
 
 
 @dataclass(eq=False)
@@ -97,8 +78,6 @@ class ItemCatalog:
             cols = fields or self.text_fields or list(self.categorical)
             rows = frame[cols].itertuples(index=False, name=None)
             return [join_sentences([clean_text(v) for v in row]) for row in rows]
-        from lmrec.data.text import render_template
-
         return [render_template(template, row) for row in frame.to_dict("records")]
 
     def upsert(self, item_id: str, values: dict[str, object]) -> None:

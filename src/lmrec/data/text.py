@@ -1,4 +1,4 @@
-"""Text templates over item and user fields."""
+"""Field values as clean text, and templates over item and user fields."""
 
 from __future__ import annotations
 
@@ -6,9 +6,31 @@ import re
 import string
 from collections.abc import Mapping
 
-from lmrec.data.catalog import clean_text
+import numpy as np
 
-__all__ = ["render_template", "profile_sentence"]
+__all__ = ["clean_text", "join_sentences", "profile_sentence", "render_template"]
+
+
+def clean_text(value: object) -> str:
+    """A field value as text; missing values (None, NaN, "nan") become the empty string."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and np.isnan(value):
+        return ""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return ", ".join(s for s in (clean_text(v) for v in value) if s)
+    text = str(value).strip()
+    return "" if text.lower() in ("nan", "none", "<na>", "nat") else text
+
+
+def join_sentences(parts: list[str]) -> str:
+    """Non-empty parts joined with ". ", or a space after a part that already ends a sentence."""
+    out = ""
+    for part in parts:
+        if part:
+            out = part if not out else out + (" " if out[-1] in ".!?" else ". ") + part
+    return out
+
 
 _FIELD = re.compile(r"\{([^{}]+)\}")
 

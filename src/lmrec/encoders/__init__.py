@@ -1,6 +1,8 @@
 """Text and image into vectors, the same way at training and at serving time.
 
-Backends are imported lazily (torch, sentence-transformers, ONNX Runtime, peft load only when used).
+The backends' heavy libraries (torch, sentence-transformers, transformers, ONNX Runtime, open_clip,
+peft) load only when an encoder is built or used; `TrainableTextEncoder` (a torch module) loads on
+first access.
 
 Typical use::
 
@@ -11,31 +13,27 @@ Typical use::
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from lmrec.encoders.base import ImageEncoder, TextEncoder
 from lmrec.encoders.cache import CachedEncoder, CacheStats, EmbeddingCache
 from lmrec.encoders.config import Backend, Kind, Pooling, TextEncoderConfig
+from lmrec.encoders.encode import EncodedCatalog, encode_catalog, encode_texts
 from lmrec.encoders.factory import make_text_encoder, text_encoder_from_config
 from lmrec.encoders.fake import HashingEncoder
-from lmrec.encoders.pipeline import EncodedCatalog, encode_catalog
+from lmrec.encoders.hf import HFTextEncoder
+from lmrec.encoders.image import ClipImageEncoder, OpenClipImageEncoder, PrecomputedVectors, make_image_encoder
+from lmrec.encoders.onnx import OnnxTextEncoder, export_onnx
+from lmrec.encoders.st import SentenceTransformerEncoder
 from lmrec.encoders.templates import (
     DEFAULT_ITEM_TEMPLATE,
-    item_texts,
+    render_item_texts,
+    render_user_texts,
     truncate_to_tokens,
-    user_texts,
 )
 
 if TYPE_CHECKING:
-    from lmrec.encoders.hf import HFTextEncoder
-    from lmrec.encoders.image import (
-        ClipImageEncoder,
-        OpenClipImageEncoder,
-        PrecomputedVectors,
-        make_image_encoder,
-    )
-    from lmrec.encoders.onnx import OnnxTextEncoder, export_onnx
-    from lmrec.encoders.st import SentenceTransformerEncoder
     from lmrec.encoders.trainable import TrainableTextEncoder
 
 __all__ = [
@@ -59,31 +57,22 @@ __all__ = [
     "TextEncoderConfig",
     "TrainableTextEncoder",
     "encode_catalog",
+    "encode_texts",
     "export_onnx",
-    "item_texts",
     "make_image_encoder",
     "make_text_encoder",
+    "render_item_texts",
+    "render_user_texts",
     "text_encoder_from_config",
     "truncate_to_tokens",
-    "user_texts",
 ]
 
-_LAZY = {
-    "HFTextEncoder": "lmrec.encoders.hf",
-    "OnnxTextEncoder": "lmrec.encoders.onnx",
-    "export_onnx": "lmrec.encoders.onnx",
-    "SentenceTransformerEncoder": "lmrec.encoders.st",
-    "TrainableTextEncoder": "lmrec.encoders.trainable",
-    "ClipImageEncoder": "lmrec.encoders.image",
-    "OpenClipImageEncoder": "lmrec.encoders.image",
-    "PrecomputedVectors": "lmrec.encoders.image",
-    "make_image_encoder": "lmrec.encoders.image",
-}
+# TrainableTextEncoder imports torch at module level; importing it only on access keeps
+# ``import lmrec.encoders`` free of torch.
+_LAZY = {"TrainableTextEncoder": "lmrec.encoders.trainable"}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'lmrec.encoders' has no attribute {name!r}")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from lmrec.encoders.base import TextEncoder, check_encode_args
 
@@ -166,8 +167,6 @@ class CachedEncoder:
 def _batches(items: list[int], size: int, show_progress: bool, desc: str) -> Iterable[list[int]]:
     starts: Iterable[int] = range(0, len(items), size)
     if show_progress:
-        from tqdm.auto import tqdm
-
         starts = tqdm(starts, desc=desc, unit="batch", total=(len(items) + size - 1) // size)
     for start in starts:
         yield items[start : start + size]

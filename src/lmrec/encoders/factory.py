@@ -7,7 +7,13 @@ from pathlib import Path
 from typing import get_args
 
 from lmrec.encoders.base import TextEncoder
+from lmrec.encoders.cache import CachedEncoder
 from lmrec.encoders.config import Backend, Int8Recipe, Pooling, TextEncoderConfig
+from lmrec.encoders.fake import HashingEncoder
+from lmrec.encoders.hf import HFTextEncoder
+from lmrec.encoders.model_files import default_pooling, resolve_model
+from lmrec.encoders.onnx import OnnxTextEncoder
+from lmrec.encoders.st import SentenceTransformerEncoder
 
 __all__ = ["make_text_encoder", "text_encoder_from_config"]
 
@@ -59,8 +65,6 @@ def make_text_encoder(
     if backend == "fake":
         encoder = _fake(model)
     elif backend in ("onnx", "onnx-int8"):
-        from lmrec.encoders.onnx import OnnxTextEncoder
-
         if export_dir is None and cache_dir is not None:
             export_dir = Path(cache_dir) / "onnx"
         encoder = OnnxTextEncoder(
@@ -75,8 +79,6 @@ def make_text_encoder(
             num_threads=num_threads,
         )
     else:
-        from lmrec.encoders.models import default_pooling, resolve_model
-
         source = resolve_model(model)
         use_st = backend == "torch" and source.is_sentence_transformer
         if use_st and pooling not in ("auto", default_pooling(source)):
@@ -88,16 +90,10 @@ def make_text_encoder(
             max_seq_length=max_seq_length, query_prefix=query_prefix, passage_prefix=passage_prefix, device=device
         )
         if use_st:
-            from lmrec.encoders.st import SentenceTransformerEncoder
-
             encoder = SentenceTransformerEncoder(source.location, **kwargs)
         else:
-            from lmrec.encoders.hf import HFTextEncoder
-
             encoder = HFTextEncoder(source.location, pooling=pooling, **kwargs)
     if cache_dir is not None:
-        from lmrec.encoders.cache import CachedEncoder
-
         encoder = CachedEncoder(encoder, cache_dir)
     return encoder
 
@@ -125,8 +121,6 @@ def text_encoder_from_config(
 
 
 def _fake(model: str | Path | None) -> TextEncoder:
-    from lmrec.encoders.fake import HashingEncoder
-
     if model is None:
         return HashingEncoder()
     match = _FAKE.fullmatch(str(model))

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from lmrec.encoders.base import check_encode_args
-from lmrec.encoders.models import (
+from lmrec.encoders.model_files import (
     ModelSource,
     PrefixPair,
     default_pooling,
@@ -23,6 +24,8 @@ from lmrec.encoders.models import (
     model_fingerprint,
     resolve_model,
 )
+
+# torch and transformers are imported where used: `import lmrec.encoders` must not load them.
 
 __all__ = ["HFTextEncoder", "TokenEncoder", "model_max_length", "pool_numpy", "pool_torch"]
 
@@ -120,8 +123,6 @@ class TokenEncoder:
         order = np.argsort([-len(t) for t in prepared], kind="stable")
         starts = range(0, len(prepared), batch_size)
         if show_progress:
-            from tqdm.auto import tqdm
-
             starts = tqdm(starts, desc=f"encode {self.name}", unit="batch")
         for start in starts:
             idx = order[start : start + batch_size]

@@ -18,10 +18,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
 
 from lmrec.data.catalog import ItemCatalog
 from lmrec.data.idmap import IdMap
-from lmrec.encoders.models import model_fingerprint
+from lmrec.encoders.model_files import model_fingerprint
+
+# PIL, torch, transformers and open_clip are imported where used: they are optional or heavy, and
+# `import lmrec.encoders` must not load them.
 
 __all__ = [
     "ClipImageEncoder",
@@ -126,8 +131,6 @@ class ClipImageEncoder:
         out = np.zeros((len(images), self.dim), dtype=np.float32)
         starts = range(0, len(images), batch_size)
         if show_progress:
-            from tqdm.auto import tqdm
-
             starts = tqdm(starts, desc=f"encode {self.name}", unit="batch")
         for start in starts:
             pixels = np.stack([self.preprocess(img) for img in images[start : start + batch_size]])
@@ -238,8 +241,6 @@ class PrecomputedVectors:
                 ids = json.loads(text) if str(ids).endswith(".json") else text.splitlines()
             return cls(list(ids), np.load(path, allow_pickle=False), label)
         if path.suffix == ".parquet":
-            import pandas as pd
-
             frame = pd.read_parquet(path)
             if "item_id" not in frame.columns:
                 raise ValueError(f"{str(path)!r} has no item_id column; columns: {list(frame.columns)}")

@@ -18,14 +18,17 @@ from typing import Literal
 
 import numpy as np
 
-from lmrec.encoders.hf import TokenEncoder, source_fingerprint, model_max_length
-from lmrec.encoders.models import (
+from lmrec.encoders.hf import TokenEncoder, model_max_length, source_fingerprint
+from lmrec.encoders.model_files import (
     ModelSource,
     default_pooling,
     detect_prefixes,
     encoder_name,
     resolve_model,
 )
+
+# torch, transformers, onnx and onnxruntime are imported where used (export, quantisation, inference):
+# heavy, and `import lmrec.encoders` must not load them.
 
 __all__ = ["Int8Recipe", "OnnxTextEncoder", "default_export_dir", "export_onnx", "int8_filename"]
 
@@ -37,9 +40,8 @@ _OPSET = 17
 #: ``keep-down-proj`` (default): every weight MatMul/Gemm in int8 except the feed-forward
 #: down-projections (weights with more inputs than outputs: their GELU inputs have the widest range,
 #: which per-tensor activation quantisation handles worst), kept in fp32. ``all``: every weight in
-#: int8. On the Office items with MiniLM, ``all`` is faster (about 2.8x PyTorch fp32 against 2.2-2.5x)
-#: but its worst item cosine to fp32 is 0.987 against 0.994, and 86% of items keep >= 9 of their 10
-#: fp32 neighbours against 93% (benchmarks/encode_throughput.py).
+#: int8: faster, but further from the fp32 vectors (speed and agreement with fp32 are measured by
+#: benchmarks/encode_throughput.py and reported in benchmarks/RESULTS.md).
 Int8Recipe = Literal["keep-down-proj", "all"]
 
 

@@ -11,12 +11,14 @@ import numpy as np
 
 from lmrec.encoders.base import check_encode_args
 from lmrec.encoders.hf import source_fingerprint
-from lmrec.encoders.models import (
+from lmrec.encoders.model_files import (
     default_pooling,
     detect_prefixes,
     encoder_name,
     resolve_model,
 )
+
+# sentence_transformers (which loads torch) is imported when the model is loaded, not with lmrec.encoders.
 
 __all__ = ["SentenceTransformerEncoder"]
 

@@ -6,11 +6,11 @@ import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from lmrec.data.catalog import ItemCatalog, UserTexts, clean_text
+from lmrec.data.catalog import ItemCatalog, UserTexts
 from lmrec.data.idmap import IdMap
-from lmrec.data.text import profile_sentence
+from lmrec.data.text import clean_text, profile_sentence
 
-__all__ = ["DEFAULT_ITEM_TEMPLATE", "item_texts", "truncate_to_tokens", "user_texts"]
+__all__ = ["DEFAULT_ITEM_TEMPLATE", "render_item_texts", "render_user_texts", "truncate_to_tokens"]
 
 #: The usual product template; segments of empty fields are dropped (see `render_template`).
 DEFAULT_ITEM_TEMPLATE = "{title}. {brand}. {categories}. {description}"
@@ -61,7 +61,7 @@ def truncate_to_tokens(
     return out
 
 
-def item_texts(
+def render_item_texts(
     catalog: ItemCatalog,
     item_map: IdMap,
     *,
@@ -85,7 +85,7 @@ def item_texts(
     return truncate_to_tokens(texts, max_tokens, tokenizer) if max_tokens else texts
 
 
-def user_texts(
+def render_user_texts(
     users: UserTexts,
     user_map: IdMap,
     *,

@@ -13,6 +13,7 @@ Saved layout (no pickles)::
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -22,16 +23,21 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
+from tqdm.auto import tqdm
 
 from lmrec.encoders.base import check_encode_args
-from lmrec.encoders.hf import source_fingerprint, model_max_length, pool_torch
-from lmrec.encoders.models import (
+from lmrec.encoders.hf import model_max_length, pool_torch, source_fingerprint
+from lmrec.encoders.model_files import (
+    default_model_path,
     default_pooling,
     detect_prefixes,
     encoder_name,
     resolve_model,
 )
+
+# transformers and peft are imported where used: transformers is heavy, peft is needed only for LoRA.
 
 __all__ = ["TrainableTextEncoder"]
 
@@ -187,8 +193,6 @@ class TrainableTextEncoder(nn.Module):
         try:
             starts = range(0, len(texts), batch_size)
             if show_progress:
-                from tqdm.auto import tqdm
-
                 starts = tqdm(starts, desc="encode", unit="batch")
             with torch.no_grad():
                 for start in starts:
@@ -225,8 +229,6 @@ class TrainableTextEncoder(nn.Module):
 
     def save(self, directory: str | Path) -> None:
         """Write ``config.json`` and the tuned weights: the LoRA adapter only, or the whole model."""
-        from safetensors.torch import save_file
-
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         if self.mode_ == "lora":
@@ -267,7 +269,6 @@ class TrainableTextEncoder(nn.Module):
         )
         if cfg["mode"] == "lora":
             from peft import set_peft_model_state_dict
-            from safetensors.torch import load_file
 
             encoder = cls(base_model if base_model is not None else cfg["base_model"], pooling=cfg["pooling"], **kwargs)
             if encoder.base_fingerprint != cfg["base_fingerprint"]:
@@ -303,8 +304,6 @@ class TrainableTextEncoder(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         model = self.model
         if self.mode_ == "lora":
-            import copy
-
             model = copy.deepcopy(self.model).merge_and_unload()
         model.save_pretrained(str(directory), safe_serialization=True)
         self.tokenizer.save_pretrained(str(directory))
@@ -329,6 +328,4 @@ class TrainableTextEncoder(nn.Module):
 
 
 def _packaged() -> Path:
-    from lmrec.encoders.models import default_model_path
-
     return default_model_path()

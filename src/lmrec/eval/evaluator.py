@@ -22,11 +22,14 @@ from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
+from tqdm.auto import tqdm
 
 from lmrec.data.interactions import Interactions
 from lmrec.data.splits import Split
 from lmrec.eval.metrics import BATCH_METRICS, auc, item_coverage, log_loss, mae, rmse
 from lmrec.models.base import Recommender, top_k
+
+# scipy.stats (slow to import) is imported inside paired_test, its only user.
 
 __all__ = [
     "DEFAULT_METRICS",
@@ -299,8 +302,6 @@ def evaluate(
 
     ranked = np.full((len(users), max_k), -1, dtype=np.int64)
     user_scenarios = _user_scenarios(model, target, users)
-    from tqdm.auto import tqdm
-
     with tqdm(total=len(users), desc=f"evaluate {phase}", unit="user", disable=not show_progress) as bar:
         for start in range(0, len(users), batch_size):
             batch = users[start : start + batch_size]

@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from tqdm.auto import tqdm
+
 from lmrec.data.dataset import Dataset
 from lmrec.data.splits import Split
 from lmrec.eval.evaluator import DEFAULT_METRICS, EvalResult, evaluate, paired_test
@@ -164,8 +166,6 @@ def run_experiment(
         raise ValueError("run_experiment needs at least one model")
     if split.train.item_map != dataset.interactions.item_map:
         raise ValueError("run_experiment: split.train uses a different item map from dataset.interactions")
-    from tqdm.auto import tqdm
-
     eval_kwargs: dict[str, Any] = dict(
         ks=tuple(ks), metrics=tuple(metrics), protocol=protocol, n_negatives=n_negatives,
         random_state=random_state, batch_size=batch_size, user_groups=tuple(user_groups), primary=primary,

@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
+# scipy.stats (slow to import) is imported inside auc, its only user.
+
 __all__ = [
     "BATCH_METRICS",
     "SCALAR_METRICS",

@@ -15,6 +15,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+# matplotlib (slow to import) is imported inside _write_chart, its only user.
+
 __all__ = ["ReportPaths", "markdown_table", "write_report"]
 
 log = logging.getLogger(__name__)

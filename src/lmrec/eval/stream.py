@@ -12,6 +12,9 @@ their items in the window), then learns from the window:
 ``train_s`` of an arm at window ``w`` is the training time spent just before that window (the update
 on window ``w - 1``, or the refit); window 0 is ranked by the initial model in every arm.
 
+The cuts (`lmrec.data.splits.stream_windows`, `holdout_rows`, `last_row_split`) are data splits and
+live with the other splits.
+
 Fresh fits (the initial model, every full retrain) early-stop by default (``early_stopping``): a
 model whose ``fit`` takes ``valid`` trains on all rows but each user's last one and validates on
 those, then observes them, so its history is complete (`fit_fresh`; the same as ``lmrec train``).
@@ -67,65 +70,16 @@ import numpy as np
 
 from lmrec.data.dataset import Dataset
 from lmrec.data.interactions import Interactions
-from lmrec.data.splits import Split
+from lmrec.data.splits import Split, holdout_rows, last_row_split, stream_windows
 from lmrec.eval.evaluator import evaluate
 from lmrec.eval.gate import clone_model
 from lmrec.models.base import Recommender
 
-__all__ = [
-    "StreamResult", "evaluate_window", "fit_fresh", "holdout_rows", "last_row_split", "prequential", "stream_table",
-    "stream_windows", "update_fresh",
-]
+__all__ = ["StreamResult", "evaluate_window", "fit_fresh", "prequential", "stream_table", "update_fresh"]
 
 log = logging.getLogger(__name__)
 
 ARMS: tuple[str, ...] = ("no_update", "incremental", "full_retrain")
-
-
-def stream_windows(
-    inter: Interactions, *, train_frac: float = 0.6, n_windows: int = 4, split_by: Literal["rows", "time"] = "rows"
-) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Row indices of the initial part and of each window, in time order.
-
-    Args:
-        inter: the interactions.
-        train_frac: share of the initial part, in (0, 1).
-        n_windows: number of later windows (>= 1).
-        split_by: ``"rows"`` cuts the time-ordered rows into shares (equal-sized windows; robust where
-            activity grows over time, as on Amazon data), ``"time"`` cuts the time span into equal spans.
-
-    Returns:
-        ``(initial, windows)``: int64 row indices; every row is in exactly one part, and each part's
-        timestamps are >= the previous part's.
-
-    Raises:
-        ValueError: bad arguments, or a part with no rows.
-    """
-    if not 0.0 < train_frac < 1.0:
-        raise ValueError(f"train_frac must be in (0, 1), got {train_frac!r}")
-    if isinstance(n_windows, bool) or not isinstance(n_windows, (int, np.integer)) or n_windows < 1:
-        raise ValueError(f"n_windows must be an integer >= 1, got {n_windows!r}")
-    if split_by not in ("rows", "time"):
-        raise ValueError(f"split_by must be 'rows' or 'time', got {split_by!r}")
-    order = np.lexsort((np.arange(len(inter)), inter.timestamps))
-    n = len(order)
-    if split_by == "rows":
-        cuts = [int(round(n * train_frac))]
-        cuts += [int(round(n * (train_frac + (1 - train_frac) * (w + 1) / n_windows))) for w in range(n_windows)]
-    else:
-        ts = inter.timestamps[order]
-        lo, hi = float(ts[0]), float(ts[-1])
-        edges = [lo + (hi - lo) * (train_frac + (1 - train_frac) * w / n_windows) for w in range(n_windows)]
-        cuts = [int(np.searchsorted(ts, e, side="left")) for e in edges[:1]]
-        cuts += [int(np.searchsorted(ts, e, side="left")) for e in edges[1:]] + [n]
-    bounds = [0, *cuts]
-    parts = [order[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    empty = [i for i, p in enumerate(parts) if len(p) == 0]
-    if empty:
-        raise ValueError(
-            f"stream_windows: part(s) {empty} are empty (0 = initial); use fewer windows or split_by='rows'"
-        )
-    return parts[0], parts[1:]
 
 
 def evaluate_window(
@@ -214,33 +168,6 @@ def _check_holdout(share: float) -> None:
         raise ValueError(f"forget_holdout must be in (0, 1), got {share!r}")
 
 
-def holdout_rows(rows: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split a window's row indices into kept and held-back rows.
-
-    Args:
-        rows: (n,) row indices of the window.
-        share: share held back, in (0, 1); exactly ``round(share * n)`` rows are held back.
-        seed: seed of ``numpy.random.default_rng``; the held-back positions are
-            ``default_rng(seed).choice(n, size=round(share * n), replace=False)``.
-
-    Returns:
-        ``(kept, held)``: int64 row indices, each in the input order; together exactly ``rows``.
-
-    Raises:
-        ValueError: ``share`` outside (0, 1), or a share that would hold back no row or every row.
-    """
-    _check_holdout(share)
-    rows = np.asarray(rows, dtype=np.int64)
-    n = len(rows)
-    n_held = int(round(share * n))
-    if not 0 < n_held < n:
-        raise ValueError(f"forget_holdout={share!r} of window 0's {n} rows holds back {n_held}; "
-                         "at least one row must be held back and one kept")
-    held = np.zeros(n, dtype=bool)
-    held[np.random.default_rng(seed).choice(n, size=n_held, replace=False)] = True
-    return rows[~held], rows[held]
-
-
 def _forgetting(right_after: float, after_last: float) -> dict[str, float]:
     ratio = float(1.0 - after_last / right_after) if right_after > 0 else float("nan")
     return {"right_after": right_after, "after_last": after_last, "forgetting": ratio}
@@ -249,18 +176,6 @@ def _forgetting(right_after: float, after_last: float) -> dict[str, float]:
 def _forgetting_pair(right_after: tuple[float, float], after_last: tuple[float, float]) -> dict[str, Any]:
     """All-items figures at the top level, window-0-catalogue figures under ``catalogue0``."""
     return {**_forgetting(right_after[0], after_last[0]), "catalogue0": _forgetting(right_after[1], after_last[1])}
-
-
-def last_row_split(inter: Interactions) -> Split:
-    """Each user's last row by time (ties: the later row in file order) as validation, the rest as
-    training; a user with one row keeps it in training. The test part is empty."""
-    order = inter.time_order()
-    users = inter.users[order]
-    counts = np.bincount(users, minlength=inter.n_users)
-    last = np.r_[users[1:] != users[:-1], True] if len(users) else np.zeros(0, bool)  # last of each run
-    valid = np.zeros(len(inter), bool)
-    valid[order[last & (counts[users] >= 2)]] = True
-    return Split(inter.subset(~valid), inter.subset(valid), inter.subset(np.zeros(len(inter), bool)), "last-row")
 
 
 def fit_fresh(

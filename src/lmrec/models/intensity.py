@@ -33,10 +33,13 @@ from typing import Any, Literal, get_args
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.numpy import load_file, save_file
 from torch import nn
 
-from lmrec.data.catalog import clean_text, join_sentences
+from lmrec.data.text import clean_text, join_sentences
 from lmrec.encoders.base import TextEncoder
+from lmrec.encoders.encode import encode_texts
+from lmrec.encoders.factory import make_text_encoder
 
 __all__ = ["IntensityModel", "review_texts"]
 
@@ -195,8 +198,6 @@ class IntensityModel:
     # ------------------------------------------------------------------ encoding
     def _get_encoder(self) -> TextEncoder:
         if self.encoder is None:
-            from lmrec.encoders import make_text_encoder
-
             self.encoder = make_text_encoder(self.encoder_model, self.encoder_backend,  # type: ignore[arg-type]
                                              max_seq_length=self.max_seq_length, num_threads=self.num_threads)
         return self.encoder
@@ -205,8 +206,6 @@ class IntensityModel:
         """(n_present, D) vectors of the rows with text."""
         if embeddings is not None:
             return np.asarray(embeddings, dtype=np.float32)[present]
-        from lmrec.models.lm.text import encode_texts
-
         return encode_texts(self._get_encoder(), [t for t, p in zip(texts, present) if p],
                             cache_dir=self.cache_dir, show_progress=self.show_progress)
 
@@ -425,8 +424,6 @@ class IntensityModel:
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path) -> Path:
         """Write ``config.json`` and ``weights.safetensors`` (no pickles)."""
-        from safetensors.numpy import save_file
-
         self._check_fitted()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -446,8 +443,6 @@ class IntensityModel:
     @classmethod
     def load(cls, directory: str | Path, *, encoder: TextEncoder | None = None) -> IntensityModel:
         """A model saved by `save`; ``encoder`` replaces the one its parameters would build."""
-        from safetensors.numpy import load_file
-
         directory = Path(directory)
         config = json.loads((directory / "config.json").read_text())
         if config.get("format") != _FORMAT:

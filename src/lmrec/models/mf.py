@@ -10,6 +10,8 @@ import numpy as np
 from lmrec.data.dataset import Dataset
 from lmrec.models.base import Recommender, register
 
+# implicit (compiled extensions) and threadpoolctl are imported in fit: only MF training needs them.
+
 __all__ = ["MatrixFactorization"]
 
 log = logging.getLogger(__name__)
@@ -23,8 +25,8 @@ class MatrixFactorization(Recommender):
     implicit's BPR learns an item bias, kept as the last factor column (the user side holds 1
     there), so the dot product still gives the full score. Note that implicit's BPR draws negative
     items in proportion to their popularity (it samples the item of a random interaction), which
-    pushes popular items down; on MovieLens-100K it stays well below uniform-negative BPR, while
-    ALS does better than both (see benchmarks/baselines_ml100k.py).
+    pushes popular items down (benchmarks/baselines_ml100k.py compares it with uniform-negative BPR
+    and ALS).
 
     ``regularization`` and ``iterations`` default to None, which picks the algorithm's own default
     (ALS: 25.0 and 15; BPR: 0.01 and 150). These, like ``factors``, ``alpha`` and

@@ -11,6 +11,8 @@ from sklearn.preprocessing import normalize
 from lmrec.data.dataset import Dataset
 from lmrec.models.base import Recommender, register
 
+# scikit-learn (slow to import) is imported in fit, its only user.
+
 __all__ = ["TfidfRecommender"]
 
 

@@ -21,6 +21,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from lmrec.data.dataset import LoadReport
 
@@ -311,8 +312,6 @@ def read_jsonl(
     Raises:
         ValueError: undecodable bytes, naming the line.
     """
-    from tqdm.auto import tqdm
-
     path = Path(path)
     source = str(path)
     if not path.exists():

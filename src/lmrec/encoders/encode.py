@@ -1,9 +1,10 @@
-"""Encoding a whole item catalogue: texts from a template, through the cache, in item-index order."""
+"""Encoding texts through the embedding cache: any list of texts, or a whole item catalogue in item-index order."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,9 +15,9 @@ from lmrec.data.dataset import Dataset
 from lmrec.data.idmap import IdMap
 from lmrec.encoders.base import TextEncoder
 from lmrec.encoders.cache import CachedEncoder
-from lmrec.encoders.templates import item_texts
+from lmrec.encoders.templates import render_item_texts
 
-__all__ = ["EncodedCatalog", "encode_catalog"]
+__all__ = ["EncodedCatalog", "encode_catalog", "encode_texts"]
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ def encode_catalog(
     if cache_dir is not None and not isinstance(encoder, CachedEncoder):
         encoder = CachedEncoder(encoder, cache_dir)
     tokenizer = getattr(encoder, "tokenizer", None)
-    texts = item_texts(catalog, item_map, template=template, fields=fields, max_tokens=max_tokens, tokenizer=tokenizer)
+    texts = render_item_texts(catalog, item_map, template=template, fields=fields, max_tokens=max_tokens, tokenizer=tokenizer)
     empty = sum(1 for t in texts if not t)
     if empty:
         log.warning("%d of %d items have no text; they get the encoding of the empty string", empty, len(texts))
@@ -134,3 +135,35 @@ def encode_catalog(
     )
     log.info("%s", result.summary())
     return result
+
+
+def encode_texts(
+    encoder: TextEncoder,
+    texts: Sequence[str],
+    *,
+    kind: str = "passage",
+    cache_dir: str | Path | None = None,
+    show_progress: bool = False,
+) -> np.ndarray:
+    """Encode texts once, through lmrec's on-disk embedding cache when ``cache_dir`` is given.
+
+    Args:
+        encoder: any `TextEncoder`; wrapped in a `CachedEncoder` for ``cache_dir`` unless it is one.
+        texts: n strings.
+        kind: ``"passage"`` or ``"query"`` (the encoder's prefix for that side).
+        cache_dir: embedding cache directory, or ``None``.
+        show_progress: show a progress bar.
+
+    Returns:
+        (n, D) float32 unit vectors.
+
+    Raises:
+        ValueError: the encoder returned another shape than (n, ``encoder.dim``).
+    """
+    texts = list(texts)
+    if cache_dir is not None and not isinstance(encoder, CachedEncoder):
+        encoder = CachedEncoder(encoder, cache_dir)
+    out = np.asarray(encoder.encode(texts, kind=kind, show_progress=show_progress), dtype=np.float32)
+    if out.shape != (len(texts), encoder.dim):
+        raise ValueError(f"encoder {encoder.name!r} returned shape {out.shape}, expected ({len(texts)}, {encoder.dim})")
+    return out

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lmrec.data.catalog import UserTexts, clean_text
+from lmrec.data.catalog import UserTexts
 from lmrec.data.dataset import Dataset, LoadReport
-from lmrec.data.loaders_build import ColumnMap, ItemColumns, build_catalog, checked_interactions, make_interactions
-from lmrec.data.loaders_common import RawTable, log_report, read_jsonl
+from lmrec.data.loaders.build import ColumnMap, ItemColumns, build_catalog, checked_interactions, make_interactions
+from lmrec.data.loaders.common import RawTable, log_report, read_jsonl
+from lmrec.data.text import clean_text
 
 __all__ = ["load_amazon2023"]
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lmrec.data.catalog import ItemCatalog, UserTexts, clean_text
+from lmrec.data.catalog import ItemCatalog, UserTexts
 from lmrec.data.dataset import Dataset, LoadReport
 from lmrec.data.interactions import Interactions
-from lmrec.data.loaders_build import (
+from lmrec.data.loaders.build import (
     ColumnMap,
     ItemColumns,
     UserColumns,
@@ -30,8 +30,9 @@ from lmrec.data.loaders_build import (
     is_id_like,
     make_interactions,
 )
-from lmrec.data.loaders_common import RawTable, log_report, missing_mask, read_delimited
+from lmrec.data.loaders.common import RawTable, log_report, missing_mask, read_delimited
 from lmrec.data.splits import Split
+from lmrec.data.text import clean_text
 
 logger = logging.getLogger("lmrec.data")
 

@@ -10,10 +10,10 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 import pandas as pd
 
-from lmrec.data.catalog import ItemCatalog, UserTexts, clean_text
+from lmrec.data.catalog import ItemCatalog, UserTexts
 from lmrec.data.dataset import LoadReport
 from lmrec.data.interactions import Interactions
-from lmrec.data.loaders_common import (
+from lmrec.data.loaders.common import (
     RawTable,
     RowChecker,
     clean_ids,
@@ -21,7 +21,7 @@ from lmrec.data.loaders_common import (
     parse_numbers,
     parse_timestamps,
 )
-from lmrec.data.text import profile_sentence
+from lmrec.data.text import clean_text, profile_sentence
 
 logger = logging.getLogger("lmrec.data")
 
@@ -294,9 +294,7 @@ def infer_item_roles(
             (categorical if words and np.mean(words) <= 3 else text).append(col)
         elif pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
             (categorical if _id_like_name(col) else numeric).append(col)
-        elif pd.api.types.is_bool_dtype(values.dtype):
-            categorical.append(col)
-        elif list_sep is not None and present.astype(str).str.contains(list_sep, regex=False).any():
+        elif pd.api.types.is_bool_dtype(values.dtype) or list_sep is not None and present.astype(str).str.contains(list_sep, regex=False).any():
             categorical.append(col)
         else:
             numbers, miss, bad = parse_numbers(values)

