@@ -54,17 +54,31 @@ def test_help_names_the_key_options(command, options):
     ("args", "message"),
     [
         (["evaluate", "--data", "ml-100k", "--models", "pop,nope"], "error: unknown model 'nope'; available: ['ease',"),
-        (["train", "--data", "ml-100k", "--model", "nope", "--out", "unused"], "error: unknown model 'nope'; available:"),
-        (["evaluate", "--models", "pop", "--param", "epochs=3"],
-         "error: --param 'epochs=3' must look like MODEL.NAME=VALUE, e.g. sasrec.epochs=5"),
-        (["evaluate", "--models", "pop", "--param", "ease.reg_weight=1"],
-         "error: --param 'ease.reg_weight=1' names model 'ease', which is not among --models ['pop']"),
-        (["evaluate", "--models", "pop", "--split", "bogus"],
-         "error: split.kind: 'bogus' is not one of ['loo', 'ratio', 'temporal', 'cold-items', 'predefined']"),
+        (
+            ["train", "--data", "ml-100k", "--model", "nope", "--out", "unused"],
+            "error: unknown model 'nope'; available:",
+        ),
+        (
+            ["evaluate", "--models", "pop", "--param", "epochs=3"],
+            "error: --param 'epochs=3' must look like MODEL.NAME=VALUE, e.g. sasrec.epochs=5",
+        ),
+        (
+            ["evaluate", "--models", "pop", "--param", "ease.reg_weight=1"],
+            "error: --param 'ease.reg_weight=1' names model 'ease', which is not among --models ['pop']",
+        ),
+        (
+            ["evaluate", "--models", "pop", "--split", "bogus"],
+            "error: split.kind: 'bogus' is not one of ['loo', 'ratio', 'temporal', 'cold-items', 'predefined']",
+        ),
         (["evaluate", "--models", "pop", "--set", "split.sede=1"], "error: unknown config key 'split.sede'"),
-        (["evaluate", "--data", "/no/such/dir", "--models", "pop"],
-         "error: '/no/such/dir' is neither a known data set (['clothing-reviews', 'ml-100k', 'ml-1m']) nor an existing path"),
-        (["evaluate", "--models", "pop", "--protocol", "online"], "error: --protocol must be 'full' or 'stream', got 'online'"),
+        (
+            ["evaluate", "--data", "/no/such/dir", "--models", "pop"],
+            "error: '/no/such/dir' is neither a known data set (['clothing-reviews', 'ml-100k', 'ml-1m']) nor an existing path",
+        ),
+        (
+            ["evaluate", "--models", "pop", "--protocol", "online"],
+            "error: --protocol must be 'full' or 'stream', got 'online'",
+        ),
         (["recommend", "--model", "unused", "--k", "ten"], "Invalid value for '--k'"),
         (["evaluate", "--ks", "5", "--seed", "x"], "Invalid value for '--seed'"),
     ],

@@ -27,7 +27,9 @@ def test_yaml_file_and_dotted_overrides(tmp_path):
 
 
 def test_misspelled_key_names_the_key_and_the_valid_ones():
-    with pytest.raises(ConfigError, match=r"unknown config key 'split\.sede'; valid keys under split: \['cold_test_frac'"):
+    with pytest.raises(
+        ConfigError, match=r"unknown config key 'split\.sede'; valid keys under split: \['cold_test_frac'"
+    ):
         load_config(None, ["split.sede=1"])
 
 

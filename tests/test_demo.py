@@ -36,15 +36,32 @@ def walk(tmp_path_factory):
     data = genre_dataset()
     split = leave_one_out(data.interactions)
     model = LMRecommender(
-        dim=16, max_len=8, n_layers=1, n_heads=2, dropout=0.1, epochs=40, batch_size=8, lr=1e-2, whiten=False,
-        num_threads=1, encoder=HashingEncoder(32), random_state=0,
+        dim=16,
+        max_len=8,
+        n_layers=1,
+        n_heads=2,
+        dropout=0.1,
+        epochs=40,
+        batch_size=8,
+        lr=1e-2,
+        whiten=False,
+        num_threads=1,
+        encoder=HashingEncoder(32),
+        random_state=0,
     ).fit(data.with_interactions(split.train))
     model.observe(split.valid)
     out = tmp_path_factory.mktemp("demo")
     result = serving_walkthrough(
-        model, data, split, out, user="u0", events=(("i18", "click"), ("i19", "click"), ("i20", "purchase")),
-        query="comedy film", new_item=("new-western", "western film cowboy saloon"),
-        new_item_query="western film cowboy saloon", k=4,
+        model,
+        data,
+        split,
+        out,
+        user="u0",
+        events=(("i18", "click"), ("i19", "click"), ("i20", "purchase")),
+        query="comedy film",
+        new_item=("new-western", "western film cowboy saloon"),
+        new_item_query="western film cowboy saloon",
+        k=4,
     )
     return result, out
 

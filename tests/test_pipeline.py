@@ -26,18 +26,31 @@ from lmrec.pipeline import (
     train_bundle,
 )
 
-ROWS = [("u1", "A"), ("u1", "B"), ("u2", "A"), ("u2", "C"), ("u3", "A"), ("u3", "B"),
-        ("u4", "B"), ("u4", "A"), ("u5", "C"), ("u5", "A"), ("u6", "B"), ("u6", "D")]
+ROWS = [
+    ("u1", "A"),
+    ("u1", "B"),
+    ("u2", "A"),
+    ("u2", "C"),
+    ("u3", "A"),
+    ("u3", "B"),
+    ("u4", "B"),
+    ("u4", "A"),
+    ("u5", "C"),
+    ("u5", "A"),
+    ("u6", "B"),
+    ("u6", "D"),
+]
 
 
 @pytest.fixture
 def files(tmp_path):
     inter = tmp_path / "tiny.csv"
-    inter.write_text("user_id,item_id,timestamp\n" + "".join(
-        f"{u},{i},{1 + n % 2}\n" for n, (u, i) in enumerate(ROWS)))
+    inter.write_text("user_id,item_id,timestamp\n" + "".join(f"{u},{i},{1 + n % 2}\n" for n, (u, i) in enumerate(ROWS)))
     items = tmp_path / "items.csv"
-    items.write_text('item_id,title,genres\nA,Alpha film,"Drama, War"\nB,Beta film,Comedy\n'
-                     'C,Gamma film,"Horror, Thriller"\nD,Delta film,\n')
+    items.write_text(
+        'item_id,title,genres\nA,Alpha film,"Drama, War"\nB,Beta film,Comedy\n'
+        'C,Gamma film,"Horror, Thriller"\nD,Delta film,\n'
+    )
     return inter, items
 
 
@@ -73,16 +86,24 @@ def test_load_dataset_kcore(files):
 
 
 def test_load_dataset_errors_name_the_problem(files, tmp_path):
-    with pytest.raises(ValueError, match=r"^text_fields \['nope'\] are not item columns; item columns: \['title', 'genres'\]$"):
+    with pytest.raises(
+        ValueError, match=r"^text_fields \['nope'\] are not item columns; item columns: \['title', 'genres'\]$"
+    ):
         _tiny(files, text_fields=("title", "nope"))
     with pytest.raises(ValueError, match=r"^text_fields \['title'\] given but data set 'tiny' has no item catalogue$"):
         load_dataset(DataConfig(source=str(files[0]), text_fields=("title",)))
-    with pytest.raises(ValueError, match=r"^scenario field 'nope' is neither an interaction column \[\] nor an item "
-                                         r"column \['title', 'genres'\]$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^scenario field 'nope' is neither an interaction column \[\] nor an item "
+        r"column \['title', 'genres'\]$",
+    ):
         _tiny(files, scenario_field="nope")
     missing = str(tmp_path / "absent")
-    with pytest.raises(ValueError, match=rf"^'{missing}' is neither a known data set \(\['clothing-reviews', 'ml-100k', "
-                                         r"'ml-1m'\]\) nor an existing path$"):
+    with pytest.raises(
+        ValueError,
+        match=rf"^'{missing}' is neither a known data set \(\['clothing-reviews', 'ml-100k', "
+        r"'ml-1m'\]\) nor an existing path$",
+    ):
         load_dataset(DataConfig(source=missing))
 
 
@@ -97,11 +118,17 @@ def test_make_split_kinds(files):
         assert sum(split.sizes().values()) == 12, kind
     temporal = make_split(ds, SplitConfig(kind="temporal", ratios=(0.5, 0.0, 0.5)))
     assert (temporal.train.timestamps == 1).all() and (temporal.test.timestamps == 2).all()  # 6 rows each side
-    with pytest.raises(ValueError, match=r"^split kind 'predefined' cannot be made from loaded interactions; "
-                                         r"use load_dataset_and_split$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^split kind 'predefined' cannot be made from loaded interactions; "
+        r"use load_dataset_and_split$",
+    ):
         make_split(ds, SplitConfig(kind="predefined"))
-    with pytest.raises(ValueError, match=r"^split 'predefined' needs RecBole benchmark files "
-                                         r"<name>.train.inter/.valid.inter/.test.inter in "):
+    with pytest.raises(
+        ValueError,
+        match=r"^split 'predefined' needs RecBole benchmark files "
+        r"<name>.train.inter/.valid.inter/.test.inter in ",
+    ):
         load_dataset_and_split(DataConfig(source=str(files[0])), SplitConfig(kind="predefined"))
 
 
@@ -136,7 +163,9 @@ def test_make_model_keyword_path_adds_random_state_and_rejects_unknown(monkeypat
     assert (model.alpha, model.random_state) == (2.5, 7)
     assert make_model(ModelConfig("plain", {"random_state": 3}), random_state=7).random_state == 3  # explicit wins
     assert make_model(ModelConfig("plain")).random_state is None
-    with pytest.raises(ValueError, match=r"^model 'plain' has no parameter 'beta'; valid: \['alpha', 'random_state'\]$"):
+    with pytest.raises(
+        ValueError, match=r"^model 'plain' has no parameter 'beta'; valid: \['alpha', 'random_state'\]$"
+    ):
         make_model(ModelConfig("plain", {"beta": 1}))
 
 
@@ -153,14 +182,18 @@ def test_make_model_builds_registered_models_with_their_parameters():
     assert (sasrec.epochs, sasrec.random_state) == (1, 5)
     if "random_state" in inspect.signature(type(ease).__init__).parameters:
         assert ease.random_state == 5
-    with pytest.raises(ValueError, match=r"^model 'ease' has no parameter 'nope'; valid: \['max_items', 'random_state', "
-                                         r"'reg_weight'\]$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^model 'ease' has no parameter 'nope'; valid: \['max_items', 'random_state', "
+        r"'reg_weight'\]$",
+    ):
         make_model(ModelConfig("ease", {"nope": 1}))
 
 
 def test_run_config_pop_known_answer(files):
-    cfg = ExperimentConfig(data=DataConfig(source=str(files[0])), split=SplitConfig(kind="loo"),
-                           models=(ModelConfig("pop"),))
+    cfg = ExperimentConfig(
+        data=DataConfig(source=str(files[0])), split=SplitConfig(kind="loo"), models=(ModelConfig("pop"),)
+    )
     result = run_config(cfg, show_progress=False)
     assert result["sizes"] == {"train": 6, "valid": 0, "test": 6}
     pop = result["results"]["pop"]
@@ -201,8 +234,10 @@ def test_experiment_yaml_data_block_takes_every_data_config_key(tmp_path):
 
     (tmp_path / "clicks.tsv").write_text("uid\tpid\twhen\n1\tp1\t2020-01-01\n2\tp2\t2020-01-02\n")
     exp = tmp_path / "exp.yaml"
-    exp.write_text(f"data:\n  source: {tmp_path / 'clicks.tsv'}\n  format: tsv\n  name: clicks\n"
-                   "  columns: {user: uid, item: pid, timestamp: when}\nmodels: [pop]\n")
+    exp.write_text(
+        f"data:\n  source: {tmp_path / 'clicks.tsv'}\n  format: tsv\n  name: clicks\n"
+        "  columns: {user: uid, item: pid, timestamp: when}\nmodels: [pop]\n"
+    )
     cfg = load_config(exp)
     assert cfg.data.format == "tsv" and cfg.models == (ModelConfig("pop"),)
     ds = load_dataset(cfg.data)

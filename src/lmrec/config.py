@@ -241,7 +241,8 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
             value = [{"name": v} if isinstance(v, str) else v for v in (value or [])]
         kwargs[key] = _coerce(hints[key], value, path)
     missing = [
-        n for n, f in fields.items()
+        n
+        for n, f in fields.items()
         if n not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     ]
     if missing:

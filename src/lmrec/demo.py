@@ -45,9 +45,16 @@ DEMO_MODELS: tuple[ModelConfig, ...] = (
 
 #: the live events of the walk-through: a user who rated mostly dramas starts clicking sci-fi
 _DEMO_USER = "1"
-_DEMO_EVENTS = (("172", "click"), ("181", "click"), ("271", "purchase"))  # Empire Strikes Back, Return of the Jedi, Starship Troopers
+_DEMO_EVENTS = (
+    ("172", "click"),
+    ("181", "click"),
+    ("271", "purchase"),
+)  # Empire Strikes Back, Return of the Jedi, Starship Troopers
 _DEMO_QUERY = "a light-hearted animated film for children"
-_DEMO_NEW_ITEM = ("demo-new-1", "Orbit Station Zero (2027). A lost space station drifts between stars. Sci-Fi, Adventure")
+_DEMO_NEW_ITEM = (
+    "demo-new-1",
+    "Orbit Station Zero (2027). A lost space station drifts between stars. Sci-Fi, Adventure",
+)
 _DEMO_NEW_ITEM_QUERY = "a film about a lost space station drifting between stars"
 
 
@@ -62,8 +69,9 @@ def run_demo(
     cfg = ExperimentConfig(data=DataConfig(source=data), split=SplitConfig(kind="loo"), models=DEMO_MODELS)
     dataset, split = load_dataset_and_split(cfg.data, cfg.split)
     models = {m.name: make_model(m, cfg.seed) for m in cfg.models}
-    result = run_experiment(models, dataset, split, ks=cfg.eval.ks, metrics=cfg.eval.metrics,
-                            show_progress=show_progress)
+    result = run_experiment(
+        models, dataset, split, ks=cfg.eval.ks, metrics=cfg.eval.metrics, show_progress=show_progress
+    )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     result["report_files"] = [str(p) for p in write_report(result, out_dir / "report")]
@@ -116,23 +124,34 @@ def serving_walkthrough(
     titles = dataset.items.frame["title"].astype(str).to_dict() if "title" in dataset.items.frame else {}
 
     def named(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [{"item_id": it["item_id"], "title": titles.get(it["item_id"], it["item_id"]),
-                 "score": round(float(it["score"]), 4)} for it in items]
+        return [
+            {
+                "item_id": it["item_id"],
+                "title": titles.get(it["item_id"], it["item_id"]),
+                "score": round(float(it["score"]), 4),
+            }
+            for it in items
+        ]
 
     walk: dict[str, Any] = {"user": user, "store": "sqlite", "index": settings.index}
     with TestClient(create_app(settings)) as client:
+
         def recommend(**body: Any) -> list[dict[str, Any]]:
             resp = client.post("/recommend", json={"k": k, **body})
             resp.raise_for_status()
             return named(resp.json()["items"])
 
         walk["before"] = recommend(user_id=user)
-        posted = [{"event_id": f"demo-{i}", "user_id": user, "item_id": item, "type": kind}
-                  for i, (item, kind) in enumerate(events)]
+        posted = [
+            {"event_id": f"demo-{i}", "user_id": user, "item_id": item, "type": kind}
+            for i, (item, kind) in enumerate(events)
+        ]
         resp = client.post("/events", json={"events": posted})
         resp.raise_for_status()
-        walk["events"] = [{"item_id": e["item_id"], "title": titles.get(e["item_id"], e["item_id"]), "type": e["type"]}
-                          for e in posted]
+        walk["events"] = [
+            {"item_id": e["item_id"], "title": titles.get(e["item_id"], e["item_id"]), "type": e["type"]}
+            for e in posted
+        ]
         walk["events_response"] = resp.json()
         walk["after_events"] = recommend(user_id=user)
         walk["query"] = query

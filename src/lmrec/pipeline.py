@@ -155,9 +155,7 @@ def make_model(cfg: ModelConfig, random_state: int | None = None) -> Recommender
     return cls(**params)
 
 
-def run_config(
-    cfg: ExperimentConfig, *, query_from: str | None = None, show_progress: bool = True
-) -> dict[str, Any]:
+def run_config(cfg: ExperimentConfig, *, query_from: str | None = None, show_progress: bool = True) -> dict[str, Any]:
     """Load, split, fit every model, evaluate with full ranking; returns the JSON-able result dict.
 
     With ``query_from``, models with a text space are also evaluated with a query built from each
@@ -194,14 +192,32 @@ def run_stream_config(
     ks = tuple(sorted(set(cfg.eval.ks) | {10}))
     results = {}
     for m in cfg.models:
-        res = prequential(dataset, lambda m=m: make_model(m, cfg.seed), train_frac=train_frac, n_windows=windows,
-                          split_by=split_by, ks=ks, metrics=tuple(cfg.eval.metrics))  # type: ignore[arg-type]
+        res = prequential(
+            dataset,
+            lambda m=m: make_model(m, cfg.seed),
+            train_frac=train_frac,
+            n_windows=windows,
+            split_by=split_by,
+            ks=ks,
+            metrics=tuple(cfg.eval.metrics),
+        )  # type: ignore[arg-type]
         results[m.name] = res.to_dict()
     inter = dataset.interactions
-    return {"protocol": "stream", "data": dataset.name, "n_users": inter.n_users, "n_items": inter.n_items,
-            "n_interactions": len(inter), "settings": {"windows": windows, "train_frac": train_frac,
-                                                      "split_by": split_by, "ks": list(ks), "seed": cfg.seed},
-            "results": results}
+    return {
+        "protocol": "stream",
+        "data": dataset.name,
+        "n_users": inter.n_users,
+        "n_items": inter.n_items,
+        "n_interactions": len(inter),
+        "settings": {
+            "windows": windows,
+            "train_frac": train_frac,
+            "split_by": split_by,
+            "ks": list(ks),
+            "seed": cfg.seed,
+        },
+        "results": results,
+    }
 
 
 def _add_query_results(result: ExperimentResult, dataset: Dataset, split: Split, query_from: str) -> None:
@@ -233,7 +249,12 @@ def train_bundle(model: Recommender, dataset: Dataset, *, seed: int = 2020) -> M
         model.observe(split.test)
     else:
         model.fit(dataset)
-    info = {"dataset": dataset.name, "model": model.model_name, "seed": seed, "n_interactions": len(dataset.interactions)}
+    info = {
+        "dataset": dataset.name,
+        "model": model.model_name,
+        "seed": seed,
+        "n_interactions": len(dataset.interactions),
+    }
     return ModelBundle(model, dataset.items, dataset.users, info)
 
 
@@ -281,7 +302,4 @@ def recommend_for(
     keep = items >= 0
     items, vals = items[keep], vals[keep]
     ids = model.item_map_.to_ids(items)
-    return [
-        {"item_id": str(i), "score": float(v), "title": t}
-        for i, v, t in zip(ids, vals, _titles(bundle, items))
-    ]
+    return [{"item_id": str(i), "score": float(v), "title": t} for i, v, t in zip(ids, vals, _titles(bundle, items))]

@@ -77,8 +77,9 @@ def offline_ml100k(monkeypatch):
     monkeypatch.setattr(sources, "bundled_files", lambda name: None)
     monkeypatch.setattr(remote, "_urlopen", fake_urlopen)
     source = remote.REMOTE["ml-100k"]
-    monkeypatch.setitem(remote.REMOTE, "ml-100k",
-                        remote.RemoteSource(source.url, hashlib.md5(data).hexdigest(), source.directory))
+    monkeypatch.setitem(
+        remote.REMOTE, "ml-100k", remote.RemoteSource(source.url, hashlib.md5(data).hexdigest(), source.directory)
+    )
     return calls
 
 
@@ -92,8 +93,9 @@ def test_download_when_no_local_copy(offline_ml100k, tmp_path):
 
 
 def test_download_checksum_mismatch(offline_ml100k, tmp_path, monkeypatch):
-    monkeypatch.setitem(remote.REMOTE, "ml-100k", remote.RemoteSource(
-        "https://example.invalid/ml-100k.zip", "0" * 32, "ml-100k"))
+    monkeypatch.setitem(
+        remote.REMOTE, "ml-100k", remote.RemoteSource("https://example.invalid/ml-100k.zip", "0" * 32, "ml-100k")
+    )
     with pytest.raises(ValueError, match=r"checksum mismatch for https://example.invalid/ml-100k.zip: expected MD5 0+"):
         download("ml-100k", cache_dir=tmp_path, show_progress=False)
     assert not (tmp_path / "ml-100k.zip").exists() and not (tmp_path / "ml-100k").exists()
@@ -157,7 +159,9 @@ def test_yaml_config(tmp_path):
     np.testing.assert_array_equal(ds.interactions.timestamps, [1577836800, 1577923200])  # 2020-01-01/02 UTC
     assert ds.items.texts(ds.interactions.item_map) == ["Bic. Blue pen with grip", "Bic. Red pen with cap"]
     cfg.write_text("path: clicks.tsv\nformt: tsv\n")
-    with pytest.raises(ConfigError, match=r"unknown config key 'data.formt'; valid keys under data: \['columns', 'encoding'"):
+    with pytest.raises(
+        ConfigError, match=r"unknown config key 'data.formt'; valid keys under data: \['columns', 'encoding'"
+    ):
         load(cfg)
     with pytest.raises(ConfigError, match=r"data.format: 'xls' is not one of \['auto', 'csv'"):
         DataConfig(source="x", format="xls")  # type: ignore[arg-type]

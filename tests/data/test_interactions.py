@@ -9,13 +9,15 @@ from lmrec.data import IdMap, Interactions
 
 @pytest.fixture()
 def frame() -> pd.DataFrame:
-    return pd.DataFrame({
-        "user_id": ["u1", "u2", "u1", "u1", "u2", "u3"],
-        "item_id": ["a", "b", "b", "a", "c", "a"],
-        "timestamp": [30, 10, 10, 20, 5, 1],
-        "rating": [5, 3, 4, 2, 1, 4],
-        "event": ["buy", "view", "view", "view", "buy", "view"],
-    })
+    return pd.DataFrame(
+        {
+            "user_id": ["u1", "u2", "u1", "u1", "u2", "u3"],
+            "item_id": ["a", "b", "b", "a", "c", "a"],
+            "timestamp": [30, 10, 10, 20, 5, 1],
+            "rating": [5, 3, 4, 2, 1, 4],
+            "event": ["buy", "view", "view", "view", "buy", "view"],
+        }
+    )
 
 
 @pytest.fixture()
@@ -89,9 +91,17 @@ def test_to_csr_values(inter):
 
 def test_concat_merges_maps_and_keeps_left_indices(inter):
     other = Interactions.from_frame(
-        pd.DataFrame({"user_id": ["u4", "u1"], "item_id": ["d", "a"], "timestamp": [7, 8], "rating": [1, 2],
-                      "event": ["buy", "buy"]}),
-        rating_col="rating", event_col="event",
+        pd.DataFrame(
+            {
+                "user_id": ["u4", "u1"],
+                "item_id": ["d", "a"],
+                "timestamp": [7, 8],
+                "rating": [1, 2],
+                "event": ["buy", "buy"],
+            }
+        ),
+        rating_col="rating",
+        event_col="event",
     )
     both = inter.concat(other)
     assert both.user_map.ids == ["u1", "u2", "u3", "u4"] and both.item_map.ids == ["a", "b", "c", "d"]

@@ -10,8 +10,18 @@ from lmrec.data.loaders import load_amazon2023
 
 
 def _review(user, item, rating, ts, title="", text="", **extra):
-    row = {"rating": rating, "title": title, "text": text, "images": [], "asin": item + "-v", "parent_asin": item,
-           "user_id": user, "timestamp": ts, "helpful_vote": 2, "verified_purchase": True}
+    row = {
+        "rating": rating,
+        "title": title,
+        "text": text,
+        "images": [],
+        "asin": item + "-v",
+        "parent_asin": item,
+        "user_id": user,
+        "timestamp": ts,
+        "helpful_vote": 2,
+        "verified_purchase": True,
+    }
     row.update(extra)
     return json.dumps(row)
 
@@ -20,23 +30,41 @@ def _review(user, item, rating, ts, title="", text="", **extra):
 def files(tmp_path):
     reviews = tmp_path / "Office_Products.jsonl.gz"
     lines = [
-        _review("U1", "P1", 5.0, 1588687728923, "Great pen!", "Writes well."),      # line 1
-        _review("U1", "P2", 3.0, 1588687729923, "", "Only text"),                   # line 2
-        "{not json",                                                              # line 3
-        _review("U2", "P1", "four", 1588687730000),                                 # line 4: bad rating
-        _review("", "P2", 4.0, 1588687731000),                                      # line 5: no user
-        _review("U2", "P3", 1.0, 1588687732000, "Meh", ""),                         # line 6
+        _review("U1", "P1", 5.0, 1588687728923, "Great pen!", "Writes well."),  # line 1
+        _review("U1", "P2", 3.0, 1588687729923, "", "Only text"),  # line 2
+        "{not json",  # line 3
+        _review("U2", "P1", "four", 1588687730000),  # line 4: bad rating
+        _review("", "P2", 4.0, 1588687731000),  # line 5: no user
+        _review("U2", "P3", 1.0, 1588687732000, "Meh", ""),  # line 6
         json.dumps({"user_id": "U3", "asin": "P4", "rating": 2, "timestamp": 1000}),  # line 7: asin only
     ]
     with gzip.open(reviews, "wt", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")
     meta = tmp_path / "meta_Office_Products.jsonl"
     metas = [
-        {"main_category": "Office Products", "title": "Gel Pen", "average_rating": 4.5, "features": ["Smooth", "Black"],
-         "description": ["A pen."], "price": 12.99, "store": "Pilot", "categories": ["Office", "Pens"],
-         "details": {"Brand": "Pilot", "Color": "Black"}, "parent_asin": "P1"},
-        {"main_category": "Office Products", "title": "Stapler", "features": [], "description": [],
-         "price": "None", "store": None, "categories": [], "details": {}, "parent_asin": "P2"},
+        {
+            "main_category": "Office Products",
+            "title": "Gel Pen",
+            "average_rating": 4.5,
+            "features": ["Smooth", "Black"],
+            "description": ["A pen."],
+            "price": 12.99,
+            "store": "Pilot",
+            "categories": ["Office", "Pens"],
+            "details": {"Brand": "Pilot", "Color": "Black"},
+            "parent_asin": "P1",
+        },
+        {
+            "main_category": "Office Products",
+            "title": "Stapler",
+            "features": [],
+            "description": [],
+            "price": "None",
+            "store": None,
+            "categories": [],
+            "details": {},
+            "parent_asin": "P2",
+        },
         {"title": "Desk", "price": "$1,299.00", "parent_asin": "P3"},
         {"title": "Desk again", "parent_asin": "P3"},
         {"title": "No id"},
@@ -76,8 +104,11 @@ def test_strict_names_the_line(files):
     reviews, meta = files
     with pytest.raises(ValueError, match=r"Office_Products\.jsonl\.gz, line 3: invalid JSON"):
         load_amazon2023(reviews, strict=True)
-    with pytest.raises(ValueError, match=r"meta_Office_Products\.jsonl, line 4, column 'parent_asin': item id 'P3' "
-                                         r"already on line 3"):
+    with pytest.raises(
+        ValueError,
+        match=r"meta_Office_Products\.jsonl, line 4, column 'parent_asin': item id 'P3' "
+        r"already on line 3",
+    ):
         load_amazon2023(_only_good(reviews), meta, strict=True)
 
 

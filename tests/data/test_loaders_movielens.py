@@ -47,7 +47,8 @@ def test_1m_layout(tmp_path):
     (d / "ratings.dat").write_text("1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n")
     (d / "movies.dat").write_bytes(
         "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n661::James and the Giant Peach (1996)::"
-        "Animation|Children's|Musical\n".encode("latin-1"))
+        "Animation|Children's|Musical\n".encode("latin-1")
+    )
     (d / "users.dat").write_text("1::F::1::10::48067\n2::M::56::16::70072\n")
     ds = load_movielens(tmp_path)  # a directory holding one MovieLens directory is followed
     assert ds.name == "ml-1m" and (len(ds.interactions), ds.n_users, ds.n_items) == (3, 2, 2)
@@ -64,7 +65,8 @@ def test_latest_small_layout_with_tags(tmp_path):
     (d / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,3,4.5,964981247\n")
     (d / "movies.csv").write_text(
         'movieId,title,genres\n1,Toy Story (1995),Adventure|Animation\n3,"Grumpier Old Men, The (1995)",'
-        "Comedy|Romance\n5,Untitled,(no genres listed)\n")
+        "Comedy|Romance\n5,Untitled,(no genres listed)\n"
+    )
     (d / "tags.csv").write_text("userId,movieId,tag,timestamp\n1,1,pixar,1139045764\n1,3,funny,1139045700\n2,1,,5\n")
     ds = load_movielens(d)
     assert ds.interactions.ratings.tolist() == [4.0, 4.5]

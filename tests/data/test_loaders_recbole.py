@@ -20,21 +20,29 @@ def _write(path, header, rows, bom=False):
 def weird(tmp_path):
     """Atomic files with a BOM, quotes, empty fields, a very long text and some bad rows."""
     header = ["user_id:token", "item_id:token", "rating:float", "timestamp:float", "source:token"]
-    _write(tmp_path / "shop.inter", header, [
-        ["u1", "i1", "5", "10", "web"],        # line 2
-        ["u1", "i2", "", "11", "app"],         # line 3: missing rating
-        ["u2", "i1", "4", "12", ""],           # line 4: empty source is fine
-        ["u2", "i3", "3.5", "13", "web", "x"],  # line 5: a tab too many
-        ["", "i2", "1", "14", "web"],          # line 6: missing user
-        ["u3", "i2", "x", "15", "web"],        # line 7: bad rating
-        ["u3", "i3", "2", "16", "app"],        # line 8
-    ], bom=True)
-    _write(tmp_path / "shop.item", ["item_id:token", "title:token_seq", "brand:token", "price:float",
-                                    "description:token_seq"], [
-        ["i1", 'The "Best" pen, 12" ruler', "Bic", "1.5", LONG],
-        ["i2", "", "", "", ""],
-        ["i3", "Café notebook", "Bic", "abc", "short"],
-    ])
+    _write(
+        tmp_path / "shop.inter",
+        header,
+        [
+            ["u1", "i1", "5", "10", "web"],  # line 2
+            ["u1", "i2", "", "11", "app"],  # line 3: missing rating
+            ["u2", "i1", "4", "12", ""],  # line 4: empty source is fine
+            ["u2", "i3", "3.5", "13", "web", "x"],  # line 5: a tab too many
+            ["", "i2", "1", "14", "web"],  # line 6: missing user
+            ["u3", "i2", "x", "15", "web"],  # line 7: bad rating
+            ["u3", "i3", "2", "16", "app"],  # line 8
+        ],
+        bom=True,
+    )
+    _write(
+        tmp_path / "shop.item",
+        ["item_id:token", "title:token_seq", "brand:token", "price:float", "description:token_seq"],
+        [
+            ["i1", 'The "Best" pen, 12" ruler', "Bic", "1.5", LONG],
+            ["i2", "", "", "", ""],
+            ["i3", "Café notebook", "Bic", "abc", "short"],
+        ],
+    )
     return tmp_path
 
 
@@ -45,8 +53,12 @@ def test_weird_files_are_read_and_bad_rows_counted(weird):
     np.testing.assert_array_equal(f["rating"], [5, 4, 2])
     assert f["scenario"].tolist() == ["web", "", "app"]
     report = ds.reports[0]
-    assert report.rejected == {"wrong number of fields": 1, "missing user id": 1, "missing rating": 1,
-                               "unparseable rating": 1}
+    assert report.rejected == {
+        "wrong number of fields": 1,
+        "missing user id": 1,
+        "missing rating": 1,
+        "unparseable rating": 1,
+    }
     assert f"{weird / 'shop.inter'}, line 5: expected 5 fields, found 6" in report.examples
     assert f"{weird / 'shop.inter'}, line 7, column 'rating': 'x' is not a number" in report.examples
     cat = ds.items
@@ -106,16 +118,28 @@ def recbole_ml100k(tmp_path_factory):
     data, items, users = (pd.read_parquet(p) for p in files)
     d = tmp_path_factory.mktemp("recbole") / "ml-100k"
     d.mkdir()
-    _write(d / "ml-100k.inter", ["user_id:token", "item_id:token", "rating:float", "timestamp:float"],
-           data[["user_id", "movie_id", "rating", "timestamp"]].astype(str).values.tolist())
+    _write(
+        d / "ml-100k.inter",
+        ["user_id:token", "item_id:token", "rating:float", "timestamp:float"],
+        data[["user_id", "movie_id", "rating", "timestamp"]].astype(str).values.tolist(),
+    )
     genres = items.columns[5:]
-    rows = [[str(r.movie_id), r.movie_title, r.release_date[-4:] if isinstance(r.release_date, str) else "",
-             " ".join(g for g in genres if getattr(r, g.replace("'", "").replace("-", "_"), 0) == 1)]
-            for r in items.rename(columns={g: g.replace("'", "").replace("-", "_") for g in genres}).itertuples()]
+    rows = [
+        [
+            str(r.movie_id),
+            r.movie_title,
+            r.release_date[-4:] if isinstance(r.release_date, str) else "",
+            " ".join(g for g in genres if getattr(r, g.replace("'", "").replace("-", "_"), 0) == 1),
+        ]
+        for r in items.rename(columns={g: g.replace("'", "").replace("-", "_") for g in genres}).itertuples()
+    ]
     header = ["item_id:token", "movie_title:token_seq", "release_year:token", "class:token_seq"]
     _write(d / "ml-100k.item", header, rows)
-    _write(d / "ml-100k.user", ["user_id:token", "age:token", "gender:token", "occupation:token", "zip_code:token"],
-           users.astype(str).values.tolist())
+    _write(
+        d / "ml-100k.user",
+        ["user_id:token", "age:token", "gender:token", "occupation:token", "zip_code:token"],
+        users.astype(str).values.tolist(),
+    )
     return d
 
 
@@ -127,10 +151,11 @@ def test_recbole_ml100k(recbole_ml100k):
     # class is a token_seq over a small vocabulary (19 genres): also categorical, as token lists
     assert cat.categorical == ["release_year", "class"]
     assert cat.frame.loc["1", "class"] == ["Animation", "Children's", "Comedy"]
-    assert cat.texts(ds.interactions.item_map, fields=["movie_title", "class"])[
-        ds.interactions.item_map.index("1")] == "Toy Story (1995). Animation, Children's, Comedy"
-    assert ds.users.for_user("1", kinds=("profile",)) == [
-        "age: 24. gender: M. occupation: technician. zip_code: 85711"]
+    assert (
+        cat.texts(ds.interactions.item_map, fields=["movie_title", "class"])[ds.interactions.item_map.index("1")]
+        == "Toy Story (1995). Animation, Children's, Comedy"
+    )
+    assert ds.users.for_user("1", kinds=("profile",)) == ["age: 24. gender: M. occupation: technician. zip_code: 85711"]
     assert ds.users.attributes.loc["2", "occupation"] == "other"
 
 
@@ -138,7 +163,12 @@ def test_benchmark_split_round_trip(ml100k, tmp_path):
     split = leave_one_out(ml100k.interactions)
     write_recbole(split, tmp_path, "ml", items=ml100k.items, users=ml100k.users)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "ml.item", "ml.test.inter", "ml.train.inter", "ml.user", "ml.valid.inter"]
+        "ml.item",
+        "ml.test.inter",
+        "ml.train.inter",
+        "ml.user",
+        "ml.valid.inter",
+    ]
     ds, back = load_recbole_benchmark(tmp_path, "ml")
     assert back.sizes() == split.sizes() == {"train": 98_114, "valid": 943, "test": 943}
     assert back.train.user_map is back.test.user_map is ds.interactions.user_map
@@ -154,22 +184,36 @@ def test_benchmark_split_round_trip(ml100k, tmp_path):
 
 
 def test_unconventional_field_names(tmp_path):
-    _write(tmp_path / "yelp.inter", ["review_id:token", "user_id:token", "business_id:token", "stars:float",
-                                     "date:float"], [["r1", "a", "b1", "4", "100"], ["r2", "b", "b2", "2", "50"]])
-    _write(tmp_path / "yelp.item", ["business_id:token", "name:token_seq", "city:token"],
-           [["b1", "Good Cafe", "Austin"], ["b2", "Bad Bar", "Reno"]])
+    _write(
+        tmp_path / "yelp.inter",
+        ["review_id:token", "user_id:token", "business_id:token", "stars:float", "date:float"],
+        [["r1", "a", "b1", "4", "100"], ["r2", "b", "b2", "2", "50"]],
+    )
+    _write(
+        tmp_path / "yelp.item",
+        ["business_id:token", "name:token_seq", "city:token"],
+        [["b1", "Good Cafe", "Austin"], ["b2", "Bad Bar", "Reno"]],
+    )
     ds = load_recbole(tmp_path / "yelp.inter")
-    assert ds.interactions.meta["columns"] == {"user": "user_id", "item": "business_id", "timestamp": "date",
-                                               "rating": "stars"}
+    assert ds.interactions.meta["columns"] == {
+        "user": "user_id",
+        "item": "business_id",
+        "timestamp": "date",
+        "rating": "stars",
+    }
     assert ds.interactions.item_map.ids == ["b1", "b2"] and ds.items.text_fields == ["name"]
     np.testing.assert_array_equal(ds.interactions.timestamps, [100, 50])
-    _write(tmp_path / "ctr.inter", ["user_id:token", "item_id:token", "label:float"],
-           [["a", "x", "1"], ["a", "y", "0"]])
+    _write(
+        tmp_path / "ctr.inter", ["user_id:token", "item_id:token", "label:float"], [["a", "x", "1"], ["a", "y", "0"]]
+    )
     ctr = load_recbole(tmp_path, name="ctr")
     np.testing.assert_array_equal(ctr.interactions.ratings, [1, 0])  # label stands in for rating
     np.testing.assert_array_equal(ctr.interactions.timestamps, [0, 1])  # no time field: row order
-    _write(tmp_path / "lastfm.inter", ["user_id:token", "artist_id:token", "weight:float", "tag_value:token_seq"],
-           [["a", "x", "13", "rock pop"], ["b", "x", "2", ""]])
+    _write(
+        tmp_path / "lastfm.inter",
+        ["user_id:token", "artist_id:token", "weight:float", "tag_value:token_seq"],
+        [["a", "x", "13", "rock pop"], ["b", "x", "2", ""]],
+    )
     fm = load_recbole(tmp_path, name="lastfm")
     assert fm.interactions.item_map.ids == ["x"] and fm.interactions.ratings is None
     np.testing.assert_array_equal(fm.interactions.weights, [13, 2])  # a float "weight" field is the weights

@@ -38,8 +38,13 @@ def test_known_answer_and_counted_rejects(tmp_path, caplog):
     np.testing.assert_array_equal(f["rating"], [4.5, 5, 1])
     report = ds.reports[0]
     assert report.rows_read == 8 and report.rows_kept == 3
-    assert report.rejected == {"repeated header row": 1, "wrong number of fields": 1, "missing item id": 1,
-                               "unparseable rating": 1, "missing timestamp": 1}
+    assert report.rejected == {
+        "repeated header row": 1,
+        "wrong number of fields": 1,
+        "missing item id": 1,
+        "unparseable rating": 1,
+        "missing timestamp": 1,
+    }
     assert f"{path}, line 4, column 'rating': 'abc' is not a number" in report.examples
     assert f"{path}, line 7: expected 4 fields, found 3" in report.examples
     assert "rejected" in caplog.text and "ratings.csv" in caplog.text  # warned with the summary
@@ -104,8 +109,14 @@ def test_tsv_keeps_quotes_bom_and_gzip(tmp_path):
 def test_several_files_parquet_and_jsonl(tmp_path):
     a, b = tmp_path / "a.parquet", tmp_path / "b.jsonl"
     pd.DataFrame({"user_id": [1, 2], "item_id": [10.0, 11.0], "weight": [0.5, 2]}).to_parquet(a)
-    b.write_text(json.dumps({"user_id": "3", "item_id": "10", "weight": 1}) + "\nnot json\n"
-                 + json.dumps([1, 2]) + "\n" + json.dumps({"user_id": None, "item_id": "1", "weight": 1}) + "\n")
+    b.write_text(
+        json.dumps({"user_id": "3", "item_id": "10", "weight": 1})
+        + "\nnot json\n"
+        + json.dumps([1, 2])
+        + "\n"
+        + json.dumps({"user_id": None, "item_id": "1", "weight": 1})
+        + "\n"
+    )
     ds = load_table([a, b], columns={"weight": "weight"})
     f = ds.interactions.to_frame()
     assert f["user_id"].tolist() == ["1", "2", "3"] and f["item_id"].tolist() == ["10", "11", "10"]
@@ -129,8 +140,9 @@ def test_items_and_users_files(tmp_path):
         "p1,Duplicate,Acme,1,\n"
     )
     users.write_text("user_id,age,gender,bio\nu1,24,M,likes pens\nu2,,F,\n")
-    ds = load_table(inter, items_path=items, item_columns={"list_sep": "|"}, users_path=users,
-                    user_columns={"text": ["bio"]})
+    ds = load_table(
+        inter, items_path=items, item_columns={"list_sep": "|"}, users_path=users, user_columns={"text": ["bio"]}
+    )
     cat = ds.items
     # inferred: title free text, brand and tags (lists on "|") categorical, price numeric
     assert (cat.text_fields, cat.categorical, cat.numeric) == (["title"], ["brand", "tags"], ["price"])
@@ -153,14 +165,16 @@ def test_items_and_users_files(tmp_path):
 
 def test_item_role_inference_leaves_out_id_like_columns():
     n = 30
-    frame = pd.DataFrame({
-        "asin": [f"B{k:04d}" for k in range(n)],  # distinct single tokens: another id
-        "title": [f"Gel pen number {k}" for k in range(n)],
-        "brand": ["Bic", "Pilot", "Uni"] * 10,
-        "zip_code": [f"{10000 + k}" for k in range(n)],  # digits, but a code: not numeric
-        "year": [str(1990 + k % 5) for k in range(n)],
-        "empty": [""] * n,
-    })
+    frame = pd.DataFrame(
+        {
+            "asin": [f"B{k:04d}" for k in range(n)],  # distinct single tokens: another id
+            "title": [f"Gel pen number {k}" for k in range(n)],
+            "brand": ["Bic", "Pilot", "Uni"] * 10,
+            "zip_code": [f"{10000 + k}" for k in range(n)],  # digits, but a code: not numeric
+            "year": [str(1990 + k % 5) for k in range(n)],
+            "empty": [""] * n,
+        }
+    )
     assert infer_item_roles(frame, set()) == (["title"], ["brand"], ["year"])
 
 

@@ -144,7 +144,10 @@ def test_counts_and_find_spans(scrubber: PIIScrubber) -> None:
     assert result.total == 4
     # spans index the input: "a@b.com" is 0..7, "c@d.org" 9..16, the phone 18..29, the address 34..42
     assert [(m.kind, m.start, m.end) for m in scrubber.find(text)] == [
-        ("email", 0, 7), ("email", 9, 16), ("phone", 18, 29), ("ip", 34, 42),
+        ("email", 0, 7),
+        ("email", 9, 16),
+        ("phone", 18, 29),
+        ("ip", 34, 42),
     ]
     assert scrubber.scrub("nothing here") == ScrubResult("nothing here", {})
     assert scrubber.scrub("").total == 0
@@ -174,7 +177,7 @@ PRODUCT_TEXTS = [
     "Released 2023-01-15 (15/01/2023, 01.15.2023), 1995 re-release",
     "ISBN 978-0-306-40615-7 / 9780306406157, 3rd edition, 1,024 pages",
     "iPhone 14 Pro Max 256GB, model A2894, order #1234567890123",
-    "Samsung 55\" QLED 4K (QN55Q80C), 120Hz, HDMI 2.1",
+    'Samsung 55" QLED 4K (QN55Q80C), 120Hz, HDMI 2.1',
     "Canon EOS R5 45MP, ISO 100-51200, 1/8000 s",
     "Version 2.3.1 fixes bug #4521; build 20231115",
     "联想ThinkPad X1 Carbon 2023款 14英寸 i7-1365U 32GB 1TB 售价¥12999",
@@ -222,8 +225,12 @@ def test_config_normalises_kinds() -> None:
 
 
 def test_config_errors() -> None:
-    with pytest.raises(ValueError, match=r"^ScrubConfig.kinds has unknown kind\(s\) \['mail'\]; valid: "
-                       + VALID_KINDS.replace("[", r"\[").replace("]", r"\]") + "$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^ScrubConfig.kinds has unknown kind\(s\) \['mail'\]; valid: "
+        + VALID_KINDS.replace("[", r"\[").replace("]", r"\]")
+        + "$",
+    ):
         ScrubConfig(kinds={"email", "mail"})
     with pytest.raises(ValueError, match=r"ScrubConfig.kinds must be a set of kind names, got 'email'"):
         ScrubConfig(kinds="email")  # type: ignore[arg-type]
@@ -243,6 +250,9 @@ def test_presidio_backend_names_what_is_missing() -> None:
     if importlib.util.find_spec("presidio_analyzer") is not None:
         pytest.skip("presidio_analyzer is installed here")
     config = ScrubConfig(backend="presidio")  # the config is valid; building the scrubber fails
-    with pytest.raises(ImportError, match=r"backend='presidio' needs the presidio_analyzer package, which is not "
-                                          r"installed .*use backend='patterns'"):
+    with pytest.raises(
+        ImportError,
+        match=r"backend='presidio' needs the presidio_analyzer package, which is not "
+        r"installed .*use backend='patterns'",
+    ):
         PIIScrubber(config)

@@ -48,16 +48,18 @@ def test_leave_one_out_holds_out_the_two_latest(inter):
     test_rows = set(zip(split.test.users, split.test.items, split.test.timestamps))
     assert test_rows == set(zip(inter.users[last["row"]], inter.items[last["row"]], inter.timestamps[last["row"]]))
     valid_rows = set(zip(split.valid.users, split.valid.items, split.valid.timestamps))
-    assert valid_rows == set(zip(inter.users[second["row"]], inter.items[second["row"]],
-                                 inter.timestamps[second["row"]]))
+    assert valid_rows == set(
+        zip(inter.users[second["row"]], inter.items[second["row"]], inter.timestamps[second["row"]])
+    )
     latest_train = np.full(943, -np.inf)
     np.maximum.at(latest_train, split.train.users, split.train.timestamps)
     assert (split.valid.timestamps >= latest_train[split.valid.users]).all()
 
 
 def test_leave_one_out_small_users():
-    frame = pd.DataFrame({"user_id": ["a", "b", "b", "c", "c", "c"], "item_id": list("xxyxyz"),
-                          "timestamp": [1, 1, 2, 3, 2, 1]})
+    frame = pd.DataFrame(
+        {"user_id": ["a", "b", "b", "c", "c", "c"], "item_id": list("xxyxyz"), "timestamp": [1, 1, 2, 3, 2, 1]}
+    )
     split = leave_one_out(Interactions.from_frame(frame))
     # a: one row -> train; b: two rows -> y test; c: z@1 train, y@2 valid, x@3 test
     assert split.sizes() == {"train": 3, "valid": 1, "test": 2}
@@ -76,8 +78,18 @@ def _expected_ratio_counts(n: int) -> tuple[int, int, int]:
     return train, valid, test
 
 
-@pytest.mark.parametrize(("n", "expected"), [(1, (1, 0, 0)), (2, (1, 0, 1)), (3, (1, 1, 1)), (5, (3, 1, 1)),
-                                             (10, (8, 1, 1)), (20, (16, 2, 2)), (29, (25, 2, 2))])
+@pytest.mark.parametrize(
+    ("n", "expected"),
+    [
+        (1, (1, 0, 0)),
+        (2, (1, 0, 1)),
+        (3, (1, 1, 1)),
+        (5, (3, 1, 1)),
+        (10, (8, 1, 1)),
+        (20, (16, 2, 2)),
+        (29, (25, 2, 2)),
+    ],
+)
 def test_ratio_counting_rule_small_users(n, expected):
     assert _expected_ratio_counts(n) == expected
     frame = pd.DataFrame({"user_id": ["u"] * n, "item_id": [f"i{k}" for k in range(n)], "timestamp": range(n)})
@@ -139,8 +151,13 @@ def test_kcore_leaves_every_user_and_item_with_at_least_k(inter, k):
 
 def test_kcore_known_answer():
     # a triangle of 2-degree nodes plus a pendant user d who rated only x: the 2-core drops d
-    frame = pd.DataFrame({"user_id": ["a", "a", "b", "b", "c", "c", "d"],
-                          "item_id": ["x", "y", "y", "z", "z", "x", "x"], "timestamp": range(7)})
+    frame = pd.DataFrame(
+        {
+            "user_id": ["a", "a", "b", "b", "c", "c", "d"],
+            "item_id": ["x", "y", "y", "z", "z", "x", "x"],
+            "timestamp": range(7),
+        }
+    )
     core = kcore_filter(Interactions.from_frame(frame), user_k=2, item_k=2)
     assert len(core) == 6 and "d" not in core.user_map and core.user_map.ids == ["a", "b", "c"]
     # users a, b, c have 2 rows and d has 1: none reaches 3, so nothing is left

@@ -58,7 +58,9 @@ def test_catalog_texts_in_item_map_order():
     order = IdMap(["3", "1", "9", "2"])  # "9" is not in the catalogue
     assert cat.texts(order) == ["X", "Pen. Bic", "", "Ink"]
     assert ItemCatalog(pd.DataFrame({"a": ["One.", "Two"], "b": ["x", "y"]}), ["a", "b"]).texts(IdMap([0, 1])) == [
-        "One. x", "Two. y"]  # no doubled full stop
+        "One. x",
+        "Two. y",
+    ]  # no doubled full stop
     # "by " is the label of the brand segment: it stays with the brand and goes with it
     assert cat.texts(order, template="{title} by {brand}") == ["by X", "Pen by Bic", "", "Ink"]
     assert cat.field_values(order, "price") == ["", "1.5", "", "2.0"]
@@ -69,12 +71,14 @@ def test_catalog_texts_in_item_map_order():
 
 
 def test_user_texts_joined_by_time_and_round_trip(tmp_path):
-    texts = pd.DataFrame({
-        "user_id": [1, 1, 2, 3],
-        "kind": ["review", "review", "review", "query"],
-        "text": ["second", "first", np.nan, "q"],
-        "timestamp": [20, 10, 5, 1],
-    })
+    texts = pd.DataFrame(
+        {
+            "user_id": [1, 1, 2, 3],
+            "kind": ["review", "review", "review", "query"],
+            "text": ["second", "first", np.nan, "q"],
+            "timestamp": [20, 10, 5, 1],
+        }
+    )
     ut = UserTexts(texts, pd.DataFrame({"age": [30]}, index=[1]))
     assert ut.for_user(1) == ["first", "second"]
     assert ut.joined(IdMap(["2", "1", "3"]), kinds=("review",)) == ["", "first second", ""]

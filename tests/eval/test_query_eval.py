@@ -32,8 +32,13 @@ class FakeVectorModel:
 
 
 def _inter(pairs: list[tuple[int, int]], users: IdMap, items: IdMap) -> Interactions:
-    frame = pd.DataFrame({"user_id": [f"u{u}" for u, _ in pairs], "item_id": [f"i{i}" for _, i in pairs],
-                          "timestamp": np.arange(len(pairs), dtype=float)})
+    frame = pd.DataFrame(
+        {
+            "user_id": [f"u{u}" for u, _ in pairs],
+            "item_id": [f"i{i}" for _, i in pairs],
+            "timestamp": np.arange(len(pairs), dtype=float),
+        }
+    )
     return Interactions.from_frame(frame, user_map=users, item_map=items)
 
 
@@ -42,8 +47,11 @@ def _data() -> tuple[Dataset, Split]:
     train = _inter([(0, 2), (1, 0), (2, 0)], users, items)
     test = _inter([(0, 1), (1, 3), (2, 4)], users, items)
     empty = train.subset(np.zeros(0, dtype=np.int64))
-    catalog = ItemCatalog(pd.DataFrame({"title": [f"t{i}" for i in range(5)], "genre": GENRE},
-                                       index=[f"i{i}" for i in range(5)]), text_fields=["title"], categorical=["genre"])
+    catalog = ItemCatalog(
+        pd.DataFrame({"title": [f"t{i}" for i in range(5)], "genre": GENRE}, index=[f"i{i}" for i in range(5)]),
+        text_fields=["title"],
+        categorical=["genre"],
+    )
     return Dataset(train, catalog), Split(train, empty, test, "hand")
 
 
@@ -75,7 +83,9 @@ def test_tune_blend_uses_valid_cases_only() -> None:
     as_valid = Split(split.train, split.test, split.valid, "hand-valid")
     best, scores = tune_blend(FakeVectorModel(), as_valid, data, "genre", grid=(0.0, 0.6, 1.0))
     # alpha 0 is the profile (0.5 + LOG3) / 2; 0.6 gives LOG3; 1.0 the query (1 + LOG3) / 2
-    np.testing.assert_allclose([scores[0.0], scores[0.6], scores[1.0]], [(0.5 + LOG3) / 2, LOG3, (1 + LOG3) / 2], rtol=1e-6)
+    np.testing.assert_allclose(
+        [scores[0.0], scores[0.6], scores[1.0]], [(0.5 + LOG3) / 2, LOG3, (1 + LOG3) / 2], rtol=1e-6
+    )
     assert best == 1.0
     with pytest.raises(ValueError, match="non-empty grid"):
         tune_blend(FakeVectorModel(), as_valid, data, "genre", grid=())
@@ -91,6 +101,11 @@ def test_bad_inputs_are_named() -> None:
         evaluate_with_queries(FakeVectorModel(), split, data, "genre", modes=("both",))
     with pytest.raises(ValueError, match="blend must be in \\[0, 1\\], got 1.5"):
         evaluate_with_queries(FakeVectorModel(), split, data, "genre", blend=1.5)
-    with pytest.raises(TypeError, match=r"object has no item_vectors\(\); query-aware evaluation needs a VectorRecommender"):
+    with pytest.raises(
+        TypeError, match=r"object has no item_vectors\(\); query-aware evaluation needs a VectorRecommender"
+    ):
         evaluate_with_queries(object(), split, data, "genre")
-    assert build_queries(data, np.array([1, 4]), "genre", template="movies in {field}: {value}") == ["movies in genre: b", ""]
+    assert build_queries(data, np.array([1, 4]), "genre", template="movies in {field}: {value}") == [
+        "movies in genre: b",
+        "",
+    ]

@@ -34,16 +34,31 @@ def stream_frame() -> pd.DataFrame:
 def stream_dataset() -> Dataset:
     inter = Interactions.from_frame(stream_frame(), item_map=IdMap(f"i{i}" for i in range(4 * PER_GENRE)))
     catalog = ItemCatalog(
-        pd.DataFrame({"title": [f"{GENRES[i // PER_GENRE]} film {i}" for i in range(4 * PER_GENRE)]},
-                     index=[f"i{i}" for i in range(4 * PER_GENRE)]),
+        pd.DataFrame(
+            {"title": [f"{GENRES[i // PER_GENRE]} film {i}" for i in range(4 * PER_GENRE)]},
+            index=[f"i{i}" for i in range(4 * PER_GENRE)],
+        ),
         text_fields=["title"],
     )
     return Dataset(inter, catalog, name="stream")
 
 
 def lm(**kw) -> LMRecommender:
-    params = dict(dim=16, max_len=8, n_layers=1, n_heads=2, epochs=8, update_epochs=3, batch_size=8, lr=1e-2,
-                  whiten=False, num_threads=1, encoder=HashingEncoder(32), replay_size=50, random_state=0)
+    params = dict(
+        dim=16,
+        max_len=8,
+        n_layers=1,
+        n_heads=2,
+        epochs=8,
+        update_epochs=3,
+        batch_size=8,
+        lr=1e-2,
+        whiten=False,
+        num_threads=1,
+        encoder=HashingEncoder(32),
+        replay_size=50,
+        random_state=0,
+    )
     params.update(kw)
     return LMRecommender(**params)
 
@@ -197,8 +212,13 @@ class ValidRecorder(Recorder):
 
 def test_last_row_split_holds_out_each_users_last_row():
     # users 0-2 with 3 / 1 / 2 rows; user 0's rows out of time order in the file, user 2's two rows tie
-    inter = Interactions(np.array([0, 0, 1, 2, 0, 2]), np.arange(6), np.array([5.0, 9.0, 4.0, 7.0, 1.0, 7.0]),
-                         IdMap(range(3)), IdMap(range(6)))
+    inter = Interactions(
+        np.array([0, 0, 1, 2, 0, 2]),
+        np.arange(6),
+        np.array([5.0, 9.0, 4.0, 7.0, 1.0, 7.0]),
+        IdMap(range(3)),
+        IdMap(range(6)),
+    )
     split = last_row_split(inter)
     # user 0: latest is row 1 (t=9); user 1 has one row and keeps it; user 2: tie, the later file row (5)
     assert sorted(split.valid.items.tolist()) == [1, 5]
@@ -290,8 +310,9 @@ def known_dataset() -> Dataset:
     rows 15-19 (window 1): each user item 7. Timestamp = row index."""
     users = [u for u in range(5) for _ in range(2)] + list(range(5)) * 2
     items = [5, 6] * 5 + [0] * 5 + [7] * 5
-    inter = Interactions(np.array(users), np.array(items), np.arange(20, dtype=float), IdMap(range(5)),
-                         IdMap(range(10)))
+    inter = Interactions(
+        np.array(users), np.array(items), np.arange(20, dtype=float), IdMap(range(5)), IdMap(range(10))
+    )
     return Dataset(inter, name="known")
 
 
@@ -308,9 +329,11 @@ def test_forgetting_arithmetic_on_known_scores():
     # after the last window: replay 1 2 0 -> rank 3 -> 1/log2(4) = 0.5, forgetting 1 - 0.5 / 1 = 0.5;
     # no replay 1 0 -> rank 2 -> 1/log2(3) = 0.6309, forgetting 0.3691
     assert {k: f["replay"][k] for k in ("right_after", "after_last", "forgetting")} == pytest.approx(
-        {"right_after": 1.0, "after_last": 0.5, "forgetting": 0.5})
+        {"right_after": 1.0, "after_last": 0.5, "forgetting": 0.5}
+    )
     assert {k: f["no_replay"][k] for k in ("right_after", "after_last", "forgetting")} == pytest.approx(
-        {"right_after": 1.0, "after_last": 1 / np.log2(3), "forgetting": 1 - 1 / np.log2(3)})
+        {"right_after": 1.0, "after_last": 1 / np.log2(3), "forgetting": 1 - 1 / np.log2(3)}
+    )
     # full retrain: the refit ranking window 1 learnt through window 0 (1.0, also the last stream refit);
     # the final refit on everything scores like the replay model: 0.5
     full = f["full_retrain"]
@@ -355,8 +378,11 @@ def test_held_back_rows_never_reach_training_or_scoring_histories():
     assert sum(u == w0 - held for u in updates) == 3  # window 0: replay, no replay, observe
     # scoring histories of the forgetting task: the held-back users' rows before window 0 and kept rows
     held_users = set(inter.users[windows[0][pos]].tolist())
-    hist0 = {t for t, u in zip(inter.timestamps.tolist(), inter.users.tolist())
-             if u in held_users and t not in held and t < bounds[1]}
+    hist0 = {
+        t
+        for t, u in zip(inter.timestamps.tolist(), inter.users.tolist())
+        if u in held_users and t not in held and t < bounds[1]
+    }
     encodes = [rows for kind, rows in Recorder.events if kind == "encode"]
     assert encodes and all(rows == hist0 for rows in encodes)
 
@@ -438,10 +464,30 @@ def test_cli_stream_on_a_recbole_directory(tmp_path):
     items = ["item_id:token\ttitle:token_seq"] + [f"i{i}\t{GENRES[i // PER_GENRE]} film {i}" for i in range(20)]
     (d / "tiny.item").write_text("\n".join(items) + "\n")
     out = tmp_path / "out.json"
-    params = ["lm.encoder_backend=fake", "lm.epochs=2", "lm.update_epochs=1", "lm.dim=16", "lm.n_layers=1",
-              "lm.max_len=8", "lm.num_threads=1", "lm.whiten=false", "lm.replay_size=20"]
-    args = ["evaluate", "--data", str(d), "--models", "lm", "--protocol", "stream", "--windows", "4",
-            "--json", str(out)]
+    params = [
+        "lm.encoder_backend=fake",
+        "lm.epochs=2",
+        "lm.update_epochs=1",
+        "lm.dim=16",
+        "lm.n_layers=1",
+        "lm.max_len=8",
+        "lm.num_threads=1",
+        "lm.whiten=false",
+        "lm.replay_size=20",
+    ]
+    args = [
+        "evaluate",
+        "--data",
+        str(d),
+        "--models",
+        "lm",
+        "--protocol",
+        "stream",
+        "--windows",
+        "4",
+        "--json",
+        str(out),
+    ]
     for p in params:
         args += ["--param", p]
     result = CliRunner().invoke(app, args)

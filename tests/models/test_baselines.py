@@ -13,8 +13,9 @@ from lmrec.models.itemknn import cosine_topk
 
 
 def _inter(pairs: list[tuple[int, int]], n_users: int, n_items: int) -> Interactions:
-    frame = pd.DataFrame([(f"u{u}", f"i{i}", float(t)) for t, (u, i) in enumerate(pairs)],
-                         columns=["user_id", "item_id", "timestamp"])
+    frame = pd.DataFrame(
+        [(f"u{u}", f"i{i}", float(t)) for t, (u, i) in enumerate(pairs)], columns=["user_id", "item_id", "timestamp"]
+    )
     return Interactions.from_frame(
         frame, user_map=IdMap(f"u{u}" for u in range(n_users)), item_map=IdMap(f"i{i}" for i in range(n_items))
     )

@@ -66,8 +66,19 @@ def _lm(_cls: str = "LMRecommender", **kw: Any) -> Recommender:
     from lmrec.encoders.fake import HashingEncoder
     from lmrec.models.lm import LMRecommender
 
-    params = dict(dim=16, max_len=8, n_layers=1, n_heads=2, dropout=0.3, epochs=30, batch_size=8, lr=1e-2,
-                  whiten=False, num_threads=1, encoder=HashingEncoder(32))
+    params = dict(
+        dim=16,
+        max_len=8,
+        n_layers=1,
+        n_heads=2,
+        dropout=0.3,
+        epochs=30,
+        batch_size=8,
+        lr=1e-2,
+        whiten=False,
+        num_threads=1,
+        encoder=HashingEncoder(32),
+    )
     if _cls == "LMScenarioRecommender":
         from lmrec.models.lm import LMScenarioRecommender
 
@@ -88,30 +99,64 @@ SPECS: dict[str, Spec] = {
     ),
     "mf-als": Spec(
         "mf",
-        lambda **kw: MatrixFactorization(**{"algorithm": "als", "factors": 2, "regularization": 0.1, "alpha": 5.0,
-                                            "iterations": 10, "num_threads": 1, **kw}),
+        lambda **kw: MatrixFactorization(
+            **{
+                "algorithm": "als",
+                "factors": 2,
+                "regularization": 0.1,
+                "alpha": 5.0,
+                "iterations": 10,
+                "num_threads": 1,
+                **kw,
+            }
+        ),
         {"algorithm": "svd"},
         r"algorithm must be 'als' or 'bpr', got 'svd'",
     ),
     "mf-bpr": Spec(
         "mf",
-        lambda **kw: MatrixFactorization(**{"algorithm": "bpr", "factors": 2, "learning_rate": 0.05,
-                                            "regularization": 0.001, "iterations": 200, "num_threads": 1, **kw}),
+        lambda **kw: MatrixFactorization(
+            **{
+                "algorithm": "bpr",
+                "factors": 2,
+                "learning_rate": 0.05,
+                "regularization": 0.001,
+                "iterations": 200,
+                "num_threads": 1,
+                **kw,
+            }
+        ),
         {"factors": 0},
         r"factors must be an integer >= 1, got 0",
     ),
     "sasrec": Spec(
         "sasrec",
         # dropout matters: without it the tiny net memorises transitions instead of learning blocks
-        lambda **kw: SASRec(**{"max_len": 8, "hidden": 16, "n_layers": 1, "n_heads": 2, "dropout": 0.3,
-                               "epochs": 30, "batch_size": 8, "lr": 1e-2, "num_threads": 1, **kw}),
+        lambda **kw: SASRec(
+            **{
+                "max_len": 8,
+                "hidden": 16,
+                "n_layers": 1,
+                "n_heads": 2,
+                "dropout": 0.3,
+                "epochs": 30,
+                "batch_size": 8,
+                "lr": 1e-2,
+                "num_threads": 1,
+                **kw,
+            }
+        ),
         {"n_heads": 3},
         r"hidden \(16\) must be divisible by n_heads \(3\)",
     ),
     "lm": Spec("lm", _lm, {"dim": 0}, r"dim must be an integer >= 1, got 0"),
     # the contract data carry no scenarios: lm-scenario puts them all in one ("all")
-    "lm-scenario": Spec("lm-scenario", lambda **kw: _lm(_cls="LMScenarioRecommender", **kw), {"adapter_rank": 0},
-                        r"adapter_rank must be an integer >= 1, got 0"),
+    "lm-scenario": Spec(
+        "lm-scenario",
+        lambda **kw: _lm(_cls="LMScenarioRecommender", **kw),
+        {"adapter_rank": 0},
+        r"adapter_rank must be an integer >= 1, got 0",
+    ),
     "tfidf": Spec(
         "tfidf", lambda **kw: TfidfRecommender(**kw), {"analyzer": "words"}, r"analyzer must be .*got 'words'"
     ),

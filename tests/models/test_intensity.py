@@ -70,7 +70,8 @@ def test_missing_text_rows_counted_and_given_group_mean():
     rating = [5, 1, 2, 5, 3, 1, 4, 2]
     flag = [1, 0, 0, 1, 1, 0, 1, 0]
     model = IntensityModel(encoder=enc, hidden=8, adapter_rank=2, epochs=3, valid_fraction=0.3).fit(
-        texts, groups, rating, flag)
+        texts, groups, rating, flag
+    )
     assert model.n_missing_text_ == 2  # "" and "  "
     # group means over rows WITH text: Tops (5 + 2 + 5) / 3 = 4; Dresses (1 + 4 + 2) / 3 = 7/3
     np.testing.assert_allclose(model.group_rating_, [7 / 3, 4.0])  # groups_ sorted: Dresses, Tops
@@ -87,7 +88,8 @@ def test_save_load_identical_predictions(tmp_path):
     texts, groups, rating, flag, x = _flip_data(60, seed=2)
     for mode in ("adapter", "per_group", "single"):
         model = IntensityModel(mode=mode, hidden=16, adapter_rank=3, epochs=4, random_state=3).fit(
-            texts, groups, rating, flag, embeddings=x)
+            texts, groups, rating, flag, embeddings=x
+        )
         before = model.predict(texts, groups, embeddings=x)
         model.save(tmp_path / mode)
         assert not list((tmp_path / mode).glob("*.pkl"))
@@ -130,10 +132,12 @@ def test_adapter_stage_one_is_the_single_model():
     import torch
 
     texts, groups, rating, flag, x = _flip_data(80, seed=6)
-    adapter = IntensityModel(mode="adapter", hidden=16, epochs=6, patience=3).fit(texts, groups, rating, flag,
-                                                                                   embeddings=x)
-    single = IntensityModel(mode="single", hidden=16, epochs=6, patience=3).fit(texts, groups, rating, flag,
-                                                                                 embeddings=x)
+    adapter = IntensityModel(mode="adapter", hidden=16, epochs=6, patience=3).fit(
+        texts, groups, rating, flag, embeddings=x
+    )
+    single = IntensityModel(mode="single", hidden=16, epochs=6, patience=3).fit(
+        texts, groups, rating, flag, embeddings=x
+    )
     n = len(single.history_[0])
     assert adapter.history_[0][:n] == single.history_[0]
     state = adapter.nets_[0].state_dict()

@@ -23,13 +23,24 @@ def cyclic(n_users: int = 30, length: int = 8, seed: int = 0) -> Interactions:
         start = int(rng.integers(N_ITEMS))
         rows += [(f"u{u}", f"i{(start + t) % N_ITEMS}", float(t)) for t in range(length)]
     frame = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
-    return Interactions.from_frame(frame, user_map=IdMap(f"u{u}" for u in range(n_users)),
-                                   item_map=IdMap(f"i{i}" for i in range(N_ITEMS)))
+    return Interactions.from_frame(
+        frame, user_map=IdMap(f"u{u}" for u in range(n_users)), item_map=IdMap(f"i{i}" for i in range(N_ITEMS))
+    )
 
 
 def fast(**kw) -> SASRec:
-    params = dict(max_len=6, hidden=16, n_layers=1, n_heads=1, dropout=0.1, epochs=40, batch_size=16, lr=1e-2,
-                  num_threads=1, random_state=0)
+    params = dict(
+        max_len=6,
+        hidden=16,
+        n_layers=1,
+        n_heads=1,
+        dropout=0.1,
+        epochs=40,
+        batch_size=16,
+        lr=1e-2,
+        num_threads=1,
+        random_state=0,
+    )
     return SASRec(**{**params, **kw})
 
 
@@ -156,8 +167,9 @@ def test_bad_parameters(params: dict, match: str) -> None:
 def test_user_without_history_gets_finite_scores() -> None:
     inter = cyclic(n_users=6)
     # a seventh user who is known to the map but has no interaction at all
-    extra = Interactions.from_frame(inter.to_frame(), user_map=IdMap([*inter.user_map.ids, "new"]),
-                                    item_map=inter.item_map)
+    extra = Interactions.from_frame(
+        inter.to_frame(), user_map=IdMap([*inter.user_map.ids, "new"]), item_map=inter.item_map
+    )
     model = fast(epochs=2).fit(extra)
     scores = model.score_all(np.array([6, 0]))
     assert np.isfinite(scores).all()

@@ -61,9 +61,7 @@ class IdMap:
         except KeyError:
             raise KeyError(f"unknown id {raw!r}") from None
 
-    def to_index(
-        self, ids: Iterable[object], *, unknown: Literal["raise", "grow", "missing"] = "raise"
-    ) -> np.ndarray:
+    def to_index(self, ids: Iterable[object], *, unknown: Literal["raise", "grow", "missing"] = "raise") -> np.ndarray:
         """Map external ids to indices.
 
         Args:

@@ -54,8 +54,14 @@ ID_KINDS: frozenset[str] = frozenset({"ssn", "uk_nino", "iban", "cn_id"})
 _KIND_ORDER: tuple[str, ...] = get_args(PIIKind)
 
 PLACEHOLDERS: dict[str, str] = {
-    "email": "<EMAIL>", "phone": "<PHONE>", "card": "<CARD>", "ssn": "<ID>", "uk_nino": "<ID>",
-    "iban": "<ID>", "cn_id": "<ID>", "ip": "<IP>",
+    "email": "<EMAIL>",
+    "phone": "<PHONE>",
+    "card": "<CARD>",
+    "ssn": "<ID>",
+    "uk_nino": "<ID>",
+    "iban": "<ID>",
+    "cn_id": "<ID>",
+    "ip": "<IP>",
 }
 
 # ---------------------------------------------------------------------------- checksums
@@ -117,11 +123,48 @@ def _card_valid(s: str) -> bool:
 # Registered IBAN lengths (SWIFT IBAN registry) of the countries most often met; an IBAN of another
 # country is checked by mod 97 alone.
 _IBAN_LENGTHS = {
-    "AD": 24, "AE": 23, "AT": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29, "CH": 21, "CY": 28, "CZ": 24,
-    "DE": 22, "DK": 18, "EE": 20, "ES": 24, "FI": 18, "FR": 27, "GB": 22, "GR": 27, "HR": 21, "HU": 28,
-    "IE": 22, "IL": 23, "IS": 26, "IT": 27, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27, "MT": 31,
-    "NL": 18, "NO": 15, "PL": 28, "PT": 25, "RO": 24, "SA": 24, "SE": 24, "SI": 19, "SK": 24, "SM": 27,
-    "TR": 26, "UA": 29,
+    "AD": 24,
+    "AE": 23,
+    "AT": 20,
+    "BE": 16,
+    "BG": 22,
+    "BH": 22,
+    "BR": 29,
+    "CH": 21,
+    "CY": 28,
+    "CZ": 24,
+    "DE": 22,
+    "DK": 18,
+    "EE": 20,
+    "ES": 24,
+    "FI": 18,
+    "FR": 27,
+    "GB": 22,
+    "GR": 27,
+    "HR": 21,
+    "HU": 28,
+    "IE": 22,
+    "IL": 23,
+    "IS": 26,
+    "IT": 27,
+    "LI": 21,
+    "LT": 20,
+    "LU": 20,
+    "LV": 21,
+    "MC": 27,
+    "MT": 31,
+    "NL": 18,
+    "NO": 15,
+    "PL": 28,
+    "PT": 25,
+    "RO": 24,
+    "SA": 24,
+    "SE": 24,
+    "SI": 19,
+    "SK": 24,
+    "SM": 27,
+    "TR": 26,
+    "UA": 29,
 }
 
 # ---------------------------------------------------------------------------- patterns
@@ -149,16 +192,30 @@ _PHONE = "|".join(
 
 # (kind, pattern, validator); the order is the priority when two matches overlap.
 _DETECTORS: tuple[tuple[str, str, Callable[[str], bool] | None], ...] = (
-    ("email", r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}"
-     r"(?![A-Za-z0-9-])", None),
+    (
+        "email",
+        r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}"
+        r"(?![A-Za-z0-9-])",
+        None,
+    ),
     ("iban", _L + r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?" + _R, iban_valid),
-    ("cn_id", _L + r"[1-8][0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[0-9]{3}[0-9Xx]"
-     + _R, cn_id_valid),
-    ("card", _L + r"(?:[0-9]{13,19}|[0-9]{4}(?:[ -][0-9]{4}){2}[ -][0-9]{1,4}(?:[ -][0-9]{1,3})?"
-     r"|[0-9]{4}[ -][0-9]{6}[ -][0-9]{4,5})" + _R, _card_valid),
+    (
+        "cn_id",
+        _L + r"[1-8][0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[0-9]{3}[0-9Xx]" + _R,
+        cn_id_valid,
+    ),
+    (
+        "card",
+        _L + r"(?:[0-9]{13,19}|[0-9]{4}(?:[ -][0-9]{4}){2}[ -][0-9]{1,4}(?:[ -][0-9]{1,3})?"
+        r"|[0-9]{4}[ -][0-9]{6}[ -][0-9]{4,5})" + _R,
+        _card_valid,
+    ),
     ("ssn", _L + r"[0-9]{3}-[0-9]{2}-[0-9]{4}" + _R, _ssn_valid),
-    ("uk_nino", _L + r"(?!BG|GB|KN|NK|NT|TN|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D]"
-     + _R, None),
+    (
+        "uk_nino",
+        _L + r"(?!BG|GB|KN|NK|NT|TN|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D]" + _R,
+        None,
+    ),
     ("ip", r"(?<![0-9A-Za-z.])" + _OCTET + r"(?:\." + _OCTET + r"){3}(?![0-9A-Za-z]|\.[0-9])", None),
     ("phone", r"(?<![0-9A-Za-z+])(?:" + _PHONE + r")" + _R, _digit_count(8, 15)),
 )
@@ -172,8 +229,13 @@ _MAYBE = re.compile(r"[0-9@\uff10-\uff19\uff20]")
 _HALF_WIDTH = {0xFF01 + i: 0x21 + i for i in range(94)} | {0x3000: 0x20}
 
 _PRESIDIO_ENTITIES = {
-    "EMAIL_ADDRESS": "email", "PHONE_NUMBER": "phone", "CREDIT_CARD": "card", "US_SSN": "ssn",
-    "UK_NINO": "uk_nino", "IBAN_CODE": "iban", "IP_ADDRESS": "ip",
+    "EMAIL_ADDRESS": "email",
+    "PHONE_NUMBER": "phone",
+    "CREDIT_CARD": "card",
+    "US_SSN": "ssn",
+    "UK_NINO": "uk_nino",
+    "IBAN_CODE": "iban",
+    "IP_ADDRESS": "ip",
 }
 
 # ---------------------------------------------------------------------------- API
@@ -207,8 +269,9 @@ class ScrubConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.kinds, str) or not isinstance(self.kinds, Iterable):
-            raise ValueError(f"ScrubConfig.kinds must be a set of kind names, got {self.kinds!r}; "
-                             f"valid: {sorted(ALL_KINDS)}")
+            raise ValueError(
+                f"ScrubConfig.kinds must be a set of kind names, got {self.kinds!r}; valid: {sorted(ALL_KINDS)}"
+            )
         kinds = frozenset(self.kinds)
         unknown = sorted(str(k) for k in kinds - ALL_KINDS)
         if unknown:
@@ -334,7 +397,9 @@ class PIIScrubber:
         if not entities:
             return []
         results = self._analyzer.analyze(  # type: ignore[union-attr]
-            text=text, language=self.config.presidio_language, entities=entities,
+            text=text,
+            language=self.config.presidio_language,
+            entities=entities,
             score_threshold=self.config.presidio_threshold,
         )
         out: list[PIIMatch] = []
@@ -377,10 +442,12 @@ def _presidio_analyzer(config: ScrubConfig) -> Any:
             f"ScrubConfig.backend='presidio' needs the spaCy model {config.presidio_model!r}, which is not "
             "installed (nothing is downloaded at run time: install it, or set presidio_model to one that is)"
         )
-    provider = NlpEngineProvider(nlp_configuration={
-        "nlp_engine_name": "spacy",
-        "models": [{"lang_code": config.presidio_language, "model_name": config.presidio_model}],
-    })
+    provider = NlpEngineProvider(
+        nlp_configuration={
+            "nlp_engine_name": "spacy",
+            "models": [{"lang_code": config.presidio_language, "model_name": config.presidio_model}],
+        }
+    )
     log.info("PII scrubber: Presidio on spaCy model %s", config.presidio_model)
     return AnalyzerEngine(nlp_engine=provider.create_engine(), supported_languages=[config.presidio_language])
 

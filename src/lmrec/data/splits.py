@@ -270,8 +270,10 @@ def holdout_rows(rows: np.ndarray, share: float, seed: int) -> tuple[np.ndarray,
     n = len(rows)
     n_held = int(round(share * n))
     if not 0 < n_held < n:
-        raise ValueError(f"forget_holdout={share!r} of window 0's {n} rows holds back {n_held}; "
-                         "at least one row must be held back and one kept")
+        raise ValueError(
+            f"forget_holdout={share!r} of window 0's {n} rows holds back {n_held}; "
+            "at least one row must be held back and one kept"
+        )
     held = np.zeros(n, dtype=bool)
     held[np.random.default_rng(seed).choice(n, size=n_held, replace=False)] = True
     return rows[~held], rows[held]

@@ -116,7 +116,9 @@ def encode_catalog(
     if cache_dir is not None and not isinstance(encoder, CachedEncoder):
         encoder = CachedEncoder(encoder, cache_dir)
     tokenizer = getattr(encoder, "tokenizer", None)
-    texts = render_item_texts(catalog, item_map, template=template, fields=fields, max_tokens=max_tokens, tokenizer=tokenizer)
+    texts = render_item_texts(
+        catalog, item_map, template=template, fields=fields, max_tokens=max_tokens, tokenizer=tokenizer
+    )
     empty = sum(1 for t in texts if not t)
     if empty:
         log.warning("%d of %d items have no text; they get the encoding of the empty string", empty, len(texts))

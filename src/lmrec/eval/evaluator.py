@@ -103,7 +103,12 @@ class EvalResult:
 
 # ---------------------------------------------------------------------- helpers
 def _validate(
-    phase: str, protocol: str, ks: tuple[int, ...], metrics: tuple[str, ...], n_negatives: int, batch_size: int,
+    phase: str,
+    protocol: str,
+    ks: tuple[int, ...],
+    metrics: tuple[str, ...],
+    n_negatives: int,
+    batch_size: int,
     user_groups: tuple[int, ...],
 ) -> None:
     if phase not in ("valid", "test"):
@@ -154,7 +159,11 @@ def _sample_negatives(rng: np.random.Generator, exclude: np.ndarray, n_items: in
 
 
 def _sampled_candidates(
-    users: np.ndarray, rel_keys: np.ndarray, touched: sp.csr_matrix, n_items: int, n_negatives: int,
+    users: np.ndarray,
+    rel_keys: np.ndarray,
+    touched: sp.csr_matrix,
+    n_items: int,
+    n_negatives: int,
     random_state: int | None,
 ) -> np.ndarray:
     """(n_users, c) candidates per user: relevant items plus sampled negatives, ascending, -1 padded."""
@@ -262,7 +271,9 @@ def evaluate(
     n_users_total, n_items = split.train.n_users, split.train.n_items
     max_k = max(ks)
     if primary is None:
-        primary = metric_key("ndcg" if "ndcg" in metrics else metrics[0], 10 if 10 in ks else max_k, protocol, n_negatives)
+        primary = metric_key(
+            "ndcg" if "ndcg" in metrics else metrics[0], 10 if 10 in ks else max_k, protocol, n_negatives
+        )
     else:
         computed = [metric_key(m, k, protocol, n_negatives) for k in ks for m in metrics]
         if primary not in computed and "@" in primary:
@@ -295,8 +306,10 @@ def evaluate(
             raise ValueError("evaluate: item_pool applies to the full protocol only")
         pool = np.unique(np.asarray(item_pool, dtype=np.int64).reshape(-1))
         if len(pool) == 0 or pool[0] < 0 or pool[-1] >= n_items:
-            raise ValueError(f"evaluate: item_pool must hold item indices in [0, {n_items}), got {len(pool)} "
-                             f"indices spanning [{pool.min() if len(pool) else None}, {pool.max() if len(pool) else None}]")
+            raise ValueError(
+                f"evaluate: item_pool must hold item indices in [0, {n_items}), got {len(pool)} "
+                f"indices spanning [{pool.min() if len(pool) else None}, {pool.max() if len(pool) else None}]"
+            )
         outside = np.ones(n_items, dtype=bool)
         outside[pool] = False
 
@@ -354,8 +367,10 @@ def evaluate(
             pos = np.searchsorted(users, users_s)
             n_rel_s = np.bincount(keys_s // n_items, minlength=n_users_total)[users_s]
             hits_s = _hits(users_s, ranked[pos], keys_s, n_items)
-            by_scenario[name] = {**_means(_per_user(hits_s, n_rel_s, ks, metrics, protocol, n_negatives)),
-                                 "n_users": int(len(users_s))}
+            by_scenario[name] = {
+                **_means(_per_user(hits_s, n_rel_s, ks, metrics, protocol, n_negatives)),
+                "n_users": int(len(users_s)),
+            }
 
     by_user_group: dict[str, dict[str, float]] = {}
     train_len = split.train.user_counts()[users]
@@ -365,8 +380,18 @@ def evaluate(
             by_user_group[label] = {**_means(per_user, mask), "n_users": int(mask.sum())}
 
     log.info("evaluate %s (%s): %d users, %s=%.4f", phase, protocol, len(users), primary, result_metrics[primary])
-    return EvalResult(result_metrics, by_scenario, by_user_group, per_user, users, int(len(users)), primary, phase,
-                      protocol, ranked if keep_ranked else None)
+    return EvalResult(
+        result_metrics,
+        by_scenario,
+        by_user_group,
+        per_user,
+        users,
+        int(len(users)),
+        primary,
+        phase,
+        protocol,
+        ranked if keep_ranked else None,
+    )
 
 
 # ---------------------------------------------------------------------- significance
@@ -393,12 +418,18 @@ def paired_test(result_a: EvalResult, result_b: EvalResult, metric: str = "ndcg@
     b = np.asarray(result_b.per_user[metric], dtype=np.float64)[ib]
     diff = a - b
     n, mean = len(diff), float(diff.mean())
-    out = {"metric": metric, "n_users": int(n), "mean_a": float(a.mean()), "mean_b": float(b.mean()),
-           "mean_diff": mean}
+    out = {"metric": metric, "n_users": int(n), "mean_a": float(a.mean()), "mean_b": float(b.mean()), "mean_diff": mean}
     nan = float("nan")
     if n < 2:
-        return {**out, "ci95_low": nan, "ci95_high": nan, "t_stat": nan, "t_pvalue": nan,
-                "wilcoxon_stat": nan, "wilcoxon_pvalue": nan}
+        return {
+            **out,
+            "ci95_low": nan,
+            "ci95_high": nan,
+            "t_stat": nan,
+            "t_pvalue": nan,
+            "wilcoxon_stat": nan,
+            "wilcoxon_pvalue": nan,
+        }
     sd = float(diff.std(ddof=1))
     half = float(stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n))
     out.update(ci95_low=mean - half, ci95_high=mean + half)
@@ -444,4 +475,3 @@ def evaluate_clicks(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
         labels: (n,) 0/1 clicks.
     """
     return {"auc": auc(labels, scores), "logloss": log_loss(labels, scores)}
-

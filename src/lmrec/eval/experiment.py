@@ -167,8 +167,14 @@ def run_experiment(
     if split.train.item_map != dataset.interactions.item_map:
         raise ValueError("run_experiment: split.train uses a different item map from dataset.interactions")
     eval_kwargs: dict[str, Any] = dict(
-        ks=tuple(ks), metrics=tuple(metrics), protocol=protocol, n_negatives=n_negatives,
-        random_state=random_state, batch_size=batch_size, user_groups=tuple(user_groups), primary=primary,
+        ks=tuple(ks),
+        metrics=tuple(metrics),
+        protocol=protocol,
+        n_negatives=n_negatives,
+        random_state=random_state,
+        batch_size=batch_size,
+        user_groups=tuple(user_groups),
+        primary=primary,
         show_progress=show_progress,
     )
     train_dataset = dataset.with_interactions(split.train)

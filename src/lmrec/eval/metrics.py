@@ -54,7 +54,9 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------- scalar forms
-def _prepare(ranked: Iterable[int] | np.ndarray, relevant: Iterable[int] | np.ndarray, k: int) -> tuple[list[bool], int]:
+def _prepare(
+    ranked: Iterable[int] | np.ndarray, relevant: Iterable[int] | np.ndarray, k: int
+) -> tuple[list[bool], int]:
     """Hit flags of the first ``k`` positions (padded with misses to length k) and |relevant|."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
@@ -146,7 +148,9 @@ def hits_matrix(ranked: np.ndarray, relevant: list[Iterable[int]], k: int) -> tu
     """
     ranked = np.asarray(ranked, dtype=np.int64)
     if ranked.ndim != 2 or len(ranked) != len(relevant):
-        raise ValueError(f"ranked must be (n_users, m) with one relevant set per row, got {ranked.shape}, {len(relevant)}")
+        raise ValueError(
+            f"ranked must be (n_users, m) with one relevant set per row, got {ranked.shape}, {len(relevant)}"
+        )
     hits = np.zeros((len(ranked), k), dtype=bool)
     n_rel = np.zeros(len(ranked), dtype=np.int64)
     width = min(k, ranked.shape[1])

@@ -173,7 +173,9 @@ def evaluate_with_queries(
         history = (history + split.valid.to_csr("binary")).tocsr()
     own = target.to_csr("binary")
 
-    pairs = np.unique(np.stack([target.users, target.items], axis=1), axis=0) if len(target) else np.zeros((0, 2), np.int64)
+    pairs = (
+        np.unique(np.stack([target.users, target.items], axis=1), axis=0) if len(target) else np.zeros((0, 2), np.int64)
+    )
     queries = build_queries(dataset, pairs[:, 1], query_field, template)
     keep = np.array([bool(q) for q in queries], dtype=bool)
     n_skipped = int((~keep).sum())
@@ -205,7 +207,9 @@ def evaluate_with_queries(
         for k in ks:
             for name in metrics:
                 per_case = BATCH_METRICS[name](hits[mode][:, :k], np.ones(len(pairs), dtype=np.int64))
-                per_user[metric_key(name, k)] = np.bincount(pos, weights=per_case, minlength=len(users_all)) / np.maximum(counts, 1)
+                per_user[metric_key(name, k)] = np.bincount(
+                    pos, weights=per_case, minlength=len(users_all)
+                ) / np.maximum(counts, 1)
         means = {key: float(v.mean()) if len(v) else float("nan") for key, v in per_user.items()}
         primary = metric_key("ndcg" if "ndcg" in metrics else metrics[0], 10 if 10 in ks else ks[0])
         results[mode] = EvalResult(means, {}, {}, per_user, users_all, len(users_all), primary=primary, phase=phase)
@@ -234,8 +238,16 @@ def tune_blend(
     scores: dict[float, float] = {}
     for alpha in grid:
         res = evaluate_with_queries(
-            model, split, dataset, query_field, modes=("query+profile",), blend=float(alpha), ks=(int(k or 10),),
-            metrics=(name,), phase="valid", template=template,
+            model,
+            split,
+            dataset,
+            query_field,
+            modes=("query+profile",),
+            blend=float(alpha),
+            ks=(int(k or 10),),
+            metrics=(name,),
+            phase="valid",
+            template=template,
         )
         scores[float(alpha)] = res.results["query+profile"].metrics[metric]
     best = max(scores, key=lambda a: (scores[a], -a))

@@ -100,8 +100,12 @@ def _breakdown_table(rows: Mapping[str, Mapping[str, Mapping[str, Any]]], key: s
     if not groups:
         return ""
     table = {name: {g: (row.get(key) or {}).get(g, {}).get(metric) for g in groups} for name, row in rows.items()}
-    counts = {g: next(((row.get(key) or {}).get(g, {}).get("n_users") for row in rows.values()
-                       if g in (row.get(key) or {})), None) for g in groups}
+    counts = {
+        g: next(
+            ((row.get(key) or {}).get(g, {}).get("n_users") for row in rows.values() if g in (row.get(key) or {})), None
+        )
+        for g in groups
+    }
     header = [f"{g} (n={counts[g]})" if counts[g] is not None else g for g in groups]
     text = markdown_table(table, groups)
     _, rest = text.split("\n", 1)
@@ -132,16 +136,23 @@ def _write_chart(rows: Mapping[str, Mapping[str, Any]], metrics: Sequence[str], 
     x = np.arange(len(metrics))
     width = 0.8 / max(1, len(names))
     for i, name in enumerate(names):
-        values = [float(rows[name].get(m, np.nan)) if isinstance(rows[name].get(m), (int, float, np.number))
-                  else np.nan for m in metrics]
+        values = [
+            float(rows[name].get(m, np.nan)) if isinstance(rows[name].get(m), (int, float, np.number)) else np.nan
+            for m in metrics
+        ]
         ax.bar(x - 0.4 + width * (i + 0.5), values, width, label=name)
     ax.set_xticks(x)
     ax.set_xticklabels(list(metrics))
     ax.set_ylabel("value")
     ax.grid(axis="y", alpha=0.3)
     # legend under the axes, so it never hides a bar
-    ax.legend(fontsize="small", ncols=min(4, max(1, len(names))), loc="upper center", bbox_to_anchor=(0.5, -0.1),
-              frameon=False)
+    ax.legend(
+        fontsize="small",
+        ncols=min(4, max(1, len(names))),
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.1),
+        frameon=False,
+    )
     fig.tight_layout()
     fig.savefig(path)
 

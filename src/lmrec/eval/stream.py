@@ -83,7 +83,11 @@ ARMS: tuple[str, ...] = ("no_update", "incremental", "full_retrain")
 
 
 def evaluate_window(
-    model: Recommender, history: Interactions, window: Interactions, *, ks: tuple[int, ...] = (10, 20),
+    model: Recommender,
+    history: Interactions,
+    window: Interactions,
+    *,
+    ks: tuple[int, ...] = (10, 20),
     metrics: tuple[str, ...] = ("ndcg", "recall", "hit", "mrr"),
 ) -> dict[str, float]:
     """Full-ranking metrics of ``model`` on a window: history masked, relevant = the window's items."""
@@ -108,8 +112,9 @@ class _FrozenHistory:
 
     def score_all(self, user_idx: np.ndarray) -> np.ndarray:
         users = np.asarray(user_idx, np.int64)
-        vecs = self.model.encode_users([self.items[u] for u in users], None, [self.times[u] for u in users],
-                                       known_users=users)
+        vecs = self.model.encode_users(
+            [self.items[u] for u in users], None, [self.times[u] for u in users], known_users=users
+        )
         scores = vecs @ self.model.item_vectors().T
         if self.catalogue is not None:
             scores[:, ~self.catalogue] = -np.inf
@@ -145,20 +150,26 @@ class StreamResult:
         return {"stream": self.windows, "forgetting": self.forgetting, "initial": self.initial, "notes": self.notes}
 
 
-def _task0(model: Recommender, history: Interactions, target: Interactions, k: int = 10,
-           catalogue: np.ndarray | None = None) -> float:
+def _task0(
+    model: Recommender, history: Interactions, target: Interactions, k: int = 10, catalogue: np.ndarray | None = None
+) -> float:
     """NDCG@k of ``model`` on ``target`` for its users, each scored from their rows in ``history``.
 
     ``catalogue`` (``(n_items,)`` bool) restricts the ranking to those items.
     """
-    res = evaluate(_FrozenHistory(model, history, catalogue),
-                   Split(history, target.subset(np.zeros(0, np.int64)), target),
-                   ks=(k,), metrics=("ndcg",), user_groups=())
+    res = evaluate(
+        _FrozenHistory(model, history, catalogue),
+        Split(history, target.subset(np.zeros(0, np.int64)), target),
+        ks=(k,),
+        metrics=("ndcg",),
+        user_groups=(),
+    )
     return float(res.metrics[f"ndcg@{k}"])
 
 
-def _tasks0(model: Recommender, history: Interactions, target: Interactions,
-            catalogue: np.ndarray) -> tuple[float, float]:
+def _tasks0(
+    model: Recommender, history: Interactions, target: Interactions, catalogue: np.ndarray
+) -> tuple[float, float]:
     """The forgetting task over all items and over window 0's catalogue."""
     return _task0(model, history, target), _task0(model, history, target, catalogue=catalogue)
 
@@ -270,8 +281,10 @@ def prequential(
     inc_ok = "incremental" in arms and has_partial
     measure = forgetting and hasattr(initial, "encode_users") and (inc_ok or "full_retrain" in arms)
     if forgetting and not measure:
-        notes.append("forgetting needs a model with encode_users and an incremental (with partial_fit) or "
-                     "full-retrain arm; skipped")
+        notes.append(
+            "forgetting needs a model with encode_users and an incremental (with partial_fit) or "
+            "full-retrain arm; skipped"
+        )
     # rows each arm learns from, per window: window 0 without its held-back rows when forgetting is measured
     learn_idx = list(window_idx)
     if measure:
@@ -296,16 +309,23 @@ def prequential(
     inc_train_s, inc_update = 0.0, {}
     for w, idx in enumerate(window_idx):
         history, window = inter.subset(seen_idx), inter.subset(idx)
-        row: dict[str, Any] = {"window": w, "n_rows": int(len(idx)), "start": float(window.timestamps.min()),
-                               "end": float(window.timestamps.max())}
+        row: dict[str, Any] = {
+            "window": w,
+            "n_rows": int(len(idx)),
+            "start": float(window.timestamps.min()),
+            "end": float(window.timestamps.max()),
+        }
         if frozen is not None:
             row["no_update"] = evaluate_window(frozen, history, window, ks=ks, metrics=metrics)
         if "incremental" in arms:
             if incremental is None:
                 row["incremental"] = {"skipped": skip_reason}
             else:
-                row["incremental"] = {**evaluate_window(incremental, history, window, ks=ks, metrics=metrics),
-                                      "train_s": inc_train_s, **inc_update}
+                row["incremental"] = {
+                    **evaluate_window(incremental, history, window, ks=ks, metrics=metrics),
+                    "train_s": inc_train_s,
+                    **inc_update,
+                }
         if no_replay is not None:
             row["incremental_no_replay"] = evaluate_window(no_replay, history, window, ks=ks, metrics=metrics)
         if "full_retrain" in arms:
@@ -315,8 +335,10 @@ def prequential(
                 t0 = time.perf_counter()
                 retrain = fit_fresh(make_model, dataset, history, early_stopping=early_stopping)
                 retrain_s = time.perf_counter() - t0
-            row["full_retrain"] = {**evaluate_window(retrain, history, window, ks=ks, metrics=metrics),
-                                   "train_s": retrain_s}
+            row["full_retrain"] = {
+                **evaluate_window(retrain, history, window, ks=ks, metrics=metrics),
+                "train_s": retrain_s,
+            }
             if measure and w == 1:
                 task0["full_retrain"] = _tasks0(retrain, hist0, held0, cat0)  # the refit right after window 0
             if measure and w == len(window_idx) - 1 and w > 0:
@@ -332,8 +354,11 @@ def prequential(
             update_fresh(m, learn, early_stopping=early_stopping)
             if j == 0:
                 inc_train_s = time.perf_counter() - t0
-                inc_update = {k: v for k, v in (getattr(m, "last_update_", None) or {}).items()
-                              if k in ("best_epoch", "valid_ndcg@10", "valid_ndcg@10_before")}
+                inc_update = {
+                    k: v
+                    for k, v in (getattr(m, "last_update_", None) or {}).items()
+                    if k in ("best_epoch", "valid_ndcg@10", "valid_ndcg@10_before")
+                }
         if measure and w == 0:
             for name, m in (("replay", incremental), ("no_replay", no_replay)):
                 if m is not None:
@@ -342,11 +367,17 @@ def prequential(
     if not measure:
         forget["skipped"] = notes[-1] if forgetting else "not requested (forgetting=False)"
     else:
-        forget.update({"protocol": "held-back", "holdout": float(forget_holdout), "seed": int(forget_seed),
-                       "n_rows": int(len(held0)), "n_users": int(len(np.unique(held0.users))),
-                       "initial": _task0(initial, hist0, held0),
-                       "catalogue0": {"n_items": int(cat0.sum()),
-                                      "initial": _task0(initial, hist0, held0, catalogue=cat0)}})
+        forget.update(
+            {
+                "protocol": "held-back",
+                "holdout": float(forget_holdout),
+                "seed": int(forget_seed),
+                "n_rows": int(len(held0)),
+                "n_users": int(len(np.unique(held0.users))),
+                "initial": _task0(initial, hist0, held0),
+                "catalogue0": {"n_items": int(cat0.sum()), "initial": _task0(initial, hist0, held0, catalogue=cat0)},
+            }
+        )
         for name, m in (("replay", incremental), ("no_replay", no_replay)):
             if m is not None:
                 forget[name] = _forgetting_pair(task0[name], _tasks0(m, hist0, held0, cat0))
@@ -358,19 +389,29 @@ def prequential(
             after = _tasks0(final, hist0, held0, cat0)
             # with one window, the refit right after window 0 is the final refit
             last = task0.get("last_stream_refit")
-            forget["full_retrain"] = {**_forgetting_pair(task0.get("full_retrain", after), after),
-                                      "last_stream_refit": None if last is None else last[0],
-                                      "final_refit_s": final_s}
+            forget["full_retrain"] = {
+                **_forgetting_pair(task0.get("full_retrain", after), after),
+                "last_stream_refit": None if last is None else last[0],
+                "final_refit_s": final_s,
+            }
         forget["replay_kind"] = getattr(initial, "replay", None)
-    info = {"n_rows": int(len(initial_idx)), "fit_s": fit_s, "train_frac": train_frac, "n_windows": n_windows,
-            "split_by": split_by}
+    info = {
+        "n_rows": int(len(initial_idx)),
+        "fit_s": fit_s,
+        "train_frac": train_frac,
+        "n_windows": n_windows,
+        "split_by": split_by,
+    }
     return StreamResult(results, forget, info, notes)
 
 
 def stream_table(result: dict[str, Any], metric: str = "ndcg@10") -> str:
     """A Markdown table of a ``run_stream_config`` result: one row per model and window."""
-    lines = [f"| model | window | no_update {metric} | incremental {metric} | inc train_s | "
-             f"full_retrain {metric} | full train_s |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"| model | window | no_update {metric} | incremental {metric} | inc train_s | "
+        f"full_retrain {metric} | full train_s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
 
     def cell(arm: dict[str, Any] | None, key: str) -> str:
         value = (arm or {}).get(key)
@@ -379,6 +420,8 @@ def stream_table(result: dict[str, Any], metric: str = "ndcg@10") -> str:
     for name, res in result.get("results", {}).items():
         for row in res.get("stream", []):
             inc, full = row.get("incremental"), row.get("full_retrain")
-            lines.append(f"| {name} | {row['window']} | {cell(row.get('no_update'), metric)} | {cell(inc, metric)} | "
-                         f"{cell(inc, 'train_s')} | {cell(full, metric)} | {cell(full, 'train_s')} |")
+            lines.append(
+                f"| {name} | {row['window']} | {cell(row.get('no_update'), metric)} | {cell(inc, metric)} | "
+                f"{cell(inc, 'train_s')} | {cell(full, metric)} | {cell(full, 'train_s')} |"
+            )
     return "\n".join(lines) + "\n"

@@ -72,7 +72,9 @@ class ModelBundle:
     def load(cls, directory: str | Path) -> ModelBundle:
         directory = Path(directory)
         if not (directory / "config.json").exists():
-            raise FileNotFoundError(f"{directory} is not a model directory (no config.json); create one with `lmrec train`")
+            raise FileNotFoundError(
+                f"{directory} is not a model directory (no config.json); create one with `lmrec train`"
+            )
         catalog = ItemCatalog.load(directory / "catalog") if (directory / "catalog" / "catalog.json").exists() else None
         users = UserTexts.load(directory / "users") if (directory / "users" / "user_texts.parquet").exists() else None
         info_path = directory / "bundle.json"

@@ -158,9 +158,27 @@ class IntensityModel:
         self.max_seq_length, self.cache_dir, self.num_threads = max_seq_length, cache_dir, num_threads
         self.show_progress, self.random_state = show_progress, random_state
 
-    _PARAMS = ("mode", "hidden", "adapter_rank", "dropout", "rating_weight", "flag_weight", "lr", "weight_decay",
-               "batch_size", "epochs", "patience", "valid_fraction", "encoder_model", "encoder_backend",
-               "max_seq_length", "cache_dir", "num_threads", "show_progress", "random_state")
+    _PARAMS = (
+        "mode",
+        "hidden",
+        "adapter_rank",
+        "dropout",
+        "rating_weight",
+        "flag_weight",
+        "lr",
+        "weight_decay",
+        "batch_size",
+        "epochs",
+        "patience",
+        "valid_fraction",
+        "encoder_model",
+        "encoder_backend",
+        "max_seq_length",
+        "cache_dir",
+        "num_threads",
+        "show_progress",
+        "random_state",
+    )
 
     def get_params(self) -> dict[str, Any]:
         """Constructor arguments except the encoder object."""
@@ -198,16 +216,24 @@ class IntensityModel:
     # ------------------------------------------------------------------ encoding
     def _get_encoder(self) -> TextEncoder:
         if self.encoder is None:
-            self.encoder = make_text_encoder(self.encoder_model, self.encoder_backend,  # type: ignore[arg-type]
-                                             max_seq_length=self.max_seq_length, num_threads=self.num_threads)
+            self.encoder = make_text_encoder(
+                self.encoder_model,
+                self.encoder_backend,  # type: ignore[arg-type]
+                max_seq_length=self.max_seq_length,
+                num_threads=self.num_threads,
+            )
         return self.encoder
 
     def _embed(self, texts: list[str], present: np.ndarray, embeddings: np.ndarray | None) -> np.ndarray:
         """(n_present, D) vectors of the rows with text."""
         if embeddings is not None:
             return np.asarray(embeddings, dtype=np.float32)[present]
-        return encode_texts(self._get_encoder(), [t for t, p in zip(texts, present) if p],
-                            cache_dir=self.cache_dir, show_progress=self.show_progress)
+        return encode_texts(
+            self._get_encoder(),
+            [t for t, p in zip(texts, present) if p],
+            cache_dir=self.cache_dir,
+            show_progress=self.show_progress,
+        )
 
     # ------------------------------------------------------------------ fitting
     def fit(
@@ -250,8 +276,9 @@ class IntensityModel:
         present = np.array([bool(t) for t in texts], dtype=bool)
         self.n_missing_text_ = int((~present).sum())
         if self.n_missing_text_:
-            log.info("IntensityModel.fit: %d of %d rows have no text and are left out", self.n_missing_text_,
-                     len(texts))
+            log.info(
+                "IntensityModel.fit: %d of %d rows have no text and are left out", self.n_missing_text_, len(texts)
+            )
         if not present.any():
             raise ValueError("IntensityModel.fit: no row has text")
         x = self._embed(texts, present, embeddings)
@@ -292,8 +319,9 @@ class IntensityModel:
         else:
             parts = [np.ones(len(g), dtype=bool)]
         for k, rows in enumerate(parts):
-            net = _Net(x.shape[1], self.hidden, n_groups if self.mode == "adapter" else 0, self.adapter_rank,
-                       self.dropout)
+            net = _Net(
+                x.shape[1], self.hidden, n_groups if self.mode == "adapter" else 0, self.adapter_rank, self.dropout
+            )
             tr, va = rows & ~is_valid, rows & is_valid
             if not va.any():  # a group too small to hold rows out: stop on its training loss
                 va = tr
@@ -313,7 +341,8 @@ class IntensityModel:
         rating = F.mse_loss(out[:, 0], target[:, 0], reduction="none") * self.rating_weight
         if self.has_flag_ and self.flag_weight > 0:
             rating = rating + self.flag_weight * F.binary_cross_entropy_with_logits(
-                out[:, 1], target[:, 1], reduction="none")
+                out[:, 1], target[:, 1], reduction="none"
+            )
         return rating.mean() if reduce else rating
 
     def _train_one(self, net: _Net, x, g, t, xv, gv, tv, *, seed: int, adapters: bool) -> list[float]:
@@ -427,15 +456,25 @@ class IntensityModel:
         self._check_fitted()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        arrays = {f"net{k}.{name}": v.detach().cpu().numpy() for k, net in enumerate(self.nets_)
-                  for name, v in net.state_dict().items()}
+        arrays = {
+            f"net{k}.{name}": v.detach().cpu().numpy()
+            for k, net in enumerate(self.nets_)
+            for name, v in net.state_dict().items()
+        }
         arrays.update(mean=self.mean_, group_rating=self.group_rating_, group_flag=self.group_flag_)
         save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(directory / "weights.safetensors"))
         config = {
-            "format": _FORMAT, "params": self.get_params(), "groups": list(self.groups_), "in_dim": len(self.mean_),
-            "has_flag": self.has_flag_, "rating_mean": self.rating_mean_, "flag_mean": self.flag_mean_,
-            "rating_range": list(self.rating_range_), "n_missing_text": self.n_missing_text_,
-            "history": self.history_, "encoder_name": getattr(self.encoder, "name", None),
+            "format": _FORMAT,
+            "params": self.get_params(),
+            "groups": list(self.groups_),
+            "in_dim": len(self.mean_),
+            "has_flag": self.has_flag_,
+            "rating_mean": self.rating_mean_,
+            "flag_mean": self.flag_mean_,
+            "rating_range": list(self.rating_range_),
+            "n_missing_text": self.n_missing_text_,
+            "history": self.history_,
+            "encoder_name": getattr(self.encoder, "name", None),
         }
         (directory / "config.json").write_text(json.dumps(config, indent=2))
         return directory
@@ -449,8 +488,9 @@ class IntensityModel:
             raise ValueError(f"{directory}: not an IntensityModel directory (format {config.get('format')!r})")
         model = cls(**config["params"], encoder=encoder)
         if encoder is not None and config.get("encoder_name") not in (None, encoder.name):
-            log.warning("encoder %r differs from the one the model was trained with (%r)", encoder.name,
-                        config["encoder_name"])
+            log.warning(
+                "encoder %r differs from the one the model was trained with (%r)", encoder.name, config["encoder_name"]
+            )
         arrays = load_file(str(directory / "weights.safetensors"))
         model.groups_, model.has_flag_ = list(config["groups"]), bool(config["has_flag"])
         model.mean_ = arrays["mean"].astype(np.float32)
@@ -461,10 +501,16 @@ class IntensityModel:
         n_nets = len(model.groups_) if model.mode == "per_group" else 1
         model.nets_ = []
         for k in range(n_nets):
-            net = _Net(int(config["in_dim"]), model.hidden, len(model.groups_) if model.mode == "adapter" else 0,
-                       model.adapter_rank, model.dropout)
+            net = _Net(
+                int(config["in_dim"]),
+                model.hidden,
+                len(model.groups_) if model.mode == "adapter" else 0,
+                model.adapter_rank,
+                model.dropout,
+            )
             prefix = f"net{k}."
-            net.load_state_dict({n[len(prefix):]: torch.from_numpy(v.copy()) for n, v in arrays.items()
-                                 if n.startswith(prefix)})
+            net.load_state_dict(
+                {n[len(prefix) :]: torch.from_numpy(v.copy()) for n, v in arrays.items() if n.startswith(prefix)}
+            )
             model.nets_.append(net.eval())
         return model

@@ -13,9 +13,7 @@ from lmrec.models.base import Recommender, register
 __all__ = ["ItemKNN", "cosine_topk"]
 
 
-def cosine_topk(
-    matrix: sp.csr_matrix, k: int, shrink: float = 0.0, *, block_bytes: int = 256 * 2**20
-) -> sp.csr_matrix:
+def cosine_topk(matrix: sp.csr_matrix, k: int, shrink: float = 0.0, *, block_bytes: int = 256 * 2**20) -> sp.csr_matrix:
     """Top-``k`` cosine neighbours of every column of ``matrix``.
 
     ``sim(i, j) = x_i . x_j / (|x_i| |x_j| + shrink + 1e-6)`` over the columns ``x`` of ``matrix``,

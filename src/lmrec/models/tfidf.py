@@ -143,4 +143,3 @@ class TfidfRecommender(Recommender):
         self.item_matrix_ = sp.csr_matrix(parts, shape=shape)
         self.vocabulary_ = arrays["vocabulary"]
         self.idf_ = arrays["idf"]
-

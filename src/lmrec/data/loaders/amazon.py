@@ -18,8 +18,17 @@ __all__ = ["load_amazon2023"]
 
 _META_TEXT = ("title", "features", "description", "categories")
 _META_CATEGORICAL = ("store", "main_category")
-_REVIEW_KEYS = ("user_id", "parent_asin", "asin", "rating", "timestamp", "title", "text", "helpful_vote",
-                "verified_purchase")
+_REVIEW_KEYS = (
+    "user_id",
+    "parent_asin",
+    "asin",
+    "rating",
+    "timestamp",
+    "title",
+    "text",
+    "helpful_vote",
+    "verified_purchase",
+)
 _META_KEYS = ("parent_asin", *_META_TEXT, *_META_CATEGORICAL, "price", "details")
 
 
@@ -101,16 +110,20 @@ def load_amazon2023(
     kept = checked_interactions(table, columns, report, strict=strict, timestamp_unit="ms")
     rows = frame.iloc[kept.index.to_numpy()]  # the review fields of the kept rows
     interactions = make_interactions([kept])
-    texts = pd.DataFrame({
-        "user_id": kept["user_id"].to_numpy(),
-        "kind": "review",
-        "text": [review_text(t, x) for t, x in zip(_col(rows, "title"), _col(rows, "text"))],
-        "timestamp": kept["timestamp"].to_numpy(),
-        "item_id": kept["item_id"].to_numpy(),
-        "rating": kept["rating"].to_numpy(),
-        "helpful_vote": pd.to_numeric(pd.Series(_col(rows, "helpful_vote"), dtype=object), errors="coerce").to_numpy(),
-        "verified_purchase": _col(rows, "verified_purchase"),
-    })
+    texts = pd.DataFrame(
+        {
+            "user_id": kept["user_id"].to_numpy(),
+            "kind": "review",
+            "text": [review_text(t, x) for t, x in zip(_col(rows, "title"), _col(rows, "text"))],
+            "timestamp": kept["timestamp"].to_numpy(),
+            "item_id": kept["item_id"].to_numpy(),
+            "rating": kept["rating"].to_numpy(),
+            "helpful_vote": pd.to_numeric(
+                pd.Series(_col(rows, "helpful_vote"), dtype=object), errors="coerce"
+            ).to_numpy(),
+            "verified_purchase": _col(rows, "verified_purchase"),
+        }
+    )
     users = UserTexts(texts)
     items = None
     if meta_path is not None:
@@ -126,8 +139,9 @@ def load_amazon2023(
         meta_frame = pd.DataFrame(data)
         meta_report = LoadReport(meta.source)
         spec = ItemColumns(id="parent_asin", text=_META_TEXT, categorical=_META_CATEGORICAL, numeric=("price",))
-        items = build_catalog(RawTable(meta_frame, meta.lines, meta.source, meta.unit, meta.problems), spec,
-                              meta_report, strict=strict)
+        items = build_catalog(
+            RawTable(meta_frame, meta.lines, meta.source, meta.unit, meta.problems), spec, meta_report, strict=strict
+        )
         reports.append(meta_report)
     for r in reports:
         log_report(r)

@@ -73,8 +73,20 @@ class ColumnMap:
 
     _GUESSES = {
         "user": ("user_id", "userid", "user", "uid", "customer_id", "reviewerid", "visitorid", "session_id"),
-        "item": ("item_id", "itemid", "item", "iid", "movie_id", "movieid", "product_id", "productid",
-                 "parent_asin", "asin", "business_id", "article_id"),
+        "item": (
+            "item_id",
+            "itemid",
+            "item",
+            "iid",
+            "movie_id",
+            "movieid",
+            "product_id",
+            "productid",
+            "parent_asin",
+            "asin",
+            "business_id",
+            "article_id",
+        ),
         "timestamp": ("timestamp", "time", "ts", "datetime", "date", "unixreviewtime", "event_time", "created_at"),
         "rating": ("rating", "ratings", "score", "stars", "overall"),
         "weight": ("weight",),
@@ -294,7 +306,11 @@ def infer_item_roles(
             (categorical if words and np.mean(words) <= 3 else text).append(col)
         elif pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
             (categorical if _id_like_name(col) else numeric).append(col)
-        elif pd.api.types.is_bool_dtype(values.dtype) or list_sep is not None and present.astype(str).str.contains(list_sep, regex=False).any():
+        elif (
+            pd.api.types.is_bool_dtype(values.dtype)
+            or list_sep is not None
+            and present.astype(str).str.contains(list_sep, regex=False).any()
+        ):
             categorical.append(col)
         else:
             numbers, miss, bad = parse_numbers(values)

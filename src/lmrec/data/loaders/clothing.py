@@ -47,8 +47,9 @@ def load_clothing_reviews(path: str | Path | None = None, *, strict: bool = Fals
     frame["scenario"] = raw["Department Name"].to_numpy(dtype=object) if "Department Name" in raw.columns else ""
     table.frame = frame
     report = LoadReport(table.source)
-    kept = checked_interactions(table, ColumnMap(user="user", item="item", rating="rating", scenario="scenario"),
-                                report, strict=strict)
+    kept = checked_interactions(
+        table, ColumnMap(user="user", item="item", rating="rating", scenario="scenario"), report, strict=strict
+    )
     rows = raw.iloc[kept.index.to_numpy()]
     interactions = make_interactions([kept])
 
@@ -56,15 +57,17 @@ def load_clothing_reviews(path: str | Path | None = None, *, strict: bool = Fals
         return rows[name].to_numpy(dtype=object) if name in rows.columns else np.full(len(rows), default, dtype=object)
 
     recommended = pd.to_numeric(pd.Series(column("Recommended IND"), dtype=object), errors="coerce").to_numpy()
-    texts = pd.DataFrame({
-        "user_id": kept["user_id"].to_numpy(),
-        "kind": "review",
-        "text": [review_text(t, x) for t, x in zip(column("Title"), column("Review Text"))],
-        "timestamp": kept["timestamp"].to_numpy(),
-        "item_id": kept["item_id"].to_numpy(),
-        "rating": kept["rating"].to_numpy(),
-        "recommended": recommended,
-    })
+    texts = pd.DataFrame(
+        {
+            "user_id": kept["user_id"].to_numpy(),
+            "kind": "review",
+            "text": [review_text(t, x) for t, x in zip(column("Title"), column("Review Text"))],
+            "timestamp": kept["timestamp"].to_numpy(),
+            "item_id": kept["item_id"].to_numpy(),
+            "rating": kept["rating"].to_numpy(),
+            "recommended": recommended,
+        }
+    )
     attributes = pd.DataFrame(
         {
             "age": pd.to_numeric(pd.Series(column("Age"), dtype=object), errors="coerce").to_numpy(),
@@ -75,13 +78,22 @@ def load_clothing_reviews(path: str | Path | None = None, *, strict: bool = Fals
         },
         index=kept["user_id"].to_numpy(),
     )
-    item_frame = pd.DataFrame({
-        "item_id": kept["item_id"].to_numpy(),
-        "class_name": column("Class Name"),
-        "department_name": column("Department Name"),
-        "division_name": column("Division Name"),
-    }).drop_duplicates("item_id").set_index("item_id")
-    catalog = ItemCatalog(item_frame, text_fields=["class_name", "department_name"],
-                          categorical=["class_name", "department_name", "division_name"])
+    item_frame = (
+        pd.DataFrame(
+            {
+                "item_id": kept["item_id"].to_numpy(),
+                "class_name": column("Class Name"),
+                "department_name": column("Department Name"),
+                "division_name": column("Division Name"),
+            }
+        )
+        .drop_duplicates("item_id")
+        .set_index("item_id")
+    )
+    catalog = ItemCatalog(
+        item_frame,
+        text_fields=["class_name", "department_name"],
+        categorical=["class_name", "department_name", "division_name"],
+    )
     log_report(report)
     return Dataset(interactions, catalog, UserTexts(texts, attributes), "clothing-reviews", [report])

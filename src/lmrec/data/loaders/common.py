@@ -212,9 +212,7 @@ def _decode(data: bytes, encoding: str, source: str) -> str:
         ) from None
 
 
-def _text_rows(
-    text: str, delimiter: str, quoting: Literal["minimal", "none"]
-) -> Iterator[tuple[int, list[str]]]:
+def _text_rows(text: str, delimiter: str, quoting: Literal["minimal", "none"]) -> Iterator[tuple[int, list[str]]]:
     """``(start line, fields)`` per non-blank record."""
     if quoting == "none":
         for number, line in enumerate(text.split("\n"), start=1):

@@ -30,16 +30,50 @@ from lmrec.data.loaders.common import RawTable, log_report, read_delimited
 __all__ = ["load_movielens", "detect_movielens", "ML100K_GENRES", "movielens_100k", "year_of"]
 
 ML100K_GENRES = (
-    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
-    "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
 )
 # From the ML-1M README: age buckets and occupation codes.
 ML1M_AGES = {"1": "Under 18", "18": "18-24", "25": "25-34", "35": "35-44", "45": "45-49", "50": "50-55", "56": "56+"}
 ML1M_OCCUPATIONS = (
-    "other", "academic/educator", "artist", "clerical/admin", "college/grad student", "customer service",
-    "doctor/health care", "executive/managerial", "farmer", "homemaker", "K-12 student", "lawyer", "programmer",
-    "retired", "sales/marketing", "scientist", "self-employed", "technician/engineer", "tradesman/craftsman",
-    "unemployed", "writer",
+    "other",
+    "academic/educator",
+    "artist",
+    "clerical/admin",
+    "college/grad student",
+    "customer service",
+    "doctor/health care",
+    "executive/managerial",
+    "farmer",
+    "homemaker",
+    "K-12 student",
+    "lawyer",
+    "programmer",
+    "retired",
+    "sales/marketing",
+    "scientist",
+    "self-employed",
+    "technician/engineer",
+    "tradesman/craftsman",
+    "unemployed",
+    "writer",
 )
 _PROFILE = ("age", "gender", "occupation")
 _MARKERS = {"100k": "u.data", "1m": "ratings.dat", "latest": "ratings.csv"}
@@ -83,16 +117,18 @@ def _genre_lists(values: list[object], sep: str) -> list[list[str]]:
 
 def _catalog(table: RawTable, frame: pd.DataFrame, report: LoadReport, strict: bool) -> ItemCatalog:
     spec = ItemColumns(id="item_id", text=("title", "genres"), categorical=("genres",), numeric=("year",))
-    return build_catalog(RawTable(frame, table.lines, table.source, table.unit, table.problems), spec, report,
-                         strict=strict)
+    return build_catalog(
+        RawTable(frame, table.lines, table.source, table.unit, table.problems), spec, report, strict=strict
+    )
 
 
 def _users(table: RawTable, report: LoadReport, strict: bool) -> UserTexts:
     return build_users(table, UserColumns(id="user_id"), report, strict=strict, profile_columns=_PROFILE)
 
 
-def movielens_100k(ratings: RawTable, items: RawTable | None, users: RawTable | None, *, strict: bool = False,
-                   name: str = "ml-100k") -> Dataset:
+def movielens_100k(
+    ratings: RawTable, items: RawTable | None, users: RawTable | None, *, strict: bool = False, name: str = "ml-100k"
+) -> Dataset:
     """Assemble the 100K layout from records already read (text files or the bundled parquet).
 
     Args:
@@ -110,13 +146,15 @@ def movielens_100k(ratings: RawTable, items: RawTable | None, users: RawTable | 
         on = np.column_stack([raw[g].astype(str).str.strip().to_numpy() == "1" for g in flags]) if flags else None
         genres = [[g for g, f in zip(flags, row) if f] for row in on] if on is not None else [[]] * len(raw)
         dates = raw["release_date"].tolist() if "release_date" in raw.columns else [None] * len(raw)
-        frame = pd.DataFrame({
-            "item_id": raw["item_id"].to_numpy(),
-            "title": raw["title"].to_numpy(dtype=object),
-            "genres": genres,
-            "year": [year_of(t, d) for t, d in zip(raw["title"].tolist(), dates)],
-            "release_date": dates,
-        })
+        frame = pd.DataFrame(
+            {
+                "item_id": raw["item_id"].to_numpy(),
+                "title": raw["title"].to_numpy(dtype=object),
+                "genres": genres,
+                "year": [year_of(t, d) for t, d in zip(raw["title"].tolist(), dates)],
+                "release_date": dates,
+            }
+        )
         reports.append(LoadReport(items.source))
         catalog = _catalog(items, frame, reports[-1], strict)
     if users is not None:
@@ -128,8 +166,9 @@ def movielens_100k(ratings: RawTable, items: RawTable | None, users: RawTable | 
 
 
 def _load_100k(directory: Path, strict: bool) -> Dataset:
-    ratings = read_delimited(directory / "u.data", delimiter="\t", quoting="none",
-                             names=["user_id", "item_id", "rating", "timestamp"])
+    ratings = read_delimited(
+        directory / "u.data", delimiter="\t", quoting="none", names=["user_id", "item_id", "rating", "timestamp"]
+    )
     genres = list(ML100K_GENRES)
     genre_file = directory / "u.genre"
     if genre_file.exists():
@@ -140,45 +179,69 @@ def _load_100k(directory: Path, strict: bool) -> Dataset:
     if (directory / "u.item").exists():
         items = read_delimited(directory / "u.item", delimiter="|", quoting="none", encoding="latin-1", names=names)
     if (directory / "u.user").exists():
-        users = read_delimited(directory / "u.user", delimiter="|", quoting="none", encoding="latin-1",
-                               names=["user_id", "age", "gender", "occupation", "zip_code"])
+        users = read_delimited(
+            directory / "u.user",
+            delimiter="|",
+            quoting="none",
+            encoding="latin-1",
+            names=["user_id", "age", "gender", "occupation", "zip_code"],
+        )
     return movielens_100k(ratings, items, users, strict=strict, name=directory.name or "ml-100k")
 
 
 def _load_1m(directory: Path, strict: bool) -> Dataset:
-    ratings = read_delimited(directory / "ratings.dat", delimiter="::", quoting="none", encoding="latin-1",
-                             names=["user_id", "item_id", "rating", "timestamp"])
+    ratings = read_delimited(
+        directory / "ratings.dat",
+        delimiter="::",
+        quoting="none",
+        encoding="latin-1",
+        names=["user_id", "item_id", "rating", "timestamp"],
+    )
     reports = [LoadReport(ratings.source)]
     interactions = make_interactions([checked_interactions(ratings, _RATING_COLUMNS, reports[0], strict=strict)])
     catalog = user_texts = None
     if (directory / "movies.dat").exists():
-        table = read_delimited(directory / "movies.dat", delimiter="::", quoting="none", encoding="latin-1",
-                               names=["item_id", "title", "genres"])
+        table = read_delimited(
+            directory / "movies.dat",
+            delimiter="::",
+            quoting="none",
+            encoding="latin-1",
+            names=["item_id", "title", "genres"],
+        )
         raw = table.frame
-        frame = pd.DataFrame({
-            "item_id": raw["item_id"].to_numpy(),
-            "title": raw["title"].to_numpy(dtype=object),
-            "genres": _genre_lists(raw["genres"].tolist(), "|"),
-            "year": [year_of(t) for t in raw["title"].tolist()],
-        })
+        frame = pd.DataFrame(
+            {
+                "item_id": raw["item_id"].to_numpy(),
+                "title": raw["title"].to_numpy(dtype=object),
+                "genres": _genre_lists(raw["genres"].tolist(), "|"),
+                "year": [year_of(t) for t in raw["title"].tolist()],
+            }
+        )
         reports.append(LoadReport(table.source))
         catalog = _catalog(table, frame, reports[-1], strict)
     if (directory / "users.dat").exists():
-        table = read_delimited(directory / "users.dat", delimiter="::", quoting="none", encoding="latin-1",
-                               names=["user_id", "gender", "age", "occupation", "zip_code"])
+        table = read_delimited(
+            directory / "users.dat",
+            delimiter="::",
+            quoting="none",
+            encoding="latin-1",
+            names=["user_id", "gender", "age", "occupation", "zip_code"],
+        )
         raw = table.frame
 
         def occupation(code: object) -> object:
             key = str(code).strip()
             return ML1M_OCCUPATIONS[int(key)] if key.isdigit() and int(key) < len(ML1M_OCCUPATIONS) else code
 
-        frame = pd.DataFrame({
-            "user_id": raw["user_id"].to_numpy(),
-            "age": [ML1M_AGES.get(str(a).strip(), a) for a in raw["age"].tolist()],
-            "gender": raw["gender"].to_numpy(dtype=object),
-            "occupation": [occupation(c) for c in raw["occupation"].tolist()],
-            "zip_code": raw["zip_code"].to_numpy(dtype=object),
-        })
+        frame = pd.DataFrame(
+            {
+                "user_id": raw["user_id"].to_numpy(),
+                "age": [ML1M_AGES.get(str(a).strip(), a) for a in raw["age"].tolist()],
+                "gender": raw["gender"].to_numpy(dtype=object),
+                "occupation": [occupation(c) for c in raw["occupation"].tolist()],
+                "zip_code": raw["zip_code"].to_numpy(dtype=object),
+            }
+        )
         reports.append(LoadReport(table.source))
         user_texts = _users(RawTable(frame, table.lines, table.source, table.unit, table.problems), reports[-1], strict)
     for report in reports:
@@ -195,12 +258,14 @@ def _load_latest(directory: Path, strict: bool) -> Dataset:
     if (directory / "movies.csv").exists():
         table = read_delimited(directory / "movies.csv")
         raw = table.frame
-        frame = pd.DataFrame({
-            "item_id": raw["movieId"].to_numpy(),
-            "title": raw["title"].to_numpy(dtype=object),
-            "genres": _genre_lists(raw["genres"].tolist(), "|"),
-            "year": [year_of(t) for t in raw["title"].tolist()],
-        })
+        frame = pd.DataFrame(
+            {
+                "item_id": raw["movieId"].to_numpy(),
+                "title": raw["title"].to_numpy(dtype=object),
+                "genres": _genre_lists(raw["genres"].tolist(), "|"),
+                "year": [year_of(t) for t in raw["title"].tolist()],
+            }
+        )
         reports.append(LoadReport(table.source))
         catalog = _catalog(table, frame, reports[-1], strict)
     if (directory / "tags.csv").exists():
@@ -208,8 +273,15 @@ def _load_latest(directory: Path, strict: bool) -> Dataset:
         reports.append(LoadReport(table.source))
         tag_columns = ColumnMap(user="userId", item="movieId", timestamp="timestamp", event="tag")
         tags = checked_interactions(table, tag_columns, reports[-1], strict=strict)
-        texts = pd.DataFrame({"user_id": tags["user_id"], "kind": "tag", "text": tags["event"],
-                              "timestamp": tags["timestamp"], "item_id": tags["item_id"]})
+        texts = pd.DataFrame(
+            {
+                "user_id": tags["user_id"],
+                "kind": "tag",
+                "text": tags["event"],
+                "timestamp": tags["timestamp"],
+                "item_id": tags["item_id"],
+            }
+        )
         user_texts = UserTexts(texts)
     for report in reports:
         log_report(report)

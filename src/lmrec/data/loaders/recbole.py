@@ -40,8 +40,25 @@ __all__ = ["read_atomic", "load_recbole", "load_recbole_benchmark", "write_recbo
 
 RECBOLE_TYPES = ("token", "token_seq", "float", "float_seq")
 _PARTS = ("train", "valid", "test")
-_ITEM_HINTS = ("item", "business", "product", "movie", "artist", "track", "song", "book", "news", "article",
-               "video", "game", "anime", "recipe", "poi", "venue", "course")
+_ITEM_HINTS = (
+    "item",
+    "business",
+    "product",
+    "movie",
+    "artist",
+    "track",
+    "song",
+    "book",
+    "news",
+    "article",
+    "video",
+    "game",
+    "anime",
+    "recipe",
+    "poi",
+    "venue",
+    "course",
+)
 
 
 def read_atomic(path: str | Path, *, encoding: str = "utf-8") -> tuple[RawTable, dict[str, str]]:
@@ -92,8 +109,15 @@ def _resolve(path: str | Path, name: str | None) -> tuple[Path, str]:
     return p.parent, name or p.name
 
 
-def _pick(types: Mapping[str, str], explicit: str | None, role: str, conventional: tuple[str, ...],
-          hints: tuple[str, ...], kinds: tuple[str, ...], source: str) -> str | None:
+def _pick(
+    types: Mapping[str, str],
+    explicit: str | None,
+    role: str,
+    conventional: tuple[str, ...],
+    hints: tuple[str, ...],
+    kinds: tuple[str, ...],
+    source: str,
+) -> str | None:
     """The field for a role: an explicit name, RecBole's conventional one, or a field named like it."""
     if explicit is not None:
         if explicit not in types:
@@ -109,8 +133,14 @@ def _pick(types: Mapping[str, str], explicit: str | None, role: str, conventiona
     return None
 
 
-def _fields(directory: Path, name: str, types: Mapping[str, str], source: str, overrides: Mapping[str, str | None],
-            encoding: str) -> dict[str, str | None]:
+def _fields(
+    directory: Path,
+    name: str,
+    types: Mapping[str, str],
+    source: str,
+    overrides: Mapping[str, str | None],
+    encoding: str,
+) -> dict[str, str | None]:
     def first_field(suffix: str) -> tuple[str, ...]:
         path = directory / f"{name}.{suffix}"
         if not path.exists():
@@ -118,23 +148,40 @@ def _fields(directory: Path, name: str, types: Mapping[str, str], source: str, o
         with path.open(encoding="utf-8-sig" if encoding.lower().startswith("utf") else encoding) as fh:
             return (fh.readline().split("\t")[0].rpartition(":")[0],)
 
-    user = _pick(types, overrides.get("user"), "user", ("user_id", *first_field("user")),
-                 ("user", "session"), ("token",), source)
+    user = _pick(
+        types, overrides.get("user"), "user", ("user_id", *first_field("user")), ("user", "session"), ("token",), source
+    )
     others = {k: v for k, v in types.items() if k != user}
-    item = _pick(others if overrides.get("item") is None else types, overrides.get("item"), "item",
-                 ("item_id", *first_field("item")), _ITEM_HINTS, ("token",), source)
+    item = _pick(
+        others if overrides.get("item") is None else types,
+        overrides.get("item"),
+        "item",
+        ("item_id", *first_field("item")),
+        _ITEM_HINTS,
+        ("token",),
+        source,
+    )
     if user is None or item is None:
         role = "user" if user is None else "item"
         raise ValueError(f"{source}: no {role} id field found among {list(types)}; pass {role}_field=")
-    rating = _pick(types, overrides.get("rating"), "rating", ("rating", "label"), ("rating", "stars", "score"),
-                   ("float",), source)
-    time = _pick(types, overrides.get("timestamp"), "timestamp", ("timestamp",), ("timestamp", "time", "date"),
-                 ("float",), source)
+    rating = _pick(
+        types, overrides.get("rating"), "rating", ("rating", "label"), ("rating", "stars", "score"), ("float",), source
+    )
+    time = _pick(
+        types,
+        overrides.get("timestamp"),
+        "timestamp",
+        ("timestamp",),
+        ("timestamp", "time", "date"),
+        ("float",),
+        source,
+    )
     return {"user": user, "item": item, "rating": rating, "timestamp": time}
 
 
-def _item_catalog(table: RawTable, types: Mapping[str, str], item_field: str, report: LoadReport,
-                  strict: bool) -> ItemCatalog:
+def _item_catalog(
+    table: RawTable, types: Mapping[str, str], item_field: str, report: LoadReport, strict: bool
+) -> ItemCatalog:
     """Roles from types: token_seq -> text, free-text token -> text, other token -> categorical
     (id-like tokens left out), float -> numeric, one fixed-length float_seq -> vector."""
     id_col = item_field if item_field in types else next(iter(types))
@@ -171,16 +218,18 @@ def _item_catalog(table: RawTable, types: Mapping[str, str], item_field: str, re
         ]
     lengths = {len(v) for col in vectors[:1] for v in frame[col] if v}
     vector = vectors[0] if len(vectors) == 1 and len(lengths) == 1 and lengths.pop() > 1 else None
-    spec = ItemColumns(id=id_col, text=tuple(text), categorical=tuple(categorical), numeric=tuple(numeric),
-                       vector=vector)
+    spec = ItemColumns(
+        id=id_col, text=tuple(text), categorical=tuple(categorical), numeric=tuple(numeric), vector=vector
+    )
     catalog = build_catalog(table, spec, report, strict=strict)
     for col in token_lists:
         catalog.frame[col] = [v.split() if isinstance(v, str) else [] for v in catalog.frame[col].tolist()]
     return catalog
 
 
-def _side_files(directory: Path, name: str, fields: Mapping[str, str | None], encoding: str, strict: bool,
-                reports: list[LoadReport]) -> tuple[ItemCatalog | None, UserTexts | None]:
+def _side_files(
+    directory: Path, name: str, fields: Mapping[str, str | None], encoding: str, strict: bool, reports: list[LoadReport]
+) -> tuple[ItemCatalog | None, UserTexts | None]:
     items = users = None
     item_path, user_path = directory / f"{name}.item", directory / f"{name}.user"
     if item_path.exists():
@@ -241,8 +290,15 @@ def load_recbole(
             raise ValueError(f"{table.source}: field {extra!r} not found; fields: {list(types)}")
     if weight is None and types.get("weight") == "float":
         weight = "weight"
-    columns = ColumnMap(user=str(fields["user"]), item=str(fields["item"]), timestamp=fields["timestamp"],
-                        rating=fields["rating"], weight=weight, event=event, scenario=scenario)
+    columns = ColumnMap(
+        user=str(fields["user"]),
+        item=str(fields["item"]),
+        timestamp=fields["timestamp"],
+        rating=fields["rating"],
+        weight=weight,
+        event=event,
+        scenario=scenario,
+    )
     report = LoadReport(table.source)
     interactions = make_interactions([checked_interactions(table, columns, report, strict=strict)])
     interactions.meta.update(recbole_types=dict(types), columns=columns.roles())
@@ -290,8 +346,15 @@ def load_recbole_benchmark(
             fields = _fields(directory, name, types, table.source, {}, encoding)
             if weight is None and types.get("weight") == "float":
                 weight = "weight"
-            columns = ColumnMap(user=str(fields["user"]), item=str(fields["item"]), timestamp=fields["timestamp"],
-                                rating=fields["rating"], weight=weight, event=event, scenario=scenario)
+            columns = ColumnMap(
+                user=str(fields["user"]),
+                item=str(fields["item"]),
+                timestamp=fields["timestamp"],
+                rating=fields["rating"],
+                weight=weight,
+                event=event,
+                scenario=scenario,
+            )
         elif types != first_types:
             raise ValueError(f"{table.source}: header {types} differs from the train file's {first_types}")
         assert columns is not None
@@ -357,20 +420,32 @@ def _inter_columns(inter: Interactions) -> list[tuple[str, str, list[str]]]:
     return cols
 
 
-def _frame_columns(frame: pd.DataFrame, id_name: str, numeric: set[str],
-                   token_lists: set[str]) -> list[tuple[str, str, list[str]]]:
+def _frame_columns(
+    frame: pd.DataFrame, id_name: str, numeric: set[str], token_lists: set[str]
+) -> list[tuple[str, str, list[str]]]:
     cols = [(id_name, "token", [_token(i) for i in frame.index])]
     for col in frame.columns:
         values = frame[col].tolist()
         if col in numeric or pd.api.types.is_numeric_dtype(frame[col].dtype):
             cols.append((col, "float", [_float(v) for v in values]))
         elif col in token_lists:
-            tokens = [[ "_".join(str(t).split()) for t in v] if isinstance(v, (list, tuple, np.ndarray)) else
-                      str(v).split() if isinstance(v, str) else [] for v in values]
+            tokens = [
+                ["_".join(str(t).split()) for t in v]
+                if isinstance(v, (list, tuple, np.ndarray))
+                else str(v).split()
+                if isinstance(v, str)
+                else []
+                for v in values
+            ]
             cols.append((col, "token_seq", [" ".join(t) for t in tokens]))
         elif any(isinstance(v, dict) for v in values):
-            cols.append((col, "token", [_token(json.dumps(v, ensure_ascii=False)) if isinstance(v, dict) else _token(v)
-                                        for v in values]))
+            cols.append(
+                (
+                    col,
+                    "token",
+                    [_token(json.dumps(v, ensure_ascii=False)) if isinstance(v, dict) else _token(v) for v in values],
+                )
+            )
         else:
             kind = "token_seq" if any(isinstance(v, (list, tuple, np.ndarray)) for v in values) else "token"
             cols.append((col, kind, [_token(v) for v in values]))

@@ -88,9 +88,17 @@ def load_from_config(config: DataConfig, base_dir: str | Path = ".", **kw: Any) 
     fmt = config.format
     if fmt in ("csv", "tsv", "parquet", "jsonl"):
         dataset = load_table(
-            paths, format=fmt, columns=config.columns, items_path=resolve(config.items_path),
-            item_columns=config.item_columns, users_path=resolve(config.users_path), user_columns=config.user_columns,
-            timestamp_unit=config.timestamp_unit, encoding=config.encoding, strict=config.strict, name=config.name,
+            paths,
+            format=fmt,
+            columns=config.columns,
+            items_path=resolve(config.items_path),
+            item_columns=config.item_columns,
+            users_path=resolve(config.users_path),
+            user_columns=config.user_columns,
+            timestamp_unit=config.timestamp_unit,
+            encoding=config.encoding,
+            strict=config.strict,
+            name=config.name,
         )
     elif fmt == "recbole":
         dataset = load_recbole(paths[0], name=config.name, encoding=config.encoding, strict=config.strict, **kw)
@@ -103,9 +111,16 @@ def load_from_config(config: DataConfig, base_dir: str | Path = ".", **kw: Any) 
         target: str | Path = str(config.source) if named else paths[0]
         if len(paths) > 1 or config.columns is not None or config.items_path or config.users_path:
             dataset = load_table(
-                paths, columns=config.columns, items_path=resolve(config.items_path), item_columns=config.item_columns,
-                users_path=resolve(config.users_path), user_columns=config.user_columns,
-                timestamp_unit=config.timestamp_unit, encoding=config.encoding, strict=config.strict, name=config.name,
+                paths,
+                columns=config.columns,
+                items_path=resolve(config.items_path),
+                item_columns=config.item_columns,
+                users_path=resolve(config.users_path),
+                user_columns=config.user_columns,
+                timestamp_unit=config.timestamp_unit,
+                encoding=config.encoding,
+                strict=config.strict,
+                name=config.name,
             )
         else:
             dataset = load(target, strict=config.strict, **kw)
