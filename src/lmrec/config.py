@@ -14,9 +14,12 @@ import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import yaml
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 __all__ = [
     "ConfigError",
@@ -31,7 +34,7 @@ __all__ = [
     "parse_overrides",
 ]
 
-T = TypeVar("T")
+T = TypeVar("T", bound="DataclassInstance")
 
 SplitKind = Literal["loo", "ratio", "temporal", "cold-items", "predefined"]
 
@@ -171,7 +174,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         if value not in args:
             raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
         return value
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if not isinstance(value, Mapping):
@@ -294,9 +297,23 @@ def _data_file_section(loaded: Mapping[str, Any], path: str | Path) -> dict[str,
     return data
 
 
+@overload
+def load_config(path: str | Path | None, overrides: Sequence[str] | Mapping[str, Any] = ()) -> ExperimentConfig: ...
+
+
+@overload
+def load_config(path: str | Path | None, overrides: Sequence[str] | Mapping[str, Any], cls: type[T]) -> T: ...
+
+
+@overload
+def load_config(path: str | Path | None, overrides: Sequence[str] | Mapping[str, Any] = (), *, cls: type[T]) -> T: ...
+
+
 def load_config(
-    path: str | Path | None, overrides: Sequence[str] | Mapping[str, Any] = (), cls: type[T] = ExperimentConfig
-) -> T:
+    path: str | Path | None,
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+    cls: type[DataclassInstance] = ExperimentConfig,
+) -> DataclassInstance:
     """Read a YAML config (or start from defaults when ``path`` is None) and apply overrides.
 
     Args:

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -180,7 +182,7 @@ def run_config(cfg: ExperimentConfig, *, query_from: str | None = None, show_pro
 
 
 def run_stream_config(
-    cfg: ExperimentConfig, *, windows: int = 4, train_frac: float = 0.6, split_by: str = "rows"
+    cfg: ExperimentConfig, *, windows: int = 4, train_frac: float = 0.6, split_by: Literal["rows", "time"] = "rows"
 ) -> dict[str, Any]:
     """Streaming (prequential) evaluation of every configured model; see `lmrec.eval.stream.prequential`.
 
@@ -194,13 +196,13 @@ def run_stream_config(
     for m in cfg.models:
         res = prequential(
             dataset,
-            lambda m=m: make_model(m, cfg.seed),
+            partial(make_model, m, cfg.seed),
             train_frac=train_frac,
             n_windows=windows,
             split_by=split_by,
             ks=ks,
             metrics=tuple(cfg.eval.metrics),
-        )  # type: ignore[arg-type]
+        )
         results[m.name] = res.to_dict()
     inter = dataset.interactions
     return {
@@ -242,9 +244,10 @@ def train_bundle(model: Recommender, dataset: Dataset, *, seed: int = 2020) -> M
     Models whose ``fit`` takes ``valid`` (early stopping) train on a leave-one-out split and then
     ``observe`` the held-out rows, so their history is complete; other models fit on everything.
     """
-    if "valid" in inspect.signature(model.fit).parameters:
+    fit: Callable[..., Recommender] = model.fit  # some models' fit also takes valid= (checked here)
+    if "valid" in inspect.signature(fit).parameters:
         split = leave_one_out(dataset.interactions)
-        model.fit(dataset.with_interactions(split.train), valid=split)
+        fit(dataset.with_interactions(split.train), valid=split)
         model.observe(split.valid)
         model.observe(split.test)
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -126,7 +126,9 @@ class Interactions:
     def subset(self, mask_or_index: np.ndarray) -> Interactions:
         """Rows selected by a boolean mask or an index array, over the same id maps."""
         sel = np.asarray(mask_or_index)
-        kwargs = {name: (None if getattr(self, name) is None else getattr(self, name)[sel]) for name in _OPTIONAL}
+        kwargs: dict[str, Any] = {
+            name: (None if getattr(self, name) is None else getattr(self, name)[sel]) for name in _OPTIONAL
+        }
         return replace(self, users=self.users[sel], items=self.items[sel], timestamps=self.timestamps[sel], **kwargs)
 
     def with_maps(self, user_map: IdMap, item_map: IdMap) -> Interactions:
@@ -140,7 +142,7 @@ class Interactions:
         user_map = self.user_map.copy().fit_partial(other.user_map.ids)
         item_map = self.item_map.copy().fit_partial(other.item_map.ids)
         a, b = self.with_maps(user_map, item_map), other.with_maps(user_map, item_map)
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         for name in _OPTIONAL:
             x, y = getattr(a, name), getattr(b, name)
             if (x is None) != (y is None):

@@ -122,7 +122,7 @@ def ratio_split(
     total = float(sum(ratios))
     if len(ratios) != 3 or total <= 0 or min(ratios) < 0:
         raise ValueError(f"ratios must be three non-negative shares, got {ratios}")
-    ratios = tuple(r / total for r in ratios)
+    ratios = (ratios[0] / total, ratios[1] / total, ratios[2] / total)
     if order == "random":
         rows = np.random.default_rng(random_state).permutation(len(inter))
     else:

@@ -57,7 +57,7 @@ def render_template(template: str, values: Mapping[str, object]) -> str:
     label, sep = literals[0], ""
     for i, name in enumerate(fields):
         after = literals[i + 1]
-        close = _CLOSE.match(after).group(0)
+        close = _leading(_CLOSE, after)
         rest = after[len(close) :]
         value = clean_text(values[name])
         if value:
@@ -65,7 +65,7 @@ def render_template(template: str, values: Mapping[str, object]) -> str:
                 sep = sep[1:]  # "Great!" + ". " + "Text" -> "Great! Text"
             out.append((sep if out else "") + label + value + close)
         if i + 1 < len(fields):
-            sep = _SEP.match(rest).group(0)
+            sep = _leading(_SEP, rest)
             label = rest[len(sep) :]
         elif out:
             out.append(rest)
@@ -74,6 +74,12 @@ def render_template(template: str, values: Mapping[str, object]) -> str:
 
 _CLOSE = re.compile(r"[)\]}\"'»]*")
 _SEP = re.compile(r"[\s.,;:!?|/\-–—]*")
+
+
+def _leading(pattern: re.Pattern[str], text: str) -> str:
+    """The prefix of ``text`` matched by ``pattern``; `_CLOSE` and `_SEP` end in ``*``, so they always match."""
+    match = pattern.match(text)
+    return match.group(0) if match is not None else ""
 
 
 def profile_sentence(attributes: Mapping[str, object]) -> str:

@@ -20,7 +20,7 @@ from lmrec.encoders.base import ImageEncoder, TextEncoder
 from lmrec.encoders.cache import CachedEncoder, CacheStats, EmbeddingCache
 from lmrec.encoders.config import Backend, Kind, Pooling, TextEncoderConfig
 from lmrec.encoders.encode import EncodedCatalog, encode_catalog, encode_texts
-from lmrec.encoders.factory import make_text_encoder, text_encoder_from_config
+from lmrec.encoders.factory import check_backend, make_text_encoder, text_encoder_from_config
 from lmrec.encoders.fake import HashingEncoder
 from lmrec.encoders.hf import HFTextEncoder
 from lmrec.encoders.image import ClipImageEncoder, OpenClipImageEncoder, PrecomputedVectors, make_image_encoder
@@ -56,6 +56,7 @@ __all__ = [
     "TextEncoder",
     "TextEncoderConfig",
     "TrainableTextEncoder",
+    "check_backend",
     "encode_catalog",
     "encode_texts",
     "export_onnx",

@@ -20,8 +20,13 @@ class TextEncoder(Protocol):
         dim: output width.
     """
 
-    name: str
-    dim: int
+    # Read-only properties so that wrappers exposing them as properties (`CachedEncoder`) satisfy the
+    # protocol as well as encoders that set plain attributes.
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
 
     def encode(
         self, texts: Sequence[str], batch_size: int = 64, *, kind: str = "passage", show_progress: bool = False
@@ -45,8 +50,11 @@ class TextEncoder(Protocol):
 class ImageEncoder(Protocol):
     """Turns images (paths or PIL images) into L2-normalised float32 vectors of width ``dim``."""
 
-    name: str
-    dim: int
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
 
     def encode_images(self, images: Sequence[object], batch_size: int = 32) -> np.ndarray:
         """(n, dim) float32 unit vectors."""

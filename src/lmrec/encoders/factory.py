@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import get_args
+from typing import cast, get_args
 
 from lmrec.encoders.base import TextEncoder
 from lmrec.encoders.cache import CachedEncoder
@@ -15,9 +15,20 @@ from lmrec.encoders.model_files import default_pooling, resolve_model
 from lmrec.encoders.onnx import OnnxTextEncoder
 from lmrec.encoders.st import SentenceTransformerEncoder
 
-__all__ = ["make_text_encoder", "text_encoder_from_config"]
+__all__ = ["check_backend", "make_text_encoder", "text_encoder_from_config"]
 
 _FAKE = re.compile(r"hashing-(\d+)(?:-(\d+))?")
+
+
+def check_backend(backend: str) -> Backend:
+    """``backend`` as a `Backend` (e.g. a command-line string).
+
+    Raises:
+        ValueError: ``backend`` is not one of the backends; the message lists them.
+    """
+    if backend not in get_args(Backend):
+        raise ValueError(f"backend must be one of {list(get_args(Backend))}, got {backend!r}")
+    return cast(Backend, backend)  # one of Backend's values: checked just above
 
 
 def make_text_encoder(
@@ -57,8 +68,7 @@ def make_text_encoder(
     Returns:
         A `TextEncoder` (a `CachedEncoder` when ``cache_dir`` is given).
     """
-    if backend not in get_args(Backend):
-        raise ValueError(f"backend must be one of {list(get_args(Backend))}, got {backend!r}")
+    check_backend(backend)
     if pooling not in get_args(Pooling):
         raise ValueError(f"pooling must be one of {list(get_args(Pooling))}, got {pooling!r}")
     encoder: TextEncoder
@@ -86,13 +96,23 @@ def make_text_encoder(
                 f"pooling={pooling!r} differs from the sentence-transformers model's own "
                 f"({default_pooling(source)!r}); use backend='hf' to change the pooling"
             )
-        kwargs = dict(
-            max_seq_length=max_seq_length, query_prefix=query_prefix, passage_prefix=passage_prefix, device=device
-        )
         if use_st:
-            encoder = SentenceTransformerEncoder(source.location, **kwargs)
+            encoder = SentenceTransformerEncoder(
+                source.location,
+                max_seq_length=max_seq_length,
+                query_prefix=query_prefix,
+                passage_prefix=passage_prefix,
+                device=device,
+            )
         else:
-            encoder = HFTextEncoder(source.location, pooling=pooling, **kwargs)
+            encoder = HFTextEncoder(
+                source.location,
+                pooling=pooling,
+                max_seq_length=max_seq_length,
+                query_prefix=query_prefix,
+                passage_prefix=passage_prefix,
+                device=device,
+            )
     if cache_dir is not None:
         encoder = CachedEncoder(encoder, cache_dir)
     return encoder

@@ -74,7 +74,7 @@ def model_max_length(source: ModelSource, tokenizer: Any, config: Any = None) ->
     """The sequence limit: sentence-transformers' ``max_seq_length``, else the tokenizer's/model's, at most 512."""
     if source.st_max_seq_length:
         return int(source.st_max_seq_length)
-    limit = getattr(tokenizer, "model_max_length", None)
+    limit: int | None = getattr(tokenizer, "model_max_length", None)
     if not limit or limit > 100_000:
         limit = getattr(config, "max_position_embeddings", _HARD_MAX_LENGTH)
     return int(min(limit, _HARD_MAX_LENGTH))

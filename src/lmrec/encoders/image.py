@@ -83,7 +83,9 @@ class ClipImageEncoder:
         if not path.is_dir():
             raise ValueError(f"CLIP model directory {str(model)!r} does not exist")
         self.device = device
-        self.model = CLIPVisionModelWithProjection.from_pretrained(str(path)).to(device).eval()
+        # transformers wraps PreTrainedModel.to with functools.wraps(torch.nn.Module.to), whose stub
+        # expects the model as the first argument of the bound call.
+        self.model = CLIPVisionModelWithProjection.from_pretrained(str(path)).to(device).eval()  # type: ignore[arg-type]
         cfg = self.model.config
         self.dim = int(cfg.projection_dim)
         self.image_size = int(cfg.image_size)
@@ -115,7 +117,8 @@ class ClipImageEncoder:
         w, h = img.size
         scale = self.resize_to / min(w, h)
         img = img.resize(
-            (max(self.image_size, round(w * scale)), max(self.image_size, round(h * scale))), Image.BICUBIC
+            (max(self.image_size, round(w * scale)), max(self.image_size, round(h * scale))),
+            Image.Resampling.BICUBIC,
         )
         w, h = img.size
         left, top = (w - self.image_size) // 2, (h - self.image_size) // 2

@@ -53,10 +53,18 @@ class SentenceTransformerEncoder:
         self.model = SentenceTransformer(self.source.location, device=device)
         if max_seq_length is not None:
             self.model.max_seq_length = max_seq_length
-        self.max_length = int(self.model.max_seq_length)
+        max_length = self.model.max_seq_length
+        if max_length is None:
+            raise ValueError(
+                f"sentence-transformers model {self.source.model_id!r} defines no max_seq_length; pass max_seq_length"
+            )
+        self.max_length = int(max_length)
         self.pooling = default_pooling(self.source)
         self.prefixes = detect_prefixes(self.source.model_id, query_prefix, passage_prefix)
-        self.dim = int(self.model.get_embedding_dimension())
+        dim = self.model.get_embedding_dimension()
+        if dim is None:
+            raise ValueError(f"sentence-transformers model {self.source.model_id!r} does not state its output width")
+        self.dim = int(dim)
         # Dense layers after pooling make this pipeline differ from plain pooling: mark the name.
         extra = [m.rsplit(".", 1)[-1] for m in self.source.st_modules]
         extra = [m for m in extra if m not in ("Transformer", "Pooling", "Normalize")]

@@ -17,8 +17,9 @@ never be mistaken for full-ranking figures.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -27,7 +28,7 @@ from tqdm.auto import tqdm
 from lmrec.data.interactions import Interactions
 from lmrec.data.splits import Split
 from lmrec.eval.metrics import BATCH_METRICS, auc, item_coverage, log_loss, mae, rmse
-from lmrec.models.base import Recommender, top_k
+from lmrec.models.base import top_k
 
 # scipy.stats (slow to import) is imported inside paired_test, its only user.
 
@@ -39,11 +40,29 @@ __all__ = [
     "evaluate_ratings",
     "metric_key",
     "paired_test",
+    "Scorer",
 ]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_METRICS: tuple[str, ...] = ("recall", "ndcg", "mrr", "hit", "precision", "map")
+
+
+class Scorer(Protocol):
+    """What `evaluate` needs of a model: every item's score for each user (any fitted `Recommender`)."""
+
+    def score_all(self, user_idx: np.ndarray) -> np.ndarray:
+        """(n,) user indices -> (n, n_items) scores; higher is better."""
+        ...
+
+
+class _ScenarioScorer(Protocol):
+    """A model with ``is_scenario_aware``: it names its scenarios and scores each user under one."""
+
+    @property
+    def scenario_names_(self) -> Sequence[str]: ...
+
+    def score_all(self, user_idx: np.ndarray, scenario: np.ndarray) -> np.ndarray: ...
 
 
 def metric_key(name: str, k: int, protocol: str = "full", n_negatives: int = 100) -> str:
@@ -195,13 +214,14 @@ def _per_user(
     return out
 
 
-def _user_scenarios(model: Recommender, target: Interactions, users: np.ndarray) -> np.ndarray | None:
+def _user_scenarios(model: Scorer, target: Interactions, users: np.ndarray) -> np.ndarray | None:
     """(n_users,) scenario id of each evaluated user's latest target interaction (ties: the later row),
     for models with ``is_scenario_aware`` and targets that carry scenarios; -1 (the model's shared
     path) for scenarios the model does not know. None when either is missing."""
     if not getattr(model, "is_scenario_aware", False) or target.scenarios is None or len(users) == 0:
         return None
-    lookup = {name: i for i, name in enumerate(model.scenario_names_)}
+    scenario_names = cast(_ScenarioScorer, model).scenario_names_  # a scenario-aware model sets it in fit
+    lookup = {name: i for i, name in enumerate(scenario_names)}
     order = np.lexsort((np.arange(len(target)), target.timestamps, target.users))
     sorted_users = target.users[order]
     last = order[np.r_[sorted_users[1:] != sorted_users[:-1], True]]  # one row per user, ascending users
@@ -217,7 +237,7 @@ def _hits(users: np.ndarray, ranked: np.ndarray, rel_keys: np.ndarray, n_items: 
 
 # ---------------------------------------------------------------------- evaluate
 def evaluate(
-    model: Recommender,
+    model: Scorer,
     split: Split,
     *,
     phase: Literal["valid", "test"] = "test",
@@ -322,7 +342,9 @@ def evaluate(
             if user_scenarios is None:
                 raw = model.score_all(batch)
             else:  # a scenario-aware model scores each user under the scenario of their target
-                raw = model.score_all(batch, scenario=user_scenarios[start : start + len(batch)])
+                # user_scenarios is only set for models with is_scenario_aware (see _user_scenarios)
+                scenario_model = cast(_ScenarioScorer, model)
+                raw = scenario_model.score_all(batch, scenario=user_scenarios[start : start + len(batch)])
             scores = np.array(raw, dtype=np.float32, copy=True)
             if scores.shape != (len(batch), n_items):
                 raise ValueError(
@@ -395,7 +417,7 @@ def evaluate(
 
 
 # ---------------------------------------------------------------------- significance
-def paired_test(result_a: EvalResult, result_b: EvalResult, metric: str = "ndcg@10") -> dict[str, float]:
+def paired_test(result_a: EvalResult, result_b: EvalResult, metric: str = "ndcg@10") -> dict[str, float | str]:
     """Paired comparison of two results over the users both evaluated.
 
     The difference is ``a - b``: a positive ``mean_diff`` means model A scored higher.
@@ -418,7 +440,13 @@ def paired_test(result_a: EvalResult, result_b: EvalResult, metric: str = "ndcg@
     b = np.asarray(result_b.per_user[metric], dtype=np.float64)[ib]
     diff = a - b
     n, mean = len(diff), float(diff.mean())
-    out = {"metric": metric, "n_users": int(n), "mean_a": float(a.mean()), "mean_b": float(b.mean()), "mean_diff": mean}
+    out: dict[str, float | str] = {
+        "metric": metric,
+        "n_users": int(n),
+        "mean_a": float(a.mean()),
+        "mean_b": float(b.mean()),
+        "mean_diff": mean,
+    }
     nan = float("nan")
     if n < 2:
         return {

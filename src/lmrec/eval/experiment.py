@@ -110,7 +110,7 @@ class ExperimentResult(dict):
         """A plain-dict deep copy of the report dictionary."""
         return copy.deepcopy(dict(self))
 
-    def compare(self, model_a: str, model_b: str, metric: str | None = None) -> dict[str, float]:
+    def compare(self, model_a: str, model_b: str, metric: str | None = None) -> dict[str, float | str]:
         """`paired_test` of two models' test results (``metric`` defaults to the primary one)."""
         for name in (model_a, model_b):
             if name not in self.runs:

@@ -187,7 +187,7 @@ def precision_batch(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
 def hit_batch(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
     """Per-user hit@k (1.0 / 0.0). ``n_relevant`` is unused."""
     hits, _ = _check_batch(hits, n_relevant)
-    return hits.any(axis=1).astype(np.float64)
+    return np.asarray(hits.any(axis=1), dtype=np.float64)  # (n_users,): the stubs type any(axis) as scalar-or-array
 
 
 def mrr_batch(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:

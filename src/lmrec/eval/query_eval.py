@@ -39,7 +39,8 @@ MODES: tuple[str, ...] = ("profile", "query", "query+profile")
 
 
 class _QueryModel(Protocol):
-    n_items: int
+    @property
+    def n_items(self) -> int: ...
 
     def item_vectors(self) -> np.ndarray: ...
     def user_vectors(self, user_idx: np.ndarray) -> np.ndarray: ...

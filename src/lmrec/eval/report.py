@@ -199,7 +199,7 @@ def write_report(
         lines += ["## Valid", "", markdown_table(valid_rows, metrics)]
     if fit_rows:
         lines += ["## Fit time (s)", "", markdown_table(fit_rows, ["fit_s"], bold_best=False)]
-    primary = next((row.get("primary") for row in rows.values() if row.get("primary")), metrics[0])
+    primary = next((row["primary"] for row in rows.values() if row.get("primary")), metrics[0])
     for key, heading in (("by_user_group", "By user group"), ("by_scenario", "By scenario")):
         table = _breakdown_table(rows, key, primary)
         if table:

@@ -62,9 +62,9 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, cast
 
 import numpy as np
 
@@ -80,6 +80,33 @@ __all__ = ["StreamResult", "evaluate_window", "fit_fresh", "prequential", "strea
 log = logging.getLogger(__name__)
 
 ARMS: tuple[str, ...] = ("no_update", "incremental", "full_retrain")
+
+
+class _UserEncoder(Protocol):
+    """A model with ``encode_users`` (the language-model model): users from a given history."""
+
+    def encode_users(
+        self,
+        histories: Sequence[np.ndarray],
+        texts: Sequence[str] | None = None,
+        timestamps: Sequence[np.ndarray] | None = None,
+        *,
+        known_users: np.ndarray | None = None,
+    ) -> np.ndarray: ...
+
+    def item_vectors(self) -> np.ndarray | None: ...
+
+
+class _Updatable(Protocol):
+    """A model with ``partial_fit``; whether it also takes ``valid=`` is checked at run time."""
+
+    def partial_fit(self, new_interactions: Interactions, **kwargs: Any) -> Recommender: ...
+
+
+class _Replaying(Protocol):
+    """A model with a ``replay`` setting (``"none"`` turns replay off)."""
+
+    replay: str
 
 
 def evaluate_window(
@@ -103,7 +130,8 @@ class _FrozenHistory:
     """
 
     def __init__(self, model: Recommender, history: Interactions, catalogue: np.ndarray | None = None) -> None:
-        self.model = model
+        # prequential measures forgetting only for models with encode_users
+        self.model = cast(_UserEncoder, model)
         self.catalogue = catalogue
         order = history.time_order()
         bounds = np.searchsorted(history.users[order], np.arange(history.n_users + 1))
@@ -115,7 +143,10 @@ class _FrozenHistory:
         vecs = self.model.encode_users(
             [self.items[u] for u in users], None, [self.times[u] for u in users], known_users=users
         )
-        scores = vecs @ self.model.item_vectors().T
+        item_vecs = self.model.item_vectors()
+        if item_vecs is None:
+            raise ValueError(f"{type(self.model).__name__} has no item vectors to score the forgetting task with")
+        scores = vecs @ item_vecs.T
         if self.catalogue is not None:
             scores[:, ~self.catalogue] = -np.inf
         return scores
@@ -199,10 +230,11 @@ def fit_fresh(
     Otherwise it fits on all rows.
     """
     model = make_model()
-    if early_stopping and "valid" in inspect.signature(model.fit).parameters:
+    fit: Callable[..., Recommender] = model.fit  # some models' fit also takes valid= (checked here)
+    if early_stopping and "valid" in inspect.signature(fit).parameters:
         split = last_row_split(rows)
         if len(split.valid):
-            model.fit(dataset.with_interactions(split.train), valid=split)
+            fit(dataset.with_interactions(split.train), valid=split)
             model.observe(split.valid)
             return model
     return model.fit(dataset.with_interactions(rows))
@@ -216,11 +248,12 @@ def update_fresh(model: Recommender, rows: Interactions, *, early_stopping: bool
     then adds those rows to the history), as `fit_fresh` does for a fresh fit. Otherwise it trains
     on all rows for its fixed epochs.
     """
-    if early_stopping and "valid" in inspect.signature(model.partial_fit).parameters:
+    partial_fit = cast(_Updatable, model).partial_fit  # callers pass models with partial_fit
+    if early_stopping and "valid" in inspect.signature(partial_fit).parameters:
         split = last_row_split(rows)
         if len(split.valid):
-            return model.partial_fit(split.train, valid=split.valid)
-    return model.partial_fit(rows)
+            return partial_fit(split.train, valid=split.valid)
+    return partial_fit(rows)
 
 
 def prequential(
@@ -300,13 +333,14 @@ def prequential(
     no_replay = None
     if measure and incremental is not None and getattr(initial, "replay", "none") != "none":
         no_replay = clone_model(initial)
-        no_replay.replay = "none"
+        cast(_Replaying, no_replay).replay = "none"  # initial has a replay setting (checked above)
     updated = [m for m in (incremental, no_replay) if m is not None]
     forget: dict[str, Any] = {}
     task0: dict[str, tuple[float, float]] = {}
     results: list[dict[str, Any]] = []
     seen_idx = initial_idx
-    inc_train_s, inc_update = 0.0, {}
+    inc_train_s = 0.0
+    inc_update: dict[str, Any] = {}
     for w, idx in enumerate(window_idx):
         history, window = inter.subset(seen_idx), inter.subset(idx)
         row: dict[str, Any] = {
@@ -360,9 +394,9 @@ def prequential(
                     if k in ("best_epoch", "valid_ndcg@10", "valid_ndcg@10_before")
                 }
         if measure and w == 0:
-            for name, m in (("replay", incremental), ("no_replay", no_replay)):
-                if m is not None:
-                    task0[name] = _tasks0(m, hist0, held0, cat0)
+            for name, variant in (("replay", incremental), ("no_replay", no_replay)):
+                if variant is not None:
+                    task0[name] = _tasks0(variant, hist0, held0, cat0)
         seen_idx = np.concatenate([seen_idx, learn_idx[w]])
     if not measure:
         forget["skipped"] = notes[-1] if forgetting else "not requested (forgetting=False)"
@@ -378,9 +412,9 @@ def prequential(
                 "catalogue0": {"n_items": int(cat0.sum()), "initial": _task0(initial, hist0, held0, catalogue=cat0)},
             }
         )
-        for name, m in (("replay", incremental), ("no_replay", no_replay)):
-            if m is not None:
-                forget[name] = _forgetting_pair(task0[name], _tasks0(m, hist0, held0, cat0))
+        for name, variant in (("replay", incremental), ("no_replay", no_replay)):
+            if variant is not None:
+                forget[name] = _forgetting_pair(task0[name], _tasks0(variant, hist0, held0, cat0))
         if "full_retrain" in arms:
             # a final refit on everything up to the last window: like-for-like with the last update
             t0 = time.perf_counter()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -226,7 +226,8 @@ class SASRec(Recommender):
                     sel = order[start : start + self.batch_size]
                     yield x_all[sel].to(device), y_all[sel].to(device)
 
-            def loss_fn(net: SASRecNet, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+            def loss_fn(module: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+                net = cast(SASRecNet, module)  # fit_loop hands back the module it trains: self.net_
                 x, y = batch
                 hidden = net(x)  # (B, L, d)
                 keep = y >= 0

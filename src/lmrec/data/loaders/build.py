@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal, TypeVar
 
@@ -176,6 +176,11 @@ class UserColumns:
 
 
 # ---------------------------------------------------------------------------------------- interactions
+def _bad_value(frame: pd.DataFrame, column: str, problem: str) -> Callable[[int], str]:
+    """The message for row ``i`` whose value in ``column`` cannot be parsed: ``"'x' <problem>"``."""
+    return lambda i: f"{frame[column].iloc[i]!r} {problem}"
+
+
 def checked_interactions(
     table: RawTable,
     columns: ColumnMap,
@@ -215,7 +220,7 @@ def checked_interactions(
             bad,
             "unparseable timestamp",
             col,
-            lambda i, c=col: f"{frame[c].iloc[i]!r} is neither a number nor an ISO 8601 date",
+            _bad_value(frame, col, "is neither a number nor an ISO 8601 date"),
         )
         out["timestamp"] = seconds
     else:
@@ -226,7 +231,7 @@ def checked_interactions(
             continue
         numbers, miss, bad = parse_numbers(frame[col])
         check.flag_column(miss, f"missing {role}", col, lambda i: "empty value")
-        check.flag_column(bad, f"unparseable {role}", col, lambda i, c=col: f"{frame[c].iloc[i]!r} is not a number")
+        check.flag_column(bad, f"unparseable {role}", col, _bad_value(frame, col, "is not a number"))
         out[role] = numbers
     for role in ("event", "scenario"):
         col = getattr(columns, role)
