@@ -81,6 +81,10 @@ def test_help_names_the_key_options(command, options):
         ),
         (["recommend", "--model", "unused", "--k", "ten"], "Invalid value for '--k'"),
         (["evaluate", "--ks", "5", "--seed", "x"], "Invalid value for '--seed'"),
+        (
+            ["data", "synth", "--out", "unused", "--users", "2", "--items", "10", "--events", "21", "--interests", "2"],
+            "error: n_events=21 is more than n_users * n_items = 20, the most events possible without repeats",
+        ),
     ],
 )
 def test_bad_arguments_exit_2_naming_the_problem(args, message):
@@ -152,3 +156,17 @@ def test_train_then_recommend_round_trip(tmp_path):
     assert bad.exit_code == 2 and "error: k must be positive, got 0" in _one_line(bad.stderr)
     missing = _invoke("recommend", "--model", str(tmp_path / "absent"), "--user", "1")
     assert missing.exit_code == 2 and "error:" in missing.stderr
+
+
+def test_data_synth_writes_files_the_loader_reads(tmp_path):
+    from lmrec.data.loaders import load
+
+    result = _invoke(
+        "data", "synth", "--out", str(tmp_path), "--users", "40", "--items", "30", "--events", "600",
+        "--interests", "3", "--seed", "5",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = load(str(tmp_path))
+    assert len(data.interactions) == 600
+    assert data.interactions.n_users == 40
+    assert data.items is not None
