@@ -16,11 +16,16 @@ What it does (all on loopback; the server is one process, this script the load-g
    Without ``wrk`` (``--client httpx``) an asyncio httpx client does the same, at a higher client cost.
 3. Ingestion: ``/events`` batches in a closed loop for ``--duration`` seconds (events/s), checking
    after every acknowledged batch that a sampled user's profile has absorbed their latest event.
+4. With ``--api-key``: a third server, the configured index again, with API keys (a keys file in
+   ``--out`` holding one all-scope key, scrypt-hashed) and every request carrying
+   ``Authorization: Bearer <key>``: the ``profile`` and ``query`` runs side by side with the keyless ones
+   (what the key check adds to ``/recommend``'s p99).
 
 Figures go to ``--out`` as ``results.json`` and ``results.md``. Example::
 
     python benchmarks/serve_load.py --items 100000 --model pop --out benchmarks/out/serve_load
     python benchmarks/serve_load.py --items 5000 --encoder hashing --duration 5      # a quick smoke run
+    python benchmarks/serve_load.py --items 5000 --encoder hashing --duration 5 --api-key  # key check cost
 """
 
 from __future__ import annotations
@@ -240,9 +245,10 @@ WRK_SCRIPT = """
 local bodies = {}
 for line in io.lines("%(bodies)s") do bodies[#bodies + 1] = line end
 local i = 0
+local headers = {["Content-Type"] = "application/json"%(auth)s}
 request = function()
   i = i %% #bodies + 1
-  return wrk.format("POST", "/recommend", {["Content-Type"] = "application/json"}, bodies[i])
+  return wrk.format("POST", "/recommend", headers, bodies[i])
 end
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -253,13 +259,21 @@ end
 """
 
 
-def wrk_run(base: str, bodies: list[dict], connections: int, duration: float, workdir: Path) -> dict[str, float]:
+def wrk_run(
+    base: str,
+    bodies: list[dict],
+    connections: int,
+    duration: float,
+    workdir: Path,
+    headers: dict[str, str] | None = None,
+) -> dict[str, float]:
     """``wrk`` (one thread, ``connections`` keep-alive connections, closed loop) posting ``bodies`` in
     turn to ``/recommend``: throughput and latency percentiles of the same run."""
     body_path = workdir / "wrk_bodies.jsonl"
     body_path.write_text("\n".join(json.dumps(b) for b in bodies) + "\n")
     script = workdir / "wrk_recommend.lua"
-    script.write_text(WRK_SCRIPT % {"bodies": body_path.resolve()})
+    auth = "".join(f', ["{k}"] = "{v}"' for k, v in (headers or {}).items())
+    script.write_text(WRK_SCRIPT % {"bodies": body_path.resolve(), "auth": auth})
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, int(duration))}s", "--timeout", "10s", "-s", str(script), base]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     line = next(x for x in out.splitlines() if x.startswith("WRK_JSON "))
@@ -276,13 +290,15 @@ def wrk_run(base: str, bodies: list[dict], connections: int, duration: float, wo
     }
 
 
-async def closed_loop(base: str, bodies: list[dict], concurrency: int, duration: float) -> dict[str, float]:
+async def closed_loop(
+    base: str, bodies: list[dict], concurrency: int, duration: float, headers: dict[str, str] | None = None
+) -> dict[str, float]:
     """``concurrency`` clients sending back to back for ``duration`` seconds."""
     latencies: list[float] = []
     errors = 0
     counter = iter(range(10**9))
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits, headers=headers) as client:
         stop_at = time.perf_counter() + duration
 
         async def worker() -> None:
@@ -303,7 +319,13 @@ async def closed_loop(base: str, bodies: list[dict], concurrency: int, duration:
 
 
 async def ingestion(
-    base: str, item_ids: list[str], duration: float, batch: int, concurrency: int, seed: int
+    base: str,
+    item_ids: list[str],
+    duration: float,
+    batch: int,
+    concurrency: int,
+    seed: int,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Closed-loop ``/events`` batches; after each acknowledged batch, one of its users must show its
     latest event in their profile (so the next recommendation reflects it)."""
@@ -314,7 +336,7 @@ async def ingestion(
     stale = 0
     latencies: list[float] = []
     counter = iter(range(10**9))
-    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=30, headers=headers) as client:
         stop_at = time.perf_counter() + duration
 
         async def worker() -> None:
@@ -375,10 +397,15 @@ def make_queries(n: int, seed: int) -> list[dict]:
     return out
 
 
-async def warm_profiles(base: str, users: list[str], item_ids: list[str], seed: int) -> None:
+async def warm_profiles(
+    base: str, users: list[str], item_ids: list[str], seed: int, headers: dict[str, str] | None = None
+) -> None:
     """Give the benchmark users online events (5 each), so every one has a live profile."""
     rng = random.Random(seed)
-    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+    # each user once: a user drawn twice would repeat an event_id in its batch, which the server
+    # rejects whole (422), as it should
+    users = list(dict.fromkeys(users))
+    async with httpx.AsyncClient(base_url=base, timeout=60, headers=headers) as client:
         for start in range(0, len(users), 100):
             events = [
                 {"event_id": f"warm-{u}-{j}", "user_id": u, "item_id": rng.choice(item_ids), "type": "click"}
@@ -424,36 +451,47 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.encoder == "hashing":
         base_settings.update(encoder="hashing-384", encoder_backend="fake")
-    for index in (args.index, "numpy"):
+    variants = [(args.index, args.index, None), ("numpy", "numpy", None)]
+    if args.api_key:
+        from lmrec.serve.auth import SCOPES, add_key
+
+        keys_file = out / "bench_keys.json"
+        keys_file.unlink(missing_ok=True)
+        key = add_key(keys_file, "bench", SCOPES)
+        variants.insert(1, ("keyed", args.index, {"Authorization": f"Bearer {key}"}))  # right after the keyless run
+    for name, index, headers in variants:
         port = common.free_port()
         settings = {**base_settings, "port": port, "index": index}
+        if headers is not None:
+            settings["api_keys_file"] = str(keys_file)
         # a 100,000-item catalogue with MiniLM builds its index at start-up: allow two hours
         proc, startup = common.start_server(settings, out / "server.log", timeout_s=7200)
         base = f"http://127.0.0.1:{port}"
         try:
-            health = httpx.get(base + "/health").json()
-            if index == args.index:
+            health = httpx.get(base + "/health", headers=headers).json()
+            if name == args.index:
                 asyncio.run(warm_profiles(base, profile_users if args.model == "pop" else known, item_ids, args.seed))
             # warm-up: every profile user once (the model's user vectors are cached after the first
             # request, as they are for active users in steady state), then a few queries
-            asyncio.run(closed_loop(base, profile_bodies, 4, max(3.0, len(profile_bodies) / 150)))
-            asyncio.run(closed_loop(base, query_bodies[-50:], 2, 2.0))
+            asyncio.run(closed_loop(base, profile_bodies, 4, max(3.0, len(profile_bodies) / 150), headers))
+            asyncio.run(closed_loop(base, query_bodies[-50:], 2, 2.0, headers))
 
-            def load(bodies: list[dict], connections: int, base: str = base) -> dict[str, float]:
+            def load(bodies: list[dict], connections: int, base: str = base, headers=headers) -> dict[str, float]:
                 if args.client == "wrk":
-                    return wrk_run(base, bodies, connections, args.duration, out)
-                return asyncio.run(closed_loop(base, bodies, connections, args.duration))
+                    return wrk_run(base, bodies, connections, args.duration, out, headers)
+                return asyncio.run(closed_loop(base, bodies, connections, args.duration, headers))
 
             runs = {
                 "health": health,
                 "startup_s": startup,
                 "profile": load(profile_bodies, args.connections),
                 "query": load(query_bodies, args.query_connections),
-                "saturation": load(profile_bodies, args.concurrency),
             }
-            if index == args.index:
+            if name != "keyed":
+                runs["saturation"] = load(profile_bodies, args.concurrency)
+            if name == args.index:
                 runs["ingestion"] = asyncio.run(ingestion(base, item_ids, args.duration, args.batch, 4, args.seed))
-            results[index] = runs
+            results[name] = runs
             log.info("%s: %s", index, json.dumps({k: v for k, v in runs.items() if k != "health"}, indent=1))
         finally:
             common.stop_server(proc)
@@ -484,6 +522,20 @@ def markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
                 f"| {scenario} | {name} | {r.get('connections', '')} | {r['throughput_rps']:.0f} | {r['p50_ms']:.1f} "
                 f"| {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} |"
             )
+    if "keyed" in results:
+        lines += [
+            "",
+            "With API keys (every request sends an all-scope key; same index), next to the keyless run above:",
+            "",
+            "| scenario | keys | requests/s | p50 ms | p99 ms | errors |",
+            "|---|---|---|---|---|---|",
+        ]
+        for scenario in ("profile", "query"):
+            for server, label in ((idx, "none"), ("keyed", "Bearer key")):
+                r = results[server][scenario]
+                lines.append(
+                    f"| {scenario} | {label} | {r['throughput_rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} |"
+                )
     ing = results[idx]["ingestion"]
     lines += [
         "",
@@ -518,6 +570,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100, help="events per /events request")
     parser.add_argument("--profile-users", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--api-key",
+        action="store_true",
+        help="also serve with API keys (an all-scope key in a keys file under --out) and compare /recommend with and without",
+    )
     parser.add_argument("--out", default="benchmarks/out/serve_load")
     args = parser.parse_args()
     common.setup_logging(fmt="%(asctime)s %(levelname)s %(name)s: %(message)s", quiet=("httpx",))

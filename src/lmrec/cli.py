@@ -27,7 +27,7 @@ from lmrec.config import ConfigError, DataConfig, ExperimentConfig, ModelConfig,
 # that use them: they load torch, and `lmrec --help` or a bad argument should answer at once.
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="lmrec: recommendations with language models.")
-data_app = typer.Typer(no_args_is_help=True, help="Inspect data sets.")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect or generate data sets.")
 app.add_typer(data_app, name="data")
 console = Console(stderr=True)
 out = Console()
@@ -51,9 +51,17 @@ def _split_list(value: str | None) -> list[str]:
 
 
 def _experiment_config(
-    config: Path | None, data: str | None, models: str | None, split: str | None, seed: int | None,
-    ks: str | None, text_fields: str | None, scenario_field: str | None, scenario_level: int | None,
-    params: list[str], overrides: list[str],
+    config: Path | None,
+    data: str | None,
+    models: str | None,
+    split: str | None,
+    seed: int | None,
+    ks: str | None,
+    text_fields: str | None,
+    scenario_field: str | None,
+    scenario_level: int | None,
+    params: list[str],
+    overrides: list[str],
 ) -> ExperimentConfig:
     sets: list[str] = list(overrides)
     if data is not None:
@@ -75,9 +83,7 @@ def _experiment_config(
         names = _split_list(models) if models is not None else [m.name for m in cfg.models]
         model_params = _model_params(params, names)
         existing = {m.name: dict(m.params) for m in cfg.models}
-        chosen = tuple(
-            ModelConfig(name, {**existing.get(name, {}), **model_params.get(name, {})}) for name in names
-        )
+        chosen = tuple(ModelConfig(name, {**existing.get(name, {}), **model_params.get(name, {})}) for name in names)
         cfg = replace(cfg, models=chosen)
     return cfg
 
@@ -132,10 +138,47 @@ def data_inspect(
         out.print("example item text:", texts[0][:300] if texts else "")
 
 
+@data_app.command("synth")
+def data_synth(
+    out_dir: Path = typer.Option(..., "--out", help="Directory for the RecBole atomic files."),
+    users: int = typer.Option(10_000, "--users", help="Number of users."),
+    items: int = typer.Option(10_000, "--items", help="Number of items."),
+    events: int = typer.Option(1_000_000, "--events", help="Number of interactions."),
+    interests: int = typer.Option(16, "--interests", help="Latent interests that shape sequences and item text."),
+    drift: float = typer.Option(0.5, "--drift", help="How far each user's interests move over time, in [0, 1]."),
+    repeats: bool = typer.Option(False, "--repeats/--no-repeats", help="Allow a user to meet an item twice."),
+    name: str = typer.Option("synth", "--name", help="File stem: NAME.inter and NAME.item."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Write a seeded synthetic data set (power-law popularity, drifting interests, item text)."""
+    from lmrec.data.synth import SynthConfig, synthesize
+
+    try:
+        config = SynthConfig(
+            n_users=users,
+            n_items=items,
+            n_events=events,
+            n_interests=interests,
+            drift=drift,
+            allow_repeats=repeats,
+            name=name,
+            seed=seed,
+        )
+    except ValueError as exc:
+        _fail(str(exc))
+    report = synthesize(config, out_dir, show_progress=True)
+    out.print(
+        f"wrote {report.n_events:,} events, {report.n_users:,} users, {report.n_items:,} items to {out_dir} "
+        f"in {report.seconds:.1f}s ({report.events_per_second:,.0f} events/s)"
+    )
+
+
 @app.command()
 def evaluate(
     data: str | None = typer.Option(None, "--data", help="Bundled name, directory of data files, or YAML data config."),
-    models: str | None = typer.Option(None, "--models", help="Comma-separated model names, e.g. pop,itemknn,ease,mf,sasrec,lm."),
+    models: str | None = typer.Option(
+        None, "--models", help="Comma-separated model names, e.g. pop,itemknn,ease,mf,sasrec,lm."
+    ),
     split: str | None = typer.Option(None, "--split", help="loo | ratio | temporal | cold-items | predefined."),
     seed: int | None = typer.Option(None, "--seed"),
     ks: str | None = typer.Option(None, "--ks", help="Comma-separated cut-offs, e.g. 5,10,20."),
@@ -144,13 +187,21 @@ def evaluate(
     config: Path | None = typer.Option(None, "--config", help="YAML experiment config."),
     text_fields: str | None = typer.Option(None, "--text-fields", help="Comma-separated item text fields."),
     query_from: str | None = typer.Option(None, "--query-from", help="Item field that builds a query per test case."),
-    scenario_field: str | None = typer.Option(None, "--scenario-field", help="Interaction or item column holding the scenario."),
-    scenario_level: int | None = typer.Option(None, "--scenario-level", help="Element of a list-valued scenario column."),
+    scenario_field: str | None = typer.Option(
+        None, "--scenario-field", help="Interaction or item column holding the scenario."
+    ),
+    scenario_level: int | None = typer.Option(
+        None, "--scenario-level", help="Element of a list-valued scenario column."
+    ),
     param: list[str] = typer.Option([], "--param", help="Model parameter MODEL.NAME=VALUE (repeatable)."),
     set_: list[str] = typer.Option([], "--set", help="Config override key.sub=value (repeatable)."),
-    protocol: str = typer.Option("full", "--protocol", help="full (fit on a split) | stream (prequential windows by time)."),
+    protocol: str = typer.Option(
+        "full", "--protocol", help="full (fit on a split) | stream (prequential windows by time)."
+    ),
     windows: int = typer.Option(4, "--windows", help="Windows after the initial part, for --protocol stream."),
-    train_frac: float = typer.Option(0.6, "--train-frac", help="Initial share of the time-ordered rows, for --protocol stream."),
+    train_frac: float = typer.Option(
+        0.6, "--train-frac", help="Initial share of the time-ordered rows, for --protocol stream."
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Fit models on a split and evaluate them with full ranking over all items.
@@ -206,7 +257,9 @@ def _print_results(result: dict[str, Any]) -> None:
 @app.command()
 def train(
     data: str = typer.Option("ml-100k", "--data"),
-    model: str = typer.Option("lm", "--model", help="Registered model name (default: the language-model interest model)."),
+    model: str = typer.Option(
+        "lm", "--model", help="Registered model name (default: the language-model interest model)."
+    ),
     out_dir: Path = typer.Option(..., "--out", help="Model directory to write."),
     param: list[str] = typer.Option([], "--param", help="Model parameter MODEL.NAME=VALUE (repeatable)."),
     text_fields: str | None = typer.Option(None, "--text-fields"),
@@ -271,12 +324,12 @@ def encode(
 ) -> None:
     """Encode every item's text into L2-normalised vectors in item-index order."""
     _setup_logging(verbose)
-    from lmrec.encoders import encode_catalog, make_text_encoder
+    from lmrec.encoders import check_backend, encode_catalog, make_text_encoder
     from lmrec.pipeline import load_dataset
 
     try:
         dataset = load_dataset(DataConfig(source=data, text_fields=tuple(_split_list(text_fields)) or None))
-        encoder = make_text_encoder(model, backend, cache_dir=cache_dir)
+        encoder = make_text_encoder(model, check_backend(backend), cache_dir=cache_dir)
         result = encode_catalog(dataset, encoder=encoder, template=template, batch_size=batch_size, show_progress=True)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
@@ -287,43 +340,126 @@ def encode(
 
 @app.command()
 def serve(
-    model_dir: Path | None = typer.Option(None, "--model", help="A directory written by `lmrec train` (or give --model-dir-watch)."),
+    model_dir: Path | None = typer.Option(
+        None, "--model", help="A directory written by `lmrec train` (or give --model-dir-watch)."
+    ),
     model_dir_watch: Path | None = typer.Option(
-        None, "--model-dir-watch",
+        None,
+        "--model-dir-watch",
         help="A directory of model versions (subdirectories; complete once they hold a READY file): the newest is swapped in.",
     ),
-    model_watch_interval: float = typer.Option(5.0, "--model-watch-interval", help="Seconds between looks at --model-dir-watch."),
-    admin_token: str | None = typer.Option(
-        None, "--admin-token", envvar="LMREC_MODEL_ADMIN_TOKEN", help="Bearer token required by POST /admin/model (model swaps)."
+    model_watch_interval: float | None = typer.Option(
+        None, "--model-watch-interval", help="Seconds between looks at --model-dir-watch (5)."
     ),
-    host: str = typer.Option("127.0.0.1", "--host"),
-    port: int = typer.Option(8000, "--port"),
+    admin_token: str | None = typer.Option(
+        None,
+        "--admin-token",
+        envvar="LMREC_MODEL_ADMIN_TOKEN",
+        help="Bearer token required by POST /admin/model (model swaps).",
+    ),
+    keys_file: Path | None = typer.Option(
+        None,
+        "--keys-file",
+        envvar="LMREC_API_KEYS_FILE",
+        help="API keys (JSON/YAML: name, scrypt hash, scopes, rate limit; see lmrec.serve.auth.add_key): every route but /health needs one.",
+    ),
+    insecure: bool = typer.Option(
+        False, "--insecure", help="Serve a non-loopback --host without API keys (refused otherwise)."
+    ),
+    models_root: Path | None = typer.Option(
+        None,
+        "--models-root",
+        help="POST /admin/model loads only below this directory (default: the model's parent directory).",
+    ),
+    host: str | None = typer.Option(None, "--host", help="Address to listen on (127.0.0.1)."),
+    port: int | None = typer.Option(None, "--port", help="Port (8000)."),
     state_dir: Path | None = typer.Option(None, "--state-dir", help="Where the SQLite event log and profiles live."),
-    profile_store: str = typer.Option("sqlite", "--profile-store", help="sqlite | redis."),
+    profile_store: str | None = typer.Option(None, "--profile-store", help="sqlite (default) | redis."),
     redis_url: str | None = typer.Option(None, "--redis-url", help="redis://host:port/db for --profile-store redis."),
-    index: str = typer.Option("auto", "--index", help="auto | flat | hnsw | ivf | numpy (exact up to --exact-max-items)."),
-    exact_max_items: int = typer.Option(20_000, "--exact-max-items", help="Largest catalogue served by exact search with --index auto."),
-    sqlite_synchronous: str = typer.Option("FULL", "--sqlite-synchronous", help="FULL (survives power loss) | NORMAL (survives process crashes)."),
-    encoder: str | None = typer.Option(None, "--encoder", help="Text encoder path/name for non-text models (default: packaged MiniLM)."),
+    index: str | None = typer.Option(
+        None, "--index", help="auto (default) | flat | hnsw | ivf | numpy (exact up to --exact-max-items)."
+    ),
+    exact_max_items: int | None = typer.Option(
+        None, "--exact-max-items", help="Largest catalogue served by exact search with --index auto (20000)."
+    ),
+    sqlite_synchronous: str | None = typer.Option(
+        None, "--sqlite-synchronous", help="FULL (default; survives power loss) | NORMAL (survives process crashes)."
+    ),
+    encoder: str | None = typer.Option(
+        None, "--encoder", help="Text encoder path/name for non-text models (default: packaged MiniLM)."
+    ),
     encoder_backend: str | None = typer.Option(None, "--encoder-backend", help="torch | onnx-int8 | onnx | hf | fake."),
-    query_weight: float = typer.Option(0.7, "--query-weight", help="Weight of the query against the profile when both are given."),
-    threads: int = typer.Option(1, "--threads", help="Torch/BLAS threads per worker."),
+    query_weight: float | None = typer.Option(
+        None, "--query-weight", help="Weight of the query against the profile when both are given (0.7)."
+    ),
+    threads: int | None = typer.Option(None, "--threads", help="Torch/BLAS threads per worker (1)."),
+    max_k: int | None = typer.Option(None, "--max-k", help="Largest k a request may ask for (100)."),
+    max_events_per_batch: int | None = typer.Option(
+        None, "--max-events-per-batch", help="Largest POST /events batch (1000)."
+    ),
+    max_body_bytes: int | None = typer.Option(
+        None, "--max-body-bytes", help="Largest request body; larger ones get 413 (2000000)."
+    ),
+    max_query_chars: int | None = typer.Option(None, "--max-query-chars", help="Longest query text (1000)."),
+    setting: list[str] = typer.Option(
+        [],
+        "--set",
+        help="Any other serve setting as NAME=VALUE (JSON values; repeatable), e.g. --set candidate_pool=200.",
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Serve recommendations, events and item updates over HTTP; swap models live (POST /admin/model)."""
+    """Serve recommendations, events and item updates over HTTP; swap models live (POST /admin/model).
+
+    Every setting of lmrec.serve.ServeSettings is reachable: the options below, --set NAME=VALUE, or an
+    LMREC_<NAME> environment variable (options and --set win).
+    """
     _setup_logging(verbose)
     from lmrec.serve import ServeSettings, run_server
 
+    given: dict[str, Any] = {}
+    for item in setting:
+        name, sep, raw = item.partition("=")
+        if not sep or not name.strip():
+            _fail(f"--set {item!r}: expected NAME=VALUE")
+        try:
+            given[name.strip()] = json.loads(raw)
+        except ValueError:
+            given[name.strip()] = raw
+    options = {
+        "model_dir": model_dir,
+        "model_dir_watch": model_dir_watch,
+        "model_watch_interval_s": model_watch_interval,
+        "model_admin_token": admin_token,
+        "api_keys_file": keys_file,
+        "models_root": models_root,
+        "host": host,
+        "port": port,
+        "state_dir": state_dir,
+        "profile_store": profile_store,
+        "redis_url": redis_url,
+        "index": index,
+        "exact_max_items": exact_max_items,
+        "sqlite_synchronous": sqlite_synchronous,
+        "encoder": encoder,
+        "encoder_backend": encoder_backend,
+        "query_weight": query_weight,
+        "threads": threads,
+        "max_k": max_k,
+        "max_events_per_batch": max_events_per_batch,
+        "max_body_bytes": max_body_bytes,
+        "max_query_chars": max_query_chars,
+    }
+    given.update({name: value for name, value in options.items() if value is not None})
+    if insecure:
+        given["insecure"] = True
     try:
-        settings = ServeSettings(
-            model_dir=model_dir, model_dir_watch=model_dir_watch, model_watch_interval_s=model_watch_interval,
-            model_admin_token=admin_token, host=host, port=port, state_dir=state_dir, profile_store=profile_store,
-            redis_url=redis_url, index=index, exact_max_items=exact_max_items, sqlite_synchronous=sqlite_synchronous,
-            encoder=encoder, encoder_backend=encoder_backend, query_weight=query_weight, threads=threads,
-        )
-    except ValidationError as exc:
+        settings = ServeSettings.from_env(**given)
+    except (ValidationError, ValueError) as exc:
         _fail(str(exc))
-    run_server(settings)
+    try:
+        run_server(settings)
+    except ValueError as exc:  # a public address without keys, an unreadable keys file
+        _fail(str(exc))
 
 
 @app.command()
@@ -358,8 +494,10 @@ def _print_walkthrough(walk: dict[str, Any]) -> None:
     table(f"after live events ({acted})", walk["after_events"])
     table(f"user {user} + query {walk['query']!r}", walk["with_query"])
     rank = walk["new_item_rank_for_query"]
-    console.print(f"new item {walk['new_item']['item_id']!r} added by PUT /items, found from its text alone: "
-                  + (f"rank {rank} for a matching query" if rank else "not in the top 5 for a matching query"))
+    console.print(
+        f"new item {walk['new_item']['item_id']!r} added by PUT /items, found from its text alone: "
+        + (f"rank {rank} for a matching query" if rank else "not in the top 5 for a matching query")
+    )
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,11 +42,19 @@ ITEMS = [
 
 # (user, item): popularity = s1:4, t1:3, s2:2, b1:2, t2:1, s3:1 (others 0)
 HISTORY = [
-    ("u1", "s1"), ("u1", "t1"),
-    ("u2", "s1"), ("u2", "s2"), ("u2", "t1"),
-    ("u3", "s1"), ("u3", "b1"),
-    ("u4", "s1"), ("u4", "t1"), ("u4", "t2"),
-    ("u5", "s2"), ("u5", "b1"), ("u5", "s3"),
+    ("u1", "s1"),
+    ("u1", "t1"),
+    ("u2", "s1"),
+    ("u2", "s2"),
+    ("u2", "t1"),
+    ("u3", "s1"),
+    ("u3", "b1"),
+    ("u4", "s1"),
+    ("u4", "t1"),
+    ("u4", "t2"),
+    ("u5", "s2"),
+    ("u5", "b1"),
+    ("u5", "s3"),
 ]
 POPULARITY_ORDER = ["s1", "t1", "s2", "b1", "s3", "t2"]  # counts 4, 3, 2, 2, 1, 1; ties by row order
 
@@ -127,3 +137,23 @@ def tiny_model_registered() -> Iterator[None]:
         yield
     finally:
         MODEL_REGISTRY.pop(TinyVectorModel.model_name, None)
+
+
+@contextmanager
+def serve_in_thread(app: Any) -> Iterator[str]:
+    """A real uvicorn server for ``app`` on 127.0.0.1 in a thread of this process; yields its base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)

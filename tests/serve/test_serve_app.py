@@ -21,7 +21,11 @@ def ids(response) -> list[str]:
 
 
 def click(client: TestClient, user: str, items: list[str], prefix: str = "e", kind: str = "click") -> dict:
-    body = {"events": [{"event_id": f"{prefix}{n}", "user_id": user, "item_id": i, "type": kind} for n, i in enumerate(items)]}
+    body = {
+        "events": [
+            {"event_id": f"{prefix}{n}", "user_id": user, "item_id": i, "type": kind} for n, i in enumerate(items)
+        ]
+    }
     response = client.post("/events", json=body)
     assert response.status_code == 200, response.text
     return response.json()
@@ -32,9 +36,20 @@ def test_health_openapi_and_version(pop_client: TestClient) -> None:
     assert (health["status"], health["model"], health["items"], health["index"]) == ("ok", "Popularity", 12, "flat")
     assert health["space"] == "text:hashing-32-0"
     schema = pop_client.get("/openapi.json").json()
-    for path in ("/recommend", "/events", "/items/{item_id}", "/users/{user_id}", "/items/{item_id}/similar", "/explain", "/health", "/metrics"):
+    for path in (
+        "/recommend",
+        "/events",
+        "/items/{item_id}",
+        "/users/{user_id}",
+        "/items/{item_id}/similar",
+        "/explain",
+        "/health",
+        "/metrics",
+    ):
         assert path in schema["paths"], path
-    assert {"RecommendRequest", "RecommendResponse", "EventsRequest", "EventsResponse", "ScoredItem"} <= set(schema["components"]["schemas"])
+    assert {"RecommendRequest", "RecommendResponse", "EventsRequest", "EventsResponse", "ScoredItem"} <= set(
+        schema["components"]["schemas"]
+    )
 
 
 def test_unknown_user_without_query_gets_popularity(pop_client: TestClient) -> None:
@@ -78,7 +93,14 @@ def test_events_change_the_next_recommendation(pop_client: TestClient) -> None:
 def test_a_bad_event_rejects_its_whole_batch_and_retries_are_duplicates(pop_client: TestClient) -> None:
     good = [
         {"event_id": "a", "user_id": "new", "item_id": "t3", "type": "view", "timestamp": 1700000000},
-        {"event_id": "e", "user_id": "new", "item_id": "t4", "type": "rating", "value": 5, "timestamp": "2024-01-01T00:00:00Z"},
+        {
+            "event_id": "e",
+            "user_id": "new",
+            "item_id": "t4",
+            "type": "rating",
+            "value": 5,
+            "timestamp": "2024-01-01T00:00:00Z",
+        },
     ]
     bad = [
         {"event_id": "a", "user_id": "new", "item_id": "t3", "type": "view"},
@@ -91,7 +113,12 @@ def test_a_bad_event_rejects_its_whole_batch_and_retries_are_duplicates(pop_clie
     out = response.json()
     assert out["field"] == "events[1].event_id"
     assert out["detail"] == "events[1].event_id: 'a' repeats events[0] (and 3 more); the batch was not logged"
-    assert [e["field"] for e in out["errors"]] == ["events[1].event_id", "events[2].item_id", "events[3].type", "events[4].value"]
+    assert [e["field"] for e in out["errors"]] == [
+        "events[1].event_id",
+        "events[2].item_id",
+        "events[3].type",
+        "events[4].value",
+    ]
     assert out["errors"][1]["msg"] == "unknown item 'nope'"
     assert out["errors"][2]["msg"].startswith("unknown event type 'teleport'; known: ['cart', 'click'")
     assert out["errors"][3]["msg"] == "a rating event needs a value"
@@ -125,7 +152,12 @@ def test_filters(pop_client: TestClient) -> None:
     assert shoes == ["s1", "s2", "s3", "s4"]
     cheap = ids(pop_client.post("/recommend", json={"k": 12, "filters": {"range": {"price": {"max": 25}}}}))
     assert cheap == ["t1", "b1", "b2", "b3"]  # price <= 25 (t4 has none); counts 3, 2, 0, 0 (ties by row)
-    brands = ids(pop_client.post("/recommend", json={"k": 12, "filters": {"in": {"brand": ["orbit", "oxford"]}, "range": {"price": {"min": 30}}}}))
+    brands = ids(
+        pop_client.post(
+            "/recommend",
+            json={"k": 12, "filters": {"in": {"brand": ["orbit", "oxford"]}, "range": {"price": {"min": 30}}}},
+        )
+    )
     assert brands == ["s4", "t3", "b4"]
     bad = pop_client.post("/recommend", json={"filters": {"equals": {"colour": "red"}}})
     assert bad.status_code == 422
@@ -141,11 +173,19 @@ def test_diversity_spreads_categories(pop_client: TestClient) -> None:
 
 
 def test_put_and_delete_items(pop_client: TestClient) -> None:
-    put = pop_client.put("/items/n1", json={"text": "purple velvet slippers", "attributes": {"category": "shoes", "price": 15}})
+    put = pop_client.put(
+        "/items/n1", json={"text": "purple velvet slippers", "attributes": {"category": "shoes", "price": 15}}
+    )
     assert put.json() == {"item_id": "n1", "created": True, "reencoded": True, "index_size": 13}
     assert ids(pop_client.post("/recommend", json={"query": "purple velvet slippers", "k": 1})) == ["n1"]
-    assert ids(pop_client.post("/recommend", json={"k": 12, "filters": {"range": {"price": {"max": 15}}}})) == ["b1", "b3", "n1"]
-    same = pop_client.put("/items/n1", json={"text": "purple velvet slippers", "attributes": {"category": "slippers"}}).json()
+    assert ids(pop_client.post("/recommend", json={"k": 12, "filters": {"range": {"price": {"max": 15}}}})) == [
+        "b1",
+        "b3",
+        "n1",
+    ]
+    same = pop_client.put(
+        "/items/n1", json={"text": "purple velvet slippers", "attributes": {"category": "slippers"}}
+    ).json()
     assert (same["created"], same["reencoded"], same["index_size"]) == (False, False, 13)
     assert ids(pop_client.post("/recommend", json={"k": 5, "filters": {"equals": {"category": "slippers"}}})) == ["n1"]
     assert click(pop_client, "x", ["n1"])["accepted"] == 1
@@ -153,7 +193,9 @@ def test_put_and_delete_items(pop_client: TestClient) -> None:
     assert "n1" not in ids(pop_client.post("/recommend", json={"query": "purple velvet slippers", "k": 12}))
     assert pop_client.delete("/items/n1").status_code == 404
     assert pop_client.get("/items/n1/similar").status_code == 404
-    late = pop_client.post("/events", json={"events": [{"event_id": "late0", "user_id": "x", "item_id": "n1", "type": "click"}]})
+    late = pop_client.post(
+        "/events", json={"events": [{"event_id": "late0", "user_id": "x", "item_id": "n1", "type": "click"}]}
+    )
     assert (late.status_code, late.json()["field"]) == (422, "events[0].item_id")
     assert late.json()["errors"] == [{"field": "events[0].item_id", "msg": "unknown item 'n1'"}]
     assert pop_client.put("/items/n2", json={"attributes": {"price": 3}}).status_code == 422
@@ -203,7 +245,10 @@ def test_bad_input_gets_4xx_naming_the_field(pop_client: TestClient, pop_dir: Pa
     assert too_many.status_code == 422 and too_many.json()["detail"] == "k: k=101 is outside [1, max_k=100]"
     typo = pop_client.post("/recommend", json={"kk": 3})
     assert typo.status_code == 422 and typo.json()["field"] == "kk"
-    assert pop_client.post("/recommend", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+    assert (
+        pop_client.post("/recommend", content=b"{not json", headers={"content-type": "application/json"}).status_code
+        == 422
+    )
     long_query = pop_client.post("/recommend", json={"query": "x" * 1001})
     assert long_query.status_code == 422 and long_query.json()["field"] == "query"
     huge = pop_client.post("/events", content=b"x" * 2_000_001, headers={"content-type": "application/json"})
@@ -246,13 +291,24 @@ def test_business_rule_hook(pop_dir: Path, via_settings: bool) -> None:
 
 def test_items_written_by_one_process_reach_another(pop_dir: Path) -> None:
     settings = make_settings(pop_dir, items_sync_interval_s=0.01)
-    with TestClient(create_app(settings, encoder=HashingEncoder(DIM))) as a, TestClient(create_app(settings, encoder=HashingEncoder(DIM))) as b:
-        assert a.put("/items/n9", json={"text": "emerald silk scarf", "attributes": {"category": "scarves"}}).status_code == 200
+    with (
+        TestClient(create_app(settings, encoder=HashingEncoder(DIM))) as a,
+        TestClient(create_app(settings, encoder=HashingEncoder(DIM))) as b,
+    ):
+        assert (
+            a.put("/items/n9", json={"text": "emerald silk scarf", "attributes": {"category": "scarves"}}).status_code
+            == 200
+        )
         assert a.delete("/items/b4").status_code == 200
         time.sleep(0.02)
         assert ids(b.post("/recommend", json={"query": "emerald silk scarf", "k": 1})) == ["n9"]
         assert "b4" not in ids(b.post("/recommend", json={"query": "history book of rome", "k": 12}))
-        assert b.post("/events", json={"events": [{"event_id": "z", "user_id": "q", "item_id": "n9", "type": "view"}]}).json()["accepted"] == 1
+        assert (
+            b.post(
+                "/events", json={"events": [{"event_id": "z", "user_id": "q", "item_id": "n9", "type": "view"}]}
+            ).json()["accepted"]
+            == 1
+        )
 
 
 def test_model_lists_are_filled_with_items_the_model_cannot_score(pop_client: TestClient) -> None:

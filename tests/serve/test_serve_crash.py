@@ -26,7 +26,9 @@ def start_server(settings_json: str, port: int) -> subprocess.Popen:
         "import sys; from lmrec.serve import ServeSettings, run_server; "
         "run_server(ServeSettings.model_validate_json(sys.argv[1]))"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code, settings_json], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, settings_json], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -100,7 +102,9 @@ def test_kill_9_loses_no_acknowledged_event(tmp_path: Path) -> None:
                 assert body["online_profile"]["n_events"] == body["n_events"], user
             post = client.post("/events", json={"events": batch(0, 300, "post")}).json()
             assert post["accepted"] == 300
-            again = client.post("/events", json={"events": [{"event_id": acked[0], "user_id": "x", "item_id": "s1", "type": "view"}]})
+            again = client.post(
+                "/events", json={"events": [{"event_id": acked[0], "user_id": "x", "item_id": "s1", "type": "view"}]}
+            )
             assert again.json()["duplicates"] == 1
             total = sum(client.get(f"/users/{u}").json()["online_profile"]["n_events"] for u in USERS)
         assert total == len(logged) + 300

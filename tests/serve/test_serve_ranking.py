@@ -29,7 +29,9 @@ def test_filters_equals_in_range_and_missing_values() -> None:
 
 def test_filter_errors_name_the_field() -> None:
     t = table()
-    with pytest.raises(FilterError, match=r"filters\.equals\.colour: unknown attribute 'colour'; known: \['color', 'price'\]"):
+    with pytest.raises(
+        FilterError, match=r"filters\.equals\.colour: unknown attribute 'colour'; known: \['color', 'price'\]"
+    ):
         t.mask(FilterSpec(equals={"colour": "red"}))
     with pytest.raises(FilterError, match=r"filters\.range\.color: attribute 'color' is categorical"):
         t.mask(FilterSpec(range={"color": (0, 1)}))

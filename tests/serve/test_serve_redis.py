@@ -17,7 +17,12 @@ from lmrec.serve.app import create_app
 def test_redis_profiles_serve_and_recover_from_a_lost_write(pop_dir: Path, redis_url: str, tmp_path: Path) -> None:
     prefix = f"svc-{tmp_path.name}:"
     settings = make_settings(pop_dir, profile_store="redis", redis_url=redis_url, redis_prefix=prefix)
-    events = {"events": [{"event_id": f"e{n}", "user_id": "r1", "item_id": i, "type": "click"} for n, i in enumerate(["b2", "b3", "b4"])]}
+    events = {
+        "events": [
+            {"event_id": f"e{n}", "user_id": "r1", "item_id": i, "type": "click"}
+            for n, i in enumerate(["b2", "b3", "b4"])
+        ]
+    }
     with TestClient(create_app(settings, encoder=HashingEncoder(DIM))) as client:
         assert client.get("/health").json()["profile_store"] == "RedisProfileStore"
         assert client.post("/events", json=events).json()["accepted"] == 3

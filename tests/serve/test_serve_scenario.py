@@ -96,7 +96,10 @@ def test_a_scenario_aware_model_scores_in_the_scenario(scenario_client: TestClie
 def test_an_unknown_scenario_is_a_422_listing_the_valid_ones(scenario_client: TestClient) -> None:
     response = scenario_client.post("/recommend", json={"user_id": "u1", "scenario": "garden"})
     assert response.status_code == 422
-    assert response.json() == {"detail": "scenario: unknown scenario 'garden'; valid: ['home', 'reading']", "field": "scenario"}
+    assert response.json() == {
+        "detail": "scenario: unknown scenario 'garden'; valid: ['home', 'reading']",
+        "field": "scenario",
+    }
 
 
 def test_a_scenario_aware_model_without_vectors_ranks_with_its_scenario_scores(tmp_path: Path, registered) -> None:

@@ -105,7 +105,9 @@ def test_profile_store_contract(backend) -> None:
     np.testing.assert_array_equal(p.vector, [2, 3])
     assert profiles.get("u").last_seq == 2
     # catching up again absorbs nothing new
-    np.testing.assert_array_equal(profiles.catch_up("u", lambda seq: store.events_since("u", seq), count_update).vector, [2, 3])
+    np.testing.assert_array_equal(
+        profiles.catch_up("u", lambda seq: store.events_since("u", seq), count_update).vector, [2, 3]
+    )
     with store.write() as tx:
         store.append_events(tx, events("u", ["d"]))  # seq 4
     p = profiles.catch_up("u", lambda seq: store.events_since("u", seq), count_update)

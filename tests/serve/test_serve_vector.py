@@ -57,7 +57,9 @@ def test_online_profile_drives_a_new_user_and_blends_for_a_known_one(vec_dir: Pa
         # online weight 1: u4's profile is the unit vector of b3 alone; b3 itself is now seen
         model = load_model(vec_dir)
         scores = model.item_vectors() @ model.item_vectors()[model.item_map_.index("b3")]
-        order = [i for i in model.item_map_.to_ids(np.argsort(-scores, kind="stable")) if i not in {"s1", "t1", "t2", "b3"}]
+        order = [
+            i for i in model.item_map_.to_ids(np.argsort(-scores, kind="stable")) if i not in {"s1", "t1", "t2", "b3"}
+        ]
         assert ids(client.post("/recommend", json={"user_id": "u4", "k": 3})) == order[:3]
 
 
@@ -105,6 +107,8 @@ def test_the_language_model_interest_model_is_served_in_its_own_space(tmp_path: 
     with TestClient(create_app(make_settings(model_dir))) as client:
         assert client.get("/health").json()["space"].startswith("model:lm-")
         items, _ = loaded.recommend(loaded.user_map_.index("u2"), 4)
-        assert ids(client.post("/recommend", json={"user_id": "u2", "k": 4})) == loaded.item_map_.to_ids(items[0]).tolist()
+        assert (
+            ids(client.post("/recommend", json={"user_id": "u2", "k": 4})) == loaded.item_map_.to_ids(items[0]).tolist()
+        )
         assert client.put("/items/n1", json={"text": "golden retriever dog toy"}).status_code == 200
         assert ids(client.post("/recommend", json={"query": "golden retriever dog toy", "k": 1})) == ["n1"]

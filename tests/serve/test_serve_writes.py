@@ -52,8 +52,12 @@ def ml_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     catalog = ItemCatalog(frame, text_fields=["title"], categorical=["genres", "language"], numeric=["year"])
     history = pd.DataFrame(HISTORY, columns=["user_id", "item_id"])
     history["timestamp"] = np.arange(len(history), dtype=float)
-    data = Dataset(Interactions.from_frame(history, item_map=IdMap([m[0] for m in MOVIES])), items=catalog, name="ml-like")
-    return ModelBundle(Popularity().fit(data), catalog, None, {"dataset": data.name}).save(tmp_path_factory.mktemp("ml") / "pop")
+    data = Dataset(
+        Interactions.from_frame(history, item_map=IdMap([m[0] for m in MOVIES])), items=catalog, name="ml-like"
+    )
+    return ModelBundle(Popularity().fit(data), catalog, None, {"dataset": data.name}).save(
+        tmp_path_factory.mktemp("ml") / "pop"
+    )
 
 
 @contextmanager
@@ -96,7 +100,12 @@ def still_serving(client: TestClient) -> None:
 
 def prepare_state(client: TestClient) -> None:
     """A store with an item write and an event, so that a restart has something to replay."""
-    assert client.put("/items/n1", json={"text": "Heat (1995)", "attributes": {"year": 1995, "genres": ["Crime"]}}).status_code == 200
+    assert (
+        client.put(
+            "/items/n1", json={"text": "Heat (1995)", "attributes": {"year": 1995, "genres": ["Crime"]}}
+        ).status_code
+        == 200
+    )
     assert client.post("/events", json={"events": SEED_EVENTS}).status_code == 200
 
 
@@ -110,7 +119,12 @@ MALFORMED: dict[str, tuple[str, str, Any, int]] = {
     "poison-year-word": ("PUT", "/items/poison", {"text": "x film", "attributes": {"year": "nineteen"}}, 422),
     "year-list": ("PUT", "/items/poison", {"text": "x film", "attributes": {"year": [1994, 1995]}}, 422),
     "language-list": ("PUT", "/items/poison", {"text": "x film", "attributes": {"language": ["en", "fr"]}}, 422),
-    "replace-existing-with-bad-year": ("PUT", "/items/m1", {"text": "Toy Story 2", "attributes": {"year": "soon"}}, 422),
+    "replace-existing-with-bad-year": (
+        "PUT",
+        "/items/m1",
+        {"text": "Toy Story 2", "attributes": {"year": "soon"}},
+        422,
+    ),
     "same-text-bad-year": ("PUT", "/items/n1", {"text": "Heat (1995)", "attributes": {"year": "ninety-five"}}, 422),
     # our own
     "year-nan": ("PUT", "/items/poison", '{"text": "x film", "attributes": {"year": NaN}}', 422),
@@ -131,8 +145,18 @@ MALFORMED: dict[str, tuple[str, str, Any, int]] = {
     "event-duplicate-ids-in-batch": ("POST", "/events", {"events": [_event(), _event(item_id="m3")]}, 422),
     "event-negative-timestamp": ("POST", "/events", {"events": [_event(timestamp=-1)]}, 422),
     "event-before-1970-date": ("POST", "/events", {"events": [_event(timestamp="1969-12-31T23:59:59Z")]}, 422),
-    "event-infinite-timestamp": ("POST", "/events", '{"events": [{"event_id": "x1", "user_id": "u1", "item_id": "m2", "type": "click", "timestamp": Infinity}]}', 422),
-    "event-nan-value": ("POST", "/events", '{"events": [{"event_id": "x1", "user_id": "u1", "item_id": "m2", "type": "rating", "value": NaN}]}', 422),
+    "event-infinite-timestamp": (
+        "POST",
+        "/events",
+        '{"events": [{"event_id": "x1", "user_id": "u1", "item_id": "m2", "type": "click", "timestamp": Infinity}]}',
+        422,
+    ),
+    "event-nan-value": (
+        "POST",
+        "/events",
+        '{"events": [{"event_id": "x1", "user_id": "u1", "item_id": "m2", "type": "rating", "value": NaN}]}',
+        422,
+    ),
     "event-rating-without-value": ("POST", "/events", {"events": [_event(type="rating")]}, 422),
     "event-user-id-number": ("POST", "/events", {"events": [_event(user_id=7)]}, 422),
     "event-good-then-bad": ("POST", "/events", {"events": [_event(), _event(event_id="x2", item_id="zzz")]}, 422),
@@ -170,15 +194,22 @@ def test_a_malformed_write_changes_nothing_and_the_service_restarts(case: str, m
         assert client.get("/health").json()["quarantined"] == {"items": 0, "events": 0}
 
 
-def test_the_poisoned_write_names_the_field_and_a_later_good_write_of_the_id_works(ml_dir: Path, tmp_path: Path) -> None:
+def test_the_poisoned_write_names_the_field_and_a_later_good_write_of_the_id_works(
+    ml_dir: Path, tmp_path: Path
+) -> None:
     with served(ml_dir, tmp_path / "state") as client:
         response = client.put("/items/poison", json={"text": "x film", "attributes": {"year": "nineteen"}})
-        assert response.json() == {"detail": "attributes.year: expected a number, got 'nineteen'", "field": "attributes.year"}
+        assert response.json() == {
+            "detail": "attributes.year: expected a number, got 'nineteen'",
+            "field": "attributes.year",
+        }
         listed = client.put("/items/poison", json={"text": "x film", "attributes": {"language": ["en", "fr"]}})
         assert listed.json()["detail"] == "attributes.language: expected one value, got a list ['en', 'fr']"
         good = client.put("/items/poison", json={"text": "x film", "attributes": {"year": "1999"}})
         assert good.json() == {"item_id": "poison", "created": True, "reencoded": True, "index_size": 11}
-        rows = client.post("/recommend", json={"query": "x film", "k": 10, "filters": {"range": {"year": {"min": 1999}}}})
+        rows = client.post(
+            "/recommend", json={"query": "x film", "k": 10, "filters": {"range": {"year": {"min": 1999}}}}
+        )
         assert [i["item_id"] for i in rows.json()["items"]] == ["poison"]  # "1999" was stored as the number 1999
 
 
@@ -268,7 +299,9 @@ def test_a_successor_that_does_not_check_is_not_swapped_in(ml_dir: Path, tmp_pat
         monkeypatch.setattr(type(serving), "check", inconsistent)
         response = client.post("/admin/model", json={"path": str(ml_dir)})
         assert response.status_code == 422
-        assert response.json()["detail"].endswith("does not serve consistently: index rows: 12, the catalogue has 11 rows")
+        assert response.json()["detail"].endswith(
+            "does not serve consistently: index rows: 12, the catalogue has 11 rows"
+        )
         assert client.app.state.host.service is serving  # the old model keeps serving, unchanged
         assert snapshot(client, state) == before
         assert client.get("/admin/model").json()["swap_failures"] == 1
@@ -282,7 +315,9 @@ def test_a_successor_that_does_not_check_is_not_swapped_in(ml_dir: Path, tmp_pat
         ("erase_user", None),
     ],
 )
-def test_a_failed_commit_changes_nothing_in_memory(method: str, body: Any, ml_dir: Path, tmp_path: Path, monkeypatch) -> None:
+def test_a_failed_commit_changes_nothing_in_memory(
+    method: str, body: Any, ml_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
     state = tmp_path / "state"
     with served(ml_dir, state) as client:
         prepare_state(client)

@@ -13,4 +13,13 @@ from lmrec.serve.service import RecService
 from lmrec.serve.settings import ServeSettings
 from lmrec.serve.swap import ModelHost
 
-__all__ = ["BusinessRule", "Candidates", "ModelHost", "RankContext", "RecService", "ServeSettings", "create_app", "run_server"]
+__all__ = [
+    "BusinessRule",
+    "Candidates",
+    "ModelHost",
+    "RankContext",
+    "RecService",
+    "ServeSettings",
+    "create_app",
+    "run_server",
+]

@@ -2,10 +2,12 @@
 
 The model, stores and index load in the lifespan (in a worker thread), not at import; the model can
 be swapped while serving (``POST /admin/model`` or ``settings.model_dir_watch``, see
-`lmrec.serve.swap`). Errors map to JSON ``{"detail": ..., "field": ...}``: 401/403 admin token,
-404 unknown user/item, 409 swap already running, 413 oversized body or batch, 422 bad input with the
-field named (and ``"errors"``, each bad field, when there are several). Any other exception is a 500
-``{"error": ..., "request_id": ...}`` (`lmrec.serve.middleware.Instrument`).
+`lmrec.serve.swap`). Errors map to JSON ``{"detail": ..., "field": ...}``: 401 no or an invalid API
+key (with ``WWW-Authenticate``), 403 a key without the route's scope, 404 unknown user/item, 409 swap
+already running, 413 oversized body or batch, 422 bad input with the field named (and ``"errors"``,
+each bad field, when there are several), 429 a key's rate limit spent (with ``Retry-After``). Any
+other exception is a 500 ``{"error": ..., "request_id": ...}`` (`lmrec.serve.middleware.Instrument`).
+Access control (API keys with scopes, checked before the body is read) is `lmrec.serve.auth`.
 """
 
 from __future__ import annotations
@@ -21,14 +23,17 @@ import torch
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from threadpoolctl import threadpool_limits
 
+from lmrec.serve.auth import AccessControl, check_bind
 from lmrec.serve.errors import ServeError
 from lmrec.serve.loading import open_service
 from lmrec.serve.metrics import Metrics
 from lmrec.serve.middleware import Instrument
 from lmrec.serve.ranking import BusinessRule
+from lmrec.serve.retention import RetentionJob
 from lmrec.serve.routes import router
 from lmrec.serve.service import RecService
 from lmrec.serve.settings import ServeSettings
@@ -44,17 +49,33 @@ def _describe(metrics: Metrics) -> None:
     metrics.describe("lmrec_http_request_duration_seconds", "histogram", "HTTP request latency by route, seconds")
     metrics.describe("lmrec_events_ingested_total", "counter", "events appended to the log")
     metrics.describe("lmrec_events_duplicate_total", "counter", "events skipped as duplicates (same event_id)")
-    metrics.describe("lmrec_events_rejected_total", "counter", "events in batches answered 422 (one bad event rejects its batch)")
+    metrics.describe(
+        "lmrec_events_rejected_total", "counter", "events in batches answered 422 (one bad event rejects its batch)"
+    )
     metrics.describe("lmrec_http_server_errors_total", "counter", "answers with a 5xx status, by route and status")
     metrics.describe("lmrec_recommendations_total", "counter", "recommendation lists served, by strategy")
+    metrics.describe(
+        "lmrec_events_expired_total",
+        "counter",
+        "logged events deleted by the retention job (their effect stays in the profiles)",
+    )
+    metrics.describe("lmrec_queries_expired_total", "counter", "stored queries deleted by the retention job")
     metrics.describe("lmrec_index_items", "gauge", "rows in the item index (deleted ones included)")
     metrics.describe("lmrec_live_items", "gauge", "items that can be recommended")
-    metrics.describe("lmrec_model_info", "gauge", "the model being served (value 1; its version and directory as labels)")
+    metrics.describe(
+        "lmrec_model_info", "gauge", "the model being served (value 1; its version and directory as labels)"
+    )
     metrics.describe("lmrec_model_swaps", "gauge", "model swaps since the process started")
     metrics.describe("lmrec_model_swaps_total", "counter", "model swaps since the process started")
-    metrics.describe("lmrec_model_swap_failures_total", "counter", "model swaps that failed (the old model kept serving)")
-    metrics.describe("lmrec_model_load_seconds", "histogram", "seconds to load a swapped-in model to the side",
-                     buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0))
+    metrics.describe(
+        "lmrec_model_swap_failures_total", "counter", "model swaps that failed (the old model kept serving)"
+    )
+    metrics.describe(
+        "lmrec_model_load_seconds",
+        "histogram",
+        "seconds to load a swapped-in model to the side",
+        buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0),
+    )
 
 
 _TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
@@ -76,6 +97,7 @@ def create_app(
     rules: Sequence[BusinessRule] = (),
     service: RecService | None = None,
     on_ready: Callable[[], None] | None = None,
+    access: AccessControl | None = None,
 ) -> FastAPI:
     """The recommendation service as an ASGI app.
 
@@ -87,6 +109,8 @@ def create_app(
         service: an already opened service to serve (its lifecycle stays with the caller).
         on_ready: called once the service is open, before the first request (`run_server` limits
             the process's threads there, after the catalogue was encoded and indexed with all cores).
+        access: who may call what; None builds it from ``settings`` (``api_keys_file``, ``api_keys``,
+            ``model_admin_token``; `lmrec.serve.auth.AccessControl.from_settings`).
 
     Returns:
         A FastAPI app; the model and stores load when its lifespan starts.
@@ -117,11 +141,17 @@ def create_app(
         if settings.model_dir_watch is not None:
             watcher = VersionWatcher(host, settings.model_dir_watch, settings.model_watch_interval_s)
             watcher.start()
+        retention = None
+        if settings.retention_days:
+            retention = RetentionJob(host, settings.retention_interval_s)
+            retention.start()
         if on_ready is not None:
             on_ready()
         try:
             yield
         finally:
+            if retention is not None:
+                await asyncio.to_thread(retention.stop)
             if watcher is not None:
                 await asyncio.to_thread(watcher.stop)
             await asyncio.to_thread(host.close)
@@ -135,13 +165,16 @@ def create_app(
         lifespan=lifespan,
     )
     app.include_router(router)
+    app.state.access = AccessControl.from_settings(settings) if access is None else access
+    app.state.models_root = settings.resolved_models_root
+    app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]
 
     @app.exception_handler(ServeError)
     async def _serve_error(request: Request, exc: ServeError) -> JSONResponse:
         body: dict[str, Any] = {"detail": str(exc), "field": exc.field}
         if exc.errors:
             body["errors"] = exc.errors
-        return JSONResponse(body, status_code=exc.status)
+        return JSONResponse(body, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -153,7 +186,7 @@ def create_app(
             detail += f" (and {len(fields) - 1} more field{'s' if len(fields) > 2 else ''})"
         return JSONResponse({"detail": detail, "field": fields[0], "errors": errors}, status_code=422)
 
-    app.add_middleware(Instrument, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(Instrument, metrics=metrics, max_body_bytes=settings.max_body_bytes, scrub=settings.scrubber())
     return app
 
 
@@ -166,8 +199,44 @@ def run_server(settings: ServeSettings) -> None:
     from many threads at once slows down badly).
     """
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(settings, on_ready=lambda: limit_threads(settings.threads))
+    access = AccessControl.from_settings(settings)
+    check_bind(settings.host, has_keys=access.has_keys, insecure=settings.insecure)
+    app = create_app(settings, on_ready=lambda: limit_threads(settings.threads), access=access)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+
+
+def _openapi(app: FastAPI, settings: ServeSettings) -> dict[str, Any]:
+    """The OpenAPI schema with this server's limits as schema bounds (``k`` at most ``max_k``, query and
+    item text lengths, events per batch), built once."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, summary=app.summary, description=app.description, routes=app.routes
+    )
+    props = {
+        name: model.get("properties", {}) for name, model in schema.get("components", {}).get("schemas", {}).items()
+    }
+    limits = {
+        ("RecommendRequest", "k"): {"maximum": settings.max_k},
+        ("RecommendRequest", "query"): {"maxLength": settings.max_query_chars},
+        ("ExplainRequest", "query"): {"maxLength": settings.max_query_chars},
+        ("ItemUpsert", "text"): {"maxLength": settings.max_item_text_chars},
+        ("EventsRequest", "events"): {"maxItems": settings.max_events_per_batch},
+    }
+    for (model, field), bound in limits.items():
+        prop = props.get(model, {}).get(field)
+        if prop is None:
+            continue
+        for target in prop.get("anyOf", [prop]):  # optional fields: the non-null member
+            if target.get("type") in ("integer", "string", "array"):
+                target.update(bound)
+    for path in schema.get("paths", {}).values():
+        for op in path.values():
+            for param in op.get("parameters", []):
+                if param.get("name") == "k" and param.get("in") == "query":
+                    param["schema"]["maximum"] = settings.max_k
+    app.openapi_schema = schema
+    return schema
 
 
 def limit_threads(threads: int) -> None:

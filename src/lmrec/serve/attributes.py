@@ -288,7 +288,9 @@ class AttributeTable:
         for name, (low, high) in spec.range.items():
             col = self._col("range", name)
             if col.kind != "numeric":
-                raise FilterError(f"filters.range.{name}", f"attribute {name!r} is {col.kind}; range needs a numeric one")
+                raise FilterError(
+                    f"filters.range.{name}", f"attribute {name!r} is {col.kind}; range needs a numeric one"
+                )
             vals = col.values[:n]
             ok = ~np.isnan(vals)
             if low is not None:

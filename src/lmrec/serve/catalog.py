@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -45,11 +45,20 @@ class ItemUpdates:
         space: encodes new texts.
         bundle: gives the text template for items sent without text.
         sync_interval_s: how often `maybe_sync` looks for other processes' writes (0: never).
+        scrub: applied to an item's text (sent, or made from its attributes) before it is encoded or
+            stored: the PII scrubber (`lmrec.data.pii`), or None.
     """
 
     def __init__(
-        self, items: ServedItems, store: SQLiteStore, space: VectorSpace, bundle: ModelBundle, sync_interval_s: float
+        self,
+        items: ServedItems,
+        store: SQLiteStore,
+        space: VectorSpace,
+        bundle: ModelBundle,
+        sync_interval_s: float,
+        scrub: Callable[[str], str] | None = None,
     ) -> None:
+        self.scrub = scrub
         self.items = items
         self.store = store
         self.space = space
@@ -70,6 +79,8 @@ class ItemUpdates:
                 text = text_from_attributes(attributes, self.bundle)
             except (KeyError, TypeError, ValueError) as exc:
                 raise BadRequest("attributes", f"cannot make the item's text from its attributes: {exc}") from None
+        if self.scrub is not None:
+            text = self.scrub(text)
         if not text.strip():
             raise BadRequest("text", f"item {item_id!r} has no text: send 'text' or attributes with text values")
         items = self.items

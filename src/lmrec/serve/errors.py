@@ -3,19 +3,28 @@
 
 from __future__ import annotations
 
-__all__ = ["BadRequest", "Conflict", "Forbidden", "NotFound", "ServeError", "TooLarge", "Unauthorized"]
+__all__ = ["BadRequest", "Conflict", "Forbidden", "NotFound", "RateLimited", "ServeError", "TooLarge", "Unauthorized"]
 
 
 class ServeError(Exception):
-    """An error with an HTTP status and the request field at fault."""
+    """An error with an HTTP status, the request field at fault and (``headers``) answer headers such as
+    ``WWW-Authenticate`` or ``Retry-After``."""
 
     status = 400
 
-    def __init__(self, field: str | None, message: str, errors: list[dict[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        field: str | None,
+        message: str,
+        errors: list[dict[str, str]] | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message if field is None else f"{field}: {message}")
         self.field = field
         self.message = message
         self.errors = errors
+        self.headers = headers
 
 
 class NotFound(ServeError):
@@ -40,3 +49,7 @@ class Forbidden(ServeError):
 
 class Conflict(ServeError):
     status = 409
+
+
+class RateLimited(ServeError):
+    status = 429

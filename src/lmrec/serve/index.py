@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 IndexKind = Literal["flat", "hnsw", "ivf", "numpy"]
 
 
-def resolve_kind(kind: Literal["auto", "flat", "hnsw", "ivf", "numpy"], n_items: int, exact_max_items: int) -> IndexKind:
+def resolve_kind(
+    kind: Literal["auto", "flat", "hnsw", "ivf", "numpy"], n_items: int, exact_max_items: int
+) -> IndexKind:
     """``"auto"`` is exact (``"flat"``) up to ``exact_max_items`` items and ``"hnsw"`` beyond."""
     if kind == "auto":
         return "flat" if n_items <= exact_max_items else "hnsw"

@@ -114,9 +114,7 @@ class ServedItems:
         return text if len(text) <= width else text[: width - 1].rstrip() + "…"
 
     # ------------------------------------------------------------------ writes (hold `lock`)
-    def prepare(
-        self, item_id: str, text: str, attributes: Mapping[str, Any], vector: np.ndarray | None
-    ) -> ItemChange:
+    def prepare(self, item_id: str, text: str, attributes: Mapping[str, Any], vector: np.ndarray | None) -> ItemChange:
         """Check an add or update without changing anything.
 
         With ``vector=None`` the item must be live with the same text (only its attributes change);
@@ -168,7 +166,9 @@ class ServedItems:
         self.dead_row_of.pop(change.item_id, None)
         return row, old is None
 
-    def upsert(self, item_id: str, text: str, attributes: Mapping[str, Any], vector: np.ndarray | None) -> tuple[int, bool]:
+    def upsert(
+        self, item_id: str, text: str, attributes: Mapping[str, Any], vector: np.ndarray | None
+    ) -> tuple[int, bool]:
         """`prepare` then `apply` (nothing changes when `prepare` raises).
 
         Returns:
@@ -190,12 +190,16 @@ class ServedItems:
         row = self.row_of.get(item_id)
         return row is not None and self.texts[row] == text
 
-
     # ------------------------------------------------------------------ consistency
     def check(self) -> list[str]:
         """Disagreements between the ids, texts, attribute rows, liveness and index rows; [] when none."""
         n = self._n
-        sizes = {"ids": len(self.ids), "texts": len(self.texts), "attribute rows": len(self.attributes), "index rows": len(self.index)}
+        sizes = {
+            "ids": len(self.ids),
+            "texts": len(self.texts),
+            "attribute rows": len(self.attributes),
+            "index rows": len(self.index),
+        }
         problems = [f"{name}: {size}, the catalogue has {n} rows" for name, size in sizes.items() if size != n]
         live = int(self._live[:n].sum())
         if live != len(self.row_of):

@@ -155,9 +155,7 @@ def _build_items(
     return space, ServedItems(ids, texts, index, _attributes(bundle, ids), n_model)
 
 
-def open_service(
-    settings: ServeSettings, *, encoder: Any = None, rules: Sequence[BusinessRule] = ()
-) -> RecService:
+def open_service(settings: ServeSettings, *, encoder: Any = None, rules: Sequence[BusinessRule] = ()) -> RecService:
     """Load the model, the stores and the index, and open a `RecService` over them.
 
     Args:
@@ -191,7 +189,12 @@ def open_service(
     service.recover_profiles()
     log.info(
         "serving %s (%s) with %d items (%s index, %s space) in %.1fs",
-        settings.model_dir, version, len(items), items.index.kind, space.name, time.perf_counter() - start,
+        settings.model_dir,
+        version,
+        len(items),
+        items.index.kind,
+        space.name,
+        time.perf_counter() - start,
     )
     return service
 
@@ -214,18 +217,33 @@ def open_successor(old: RecService, model_dir: str | Path, *, encoder: Any = Non
         raise ValueError(f"cannot load the model in {path}: {type(exc).__name__}: {exc}") from exc
     settings = old.settings.model_copy(update={"model_dir": path, "state_dir": old.settings.resolved_state_dir})
     if encoder is None and isinstance(old.space, TextSpace):
-        same = settings.encoder is not None or bundle_text_settings(bundle.info)[1:] == bundle_text_settings(old.bundle.info)[1:]
+        same = (
+            settings.encoder is not None
+            or bundle_text_settings(bundle.info)[1:] == bundle_text_settings(old.bundle.info)[1:]
+        )
         encoder = old.space.encoder if same else None
     try:
         space, items = _build_items(settings, bundle, version, encoder, settings.resolved_state_dir)
         service = type(old)(
-            settings, bundle, version, space, items, old.store, old.profiles,
-            rules=old.rules, metrics=old.metrics, forgotten=old.forgotten,
+            settings,
+            bundle,
+            version,
+            space,
+            items,
+            old.store,
+            old.profiles,
+            rules=old.rules,
+            metrics=old.metrics,
+            forgotten=old.forgotten,
         )
     except Exception as exc:  # noqa: BLE001
         raise ValueError(f"cannot serve the model in {path}: {type(exc).__name__}: {exc}") from exc
     log.info(
         "loaded %s (%s) with %d items (%s space) to the side in %.1fs",
-        path, version, len(items), space.name, time.perf_counter() - start,
+        path,
+        version,
+        len(items),
+        space.name,
+        time.perf_counter() - start,
     )
     return service

@@ -78,7 +78,9 @@ class Metrics:
             series = self._counters.setdefault(name, {})
             series[key] = series.get(key, 0.0) + value
 
-    def gauge(self, name: str, read: Callable[[], float], labels: Callable[[], Mapping[str, str]] | None = None) -> None:
+    def gauge(
+        self, name: str, read: Callable[[], float], labels: Callable[[], Mapping[str, str]] | None = None
+    ) -> None:
         """A gauge whose value is ``read()`` at scrape time, with the labels ``labels()`` gives then (if any)."""
         self._gauges[name] = (read, labels)
 

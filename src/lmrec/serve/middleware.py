@@ -13,7 +13,9 @@ from __future__ import annotations
 import logging
 import re
 import time
+import traceback
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from fastapi.responses import JSONResponse
@@ -44,9 +46,13 @@ class Instrument:
         app: the ASGI app it wraps.
         metrics: where counts go.
         max_body_bytes: larger request bodies are answered 413 unread.
+        scrub: applied to an exception's message before it is logged (the PII scrubber), or None.
     """
 
-    def __init__(self, app: Any, metrics: Metrics, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: Any, metrics: Metrics, max_body_bytes: int, scrub: Callable[[str], str] | None = None
+    ) -> None:
+        self.scrub = scrub
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
@@ -102,8 +108,17 @@ class Instrument:
             await self.app(scope, receive, tagged_send)
         except Exception as exc:  # noqa: BLE001 - every unexpected failure becomes a JSON 500
             route = getattr(scope.get("route"), "path", "unmatched")
+            # the message may quote user text: scrubbed, and the traceback without the message
+            message = str(exc) if self.scrub is None else self.scrub(str(exc))
+            trace = "".join(traceback.format_tb(exc.__traceback__))
             log.error(
-                "request %s %s %s failed: %s: %s", rid, scope["method"], route, type(exc).__name__, exc, exc_info=exc
+                "request %s %s %s failed: %s: %s\nTraceback (most recent call last):\n%s",
+                rid,
+                scope["method"],
+                route,
+                type(exc).__name__,
+                message,
+                trace,
             )
             if status["started"]:  # the answer is half sent: nothing sensible can follow
                 self._record(scope, 500, start)
@@ -115,7 +130,10 @@ class Instrument:
 
     async def _too_large(self, send: Any, size: int) -> None:
         body = JSONResponse(
-            {"detail": f"body: request body of {size} bytes exceeds max_body_bytes={self.max_body_bytes}", "field": "body"},
+            {
+                "detail": f"body: request body of {size} bytes exceeds max_body_bytes={self.max_body_bytes}",
+                "field": "body",
+            },
             status_code=413,
         )
         await send({"type": "http.response.start", "status": 413, "headers": body.raw_headers})

@@ -57,7 +57,12 @@ class ProfileSync:
     """
 
     def __init__(
-        self, settings: ServeSettings, store: SQLiteStore, profiles: ProfileStore, items: ServedItems, space: VectorSpace
+        self,
+        settings: ServeSettings,
+        store: SQLiteStore,
+        profiles: ProfileStore,
+        items: ServedItems,
+        space: VectorSpace,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -110,8 +115,14 @@ class ProfileSync:
             row = self.items.any_row(e.item_id)
             vectors.append(None if row is None or e.type not in s.event_weights else self.items.vector(row))
         return absorb(
-            profile, events, vectors, alpha=s.profile_alpha, weights=s.event_weights, space=self.space.name,
-            rating_scale=s.rating_scale, half_life_s=s.profile_half_life_s,
+            profile,
+            events,
+            vectors,
+            alpha=s.profile_alpha,
+            weights=s.event_weights,
+            space=self.space.name,
+            rating_scale=s.rating_scale,
+            half_life_s=s.profile_half_life_s,
         )
 
     def catch_up_many(self, user_ids: Sequence[str], tx: Any = None) -> None:
@@ -153,7 +164,11 @@ class ProfileSync:
             if error is not None:
                 errors.append({"field": f"events[{i}].{error[0]}", "msg": error[1]})
                 continue
-            valid.append(Event(e.event_id, e.user_id, e.item_id, e.type, e.value, float(ts if ts is not None else now), e.scenario))
+            valid.append(
+                Event(
+                    e.event_id, e.user_id, e.item_id, e.type, e.value, float(ts if ts is not None else now), e.scenario
+                )
+            )
         if errors:
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
             field, msg = errors[0]["field"], errors[0]["msg"]

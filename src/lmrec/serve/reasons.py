@@ -21,7 +21,14 @@ from lmrec.serve.space import VectorSpace, bundle_text_settings
 
 __all__ = ["HistoryItem", "history_contributions", "reasons", "term_contributions", "text_from_attributes"]
 
-_PAST = {"view": "viewed", "click": "clicked", "cart": "added", "purchase": "bought", "rating": "rated", "like": "liked"}
+_PAST = {
+    "view": "viewed",
+    "click": "clicked",
+    "cart": "added",
+    "purchase": "bought",
+    "rating": "rated",
+    "like": "liked",
+}
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 _MAX_TERMS = 16
 
@@ -104,7 +111,11 @@ def history_contributions(
         if h.row in seen:
             continue
         seen.add(h.row)
-        out.append(HistoryContribution(item_id=items.ids[h.row], source=h.source, event_type=h.event_type, similarity=float(sims[j])))
+        out.append(
+            HistoryContribution(
+                item_id=items.ids[h.row], source=h.source, event_type=h.event_type, similarity=float(sims[j])
+            )
+        )
         if len(out) == k:
             break
     return out

@@ -34,8 +34,13 @@ __all__ = [
     "ScoredItem",
     "SimilarResponse",
     "TermContribution",
+    "Erasure",
+    "ExportedEvent",
+    "ExportedProfile",
+    "StoredQuery",
     "UserErased",
     "UserEvent",
+    "UserExport",
     "UserSummary",
 ]
 
@@ -69,7 +74,10 @@ class RecommendRequest(_Strict):
     """Who and what to recommend for; every field is optional (an empty request gets popular items)."""
 
     user_id: str | None = Field(None, min_length=1, max_length=256)
-    query: str | None = Field(None, description="natural-language request, e.g. 'warm waterproof boots'")
+    query: str | None = Field(
+        None,
+        description="natural-language request, e.g. 'warm waterproof boots' (at most the server's max_query_chars)",
+    )
     scenario: str | None = Field(
         None,
         min_length=1,
@@ -139,7 +147,7 @@ class ItemUpsert(_Strict):
     """An item's text and attributes. Without ``text``, the text is built from the attributes with the
     catalogue's template (or their string values joined)."""
 
-    text: str | None = Field(None, max_length=20_000)
+    text: str | None = Field(None, description="at most the server's max_item_text_chars characters")
     attributes: dict[str, Scalar | list[Scalar] | None] = Field(
         default_factory=dict, description="attribute -> value; a list for multi-valued attributes (genres, tags)"
     )
@@ -190,6 +198,53 @@ class UserErased(BaseModel):
     model_data_suppressed: bool
 
 
+class ExportedEvent(BaseModel):
+    seq: int = Field(description="position in the event log")
+    event_id: str
+    item_id: str
+    type: str
+    value: float | None
+    timestamp: float
+    scenario: str | None
+    received_at: float = Field(description="when the service logged it (seconds since the epoch)")
+
+
+class ExportedProfile(BaseModel):
+    space: str = Field(description="the vector space the profile lives in")
+    n_events: int
+    last_event_at: float
+    vector: list[float]
+
+
+class StoredQuery(BaseModel):
+    query: str
+    at: float
+
+
+class Erasure(BaseModel):
+    forgotten: bool = Field(description="the user was erased (DELETE /users/{id}); only an erasure marker is kept")
+    model_data_suppressed: bool = Field(
+        description="the served model was trained on the user's data; the service does not use it until a retrained model is served"
+    )
+
+
+class UserExport(BaseModel):
+    """Everything the service holds about one user (``GET /users/{id}/export``)."""
+
+    user_id: str
+    exported_at: float
+    known_to_model: bool
+    training_items: list[str] = Field(description="the user's interactions the served model was trained on")
+    n_events_logged: int = Field(description="events ever logged for the user (expired ones included)")
+    first_event_at: float | None
+    last_event_at: float | None
+    erasure: Erasure
+    events: list[ExportedEvent] = Field(description="the logged events still held, oldest first")
+    online_profile: ExportedProfile | None
+    queries: list[StoredQuery] = Field(description="stored query texts (only when the server stores queries)")
+    retention_days: dict[str, float] = Field(description="how long each event type is kept (empty: until erasure)")
+
+
 class SimilarResponse(BaseModel):
     item_id: str
     items: list[ScoredItem]
@@ -234,22 +289,25 @@ class Quarantined(BaseModel):
 
 
 class HealthResponse(BaseModel):
+    """Liveness and what is served; with API keys configured, a caller without a valid key gets
+    ``status`` only (the other fields are null)."""
+
     status: Literal["ok", "degraded"] = Field(
         description="'degraded' when the catalogue and the item index disagree (see 'problems')"
     )
     problems: list[str] = Field(default_factory=list, description="why the status is 'degraded'")
-    quarantined: Quarantined = Field(default_factory=Quarantined)
-    model: str
-    model_version: str
-    model_dir: str
-    swaps: int = Field(description="model swaps since the process started")
+    quarantined: Quarantined | None = None
+    model: str | None = None
+    model_version: str | None = None
+    model_dir: str | None = None
+    swaps: int | None = Field(None, description="model swaps since the process started")
     scenarios: list[str] | None = Field(None, description="a scenario-aware model's scenario names; None otherwise")
-    space: str
-    index: str
-    items: int
-    live_items: int
-    profile_store: str
-    events: int
+    space: str | None = None
+    index: str | None = None
+    items: int | None = None
+    live_items: int | None = None
+    profile_store: str | None = None
+    events: int | None = None
 
 
 class ModelSwapRequest(_Strict):

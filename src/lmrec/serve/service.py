@@ -34,6 +34,7 @@ and checks the successor aside and only then swaps the reference (`lmrec.serve.s
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -51,9 +52,12 @@ from lmrec.serve.profile_sync import ProfileSync, UserVectorCache
 from lmrec.serve.profiles import blend, unit
 from lmrec.serve.ranking import BusinessRule, Candidates, RankContext, apply_rules, mmr
 from lmrec.serve.schemas import (
+    Erasure,
     EventIn,
     EventsResponse,
     ExplainResponse,
+    ExportedEvent,
+    ExportedProfile,
     HealthResponse,
     ItemDeleted,
     ItemWritten,
@@ -62,8 +66,10 @@ from lmrec.serve.schemas import (
     RecommendResponse,
     ScoredItem,
     SimilarResponse,
+    StoredQuery,
     UserErased,
     UserEvent,
+    UserExport,
     UserSummary,
 )
 from lmrec.serve.settings import ServeSettings
@@ -128,10 +134,15 @@ class RecService:
         self.retired = False
         self.swaps = 0
         self.scenarios = _scenario_names(self.model)
+        self.scrubber = settings.scrubber()
         self.user_vectors = UserVectorCache(space, items)
         self.retriever = CandidateRetriever(self.model, items, settings.online_weight, self.user_vectors)
-        items.add_popularity(np.arange(items.n_model), np.asarray(self.model.seen_.sum(axis=0), dtype=np.float64).ravel())
-        self.item_updates = ItemUpdates(items, store, space, bundle, settings.items_sync_interval_s)
+        items.add_popularity(
+            np.arange(items.n_model), np.asarray(self.model.seen_.sum(axis=0), dtype=np.float64).ravel()
+        )
+        self.item_updates = ItemUpdates(
+            items, store, space, bundle, settings.items_sync_interval_s, scrub=self.scrubber
+        )
         self.item_updates.apply(store.items_since(items.version))  # items PUT or DELETEd before this start
         self.profile_sync = ProfileSync(settings, store, profiles, items, space)
         self.profile_sync.catch_up_popularity()  # every logged event so far
@@ -169,10 +180,10 @@ class RecService:
     def resolve(self, user_id: str | None, query: str | None, scenario_id: int | None = None) -> RequestContext:
         """Turn a user id and a query into the retrieval vector and strategy (table in the module doc)."""
         s = self.settings
-        if query is not None:
-            query = query.strip() or None
         if query is not None and len(query) > s.max_query_chars:
             raise BadRequest("query", f"{len(query)} characters exceed max_query_chars={s.max_query_chars}")
+        if query is not None:  # what reaches the encoder, the answer's reasons and the rules: scrubbed
+            query = self.scrub(query).strip() or None
         u = self._user_index(user_id)
         profile = self.profile_sync.online(user_id)
         online = None if profile is None else profile.vector
@@ -190,6 +201,10 @@ class RecService:
         if user_vec is not None:
             return RequestContext(user_id, u, online, None, user_vec, "profile", scenario_id, applied)
         return RequestContext(user_id, u, online, None, None, "popularity", scenario_id)
+
+    def scrub(self, text: str) -> str:
+        """``text`` through the PII scrubber (unchanged when ``scrub_pii`` is off)."""
+        return text if self.scrubber is None else self.scrubber(text)
 
     def _seen_rows(self, user_id: str, u: int | None) -> np.ndarray:
         rows: list[int] = []
@@ -227,6 +242,13 @@ class RecService:
         self._check_k(k)
         scenario_id = self.scenario_id(scenario)
         self.item_updates.maybe_sync()
+        if query is not None and query.strip() and self.settings.store_queries != "none":
+            if len(query) > self.settings.max_query_chars:
+                raise BadRequest(
+                    "query", f"{len(query)} characters exceed max_query_chars={self.settings.max_query_chars}"
+                )
+            kept = query if self.settings.store_queries == "raw" else self.scrub(query)
+            self.store.log_query(user_id, kept, time.time())
         n = len(self.items)
         allowed = self.items.live_mask(n)
         if filters:
@@ -250,7 +272,10 @@ class RecService:
         texts = self._reasons(ctx, cands.rows)
         self.metrics.inc("lmrec_recommendations_total", strategy=ctx.strategy)
         return RecommendResponse(
-            items=[ScoredItem(item_id=i, score=float(sc), reason=r) for i, sc, r in zip(cands.item_ids, cands.scores, texts)],
+            items=[
+                ScoredItem(item_id=i, score=float(sc), reason=r)
+                for i, sc, r in zip(cands.item_ids, cands.scores, texts)
+            ],
             model_version=self.version,
             strategy=ctx.strategy,  # type: ignore[arg-type]
             user_id=user_id,
@@ -310,7 +335,11 @@ class RecService:
 
     # ------------------------------------------------------------------ items
     def put_item(self, item_id: str, text: str | None, attributes: Mapping[str, Any]) -> ItemWritten:
-        """Add or replace an item (`lmrec.serve.catalog.ItemUpdates.put`)."""
+        """Add or replace an item (`lmrec.serve.catalog.ItemUpdates.put`); a text longer than
+        ``max_item_text_chars`` is a `BadRequest`."""
+        limit = self.settings.max_item_text_chars
+        if text is not None and len(text) > limit:
+            raise BadRequest("text", f"{len(text)} characters exceed max_item_text_chars={limit}")
         return self.item_updates.put(item_id, text, attributes)
 
     def delete_item(self, item_id: str) -> ItemDeleted:
@@ -346,7 +375,10 @@ class RecService:
         online = None
         if profile is not None:
             rows, scores = self.items.index.search(unit(profile.vector), 5, self.items.live_mask())
-            top = [ScoredItem(item_id=self.items.ids[r], score=float(sc), reason="closest to the online profile") for r, sc in zip(rows, scores)]
+            top = [
+                ScoredItem(item_id=self.items.ids[r], score=float(sc), reason="closest to the online profile")
+                for r, sc in zip(rows, scores)
+            ]
             online = OnlineProfile(n_events=profile.n_events, last_event_at=profile.last_ts, top_items=top)
         seen = self.model.seen_
         return UserSummary(
@@ -358,15 +390,60 @@ class RecService:
             last_event_at=record.last_event_at if record else None,
             online_profile=online,
             recent_events=[
-                UserEvent(event_id=e.event_id, item_id=e.item_id, type=e.type, value=e.value, timestamp=e.ts, scenario=e.scenario)
+                UserEvent(
+                    event_id=e.event_id,
+                    item_id=e.item_id,
+                    type=e.type,
+                    value=e.value,
+                    timestamp=e.ts,
+                    scenario=e.scenario,
+                )
                 for e in recent
             ],
+        )
+
+    def export_user(self, user_id: str) -> UserExport:
+        """Everything the service holds about a user, machine-readable: the training interactions the
+        served model has, the logged events (every column), the stored online profile, stored queries
+        and the erasure state. `NotFound` when it holds nothing."""
+        u = self.model.user_map_.get(user_id)
+        in_model = 0 <= u < self.model.n_users
+        with self.store.snapshot():
+            record = self.store.user(user_id)
+            events, queries = self.store.export_user(user_id)
+            profile = self.profiles.get(user_id)
+        if not in_model and record is None and not events and not queries and profile is None:
+            raise NotFound("user_id", f"unknown user {user_id!r}")
+        seen = self.model.seen_
+        training = [self.items.ids[r] for r in seen.indices[seen.indptr[u] : seen.indptr[u + 1]]] if in_model else []
+        forgotten = user_id in self.forgotten or (record is not None and record.forgotten)
+        return UserExport(
+            user_id=user_id,
+            exported_at=time.time(),
+            known_to_model=in_model,
+            training_items=training,
+            n_events_logged=record.n_events if record is not None else 0,
+            first_event_at=record.first_event_at if record is not None else None,
+            last_event_at=record.last_event_at if record is not None else None,
+            erasure=Erasure(forgotten=forgotten, model_data_suppressed=forgotten and in_model),
+            events=[ExportedEvent(timestamp=e["ts"], **{k: v for k, v in e.items() if k != "ts"}) for e in events],
+            online_profile=None
+            if profile is None
+            else ExportedProfile(
+                space=profile.space,
+                n_events=profile.n_events,
+                last_event_at=profile.last_ts,
+                vector=[float(x) for x in profile.vector],
+            ),
+            queries=[StoredQuery(**q) for q in queries],
+            retention_days=dict(self.settings.retention_days),
         )
 
     def forget_user(self, user_id: str) -> UserErased:
         """Erase the user's events and profile; stop using what the trained model knows of them."""
         in_model = user_id in self.model.user_map_
         n, deleted = self.profile_sync.erase(user_id, mark_forgotten=in_model)
+        self.store.checkpoint()  # the erased rows leave the write-ahead log too
         if in_model:
             self.forgotten.add(user_id)
             self.user_vectors.forget(self.model.user_map_.get(user_id))
@@ -385,7 +462,9 @@ class RecService:
         elif ctx.strategy == "popularity":
             score = float(self.items.popularity()[row])
         else:
-            score = float(self.model.score(np.asarray([ctx.u]), np.asarray([row]))[0]) if row < self.items.n_model else None
+            score = (
+                float(self.model.score(np.asarray([ctx.u]), np.asarray([row]))[0]) if row < self.items.n_model else None
+            )
         history = why.history_contributions(self._history(user_id, ctx.u, limit=50), item, self.items)
         terms = why.term_contributions(ctx.query, item, self.space) if ctx.query else []
         return ExplainResponse(
@@ -410,7 +489,9 @@ class RecService:
         return HealthResponse(
             status="degraded" if problems else "ok",
             problems=problems,
-            quarantined=Quarantined(items=len(self.item_updates.quarantined), events=self.store.count_quarantined("event")),
+            quarantined=Quarantined(
+                items=len(self.item_updates.quarantined), events=self.store.count_quarantined("event")
+            ),
             model=type(self.model).__name__,
             model_version=self.version,
             model_dir=str(self.settings.model_dir),

@@ -15,7 +15,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from lmrec.data.pii import ALL_KINDS, PIIKind, PIIScrubber, ScrubConfig
 from lmrec.encoders.config import Backend
+from lmrec.serve.auth import KeyEntry
 
 __all__ = ["DEFAULT_EVENT_WEIGHTS", "ServeSettings"]
 
@@ -44,7 +46,15 @@ class ServeSettings(BaseModel):
             background thread and swapped in. None: no watching.
         model_watch_interval_s: seconds between two looks at ``model_dir_watch``.
         model_admin_token: when set, ``/admin/*`` (model swap) requests must send ``Authorization: Bearer <token>``;
-            None leaves them open (the default host is loopback only).
+            None leaves them open (the default host is loopback only). It acts as a key with the ``admin``
+            scope; with ``api_keys`` configured too, it is one more key.
+        api_keys_file: a keys file (JSON or YAML, `lmrec.serve.auth.load_keys`: name, scrypt hash, scopes,
+            optional rate limit per key); its keys and ``api_keys`` together guard every route but
+            ``/health`` (`lmrec.serve.auth`). No keys: every route is open, on loopback only.
+        api_keys: key entries given inline (``LMREC_API_KEYS`` takes them as JSON).
+        insecure: serve a non-loopback ``host`` without API keys (refused otherwise; logged loudly).
+        models_root: ``POST /admin/model`` loads only directories below it (symlinks and ``..``
+            resolved); default: ``model_dir_watch``, else the served model directory's parent.
         state_dir: where the SQLite database, the FAISS index and the vector cache live
             (default ``<model_dir>/serve_state``, else ``<model_dir_watch>/serve_state``); it stays
             the same across model swaps, so the event log, profiles and PUT items carry over.
@@ -78,13 +88,27 @@ class ServeSettings(BaseModel):
         max_k: largest ``k`` a request may ask for.
         max_events_per_batch: largest ``POST /events`` batch.
         max_body_bytes: largest request body; larger bodies get 413.
-        max_query_chars: longest query text.
+        max_query_chars: longest query text (``/recommend`` and ``/explain``).
+        max_item_text_chars: longest item text of ``PUT /items/{id}``.
         recent_events_shown: events listed by ``GET /users/{id}`` unless ``limit`` says otherwise.
         items_sync_interval_s: how often a process picks up items that other processes PUT or DELETEd
             (0 disables).
         threads: intra-op threads for FAISS and torch (1 keeps concurrent requests from oversubscribing).
         rules: business-rule hooks as ``"package.module:function"`` import paths (see `lmrec.serve.ranking`).
         show_progress: progress bars while encoding the catalogue at start-up.
+        scrub_pii: pass text from requests (queries, item texts of ``PUT /items``) through the PII
+            scrubber (`lmrec.data.pii`) before it reaches an encoder, the store, an answer or a log.
+        pii_kinds: what the scrubber replaces (``email``, ``phone``, ``card``, ``ssn``, ``uk_nino``,
+            ``iban``, ``cn_id``, ``ip``; default all).
+        pii_backend: ``"patterns"`` (built in) or ``"presidio"`` (where Presidio and a spaCy model are installed).
+        store_queries: ``"none"`` (default: query texts are never stored), ``"scrubbed"`` or ``"raw"``:
+            keep each query of ``/recommend`` with its user id and time (exported, erased and expired
+            with the user's other data).
+        retention_days: days a logged event is kept after it was received, by event type; ``"*"``
+            covers the types not named, ``"query"`` the stored queries. An expired event is deleted
+            once its user's profile has absorbed it, so the profile keeps its effect (`lmrec.serve.retention`).
+            Empty: kept until the user is erased.
+        retention_interval_s: seconds between two runs of the retention job.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -93,6 +117,10 @@ class ServeSettings(BaseModel):
     model_dir_watch: Path | None = None
     model_watch_interval_s: float = Field(5.0, gt=0.0)
     model_admin_token: str | None = Field(None, min_length=1, repr=False)
+    api_keys_file: Path | None = None
+    api_keys: tuple[KeyEntry, ...] = Field((), repr=False)
+    insecure: bool = False
+    models_root: Path | None = None
     state_dir: Path | None = None
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
@@ -121,11 +149,18 @@ class ServeSettings(BaseModel):
     max_events_per_batch: int = Field(1000, ge=1)
     max_body_bytes: int = Field(2_000_000, ge=1024)
     max_query_chars: int = Field(1000, ge=1)
+    max_item_text_chars: int = Field(20_000, ge=1)
     recent_events_shown: int = Field(20, ge=0)
     items_sync_interval_s: float = Field(1.0, ge=0.0)
     threads: int = Field(1, ge=1)
     rules: tuple[str, ...] = ()
     show_progress: bool = False
+    scrub_pii: bool = True
+    pii_kinds: tuple[PIIKind, ...] = tuple(sorted(ALL_KINDS))  # type: ignore[assignment]
+    pii_backend: Literal["patterns", "presidio"] = "patterns"
+    store_queries: Literal["none", "scrubbed", "raw"] = "none"
+    retention_days: dict[str, float] = Field(default_factory=dict)
+    retention_interval_s: float = Field(3600.0, gt=0.0)
 
     @model_validator(mode="before")
     @classmethod
@@ -140,6 +175,17 @@ class ServeSettings(BaseModel):
     def _need_a_model(self) -> ServeSettings:
         if self.model_dir is None and self.model_dir_watch is None:
             raise ValueError("model_dir: give a model directory, or model_dir_watch (a directory of model versions)")
+        return self
+
+    @model_validator(mode="after")
+    def _check_retention(self) -> ServeSettings:
+        bad = {k: v for k, v in self.retention_days.items() if not v > 0}
+        if bad:
+            raise ValueError(f"retention_days must be positive numbers of days; got {bad}")
+        unknown = sorted(set(self.retention_days) - set(self.event_weights) - {"*", "query"})
+        if unknown:
+            valid = sorted({*self.event_weights, "*", "query"})
+            raise ValueError(f"retention_days: unknown event type(s) {unknown}; valid: {valid}")
         return self
 
     @field_validator("event_weights")
@@ -168,6 +214,26 @@ class ServeSettings(BaseModel):
         base = self.model_dir if self.model_dir is not None else self.model_dir_watch
         assert base is not None  # _need_a_model
         return base / "serve_state"
+
+    def scrubber(self) -> PIIScrubber | None:
+        """The PII scrubber these settings ask for (``scrub_pii``, ``pii_kinds``, ``pii_backend``); None when off.
+
+        Raises:
+            ImportError: ``pii_backend="presidio"`` and Presidio or its spaCy model is not installed.
+        """
+        if not self.scrub_pii:
+            return None
+        return PIIScrubber(ScrubConfig(kinds=frozenset(self.pii_kinds), backend=self.pii_backend))
+
+    @property
+    def resolved_models_root(self) -> Path:
+        """``models_root``, else ``model_dir_watch``, else the parent of ``model_dir``."""
+        if self.models_root is not None:
+            return self.models_root
+        if self.model_dir_watch is not None:
+            return self.model_dir_watch
+        assert self.model_dir is not None  # _need_a_model
+        return Path(self.model_dir).resolve().parent
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServeSettings:

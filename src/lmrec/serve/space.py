@@ -186,7 +186,9 @@ def make_space(
         _, info_model, info_backend = bundle_text_settings(bundle.info)
         model_name = encoder_model or info_model
         backend = encoder_backend or info_backend or "torch"
-        log.info("encoding items of %s with %s (backend %s)", type(model).__name__, model_name or "packaged MiniLM", backend)
+        log.info(
+            "encoding items of %s with %s (backend %s)", type(model).__name__, model_name or "packaged MiniLM", backend
+        )
         encoder = make_text_encoder(model_name, backend)  # type: ignore[arg-type]
     return TextSpace(model, encoder, cache_dir=cache_dir, show_progress=show_progress)
 

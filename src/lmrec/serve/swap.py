@@ -43,9 +43,39 @@ from lmrec.serve.schemas import ModelStatus, ModelSwapResponse
 from lmrec.serve.service import RecService
 from lmrec.serve.versions import READY_MARKER, complete_versions, newest_version
 
-__all__ = ["READY_MARKER", "ModelHost", "VersionWatcher", "complete_versions", "newest_version"]
+__all__ = [
+    "NOT_BELOW_ROOT",
+    "READY_MARKER",
+    "ModelHost",
+    "VersionWatcher",
+    "complete_versions",
+    "model_dir_below",
+    "newest_version",
+]
 
 log = logging.getLogger(__name__)
+
+#: the one answer to a swap path that is not a model directory below the models root
+NOT_BELOW_ROOT = "no model directory at this path below the models root"
+
+
+def model_dir_below(root: str | Path, path: str | Path) -> Path:
+    """``path`` resolved (symlinks and ``..`` followed; relative paths from ``root``), when it is a
+    directory with a ``config.json`` at or below the resolved ``root``.
+
+    Raises:
+        ValueError: `NOT_BELOW_ROOT` for any other path (missing, a file, outside, unreadable, ...).
+    """
+    try:
+        base = Path(root).resolve(strict=True)
+        given = Path(path)
+        candidate = (given if given.is_absolute() else base / given).resolve(strict=True)
+        if candidate.is_relative_to(base) and candidate.is_dir() and (candidate / "config.json").is_file():
+            return candidate
+    except (OSError, RuntimeError, ValueError):  # missing, a symlink loop, a NUL byte, no permission
+        pass
+    raise ValueError(NOT_BELOW_ROOT)
+
 
 class ModelHost:
     """The service that new requests get, and atomic swaps of it.
@@ -77,17 +107,28 @@ class ModelHost:
         with self._writes.read():
             yield self._service
 
-    def swap(self, path: str | Path) -> ModelSwapResponse:
+    def swap(self, path: str | Path, *, root: Path | None = None) -> ModelSwapResponse:
         """Load the model directory ``path`` to the side and swap it in.
 
+        Args:
+            path: the model directory.
+            root: when given (``POST /admin/model``), ``path`` must resolve (symlinks and ``..``
+                followed; relative to ``root`` when not absolute) to a model directory below ``root``;
+                any other path gets the same generic message, which tells nothing of what is there.
+
         Raises:
-            BadRequest: ``path`` is missing, not a directory, not a model directory, or does not load
+            BadRequest: ``path`` is not a model directory (below ``root``), or it does not load
                 (field ``path``; the old model keeps serving).
             Conflict: another swap is running.
         """
         if not self._swap_lock.acquire(blocking=False):
             raise Conflict("path", "a model swap is already in progress; retry when it has finished")
         try:
+            if root is not None:
+                try:
+                    path = model_dir_below(root, path)
+                except ValueError as exc:
+                    raise self._failed(repr(str(path)), exc) from None
             return self._swap(path)
         finally:
             self._swap_lock.release()
@@ -115,7 +156,9 @@ class ModelHost:
         metrics.inc("lmrec_model_swaps_total")
         metrics.observe("lmrec_model_load_seconds", load_s)
         self.last_error = None
-        log.info("swapped %s -> %s (%s) after %.2fs of loading", old.version, new.version, new.settings.model_dir, load_s)
+        log.info(
+            "swapped %s -> %s (%s) after %.2fs of loading", old.version, new.version, new.settings.model_dir, load_s
+        )
         if new.space.name != old.space.name:  # same space (a text encoder's): the stored profiles stay valid
             self._start_rebuild(new)
         return ModelSwapResponse(

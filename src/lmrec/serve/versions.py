@@ -28,7 +28,9 @@ def complete_versions(watch_dir: str | Path) -> list[Path]:
     watch_dir = Path(watch_dir)
     if not watch_dir.is_dir():
         return []
-    found = [p for p in watch_dir.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / READY_MARKER).is_file()]
+    found = [
+        p for p in watch_dir.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / READY_MARKER).is_file()
+    ]
     return sorted(found, key=lambda p: _natural_key(p.name))
 
 

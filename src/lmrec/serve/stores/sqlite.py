@@ -75,6 +75,13 @@ CREATE TABLE IF NOT EXISTS items (
     version INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS queries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id TEXT,
+    query TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS queries_by_user ON queries (user_id, id);
 CREATE TABLE IF NOT EXISTS quarantine (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL,
@@ -169,6 +176,9 @@ class SQLiteStore:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.execute(
+                "PRAGMA secure_delete=ON"
+            )  # deleted rows (erasure, retention) are overwritten, not left in free pages
             self._local.conn = conn
             with self._all_lock:
                 self._all.append(conn)
@@ -249,9 +259,11 @@ class SQLiteStore:
 
     def recent_events(self, user_id: str, limit: int) -> list[StoredEvent]:
         """The user's ``limit`` latest events, newest first."""
-        rows = self._conn().execute(
-            f"SELECT {_EVENT_COLS} FROM events WHERE user_id = ? ORDER BY seq DESC LIMIT ?", (user_id, limit)
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute(f"SELECT {_EVENT_COLS} FROM events WHERE user_id = ? ORDER BY seq DESC LIMIT ?", (user_id, limit))
+            .fetchall()
+        )
         return [_event(r) for r in rows]
 
     def seen_items(self, user_id: str) -> list[str]:
@@ -267,9 +279,11 @@ class SQLiteStore:
 
     def item_event_counts(self, since_seq: int = 0) -> dict[str, int]:
         """Events per item over the log after ``since_seq`` (default: all; popularity of the online traffic)."""
-        rows = self._conn().execute(
-            "SELECT item_id, count(*) FROM events WHERE seq > ? GROUP BY item_id", (since_seq,)
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute("SELECT item_id, count(*) FROM events WHERE seq > ? GROUP BY item_id", (since_seq,))
+            .fetchall()
+        )
         return dict(rows)
 
     def max_event_seq(self) -> int:
@@ -284,14 +298,19 @@ class SQLiteStore:
         """Move the events rows the service could not have written (`_BAD_EVENT`) to the ``quarantine``
         table, in one transaction, and recount their users; returns how many were moved."""
         with self.write() as tx:
-            rows = tx.execute(f"SELECT seq, event_id, user_id, item_id, type, value, ts, scenario FROM events WHERE {_BAD_EVENT}").fetchall()
+            rows = tx.execute(
+                f"SELECT seq, event_id, user_id, item_id, type, value, ts, scenario FROM events WHERE {_BAD_EVENT}"
+            ).fetchall()
             if not rows:
                 return 0
             now = time.time()
             names = ["seq", "event_id", "user_id", "item_id", "type", "value", "ts", "scenario"]
             tx.executemany(
                 "INSERT INTO quarantine (kind, key, record, reason, at) VALUES ('event', ?, ?, ?, ?)",
-                [(str(r[1]), json.dumps(dict(zip(names, r)), default=repr), "not a valid event row", now) for r in rows],
+                [
+                    (str(r[1]), json.dumps(dict(zip(names, r)), default=repr), "not a valid event row", now)
+                    for r in rows
+                ],
             )
             tx.executemany("DELETE FROM events WHERE seq = ?", [(r[0],) for r in rows])
             users = sorted({str(r[2]) for r in rows})
@@ -322,10 +341,14 @@ class SQLiteStore:
 
     # ------------------------------------------------------------------ users
     def user(self, user_id: str) -> UserRecord | None:
-        row = self._conn().execute(
-            "SELECT user_id, n_events, first_event_at, last_event_at, forgotten FROM users WHERE user_id = ?",
-            (user_id,),
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute(
+                "SELECT user_id, n_events, first_event_at, last_event_at, forgotten FROM users WHERE user_id = ?",
+                (user_id,),
+            )
+            .fetchone()
+        )
         return None if row is None else UserRecord(row[0], int(row[1]), row[2], row[3], bool(row[4]))
 
     def erase_user(self, tx: sqlite3.Connection, user_id: str, *, mark_forgotten: bool) -> int:
@@ -339,6 +362,7 @@ class SQLiteStore:
                 model is retrained without them.
         """
         n = tx.execute("DELETE FROM events WHERE user_id = ?", (user_id,)).rowcount
+        tx.execute("DELETE FROM queries WHERE user_id = ?", (user_id,))
         if mark_forgotten:
             tx.execute(
                 "INSERT INTO users (user_id, n_events, forgotten) VALUES (?, 0, 1) ON CONFLICT (user_id) DO UPDATE"
@@ -348,6 +372,69 @@ class SQLiteStore:
         else:
             tx.execute("DELETE FROM users WHERE user_id = ?", (user_id,))
         return int(n)
+
+    def export_user(self, user_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Everything the log holds about a user: their events (every column, oldest first) and stored
+        queries, read from one state of the database."""
+        with self.snapshot():
+            conn = self._conn()
+            cols = ["seq", "event_id", "item_id", "type", "value", "ts", "scenario", "received_at"]
+            rows = conn.execute(
+                f"SELECT {', '.join(cols)} FROM events WHERE user_id = ? ORDER BY seq", (user_id,)
+            ).fetchall()
+            queries = conn.execute("SELECT query, at FROM queries WHERE user_id = ? ORDER BY id", (user_id,)).fetchall()
+        return [dict(zip(cols, r)) for r in rows], [{"query": q, "at": at} for q, at in queries]
+
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the database and truncate it, so rows deleted by an erasure or
+        by retention do not linger in the ``-wal`` file (best effort: a busy reader postpones it)."""
+        with contextlib.suppress(sqlite3.Error):
+            self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+
+    def log_query(self, user_id: str | None, query: str, at: float) -> None:
+        """Store a query text (only when the settings ask for it: ``store_queries``)."""
+        with self.write() as tx:
+            tx.execute("INSERT INTO queries (user_id, query, at) VALUES (?, ?, ?)", (user_id, query, at))
+
+    # ------------------------------------------------------------------ retention
+    @staticmethod
+    def _expired(cutoffs: dict[str, float], default: float | None) -> tuple[str, list[Any]]:
+        """SQL condition and parameters: an event of type ``t`` received before ``cutoffs[t]`` (other
+        types before ``default``, when given)."""
+        terms = ["(type = ? AND received_at < ?)"] * len(cutoffs)
+        params: list[Any] = [x for kv in cutoffs.items() for x in kv]
+        if default is not None and cutoffs:
+            terms.append(f"(type NOT IN ({', '.join('?' * len(cutoffs))}) AND received_at < ?)")
+            params.extend([*cutoffs, default])
+        elif default is not None:
+            terms.append("received_at < ?")
+            params.append(default)
+        return " OR ".join(terms) or "0", params
+
+    def users_with_expired_events(self, cutoffs: dict[str, float], default: float | None) -> list[str]:
+        """Users with at least one event past its retention (see `_expired`)."""
+        where, params = self._expired(cutoffs, default)
+        rows = (
+            self._conn()
+            .execute(f"SELECT DISTINCT user_id FROM events WHERE {where} ORDER BY user_id", params)
+            .fetchall()
+        )
+        return [r[0] for r in rows]
+
+    def delete_expired_events(
+        self, tx: sqlite3.Connection, user_id: str, up_to_seq: int, cutoffs: dict[str, float], default: float | None
+    ) -> int:
+        """Delete the user's events past their retention with ``seq <= up_to_seq`` (those their profile
+        has absorbed); the users row keeps its counts. Returns how many were deleted."""
+        where, params = self._expired(cutoffs, default)
+        return tx.execute(
+            f"DELETE FROM events WHERE user_id = ? AND seq <= ? AND ({where})", [user_id, up_to_seq, *params]
+        ).rowcount
+
+    def delete_queries_before(self, cutoff: float) -> int:
+        """Delete stored queries older than ``cutoff`` (seconds since the epoch)."""
+        with self.write() as tx:
+            return tx.execute("DELETE FROM queries WHERE at < ?", (cutoff,)).rowcount
 
     def forgotten_users(self) -> set[str]:
         return {r[0] for r in self._conn().execute("SELECT user_id FROM users WHERE forgotten = 1").fetchall()}
@@ -361,19 +448,28 @@ class SQLiteStore:
             "INSERT OR REPLACE INTO items (item_id, text, attributes, vector, space, deleted, version)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
-                record.item_id, record.text, json.dumps(record.attributes, allow_nan=False), blob, record.space,
-                int(record.deleted), version,
+                record.item_id,
+                record.text,
+                json.dumps(record.attributes, allow_nan=False),
+                blob,
+                record.space,
+                int(record.deleted),
+                version,
             ),
         )
         return version
 
     def items_since(self, version: int) -> list[ItemRecord]:
         """Items written after ``version``, in write order."""
-        rows = self._conn().execute(
-            "SELECT item_id, text, attributes, vector, space, deleted, version FROM items WHERE version > ?"
-            " ORDER BY version",
-            (version,),
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT item_id, text, attributes, vector, space, deleted, version FROM items WHERE version > ?"
+                " ORDER BY version",
+                (version,),
+            )
+            .fetchall()
+        )
         return [_item_record(r) for r in rows]
 
     def max_item_version(self) -> int:
