@@ -70,8 +70,13 @@ def test_early_stopping_restores_the_best_weights() -> None:
     recorder = Recorder()
     stopper = EarlyStopping("ndcg@10", mode="max", patience=2)
     state = fit_loop(
-        net, batches_of(x, y), mse, torch.optim.SGD(net.parameters(), lr=0.05), epochs=6,
-        callbacks=[recorder, stopper], validate=lambda: {"ndcg@10": next(scripted)},
+        net,
+        batches_of(x, y),
+        mse,
+        torch.optim.SGD(net.parameters(), lr=0.05),
+        epochs=6,
+        callbacks=[recorder, stopper],
+        validate=lambda: {"ndcg@10": next(scripted)},
     )
     assert state.epoch == 3 and state.stop  # epochs 2 and 3 did not improve on 0.5
     assert [h["ndcg@10"] for h in state.history] == [0.1, 0.5, 0.3, 0.2]
@@ -102,8 +107,15 @@ def test_validation_runs_every_n_epochs_and_in_eval_mode() -> None:
         assert not torch.is_grad_enabled()
         return {"score": 1.0}
 
-    state = fit_loop(net, batches_of(x, y), mse, torch.optim.SGD(net.parameters(), lr=0.01), epochs=5,
-                     validate=validate, validate_every=2)
+    state = fit_loop(
+        net,
+        batches_of(x, y),
+        mse,
+        torch.optim.SGD(net.parameters(), lr=0.01),
+        epochs=5,
+        validate=validate,
+        validate_every=2,
+    )
     # after epochs 2 and 4, and after the last (5)
     assert modes == [False, False, False]
     assert ["score" in h for h in state.history] == [False, True, False, True, True]
@@ -115,8 +127,15 @@ def test_checkpoint_writes_safetensors_on_improvement(tmp_path) -> None:
     scores = iter([0.2, 0.1, 0.3])
     ckpt = Checkpoint(tmp_path / "ckpt", monitor="ndcg@10", mode="max")
     recorder = Recorder()
-    fit_loop(net, batches_of(x, y), mse, torch.optim.SGD(net.parameters(), lr=0.05), epochs=3,
-             callbacks=[recorder, ckpt], validate=lambda: {"ndcg@10": next(scores)})
+    fit_loop(
+        net,
+        batches_of(x, y),
+        mse,
+        torch.optim.SGD(net.parameters(), lr=0.05),
+        epochs=3,
+        callbacks=[recorder, ckpt],
+        validate=lambda: {"ndcg@10": next(scores)},
+    )
     info = json.loads((tmp_path / "ckpt" / "checkpoint.json").read_text())
     assert info["epoch"] == 2 and info["ndcg@10"] == 0.3
     fresh = Checkpoint.load_into(nn.Linear(3, 1, bias=False), ckpt.path)
@@ -153,8 +172,16 @@ def test_progress_bar_and_log_metrics(caplog: pytest.LogCaptureFixture, capsys: 
     x, y = regression_problem()
     net = nn.Linear(3, 1, bias=False)
     with caplog.at_level(logging.INFO, logger="lmrec.train.callbacks"):
-        fit_loop(net, batches_of(x, y), mse, torch.optim.SGD(net.parameters(), lr=0.05), epochs=2,
-                 callbacks=[LogMetrics()], validate=lambda: {"ndcg@10": 0.25}, show_progress=True)
+        fit_loop(
+            net,
+            batches_of(x, y),
+            mse,
+            torch.optim.SGD(net.parameters(), lr=0.05),
+            epochs=2,
+            callbacks=[LogMetrics()],
+            validate=lambda: {"ndcg@10": 0.25},
+            show_progress=True,
+        )
     assert "epoch 2/2 loss=" in caplog.text and "ndcg@10=0.2500" in caplog.text
     assert "train" in capsys.readouterr().err  # the tqdm bar added by show_progress
     bar = ProgressBar()

@@ -9,6 +9,7 @@ held-back slice of the newest window; a challenger whose primary metric falls be
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lmrec.data.frames import as_raw_frame, seen_interactions
 from lmrec.data.interactions import Interactions
 from lmrec.data.splits import Split
 from lmrec.eval.evaluator import evaluate
@@ -51,30 +53,40 @@ class GateResult:
     model: Recommender | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"accepted": self.accepted, "metric": self.metric, "champion": self.champion,
-                "challenger": self.challenger, "tolerance": self.tolerance, "reason": self.reason,
-                "n_users": self.n_users}
+        return {
+            "accepted": self.accepted,
+            "metric": self.metric,
+            "champion": self.champion,
+            "challenger": self.challenger,
+            "tolerance": self.tolerance,
+            "reason": self.reason,
+            "n_users": self.n_users,
+        }
+
+
+#: attributes holding (read-only, possibly large) encoder objects that clones share instead of copying
+SHARED_OBJECTS = ("text_encoder", "image_encoder", "encoder")
 
 
 def clone_model(model: Recommender) -> Recommender:
-    """A deep copy that shares the (read-only, possibly large) text encoder object."""
-    encoder = getattr(model, "encoder", None)
-    if encoder is None:
-        return copy.deepcopy(model)
-    model.encoder = None
+    """A deep copy that shares the model's encoder objects (``text_encoder``, ``image_encoder``, and
+    ``encoder`` where it holds one)."""
+    shared = {name: getattr(model, name) for name in SHARED_OBJECTS if getattr(model, name, None) is not None}
+    for name in shared:
+        setattr(model, name, None)
     try:
         twin = copy.deepcopy(model)
     finally:
-        model.encoder = encoder
-    twin.encoder = encoder
+        for name, value in shared.items():
+            setattr(model, name, value)
+    for name, value in shared.items():
+        setattr(twin, name, value)
     return twin
 
 
 def history_of(model: Recommender) -> Interactions:
     """The model's known history (``seen_``) as interactions on its id maps (timestamps 0)."""
-    seen = model.seen_.tocoo()
-    return Interactions(seen.row.astype(np.int64), seen.col.astype(np.int64), np.zeros(seen.nnz), model.user_map_,
-                        model.item_map_)
+    return seen_interactions(model.seen_, model.user_map_, model.item_map_)
 
 
 def champion_challenger(
@@ -91,21 +103,23 @@ def champion_challenger(
     if not 0.0 <= tolerance <= 1.0:
         raise ValueError(f"tolerance must be in [0, 1], got {tolerance!r}")
     name, _, k = metric.partition("@")
-    kw = dict(ks=(int(k),), metrics=(name,), user_groups=(), primary=metric)
-    a = evaluate(champion, split, **kw)
-    b = evaluate(challenger, split, **kw)
+    a = evaluate(champion, split, ks=(int(k),), metrics=(name,), user_groups=(), primary=metric)
+    b = evaluate(challenger, split, ks=(int(k),), metrics=(name,), user_groups=(), primary=metric)
     va, vb = float(a.metrics[metric]), float(b.metrics[metric])
     floor = va * (1.0 - tolerance)
     if np.isnan(vb) or vb < floor:
-        reason = (f"challenger {metric}={vb:.4f} is below the champion's {va:.4f} by more than "
-                  f"{tolerance:.0%} (floor {floor:.4f}); keeping the champion")
+        reason = (
+            f"challenger {metric}={vb:.4f} is below the champion's {va:.4f} by more than "
+            f"{tolerance:.0%} (floor {floor:.4f}); keeping the champion"
+        )
         accepted = False
     else:
         reason = f"challenger {metric}={vb:.4f} >= floor {floor:.4f} (champion {va:.4f}, tolerance {tolerance:.0%})"
         accepted = True
     log.info("champion/challenger: %s", reason)
-    return GateResult(accepted, metric, va, vb, float(tolerance), reason, int(b.n_users),
-                      challenger if accepted else champion)
+    return GateResult(
+        accepted, metric, va, vb, float(tolerance), reason, int(b.n_users), challenger if accepted else champion
+    )
 
 
 def gated_partial_fit(
@@ -130,34 +144,35 @@ def gated_partial_fit(
     Returns:
         A `GateResult`; ``result.model`` is the model to serve.
     """
-    from lmrec.models.lm.continual import as_raw_frame
-
     if not 0.0 < holdout_frac < 1.0:
         raise ValueError(f"holdout_frac must be in (0, 1), got {holdout_frac!r}")
     if not _takes_epochs(model):
-        raise TypeError(f"gated_partial_fit needs partial_fit(..., epochs=0) to show the champion the rows; "
-                        f"{type(model).__name__} has none")
+        raise TypeError(
+            f"gated_partial_fit needs partial_fit(..., epochs=0) to show the champion the rows; "
+            f"{type(model).__name__} has none"
+        )
     frame = as_raw_frame(new_interactions)
     order = np.lexsort((np.arange(len(frame)), frame["timestamp"].to_numpy()))
     n_hold = max(1, int(round(holdout_frac * len(frame))))
     fit_part, hold = frame.iloc[order[:-n_hold]], frame.iloc[order[-n_hold:]]
-    challenger = clone_model(model).partial_fit(fit_part, new_items, new_users)
-    champion = clone_model(model).partial_fit(fit_part, new_items, new_users, epochs=0)
+    # a model with partial_fit(..., epochs=) (checked above); the base class declares none
+    challenger: Any = clone_model(model).partial_fit(fit_part, new_items, new_users)  # type: ignore[attr-defined]
+    champion: Any = clone_model(model).partial_fit(fit_part, new_items, new_users, epochs=0)  # type: ignore[attr-defined]
     known = hold["user_id"].isin(challenger.user_map_.ids) & hold["item_id"].isin(challenger.item_map_.ids)
     hold = hold[known]
     users = challenger.user_map_.to_index(hold["user_id"])
     items = challenger.item_map_.to_index(hold["item_id"])
-    test = Interactions(users, items, hold["timestamp"].to_numpy(np.float64), challenger.user_map_,
-                        challenger.item_map_)
+    test = Interactions(
+        users, items, hold["timestamp"].to_numpy(np.float64), challenger.user_map_, challenger.item_map_
+    )
     history = history_of(challenger)
     split = Split(history, test.subset(np.zeros(0, np.int64)), test, "gate")
     result = champion_challenger(champion, challenger, split, metric=metric, tolerance=tolerance)
-    result.model.partial_fit(hold, epochs=0)
+    kept: Any = result.model
+    kept.partial_fit(hold, epochs=0)
     return result
 
 
 def _takes_epochs(model: Recommender) -> bool:
-    import inspect
-
     fit = getattr(model, "partial_fit", None)
     return fit is not None and "epochs" in inspect.signature(fit).parameters

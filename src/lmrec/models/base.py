@@ -15,9 +15,11 @@ evaluator and one server work with every model.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,6 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from lmrec.data.dataset import Dataset
+from lmrec.data.frames import add_seen
 from lmrec.data.idmap import IdMap
 from lmrec.data.interactions import Interactions
 
@@ -90,6 +93,8 @@ class Recommender(ABC):
     model_name: ClassVar[str] = "base"
     #: sequential models read ``observe``d history as input; the evaluator feeds them valid before test
     is_sequential: ClassVar[bool] = False
+    #: layout version of the ``params`` in ``config.json`` (None: the constructor arguments as they are)
+    format_version: ClassVar[int | None] = None
 
     # ------------------------------------------------------------------ to implement
     @abstractmethod
@@ -109,16 +114,33 @@ class Recommender(ABC):
 
     def get_params(self) -> dict[str, Any]:
         """Constructor arguments, for ``save`` and ``repr`` (override when not all are attributes)."""
-        import inspect
-
         names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
         return {name: getattr(self, name) for name in names if hasattr(self, name)}
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> Recommender:
+        """Build from a mapping of constructor arguments, as configs and the command line give them.
+
+        Raises:
+            ValueError: a key that is not a constructor argument; the message names it and the valid ones.
+        """
+        accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+        for key in params:
+            if key not in accepted:
+                raise ValueError(f"model {cls.model_name!r} has no parameter {key!r}; valid: {sorted(accepted)}")
+        return cls(**params)
+
+    @classmethod
+    def params_from_saved(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The constructor params stored in a saved ``config.json`` (models whose format changed
+        override this to read older layouts)."""
+        return dict(config.get("params", {}))
 
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Arrays and JSON-able metadata that make up the fitted state (override to persist)."""
         return {}, {}
 
-    def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:  # noqa: B027 (optional hook)
         """Restore what ``_state`` returned."""
 
     # ------------------------------------------------------------------ shared behaviour
@@ -139,10 +161,7 @@ class Recommender(ABC):
         """Add known history (no training): these items are then excluded and, for sequential
         models, read as input. The interactions must use this model's id maps."""
         self._check_fitted()
-        extra = interactions.to_csr("binary")
-        if extra.shape != self.seen_.shape:
-            raise ValueError(f"observe: interactions have shape {extra.shape}, model has {self.seen_.shape}")
-        self.seen_ = ((self.seen_ + extra) > 0).astype(np.float32).tocsr()
+        self.seen_ = add_seen(self.seen_, interactions)
         return self
 
     @property
@@ -157,7 +176,7 @@ class Recommender(ABC):
         if not hasattr(self, "seen_"):
             raise RuntimeError(f"{type(self).__name__} is not fitted; call fit(dataset) first")
 
-    def _check_users(self, user_idx: np.ndarray) -> np.ndarray:
+    def _check_users(self, user_idx: np.ndarray | int) -> np.ndarray:
         user_idx = np.atleast_1d(np.asarray(user_idx, dtype=np.int64))
         bad = (user_idx < 0) | (user_idx >= self.n_users)
         if bad.any():
@@ -261,8 +280,10 @@ class Recommender(ABC):
             "_seen_indices": seen.indices,
             "_seen_shape": np.asarray(seen.shape),
         }
-        np.savez(directory / "state.npz", **arrays)
-        config = {"model": self.model_name, "params": self.get_params(), "meta": meta}
+        np.savez(directory / "state.npz", **arrays)  # type: ignore[arg-type]
+        config: dict[str, Any] = {"model": self.model_name, "params": self.get_params(), "meta": meta}
+        if self.format_version is not None:
+            config["format_version"] = self.format_version
         (directory / "config.json").write_text(json.dumps(config, indent=2, default=_json_default))
         self.user_map_.save(directory / "user_map.json")
         self.item_map_.save(directory / "item_map.json")
@@ -278,7 +299,7 @@ class Recommender(ABC):
             raise ValueError(f"unknown model {config['model']!r} in {directory}; known: {sorted(MODEL_REGISTRY)}")
         if cls is not Recommender and not issubclass(target, cls):
             raise ValueError(f"{directory} holds a {config['model']} model, not a {cls.__name__}")
-        model = target(**config["params"])
+        model = target.from_params(target.params_from_saved(config))
         with np.load(directory / "state.npz", allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
         shape = tuple(int(x) for x in arrays.pop("_seen_shape"))

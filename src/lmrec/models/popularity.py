@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
 import pandas as pd
 
 from lmrec.data.catalog import ItemCatalog, UserTexts
 from lmrec.data.dataset import Dataset
+from lmrec.data.frames import as_raw_frame, grow_id_maps, grow_seen, on_maps
 from lmrec.data.interactions import Interactions
 from lmrec.models.base import Recommender, register
 
@@ -31,16 +31,19 @@ class Popularity(Recommender):
         self.counts_ = dataset.interactions.item_counts().astype(np.float32)
 
     def partial_fit(
-        self, new_interactions: Interactions | pd.DataFrame, new_items: ItemCatalog | None = None,
+        self,
+        new_interactions: Interactions | pd.DataFrame,
+        new_items: ItemCatalog | None = None,
         new_users: UserTexts | None = None,
     ) -> Popularity:
         """Add new interactions (raw ids, as `LMRecommender.partial_fit`): the id maps grow, every new
         catalogue row in ``new_items`` becomes an item with count 0, and counts add up."""
-        from lmrec.models.lm.continual import as_raw_frame, grow_maps
-
         self._check_fitted()
         catalog_ids = list(new_items.frame.index) if new_items is not None else []
-        inter, _, _ = grow_maps(self, as_raw_frame(new_interactions), catalog_ids)
+        frame = as_raw_frame(new_interactions)
+        self.user_map_, self.item_map_, _, _ = grow_id_maps(self.user_map_, self.item_map_, frame, catalog_ids)
+        self.seen_ = grow_seen(self.seen_, len(self.user_map_), len(self.item_map_))
+        inter = on_maps(frame, self.user_map_, self.item_map_)
         counts = np.zeros(inter.n_items, np.float32)
         counts[: len(self.counts_)] = self.counts_
         self.counts_ = counts + inter.item_counts().astype(np.float32)

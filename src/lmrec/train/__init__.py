@@ -10,6 +10,7 @@ from lmrec.train.callbacks import (
 )
 from lmrec.train.loop import fit_loop
 from lmrec.train.losses import BPRLoss, FullSoftmaxCE, InfoNCE, SampledSoftmax
+from lmrec.train.seeding import seeded
 
 __all__ = [
     "BPRLoss",
@@ -23,4 +24,5 @@ __all__ = [
     "SampledSoftmax",
     "TrainState",
     "fit_loop",
+    "seeded",
 ]

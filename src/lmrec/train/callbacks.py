@@ -134,7 +134,10 @@ class EarlyStopping(Callback):
             if self._bad >= self.patience:
                 log.info(
                     "early stopping at epoch %d; best %s %.5f at epoch %d",
-                    state.epoch, self.monitor, self.best, self.best_epoch,
+                    state.epoch,
+                    self.monitor,
+                    self.best,
+                    self.best_epoch,
                 )
                 state.stop = True
 

@@ -38,7 +38,7 @@ Batch = Any
 def fit_loop(
     module: nn.Module,
     batches: Callable[[int], Iterable[Batch]],
-    loss_fn: Callable[[nn.Module, Batch], torch.Tensor],
+    loss_fn: Callable[[Any, Batch], torch.Tensor],
     optimizer: torch.optim.Optimizer,
     *,
     epochs: int,

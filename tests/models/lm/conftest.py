@@ -13,13 +13,19 @@ from lmrec.models.lm import LMRecommender
 def make_model(**overrides) -> LMRecommender:
     """Fast settings that learn the genre data. No whitening: the hashing encoder's vectors have no
     anisotropy to remove, and whitening 28 items in 32 dimensions gives every item-unique token as
-    much weight as the shared genre token."""
+    much weight as the shared genre token.
+
+    ``overrides`` go through `LMRecommender.from_params`: dotted keys, components or flat names."""
     params = {
-        "dim": 16, "max_len": 8, "n_layers": 1, "n_heads": 2, "dropout": 0.1, "epochs": 50, "batch_size": 8,
-        "lr": 1e-2, "whiten": False, "num_threads": 1, "encoder": HashingEncoder(32), "random_state": 0,
+        "dim": 16,
+        "user_tower": {"max_len": 8, "n_layers": 1, "n_heads": 2, "dropout": 0.1},
+        "optim": {"epochs": 50, "batch_size": 8, "lr": 1e-2},
+        "item_tower": {"whiten": False},
+        "num_threads": 1,
+        "text_encoder": HashingEncoder(32),
+        "random_state": 0,
     }
-    params.update(overrides)
-    return LMRecommender(**params)
+    return LMRecommender.from_params({**params, **overrides})
 
 
 @pytest.fixture(scope="session")

@@ -37,17 +37,27 @@ def genre_dataset(n_events: int = PER_GENRE) -> Dataset:
             rows.append((f"u{u}", f"i{g * PER_GENRE + (t + u) % PER_GENRE}", float(1000 * t), float(1 + (t + u) % 5)))
     frame = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "rating"])
     inter = Interactions.from_frame(
-        frame, rating_col="rating",
-        user_map=IdMap(f"u{u}" for u in range(N_USERS)), item_map=IdMap(f"i{i}" for i in range(N_ITEMS)),
+        frame,
+        rating_col="rating",
+        user_map=IdMap(f"u{u}" for u in range(N_USERS)),
+        item_map=IdMap(f"i{i}" for i in range(N_ITEMS)),
     )
     titles = [f"{GENRES[genre_of_item(i)]} film" for i in range(N_ITEMS)]  # text names the genre only
     catalog = ItemCatalog(
-        pd.DataFrame({"title": titles, "genre": [GENRES[genre_of_item(i)] for i in range(N_ITEMS)]},
-                     index=[f"i{i}" for i in range(N_ITEMS)]),
-        text_fields=["title"], categorical=["genre"],
+        pd.DataFrame(
+            {"title": titles, "genre": [GENRES[genre_of_item(i)] for i in range(N_ITEMS)]},
+            index=[f"i{i}" for i in range(N_ITEMS)],
+        ),
+        text_fields=["title"],
+        categorical=["genre"],
     )
-    users = UserTexts(pd.DataFrame({
-        "user_id": [f"u{u}" for u in range(N_USERS)], "kind": "profile",
-        "text": [f"likes {GENRES[genre_of_user(u)]}" for u in range(N_USERS)],
-    }))
+    users = UserTexts(
+        pd.DataFrame(
+            {
+                "user_id": [f"u{u}" for u in range(N_USERS)],
+                "kind": "profile",
+                "text": [f"likes {GENRES[genre_of_user(u)]}" for u in range(N_USERS)],
+            }
+        )
+    )
     return Dataset(inter, catalog, users, name="genres")

@@ -21,7 +21,7 @@ def test_user_content_is_the_unit_mean_of_the_items_read_so_far() -> None:
     assert out.shape == (2, 4, 2)
     np.testing.assert_allclose(out[0, 0], [0.0, 0.0])  # BOS only: nothing read yet
     np.testing.assert_allclose(out[0, 1], [1.0, 0.0], atol=1e-6)
-    np.testing.assert_allclose(out[0, 2], [2 ** -0.5, 2 ** -0.5], atol=1e-6)
+    np.testing.assert_allclose(out[0, 2], [2**-0.5, 2**-0.5], atol=1e-6)
     mean = np.array([1.6, 1.8]) / 3
     np.testing.assert_allclose(out[0, 3], mean / np.linalg.norm(mean), atol=1e-6)
     np.testing.assert_allclose(out[1, 1:], [[0.6, 0.8]] * 3, atol=1e-6)  # padding adds nothing
@@ -53,7 +53,7 @@ def test_scores_are_learned_plus_weighted_content_similarity(content_model) -> N
     c_items = text / np.linalg.norm(text, axis=1, keepdims=True)
     np.testing.assert_allclose(items[:, d:], np.sqrt(beta) * c_items, atol=1e-5)
     for u in (0, 5):
-        hist = model.hist_items_[u][-(model.max_len - 1):]  # BOS takes one of max_len slots
+        hist = model.hist_items_[u][-(model.user_tower.max_len - 1) :]  # BOS takes one of max_len slots
         mean = c_items[hist].mean(axis=0)
         np.testing.assert_allclose(users[u, d:], np.sqrt(beta) * mean / np.linalg.norm(mean), atol=1e-5)
     learned = users[:, :d] @ items[:, :d].T
@@ -73,7 +73,7 @@ def test_cold_items_new_items_queries_and_empty_users_share_the_layout(content_m
     empty = model.encode_users([[]])[0]
     np.testing.assert_allclose(empty[d:], 0.0)  # no history: no content direction
     loaded = load_model(model.save(tmp_path / "m"))
-    assert loaded.content_weight == 2.0
+    assert loaded.item_tower.content_weight == 2.0
     np.testing.assert_allclose(loaded.score_all(USERS), model.score_all(USERS), rtol=1e-5, atol=1e-6)
 
 
@@ -84,7 +84,10 @@ def test_content_channel_changes_training_and_needs_text(genre_split) -> None:
     content = make_model(epochs=3, content_weight=1.0).fit(train)
     # the channel enters the loss, so the learned part differs from a model trained without it
     assert not np.allclose(plain.item_vectors(), content.item_vectors()[:, : plain.dim])
-    with pytest.raises(ValueError, match="content_weight > 0 needs item text; item_repr is 'id'"):
+    with pytest.raises(
+        ValueError,
+        match=r"ItemTowerConfig.content_weight > 0 needs item text, but repr is 'id' \(choose repr 'hybrid' or 'text'\)",
+    ):
         make_model(item_repr="id", content_weight=1.0).fit(train)
-    with pytest.raises(ValueError, match="content_weight must be >= 0, got -1.0"):
+    with pytest.raises(ValueError, match=r"^ItemTowerConfig.content_weight must be a number >= 0, got -1.0$"):
         make_model(content_weight=-1.0).fit(train)

@@ -10,7 +10,15 @@ from conftest import make_model
 from lm_helpers import N_ITEMS, N_USERS, genre_dataset
 
 from lmrec.data import ItemCatalog, leave_one_out
-from lmrec.models.lm.continual import ReplayBuffer, as_raw_frame, pull_toward_anchor, weight_penalty
+from lmrec.models.lm.continual import (
+    REPLAYED,
+    ReplayBuffer,
+    as_raw_frame,
+    pull_toward_anchor,
+    rows_index,
+    target_windows,
+    weight_penalty,
+)
 from lmrec.models.popularity import Popularity
 
 
@@ -30,9 +38,11 @@ def _copy(model):
 
 
 NEW_ITEM = ItemCatalog(
-    pd.DataFrame({"title": ["horror film", "comedy film"], "genre": ["horror", "comedy"]},
-                 index=["i_new_h", "i_new_c"]),
-    text_fields=["title"], categorical=["genre"],
+    pd.DataFrame(
+        {"title": ["horror film", "comedy film"], "genre": ["horror", "comedy"]}, index=["i_new_h", "i_new_c"]
+    ),
+    text_fields=["title"],
+    categorical=["genre"],
 )
 
 
@@ -40,13 +50,18 @@ def test_maps_grow_and_old_indices_stay(base):
     _, split, fitted = base
     model = _copy(fitted)
     old_users, old_items = fitted.user_map_.ids, fitted.item_map_.ids
-    frame = pd.DataFrame({"user_id": ["u_new", "u_new", "u3"], "item_id": ["i0", "i_new_h", "i_new_c"],
-                          "timestamp": [9e5, 9e5 + 1, 9e5 + 2]})
+    frame = pd.DataFrame(
+        {
+            "user_id": ["u_new", "u_new", "u3"],
+            "item_id": ["i0", "i_new_h", "i_new_c"],
+            "timestamp": [9e5, 9e5 + 1, 9e5 + 2],
+        }
+    )
     model.partial_fit(frame, new_items=NEW_ITEM, epochs=0)
     assert model.user_map_.ids[: len(old_users)] == old_users  # old indices unchanged
     assert model.item_map_.ids[: len(old_items)] == old_items
-    assert model.user_map_.ids[len(old_users):] == ["u_new"]
-    assert model.item_map_.ids[len(old_items):] == ["i_new_h", "i_new_c"]
+    assert model.user_map_.ids[len(old_users) :] == ["u_new"]
+    assert model.item_map_.ids[len(old_items) :] == ["i_new_h", "i_new_c"]
     assert fitted.user_map_.ids == old_users  # the original model's (shared) maps are untouched
     assert model.seen_.shape == (N_USERS + 1, N_ITEMS + 2)
     u = model.user_map_.index("u_new")
@@ -70,8 +85,9 @@ def test_absorb_without_training_keeps_old_item_vectors(base):
 def test_new_item_is_scored_from_text(base):
     _, _, fitted = base
     model = _copy(fitted)
-    model.partial_fit(pd.DataFrame({"user_id": ["u0"], "item_id": ["i1"], "timestamp": [9e5]}), new_items=NEW_ITEM,
-                      epochs=0)
+    model.partial_fit(
+        pd.DataFrame({"user_id": ["u0"], "item_id": ["i1"], "timestamp": [9e5]}), new_items=NEW_ITEM, epochs=0
+    )
     j = model.item_map_.index("i_new_h")
     # its vector is exactly the text path's vector of its text (ID part off: no interactions yet)
     expected = model.encode_items([model.item_text({"title": "horror film", "genre": "horror"})])[0]
@@ -107,11 +123,12 @@ def test_huge_l2sp_keeps_weights_near_the_previous_ones(base):
 
     def drift(**kw):
         model = _copy(fitted)
-        for k, v in kw.items():
-            setattr(model, k, v)
+        model.continual = model.continual.replace(**kw)
         model.partial_fit(split.test, epochs=10)
-        return max(float((b.detach()[: a.shape[0]] - a.detach()).abs().max())
-                   for a, b in zip(fitted.net_.parameters(), model.net_.parameters()))
+        return max(
+            float((b.detach()[: a.shape[0]] - a.detach()).abs().max())
+            for a, b in zip(fitted.net_.parameters(), model.net_.parameters())
+        )
 
     free = drift(regularizer="none", update_lr=1e-2)
     held = drift(regularizer="l2sp", reg_strength=1e6, update_lr=1e-2)
@@ -122,8 +139,7 @@ def test_huge_l2sp_keeps_weights_near_the_previous_ones(base):
 
 def _update_gain(fitted, rows, **kw):
     model = _copy(fitted)
-    for k, v in kw.items():
-        setattr(model, k, v)
+    model.continual = model.continual.replace(**kw)
     before = model.score(rows.users, rows.items)
     model.partial_fit(rows, epochs=10)
     return float((model.score(rows.users, rows.items) - before).mean())
@@ -186,7 +202,7 @@ def test_weight_penalty_values():
 def test_ewc_runs_and_reports(base):
     _, split, fitted = base
     model = _copy(fitted)
-    model.regularizer, model.replay = "ewc", "recency"
+    model.continual = model.continual.replace(regularizer="ewc", replay="recency")
     model.partial_fit(split.test, epochs=2)
     assert model.last_update_["epochs"] == 2 and np.isfinite(model.item_vectors()).all()
 
@@ -301,26 +317,37 @@ def test_save_load_after_growth_round_trips(base, tmp_path):
 
 
 def test_update_windows_train_only_on_new_and_replayed_rows(base):
-    from lmrec.models.lm.continual import _rows_index, _target_windows
-
     _, _, fitted = base
     # three chosen rows: user 0's 2nd item, user 5's last item and user 6's first item
     picks = [(0, 1), (5, len(fitted.hist_items_[5]) - 1), (6, 0)]
     users = [u for u, _ in picks]
     items = [int(fitted.hist_items_[u][j]) for u, j in picks]
     times = [float(fitted.hist_times_[u][j]) for u, j in picks]
-    win = _target_windows(fitted, _rows_index(users, items, times))
+    win = _windows_of(fitted, rows_index(users, items, times))
     keep = win.targets >= 0
     assert keep.sum() == 3
     assert sorted(zip(np.repeat(win.users, keep.sum(axis=1)).tolist(), win.targets[keep].tolist())) == sorted(
-        zip(users, items))
+        zip(users, items)
+    )
     assert set(win.users.tolist()) == {0, 5, 6}  # users without a chosen row contribute no window
     assert (win.events == -100).all()
 
 
+def _windows_of(model, targets, replayed=None):
+    """`target_windows` over a model's histories with its window settings."""
+    return target_windows(
+        model.hist_items_,
+        model.hist_times_,
+        targets,
+        replayed,
+        max_len=model.user_tower.max_len,
+        n_time_buckets=model.user_tower.n_time_buckets,
+    )
+
+
 def _window_cut(split):
     """The valid and test rows as one update window (two rows per user), each user's last row held out."""
-    from lmrec.eval.stream import last_row_split
+    from lmrec.data.splits import last_row_split
 
     return last_row_split(split.valid.concat(split.test))
 
@@ -393,12 +420,11 @@ def _next_item_kl(a, b, users) -> float:
 def test_distillation_term_values(base):
     """The term is KL(teacher || student) over the trainable items: 0 against itself, and by hand
     against a perturbed student."""
-    from lmrec.models.lm.continual import _rows_index, _target_windows
     from lmrec.models.lm.training import Objective, batches_of
 
     _, split, fitted = base
     model = _copy(fitted)
-    windows = _target_windows(model, _rows_index(split.train.users, split.train.items, split.train.timestamps))
+    windows = _windows_of(model, rows_index(split.train.users, split.train.items, split.train.timestamps))
     batch = next(iter(batches_of(windows, 16, 0)(0)))
     net = model.net_.eval()
     objective = Objective("full", model.counts_)
@@ -428,7 +454,7 @@ def test_distillation_keeps_old_answers(base):
     moved = {}
     for weight in (0.0, 20.0):
         model = _copy(fitted)
-        model.regularizer, model.update_lr, model.distill = "none", 1e-2, weight
+        model.continual = model.continual.replace(regularizer="none", update_lr=1e-2, distill=weight)
         model.partial_fit(split.test, epochs=10)
         moved[weight] = _next_item_kl(old, model, users)
     assert moved[20.0] < 0.3 * moved[0.0], moved
@@ -438,16 +464,15 @@ def test_distillation_keeps_old_answers(base):
 def test_update_windows_mark_the_replayed_targets(base):
     """Exactly the replayed rows' target positions carry the REPLAYED mark; the distillation over
     those positions is the by-hand KL over those rows only."""
-    from lmrec.models.lm.continual import REPLAYED, _rows_index, _target_windows
     from lmrec.models.lm.training import Objective, batches_of
 
     _, split, fitted = base
     model = _copy(fitted)
     model.observe(split.test)
     old = split.train.subset(np.arange(0, len(split.train), 7))  # every 7th training row, "replayed"
-    new = _rows_index(split.test.users, split.test.items, split.test.timestamps)
-    replayed = _rows_index(old.users, old.items, old.timestamps)
-    win = _target_windows(model, new.append(replayed), replayed)
+    new = rows_index(split.test.users, split.test.items, split.test.timestamps)
+    replayed = rows_index(old.users, old.items, old.timestamps)
+    win = _windows_of(model, new.append(replayed), replayed)
     trained = win.targets >= 0
     marked = win.events == REPLAYED
     assert marked.any() and (marked <= trained).all() and set(np.unique(win.events)) <= {REPLAYED, -100}

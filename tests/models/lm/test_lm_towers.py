@@ -72,7 +72,10 @@ def test_item_tower_id_dropout_only_in_training() -> None:
         torch.testing.assert_close(tower(), full)
     # in training each warm item is either whole or text-only, and both happen over 20 steps
     for i in range(3):
-        states = {"full" if torch.allclose(o[i], full[i]) else "text" if torch.allclose(o[i], text_only[i]) else "?" for o in outs}
+        states = {
+            "full" if torch.allclose(o[i], full[i]) else "text" if torch.allclose(o[i], text_only[i]) else "?"
+            for o in outs
+        }
         assert states == {"full", "text"}
 
 

@@ -41,7 +41,9 @@ def test_make_windows_known_answer() -> None:
 def test_history_tokens_keeps_the_newest() -> None:
     tokens, buckets, lengths = history_tokens(
         [np.array([5, 6, 7]), np.array([], dtype=np.int64), np.array([3])],
-        [np.array([0.0, 60.0, 120.0]), np.array([]), np.array([9.0])], max_len=3, n_buckets=20,
+        [np.array([0.0, 60.0, 120.0]), np.array([]), np.array([9.0])],
+        max_len=3,
+        n_buckets=20,
     )
     # BOS + history, last 3 tokens: [5, 6, 7]; [BOS]; [BOS, 3]
     np.testing.assert_array_equal(tokens, [[5, 6, 7], [BOS, PAD, PAD], [BOS, 3, PAD]])
@@ -70,12 +72,16 @@ def test_objective_log_q_and_sampling_distribution() -> None:
 def test_every_loss_trains_both_towers(loss: str) -> None:
     net = _net(rating=True).train()
     windows = make_windows(
-        [np.array([0, 1, 2, 3]), np.array([4, 0])], [np.arange(4.0), np.arange(2.0)], 3, 4,
+        [np.array([0, 1, 2, 3]), np.array([4, 0])],
+        [np.arange(4.0), np.arange(2.0)],
+        3,
+        4,
         ratings=[np.array([5, 4, 3, 2], np.float32), np.array([1, 2], np.float32)],
     )
     batch = next(iter(batches_of(windows, 8, seed=0)(0)))
-    obj = Objective(loss, np.array([2, 2, 1, 1, 1, 0]), n_negatives=4, rating_weight=0.5,
-                    generator=torch.Generator().manual_seed(0))
+    obj = Objective(
+        loss, np.array([2, 2, 1, 1, 1, 0]), n_negatives=4, rating_weight=0.5, generator=torch.Generator().manual_seed(0)
+    )
     value = obj(net, batch)
     assert value.dim() == 0 and torch.isfinite(value)
     value.backward()

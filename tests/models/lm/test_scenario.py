@@ -21,13 +21,20 @@ from lmrec.data import Dataset, IdMap, Interactions, ItemCatalog, Split, leave_o
 from lmrec.encoders.fake import HashingEncoder
 from lmrec.eval import evaluate
 from lmrec.models import load_model
-from lmrec.models.lm import LMRecommender, LMScenarioRecommender
+from lmrec.models.lm import LMScenarioRecommender
 
 GENRES = ["action", "comedy", "drama", "horror"]
 PER, N_USERS, PER_SCENARIO = 6, 48, 5
 USERS = np.arange(N_USERS)
-SMALL = {"dim": 16, "max_len": 8, "n_layers": 1, "n_heads": 2, "dropout": 0.1, "epochs": 60, "batch_size": 8,
-         "lr": 1e-2, "whiten": False, "num_threads": 1, "random_state": 0, "adapter_rank": 4}
+SMALL = {
+    "dim": 16,
+    "user_tower": {"max_len": 8, "n_layers": 1, "n_heads": 2, "dropout": 0.1},
+    "optim": {"epochs": 60, "batch_size": 8, "lr": 1e-2},
+    "item_tower": {"whiten": False},
+    "num_threads": 1,
+    "random_state": 0,
+    "scenarios": {"adapter_rank": 4},
+}
 
 
 def genre_in(u: np.ndarray, scenario: int) -> np.ndarray:
@@ -48,16 +55,20 @@ def two_scenario_frame(seed: int = 0) -> pd.DataFrame:
 
 def two_scenario_dataset() -> Dataset:
     inter = Interactions.from_frame(
-        two_scenario_frame(), scenario_col="scenario",
-        user_map=IdMap(f"u{u}" for u in range(N_USERS)), item_map=IdMap(f"i{i}" for i in range(4 * PER)),
+        two_scenario_frame(),
+        scenario_col="scenario",
+        user_map=IdMap(f"u{u}" for u in range(N_USERS)),
+        item_map=IdMap(f"i{i}" for i in range(4 * PER)),
     )
-    titles = pd.DataFrame({"title": [f"{GENRES[i // PER]} film" for i in range(4 * PER)]},
-                          index=[f"i{i}" for i in range(4 * PER)])
+    titles = pd.DataFrame(
+        {"title": [f"{GENRES[i // PER]} film" for i in range(4 * PER)]}, index=[f"i{i}" for i in range(4 * PER)]
+    )
     return Dataset(inter, ItemCatalog(titles, text_fields=["title"]), None, name="two-scenarios")
 
 
 def make(**overrides) -> LMScenarioRecommender:
-    return LMScenarioRecommender(**{**SMALL, "encoder": HashingEncoder(32), **overrides})
+    """``overrides`` go through `LMScenarioRecommender.from_params`: dotted keys, components or flat names."""
+    return LMScenarioRecommender.from_params({**SMALL, "text_encoder": HashingEncoder(32), **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -102,8 +113,11 @@ def test_scenario_forms_agree_and_batch_equals_scalar(fitted) -> None:
     # user vectors of a scenario are those of encode_users with the same history
     hist = [fitted.hist_items_[u] for u in (0, 5)]
     times = [fitted.hist_times_[u] for u in (0, 5)]
-    np.testing.assert_allclose(fitted.encode_users(hist, None, times, known_users=np.array([0, 5]), scenario=1),
-                               fitted.user_vectors(np.array([0, 5]), scenario=1), atol=1e-6)
+    np.testing.assert_allclose(
+        fitted.encode_users(hist, None, times, known_users=np.array([0, 5]), scenario=1),
+        fitted.user_vectors(np.array([0, 5]), scenario=1),
+        atol=1e-6,
+    )
     with pytest.raises(ValueError, match=r"scenario id 2 out of range \[-1, 2\)"):
         fitted.score_all(USERS[:2], 2)
     with pytest.raises(ValueError, match=r"one id or an \(3,\) array, got shape \(2,\)"):
@@ -115,7 +129,26 @@ def test_save_load_gives_identical_scores(fitted, tmp_path) -> None:
     assert isinstance(loaded, LMScenarioRecommender) and loaded.scenario_names_ == ["A", "B"]
     for scenario in (None, 0, 1, np.where(USERS % 3 == 0, 0, -1)):
         np.testing.assert_array_equal(loaded.score_all(USERS, scenario), fitted.score_all(USERS, scenario))
-    assert json.loads((tmp_path / "m" / "config.json").read_text())["params"]["adapter_rank"] == 4
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["params"]["scenarios"]["adapter_rank"] == 4
+
+
+def test_a_directory_saved_with_flat_params_loads(fitted, tmp_path) -> None:
+    """format_version 1: the flat constructor arguments of before the components (adapter_rank, max_len, ...)."""
+    path = fitted.save(tmp_path / "v1")
+    config = json.loads((path / "config.json").read_text())
+    back = {dotted: flat for flat, dotted in LMScenarioRecommender.flat_names().items()}
+    params = config["params"]
+    flat = {k: params[k] for k in ("dim", "num_threads", "show_progress", "random_state")}
+    for component in LMScenarioRecommender.components:
+        flat.update({back[f"{component}.{f}"]: v for f, v in params[component].items()})
+    assert flat["adapter_rank"] == 4 and flat["max_len"] == params["user_tower"]["max_len"]
+    del config["format_version"]
+    config["params"] = flat
+    (path / "config.json").write_text(json.dumps(config))
+    loaded = load_model(path)
+    assert loaded.get_params() == fitted.get_params()
+    for scenario in (None, 1):
+        np.testing.assert_array_equal(loaded.score_all(USERS, scenario), fitted.score_all(USERS, scenario))
 
 
 def test_bad_settings_are_named(data_split) -> None:
@@ -124,7 +157,10 @@ def test_bad_settings_are_named(data_split) -> None:
     assert plain.scenario_names_ == ["all"]  # no scenarios: one (with a warning)
     with pytest.raises(ValueError, match=r"unknown scenario\(s\) \['C'\]"):
         make(scenario_weights={"C": 2.0}, epochs=1).fit(data.with_interactions(split.train))
-    with pytest.raises(ValueError, match="loss must be 'auto' or 'full', got 'bpr'"):
+    with pytest.raises(
+        ValueError,
+        match=r"^LMScenarioRecommender trains with the full softmax; objective.loss must be 'auto' or 'full', got 'bpr'$",
+    ):
         make(loss="bpr").fit(data.with_interactions(split.train))
 
 
@@ -175,8 +211,9 @@ def test_adapt_to_a_new_domain(fitted, tmp_path) -> None:
     model = load_model(fitted.save(tmp_path / "m"))
     shared_tower = {k: v.clone() for k, v in model.net_.user_tower.state_dict().items()}
     genres = genre_dataset()
-    genres = genres.with_interactions(replace(genres.interactions,
-                                              scenarios=np.full(len(genres.interactions), "films", object)))
+    genres = genres.with_interactions(
+        replace(genres.interactions, scenarios=np.full(len(genres.interactions), "films", object))
+    )
     report = model.adapt(genres, "films", epochs=5)
     assert report["new_domain"] and report["trainable_params"] == 272
     assert model.n_items == N_ITEMS and model.n_users == N_GENRE_USERS
@@ -198,8 +235,9 @@ def test_adapt_rejects_bad_input(fitted, data_split) -> None:
         fitted.adapt(data.with_interactions(split.train), "C")
     with pytest.raises(ValueError, match="adapt mode must be 'adapter' or 'full', got 'half'"):
         fitted.adapt(data.with_interactions(split.train), "B", mode="half")
-    stranger = Interactions.from_frame(pd.DataFrame({"user_id": ["zz"], "item_id": ["i0"], "timestamp": [0.0]}),
-                                       item_map=fitted.item_map_)
+    stranger = Interactions.from_frame(
+        pd.DataFrame({"user_id": ["zz"], "item_id": ["i0"], "timestamp": [0.0]}), item_map=fitted.item_map_
+    )
     with pytest.raises(ValueError, match="needs the model's user map too"):
         fitted.adapt(stranger, "B")
 
@@ -210,15 +248,18 @@ def test_full_adaptation_anchored_to_its_start(fitted, data_split, tmp_path) -> 
     data, split = data_split
     train = data.with_interactions(split.train)
     start = {k: v.clone() for k, v in fitted.net_.state_dict().items()}
-    carried = [k for k in start if not k.startswith("scenario.") and "id_emb" not in k and k in
-               dict(fitted.net_.named_parameters())]
+    carried = [
+        k
+        for k in start
+        if not k.startswith("scenario.") and "id_emb" not in k and k in dict(fitted.net_.named_parameters())
+    ]
     assert carried
 
     def distance(model) -> float:
         params = dict(model.net_.named_parameters())
         return float(sum((params[k].detach() - start[k]).pow(2).sum() for k in carried))
 
-    lr = SMALL["lr"]
+    lr = SMALL["optim"]["lr"]
     runs = {}
     for anchor in (0.0, 10.0, 1.0 / lr):
         model = load_model(fitted.save(tmp_path / f"a{anchor:g}"))
@@ -233,7 +274,9 @@ def test_full_adaptation_anchored_to_its_start(fitted, data_split, tmp_path) -> 
     assert not torch.equal(after["item_tower.id_emb.weight"].detach(), start["item_tower.id_emb.weight"])
     assert distance(runs[0.0]) > 0
     assert distance(runs[10.0]) < 0.8 * distance(runs[0.0])
-    with pytest.raises(ValueError, match="adapt anchor pulls the fine-tuned backbone toward its start; it needs mode='full'"):
+    with pytest.raises(
+        ValueError, match="adapt anchor pulls the fine-tuned backbone toward its start; it needs mode='full'"
+    ):
         fitted.adapt(train, "B", anchor=1.0)
     for bad in (-1.0, float("nan"), True):
         with pytest.raises(ValueError, match="adapt anchor must be a finite number >= 0"):
@@ -253,7 +296,7 @@ def test_reset_parts_reinitialise_only_what_is_named(fitted, tmp_path) -> None:
     for run in range(2):
         model = load_model(fitted.save(tmp_path / f"r{run}"))
         torch.manual_seed(7)
-        ids = reset_parts(model, ("user_tower",))
+        ids = reset_parts(model.backbone, ("user_tower",))
         assert len(ids) == len(list(model.net_.user_tower.parameters()))
         resets.append(state(model, "user_tower."))
         for k, v in state(model, "item_tower.adaptor.").items():
@@ -262,10 +305,12 @@ def test_reset_parts_reinitialise_only_what_is_named(fitted, tmp_path) -> None:
         assert torch.equal(resets[0][k], resets[1][k]), k  # same seed, same fresh weights
     assert not torch.equal(resets[0]["user_tower.pos.weight"], trained_user["user_tower.pos.weight"])
     assert 0.015 < float(resets[0]["user_tower.pos.weight"].std()) < 0.025
-    assert torch.equal(resets[0]["user_tower.out_norm.weight"], torch.ones_like(trained_user["user_tower.out_norm.weight"]))
+    assert torch.equal(
+        resets[0]["user_tower.out_norm.weight"], torch.ones_like(trained_user["user_tower.out_norm.weight"])
+    )
 
     model = load_model(fitted.save(tmp_path / "adaptor"))
-    reset_parts(model, ["adaptor"])
+    reset_parts(model.backbone, ["adaptor"])
     changed = [k for k, v in state(model, "item_tower.adaptor.").items() if not torch.equal(v, trained_adaptor[k])]
     assert changed == list(trained_adaptor)
     for k, v in state(model, "user_tower.").items():
@@ -277,7 +322,7 @@ def test_full_adaptation_with_a_fresh_user_tower(fitted, data_split, tmp_path) -
     pins the carried-over adaptor; bad names and adapter mode are errors."""
     data, split = data_split
     train = data.with_interactions(split.train)
-    lr = SMALL["lr"]
+    lr = SMALL["optim"]["lr"]
     start = {k: v.clone() for k, v in fitted.net_.state_dict().items()}
     model = load_model(fitted.save(tmp_path / "m"))
     report = model.adapt(train, "B", mode="full", epochs=3, lr=lr, anchor=1.0 / lr, reset="user_tower")
@@ -287,9 +332,13 @@ def test_full_adaptation_with_a_fresh_user_tower(fitted, data_split, tmp_path) -
         torch.testing.assert_close(after[k], start[k], rtol=0, atol=1e-7, msg=k)
     moved = [k for k in after if k.startswith("user_tower.") and not torch.equal(after[k], start[k])]
     assert "user_tower.pos.weight" in moved and len(moved) == len([k for k in after if k.startswith("user_tower.")])
-    with pytest.raises(ValueError, match=r"adapt reset names unknown part 'heads'; choose from \['user_tower', 'adaptor'\]"):
+    with pytest.raises(
+        ValueError, match=r"adapt reset names unknown part 'heads'; choose from \['user_tower', 'adaptor'\]"
+    ):
         fitted.adapt(train, "B", mode="full", reset=("user_tower", "heads"))
-    with pytest.raises(ValueError, match="adapt reset re-initialises parts of the backbone, which only mode='full' trains"):
+    with pytest.raises(
+        ValueError, match="adapt reset re-initialises parts of the backbone, which only mode='full' trains"
+    ):
         fitted.adapt(train, "B", reset="adaptor")
 
 
@@ -371,11 +420,29 @@ def test_cli_acceptance_on_a_recbole_directory(tmp_path) -> None:
     items += [f"i{i}\t{GENRES[i // PER]} film\t{'AB'[i // (2 * PER)]}, {GENRES[i // PER]}" for i in range(4 * PER)]
     (d / "shop.item").write_text("\n".join(items) + "\n")
     out = tmp_path / "out.json"
-    args = ["evaluate", "--data", str(d), "--models", "lm,lm-scenario", "--scenario-field", "categories",
-            "--split", "loo", "--json", str(out)]
+    args = [
+        "evaluate",
+        "--data",
+        str(d),
+        "--models",
+        "lm,lm-scenario",
+        "--scenario-field",
+        "categories",
+        "--split",
+        "loo",
+        "--json",
+        str(out),
+    ]
     for model in ("lm", "lm-scenario"):
-        for p in ("encoder_backend=fake", "epochs=3", "dim=16", "n_layers=1", "max_len=8", "num_threads=1",
-                  "whiten=false"):
+        for p in (
+            "encoder_backend=fake",
+            "epochs=3",
+            "dim=16",
+            "n_layers=1",
+            "max_len=8",
+            "num_threads=1",
+            "whiten=false",
+        ):
             args += ["--param", f"{model}.{p}"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -434,12 +501,12 @@ def test_adapt_with_text_rank(only_a, data_split, tmp_path) -> None:
     with_text, learned = model.scenario_item_vectors("B"), adapter.text_b.detach().clone()
     with torch.no_grad():
         adapter.text_b.zero_()
-    model._refresh()
+    model.refresh_vectors()
     without = model.scenario_item_vectors("B")
-    assert np.abs(with_text - without)[2 * PER:].max() > 1e-2  # B's items (genres 2, 3) changed
+    assert np.abs(with_text - without)[2 * PER :].max() > 1e-2  # B's items (genres 2, 3) changed
     with torch.no_grad():
         adapter.text_b.copy_(learned)
-    model._refresh()
+    model.refresh_vectors()
     np.testing.assert_array_equal(model.scenario_item_vectors("B"), with_text)
     # save / load: the adapter's text rank is read back from its arrays; scores are identical
     loaded = load_model(model.save(tmp_path / "adapted"))
@@ -470,16 +537,16 @@ def test_adapt_with_text_history(only_a, data_split, tmp_path) -> None:
     assert adapter.text_history and not model.net_.scenario.adapters[0].text_history
     # B's users are encoded from the corrected items: by hand, the shared encoder over raw + B^t A^t w
     with torch.no_grad():
-        table = model._item_raw + adapter.text_term(model.net_.item_tower, model.n_items)
+        table = model.item_raw_ + adapter.text_term(model.net_.item_tower, model.n_items)
     hist = [model.hist_items_[u] for u in USERS]
     times = [model.hist_times_[u] for u in USERS]
-    by_hand = LMRecommender.encode_users(model, hist, None, times, known_users=USERS, item_raw=table)
+    by_hand = model.backbone.encode_users(hist, None, times, known_users=USERS, item_raw=table)
     net = model.net_
     with torch.no_grad():
         expected = net.scenario.users(torch.from_numpy(by_hand), torch.full((len(USERS),), 1), net.project).numpy()
     np.testing.assert_allclose(model.user_vectors(USERS, "B"), expected, rtol=1e-5, atol=1e-6)
     # ... which differs from reading the shared items (the correction learned something)
-    plain = LMRecommender.encode_users(model, hist, None, times, known_users=USERS)
+    plain = model.backbone.encode_users(hist, None, times, known_users=USERS)
     assert np.abs(by_hand - plain).max() > 1e-3
     # scenario A (no history correction) and the shared path are unchanged by B's flag
     np.testing.assert_array_equal(model.user_vectors(USERS, None), plain)
@@ -523,8 +590,9 @@ def test_adapt_to_a_new_domain_refits_the_whitening(data_split, tmp_path) -> Non
     model = make(whiten=True, epochs=3).fit(data.with_interactions(split.train))
     old_mean = model.net_.item_tower.white_mean.clone()
     genres = genre_dataset()
-    genres = genres.with_interactions(replace(genres.interactions,
-                                              scenarios=np.full(len(genres.interactions), "films", object)))
+    genres = genres.with_interactions(
+        replace(genres.interactions, scenarios=np.full(len(genres.interactions), "films", object))
+    )
     kept = load_model(model.save(tmp_path / "m"))
     # adapter mode keeps the old statistics unless told otherwise; full fine-tuning re-fits them
     report = kept.adapt(genres, "films", epochs=1)
@@ -566,8 +634,11 @@ def test_id_residual_starts_as_the_identity_and_touches_only_its_rows(only_a) ->
     assert torch.equal(moved[others], p[others])  # items without a residual row stay exactly where they were
     with pytest.raises(ValueError, match="item-ID residual: row 20 but only 20 item vectors"):
         adapter.item(p[:20])
-    for bad, match in ((None, "needs a non-empty 1-d integer array"), (np.array([1, 1]), "distinct"),
-                       (np.array([0.5]), "integer array")):
+    for bad, match in (
+        (None, "needs a non-empty 1-d integer array"),
+        (np.array([1, 1]), "distinct"),
+        (np.array([0.5]), "integer array"),
+    ):
         with pytest.raises(ValueError, match=match):
             net.scenario.make(id_rows=bad, id_rank=1)
 
@@ -576,8 +647,7 @@ def test_adapt_with_id_rank(only_a, data_split, tmp_path) -> None:
     data, split = data_split
     model = load_model(only_a)
     before = {k: v.clone() for k, v in model.net_.state_dict().items()}
-    report = model.adapt(data.with_interactions(split.train), "B", epochs=5, text_rank=3, text_history=True,
-                         id_rank=2)
+    report = model.adapt(data.with_interactions(split.train), "B", epochs=5, text_rank=3, text_history=True, id_rank=2)
     after = model.net_.state_dict()
     for key, value in before.items():
         assert torch.equal(value, after[key]), key  # shared weights (and A's adapter), bitwise
@@ -595,14 +665,14 @@ def test_adapt_with_id_rank(only_a, data_split, tmp_path) -> None:
     users_with = model.user_vectors(USERS, "B")
     with torch.no_grad():
         adapter.id_u.zero_()
-    model._refresh()
+    model.refresh_vectors()
     without = model.scenario_item_vectors("B")
     assert np.abs(with_ids - without)[b_items].max() > 1e-3
-    np.testing.assert_array_equal(with_ids[:2 * PER], without[:2 * PER])  # A's items: no residual row
+    np.testing.assert_array_equal(with_ids[: 2 * PER], without[: 2 * PER])  # A's items: no residual row
     assert np.abs(users_with - model.user_vectors(USERS, "B")).max() > 1e-4  # histories read the residual
     with torch.no_grad():
         adapter.id_u.copy_(learned)
-    model._refresh()
+    model.refresh_vectors()
     # save / load rebuilds the residual's shape and rows; scores are identical
     loaded = load_model(model.save(tmp_path / "adapted"))
     assert [a.id_rank for a in loaded.net_.scenario.adapters] == [0, 2]
@@ -624,8 +694,9 @@ def test_domain_move_drops_id_residuals(only_a, data_split, tmp_path) -> None:
     model = load_model(only_a)
     model.adapt(data.with_interactions(split.train), "B", epochs=1, text_rank=3, id_rank=2)
     genres = genre_dataset()
-    genres = genres.with_interactions(replace(genres.interactions,
-                                              scenarios=np.full(len(genres.interactions), "films", object)))
+    genres = genres.with_interactions(
+        replace(genres.interactions, scenarios=np.full(len(genres.interactions), "films", object))
+    )
     model.adapt(genres, "films", epochs=1)
     # B's residual named rows of the old catalogue; on the new one it is gone (B is scored without it)
     assert [a.id_rank for a in model.net_.scenario.adapters] == [0, 0, 0]

@@ -41,16 +41,38 @@ identity and items that appear later are scored from text as before.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from dataclasses import fields
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lmrec.data.interactions import Interactions
 from lmrec.models.lm.item_tower import ItemTower
 from lmrec.models.lm.net import LMNet
-from lmrec.models.lm.training import Objective
+from lmrec.models.lm.training import Objective, Windows, batches_of, make_windows, user_columns
+from lmrec.train.anchor import pull_toward_anchor
+from lmrec.train.callbacks import EarlyStopping, LogMetrics
+from lmrec.train.loop import fit_loop
 
-__all__ = ["ScenarioAdapter", "ScenarioAdapters", "ScenarioObjective", "check_text_history", "check_text_rank"]
+if TYPE_CHECKING:
+    from lmrec.models.lm.model import LMRecommender
+
+__all__ = [
+    "NO_LOSS",
+    "ScenarioAdapter",
+    "ScenarioAdapters",
+    "ScenarioObjective",
+    "check_text_history",
+    "check_text_rank",
+    "train_positions",
+]
+
+NO_LOSS = -100  # a position that is read as history but not trained on
 
 
 def check_text_rank(rank: object, item_repr: str, name: str) -> None:
@@ -82,6 +104,8 @@ class ScenarioAdapter(nn.Module):
         id_rows: (n_id,) catalogue rows that get an item-ID residual (needed when ``id_rank > 0``).
         id_rank: rank ``r_id`` of the item-ID residual (0: none).
     """
+
+    id_rows: torch.Tensor  # buffer: the items with an ID residual (only with ``id_rank > 0``)
 
     def __init__(
         self,
@@ -198,26 +222,56 @@ class ScenarioAdapters(nn.Module):
         flags = [False] * n_scenarios if text_history is None else list(text_history)
         shapes = [(0, 0)] * n_scenarios if id_shapes is None else list(id_shapes)
         if len(ranks) != n_scenarios or len(flags) != n_scenarios or len(shapes) != n_scenarios:
-            raise ValueError(f"text_ranks / text_history / id_shapes have {len(ranks)} / {len(flags)} / "
-                             f"{len(shapes)} entries for {n_scenarios} scenarios")
+            raise ValueError(
+                f"text_ranks / text_history / id_shapes have {len(ranks)} / {len(flags)} / "
+                f"{len(shapes)} entries for {n_scenarios} scenarios"
+            )
         # id_shapes: (n_id, r_id) per adapter, to rebuild saved item-ID residuals (rows are loaded after)
         self.adapters = nn.ModuleList(
-            ScenarioAdapter(dim, rank, generator, text_rank=r, text_dim=text_dim, text_history=h,
-                            id_rows=np.arange(n_id) if r_id else None, id_rank=r_id)
+            ScenarioAdapter(
+                dim,
+                rank,
+                generator,
+                text_rank=r,
+                text_dim=text_dim,
+                text_history=h,
+                id_rows=np.arange(n_id) if r_id else None,
+                id_rank=r_id,
+            )
             for r, h, (n_id, r_id) in zip(ranks, flags, shapes)
         )
 
     def __len__(self) -> int:
         return len(self.adapters)
 
-    def make(self, generator: torch.Generator | None = None, text_rank: int = 0,
-             text_history: bool = False, id_rows: np.ndarray | None = None, id_rank: int = 0) -> ScenarioAdapter:
+    def make(
+        self,
+        generator: torch.Generator | None = None,
+        text_rank: int = 0,
+        text_history: bool = False,
+        id_rows: np.ndarray | None = None,
+        id_rank: int = 0,
+    ) -> ScenarioAdapter:
         """A fresh (identity) adapter of this set's shape, not yet attached."""
-        return ScenarioAdapter(self.dim, self.rank, generator, text_rank=text_rank, text_dim=self.text_dim,
-                               text_history=text_history, id_rows=id_rows, id_rank=id_rank)
+        return ScenarioAdapter(
+            self.dim,
+            self.rank,
+            generator,
+            text_rank=text_rank,
+            text_dim=self.text_dim,
+            text_history=text_history,
+            id_rows=id_rows,
+            id_rank=id_rank,
+        )
 
-    def add(self, generator: torch.Generator | None = None, text_rank: int = 0,
-            text_history: bool = False, id_rows: np.ndarray | None = None, id_rank: int = 0) -> ScenarioAdapter:
+    def add(
+        self,
+        generator: torch.Generator | None = None,
+        text_rank: int = 0,
+        text_history: bool = False,
+        id_rows: np.ndarray | None = None,
+        id_rank: int = 0,
+    ) -> ScenarioAdapter:
         """Append a fresh (identity) adapter; its id is the old ``len(self)``."""
         adapter = self.make(generator, text_rank, text_history, id_rows, id_rank)
         self.adapters.append(adapter)
@@ -238,7 +292,7 @@ class ScenarioAdapters(nn.Module):
         ``v`` may be raw or projected (projection is applied first; the maps are linear, so for the
         user / item maps this is the same as before). ``tower``: see `ScenarioAdapter.item`.
         """
-        return project(v) if s < 0 else project(self.adapters[s].item(project(v), tower))
+        return project(v) if s < 0 else project(self.adapters[s].item(project(v), tower))  # type: ignore[operator]
 
 
 class ScenarioObjective(Objective):
@@ -310,3 +364,76 @@ class ScenarioObjective(Objective):
                 pred = net.rating_head(net.pair_features(u[ok], v_target[ok])).squeeze(-1)
                 total = total + self.rating_weight * F.mse_loss(pred, torch.log1p(r[ok].clamp(min=0)))
         return total
+
+
+def train_positions(
+    model: LMRecommender,
+    inter: Interactions,
+    row_scenarios: np.ndarray,
+    weights: np.ndarray,
+    validate: Callable[[], dict[str, float]] | None,
+    seed: int,
+    *,
+    params: list[torch.nn.Parameter],
+    epochs: int,
+    lr: float,
+    patience: int,
+    shared_dropout: float,
+    anchor: dict[str, torch.Tensor] | None = None,
+    anchor_strength: float = 0.0,
+) -> list[dict[str, float]]:
+    """Train ``params`` of ``model.net_`` on ``inter`` with each position scored under its target's scenario.
+
+    Args:
+        model: the backbone, whose network (with ``scenario`` adapters), histories (from ``inter``)
+            and counts are set.
+        inter: the training interactions.
+        row_scenarios: (len(inter),) scenario id per interaction (-1 shared, -100 history only).
+        weights: (n_scenarios,) loss weights.
+        validate: ``() -> {"ndcg@10", ...}`` after every epoch for early stopping, or None.
+        seed: seeds shuffling, dropout and sampling.
+        params / epochs / lr / patience: what to train and how.
+        shared_dropout: share of positions moved to the shared path.
+        anchor / anchor_strength: parameter name -> start value, pulled toward after every step at
+            rate ``lr * anchor_strength`` (L2-SP, decoupled); None: no pull.
+    """
+    per_user, ratings = user_columns(inter, model.objective.rating_weight)
+    # the windows' event slot carries each target's scenario id
+    windows = make_windows(
+        model.hist_items_,
+        model.hist_times_,
+        model.user_tower.max_len,
+        model.user_tower.n_time_buckets,
+        ratings,
+        per_user(np.asarray(row_scenarios, np.int64)),
+    )
+    trained = ((windows.events != NO_LOSS) & (windows.targets >= 0)).any(axis=1)  # windows of history only: skip
+    windows = Windows(**{f.name: getattr(windows, f.name)[trained] for f in fields(Windows)})
+    generator = torch.Generator().manual_seed(seed)
+    objective = ScenarioObjective(
+        model.counts_,
+        weights,
+        shared_dropout=shared_dropout,
+        rating_weight=model.objective.rating_weight,
+        generator=generator,
+    )
+    callbacks: list = [LogMetrics(logging.getLogger("lmrec.models.lm.model"))]
+    if validate is not None:
+        callbacks.append(EarlyStopping("ndcg@10", mode="max", patience=patience))
+
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=model.optim.weight_decay)
+    if anchor and anchor_strength > 0:
+        net, rate = model.net_, float(lr) * float(anchor_strength)
+        optimizer.register_step_post_hook(lambda *_: pull_toward_anchor(net, anchor, rate))
+    state = fit_loop(
+        model.net_,
+        batches_of(windows, int(model.optim.batch_size), seed),
+        objective,
+        optimizer,
+        epochs=epochs,
+        callbacks=callbacks,
+        validate=validate,
+        grad_clip=model.optim.grad_clip,
+        show_progress=model.show_progress,
+    )
+    return state.history

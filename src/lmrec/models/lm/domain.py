@@ -6,9 +6,9 @@ training. The whitening is by default re-fitted on the new catalogue's text vect
 covariance; no labels), as batch-norm statistics are re-estimated for a new domain: the adaptor was
 learned on whitened inputs, and another domain's texts sit elsewhere in the language model's space,
 so the old statistics hand the adaptor off-centre, badly scaled inputs that it has to be re-trained
-around. On Amazon Office -> MovieLens-100K with full fine-tuning on 10 % of the users this lifted
-test NDCG@10 from 0.0153 to 0.0258 (benchmarks/RESULTS.md §8). Where the adaptor stays frozen
-(adapter-only training) the old statistics did better, so `LMScenarioRecommender.adapt` re-fits
+around; on a cross-domain transfer with full fine-tuning re-fitting helped (benchmarks/RESULTS.md
+reports how much). Where the adaptor stays frozen (adapter-only training) the old statistics did
+better, so `LMScenarioRecommender.adapt` re-fits
 only when it fine-tunes; ``refit_whitening=False`` keeps the old statistics.
 
 The new items start without ID embeddings (their ID part is masked, as for cold items); the user
@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+from torch import nn
 
 from lmrec.data.dataset import Dataset
 from lmrec.models.lm.item_tower import ItemTower, fit_whitening, make_adaptor
@@ -74,7 +75,7 @@ def move_to(model: LMRecommender, dataset: Dataset, *, refit_whitening: bool = T
         ValueError: the model has no text path (``item_repr="id"``), fuses other modalities (their
             columns need not exist in the new domain) or the data set has no catalogue.
     """
-    if model.item_repr == "id":
+    if model.item_tower.repr == "id":
         raise ValueError("a new domain enters through item text, but this model was fit with item_repr='id'")
     if dataset.items is None:
         raise ValueError(f"moving to a new domain needs its item catalogue; {dataset.name} has none")
@@ -85,15 +86,23 @@ def move_to(model: LMRecommender, dataset: Dataset, *, refit_whitening: bool = T
         raise ValueError(
             "moving a model with multimodal fusion to a new domain is not supported; fit it with fusion='none'"
         )
-    fields = item_fields(dataset.items, model.text_fields)
+    fields = item_fields(dataset.items, model.item_tower.text_fields)
     texts, model.item_fields_ = item_texts(dataset.items, inter.item_map, fields)
-    vecs = encode_texts(model._get_encoder(), texts, cache_dir=model.cache_dir, show_progress=model.show_progress)
+    vecs = encode_texts(
+        model.get_text_encoder(), texts, cache_dir=model.encoder.cache_dir, show_progress=model.show_progress
+    )
     whitening = (old.white_mean.numpy(), old.white_proj.numpy())
-    if refit_whitening and model.whiten:
-        whitening = refit_whitening_like(vecs, whitening, model.whiten_eps)
+    if refit_whitening and model.item_tower.whiten:
+        whitening = refit_whitening_like(vecs, whitening, model.item_tower.whiten_eps)
     tower = ItemTower(
-        vecs, np.zeros(inter.n_items, bool), model.dim, item_repr=model.item_repr, adaptor=model.adaptor,
-        n_experts=model.n_experts, dropout=model.adaptor_dropout, id_dropout=model.id_dropout,
+        vecs,
+        np.zeros(inter.n_items, bool),
+        model.dim,
+        item_repr=model.item_tower.repr,
+        adaptor=model.item_tower.adaptor,
+        n_experts=model.item_tower.n_experts,
+        dropout=model.item_tower.adaptor_dropout,
+        id_dropout=model.item_tower.id_dropout,
         whitening=whitening,
     )
     tower.adaptor.load_state_dict(old.adaptor.state_dict())
@@ -101,20 +110,30 @@ def move_to(model: LMRecommender, dataset: Dataset, *, refit_whitening: bool = T
     if hasattr(net, "user_text"):
         # the user tower has a text gate: new users' texts enter it through the old whitening, or one
         # re-fitted on them (at least two texts are needed for a covariance)
-        utexts = user_texts(dataset.users, inter.user_map, model.user_text_kinds) if model.use_user_text else []
+        utexts = (
+            user_texts(dataset.users, inter.user_map, model.user_tower.user_text_kinds)
+            if model.user_tower.use_user_text
+            else []
+        )
         utexts = utexts or [""] * inter.n_users
         has_text = np.array([bool(t) for t in utexts], dtype=bool)
         user_vecs = np.zeros((inter.n_users, net.user_text.shape[1]), np.float32)
         if has_text.any():
             user_vecs[has_text] = encode_texts(
-                model._get_encoder(), [t for t in utexts if t], cache_dir=model.cache_dir
+                model.get_text_encoder(), [t for t in utexts if t], cache_dir=model.encoder.cache_dir
             )
         white = (net.ut_mean.numpy(), net.ut_proj.numpy())
-        if refit_whitening and model.whiten and has_text.sum() >= 2:
-            white = refit_whitening_like(user_vecs[has_text], white, model.whiten_eps)
+        if refit_whitening and model.item_tower.whiten and has_text.sum() >= 2:
+            white = refit_whitening_like(user_vecs[has_text], white, model.item_tower.whiten_eps)
     new = LMNet(
-        tower, net.user_tower, user_text=user_vecs, has_text=has_text, user_whitening=white,
-        similarity=net.similarity, temperature=model.temperature, learn_temperature=model.learn_temperature,
+        tower,
+        net.user_tower,
+        user_text=user_vecs,
+        has_text=has_text,
+        user_whitening=white,
+        similarity=net.similarity,
+        temperature=model.objective.temperature,
+        learn_temperature=model.objective.learn_temperature,
     )
     new.rating_head, new.event_head = net.rating_head, net.event_head
     if net.log_tau is not None:
@@ -142,13 +161,10 @@ def reset_parts(model: LMRecommender, parts: tuple[str, ...]) -> list[int]:
     module sharing stay valid. Draws from torch's global generator: seed it (under
     ``torch.random.fork_rng``) for a reproducible reset.
 
-    Which parts carry over is an empirical question. Amazon Office -> MovieLens-100K
-    (benchmarks/RESULTS.md §8; full fine-tuning, test NDCG@10 against the same architecture trained
-    from scratch): on 10 % of the users, over twenty draws, everything carried over gives 0.93x of
-    scratch, a fresh ``"user_tower"`` 0.94x, a fresh ``"adaptor"`` under the Office transformer 0.68x
-    (p < 0.01), both fresh 0.98x; on all the users (five seeds) everything carried over gives 1.04x
-    (p = 0.10) and a fresh user tower 1.01x. So the two Office parts work as a pair, and resetting one
-    of them is for experiments, not a default.
+    Which parts carry over is an empirical question (benchmarks/RESULTS.md has the figures): on a
+    cross-domain transfer a fresh adaptor under the carried-over transformer did clearly worse, while
+    a fresh user tower made no significant difference. The two parts work as a pair, and resetting
+    one of them is for experiments, not a default.
 
     Args:
         model: a fitted model.
@@ -160,16 +176,25 @@ def reset_parts(model: LMRecommender, parts: tuple[str, ...]) -> list[int]:
     """
     net = model.net_
     reset: list[int] = []
+    target: nn.Module
+    fresh: nn.Module
     for part in check_reset(parts):
         if part == "user_tower":
             target = net.user_tower
-            fresh = model._make_user_tower(target.text_dim)
+            fresh = model.make_user_tower(target.text_dim)
         else:
-            target = getattr(net.item_tower, "adaptor", None)
-            if target is None:
+            adaptor = getattr(net.item_tower, "adaptor", None)
+            if adaptor is None:
                 raise ValueError("adapt reset 'adaptor': this model has no text adaptor (item_repr='id')")
+            target = adaptor
             first = next(p for p in target.parameters() if p.dim() == 2)
-            fresh = make_adaptor(model.adaptor, first.shape[1], model.dim, model.n_experts, model.adaptor_dropout)
+            fresh = make_adaptor(
+                model.item_tower.adaptor,
+                first.shape[1],
+                model.dim,
+                model.item_tower.n_experts,
+                model.item_tower.adaptor_dropout,
+            )
         target.load_state_dict(fresh.state_dict())
         reset.extend(id(p) for p in target.parameters())
     return reset

@@ -8,18 +8,58 @@ text embeddings) and which query terms it contains (lexical overlap).
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from lmrec.models.lm.model import LMRecommender
+from lmrec.data.idmap import IdMap
+from lmrec.encoders.base import TextEncoder
 
-__all__ = ["explain", "query_terms"]
+__all__ = ["explain_recommendation", "query_terms"]
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 _STOP = frozenset(
-    ["a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "in", "into", "is", "it", "of", "on", "or", "the", "to", "with", "in", "genre", "genres", "category", "categories", "movie", "movies", "item", "items", "product", "products", "something", "some", "me", "my", "i", "want", "looking"]
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "for",
+        "from",
+        "in",
+        "into",
+        "is",
+        "it",
+        "of",
+        "on",
+        "or",
+        "the",
+        "to",
+        "with",
+        "in",
+        "genre",
+        "genres",
+        "category",
+        "categories",
+        "movie",
+        "movies",
+        "item",
+        "items",
+        "product",
+        "products",
+        "something",
+        "some",
+        "me",
+        "my",
+        "i",
+        "want",
+        "looking",
+    ]
 )
 
 
@@ -32,78 +72,98 @@ def query_terms(text: str) -> list[str]:
     return list(seen)
 
 
-def explain(model: LMRecommender, user_idx: int, item_idx: int, query: str | None = None, k: int = 3) -> dict[str, Any]:
-    """Why ``item_idx`` is recommended to ``user_idx`` (optionally under ``query``).
+def explain_recommendation(
+    user_idx: int,
+    item_idx: int,
+    item_vectors: np.ndarray,
+    user_vector: np.ndarray,
+    history: np.ndarray,
+    item_map: IdMap,
+    item_fields: dict[str, list[str]],
+    *,
+    k: int = 3,
+    query: str | None = None,
+    query_vector: np.ndarray | None = None,
+    encoder: Callable[[], TextEncoder] | None = None,
+) -> dict[str, Any]:
+    """Why ``item_idx`` is recommended to a user (optionally under ``query``), from what the model knows.
 
     Args:
-        model: a fitted `LMRecommender`.
-        user_idx: the user (an index outside the model means an unknown user: no history).
+        user_idx: the user's index (reported as given).
         item_idx: the recommended item.
-        query: the query the recommendation answered, if any.
+        item_vectors: (n_items, d) the model's item vectors.
+        user_vector: (d,) the user's vector.
+        history: the user's recent item indices (empty for an unknown user).
+        item_map: the model's item id map.
+        item_fields: field -> each item's text of that field.
         k: how many history items to return.
+        query: the query the recommendation answered, if any.
+        query_vector: (d,) the query's vector in the model's space (None: the model has no text path).
+        encoder: returns the model's text encoder, to match the query against item fields.
 
     Returns:
         ``{"user_idx", "item_idx", "item_id", "score", "history": [{"item_idx", "item_id", "text",
         "similarity"}, ...best first], "query": {"text", "similarity", "fields": [{"field", "value",
-        "similarity", "matched_terms"}, ...best first]}}`` (``"query"`` only when one is given).
-
-    Raises:
-        ValueError: ``item_idx`` is not an item of the model.
+        "similarity", "matched_terms"}, ...best first]}}`` (``"query"`` only when one is given;
+        ``"similarity"`` only with a ``query_vector``).
     """
-    model._check_fitted()
-    item_idx = int(item_idx)
-    if not 0 <= item_idx < model.n_items:
-        raise ValueError(f"explain: item_idx {item_idx} is not an item of this model (0..{model.n_items - 1})")
-    vectors = model.item_vectors()
-    target = vectors[item_idx]
-    known = 0 <= int(user_idx) < model.n_users
-    history = model.hist_items_[int(user_idx)][-model.max_len :] if known else np.zeros(0, np.int64)
-    user = model.user_vectors(np.array([int(user_idx)]))[0] if known else model.encode_users([[]])[0]
-    score = float(user @ target)
-    first_field = next(iter(model.item_fields_), None)
+    target = item_vectors[item_idx]
+    score = float(user_vector @ target)
+    first_field = next(iter(item_fields), None)
     contributions = []
     if len(history):
         uniq = np.unique(history)
-        sims = vectors[uniq] @ target
+        sims = item_vectors[uniq] @ target
         for j in np.argsort(-sims, kind="stable")[:k]:
             idx = int(uniq[j])
-            contributions.append({
-                "item_idx": idx,
-                "item_id": str(model.item_map_.to_ids([idx])[0]),
-                "text": model.item_fields_[first_field][idx] if first_field else "",
-                "similarity": float(sims[j]),
-            })
+            contributions.append(
+                {
+                    "item_idx": idx,
+                    "item_id": str(item_map.to_ids([idx])[0]),
+                    "text": item_fields[first_field][idx] if first_field else "",
+                    "similarity": float(sims[j]),
+                }
+            )
     out: dict[str, Any] = {
         "user_idx": int(user_idx),
         "item_idx": item_idx,
-        "item_id": str(model.item_map_.to_ids([item_idx])[0]),
+        "item_id": str(item_map.to_ids([item_idx])[0]),
         "score": score,
         "history": contributions,
     }
     if query:
-        out["query"] = _query_match(model, item_idx, query, target)
+        out["query"] = _query_match(item_idx, query, target, item_fields, query_vector, encoder)
     return out
 
 
-def _query_match(model: LMRecommender, item_idx: int, query: str, target: np.ndarray) -> dict[str, Any]:
+def _query_match(
+    item_idx: int,
+    query: str,
+    target: np.ndarray,
+    item_fields: dict[str, list[str]],
+    query_vector: np.ndarray | None,
+    encoder: Callable[[], TextEncoder] | None,
+) -> dict[str, Any]:
     terms = set(query_terms(query))
-    fields = [(f, vals[item_idx]) for f, vals in model.item_fields_.items() if vals[item_idx]]
+    fields = [(f, vals[item_idx]) for f, vals in item_fields.items() if vals[item_idx]]
     result: dict[str, Any] = {"text": query, "fields": []}
-    if model.item_repr != "id":
-        result["similarity"] = float(model.encode_queries([query])[0] @ target)
-    if not fields:
+    if query_vector is not None:
+        result["similarity"] = float(query_vector @ target)
+    if not fields or encoder is None:
         return result
-    encoder = model._get_encoder()
-    q = encoder.encode([query], kind="query")[0]
-    f_vecs = encoder.encode([v for _, v in fields], kind="passage")
+    text_encoder = encoder()
+    q = text_encoder.encode([query], kind="query")[0]
+    f_vecs = text_encoder.encode([v for _, v in fields], kind="passage")
     rows = []
     for (name, value), vec in zip(fields, f_vecs):
         value_terms = set(query_terms(value))
-        rows.append({
-            "field": name,
-            "value": value if len(value) <= 200 else value[:197] + "...",
-            "similarity": float(vec @ q),
-            "matched_terms": sorted(terms & value_terms),
-        })
+        rows.append(
+            {
+                "field": name,
+                "value": value if len(value) <= 200 else value[:197] + "...",
+                "similarity": float(vec @ q),
+                "matched_terms": sorted(terms & value_terms),
+            }
+        )
     result["fields"] = sorted(rows, key=lambda r: -r["similarity"])
     return result

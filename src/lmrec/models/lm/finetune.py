@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lmrec.encoders.trainable import TrainableTextEncoder
 from lmrec.train.callbacks import Callback, TrainState
 
 __all__ = ["LoraTuner", "load_lora", "lora_arrays", "make_lora_encoder"]
@@ -30,8 +31,6 @@ log = logging.getLogger(__name__)
 
 def make_lora_encoder(model: str | None, rank: int) -> Any:
     """A `TrainableTextEncoder` for ``model`` (None: packaged MiniLM) with LoRA adapters of rank ``rank``."""
-    from lmrec.encoders.trainable import TrainableTextEncoder
-
     return TrainableTextEncoder(model).train_mode(lora=True, r=rank, alpha=2 * rank)
 
 
@@ -109,10 +108,11 @@ def load_lora(model: str | None, settings: dict[str, Any], arrays: dict[str, np.
     """Rebuild a LoRA-tuned encoder from `lora_arrays` output."""
     from peft import set_peft_model_state_dict
 
-    from lmrec.encoders.trainable import TrainableTextEncoder
-
     encoder = TrainableTextEncoder(model).train_mode(
-        lora=True, r=settings["r"], alpha=settings["alpha"], dropout=settings["dropout"],
+        lora=True,
+        r=settings["r"],
+        alpha=settings["alpha"],
+        dropout=settings["dropout"],
         target_modules=settings["target_modules"],
     )
     set_peft_model_state_dict(encoder.model, {k[5:]: torch.from_numpy(v) for k, v in arrays.items()})

@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -37,11 +37,10 @@ from torch import nn
 
 from lmrec.data.catalog import ItemCatalog, clean_text
 from lmrec.data.idmap import IdMap
+from lmrec.encoders.image import PrecomputedVectors, encode_catalog_images, make_image_encoder
+from lmrec.models.lm.config import FusionConfig
 
-if TYPE_CHECKING:
-    from lmrec.models.lm.model import LMRecommender
-
-__all__ = ["FusionInputs", "FusionKind", "ItemFusion", "build_fusion_inputs", "check_fusion_params", "tokens_of"]
+__all__ = ["FusionInputs", "FusionKind", "ItemFusion", "build_fusion_inputs", "make_fusion", "tokens_of"]
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +111,8 @@ def build_fusion_inputs(
     for col in [*categorical, *numeric]:
         if col not in catalog.frame.columns:
             raise ValueError(
-                f"fusion column {col!r} is not in the item catalogue; columns: {list(catalog.frame.columns)}")
+                f"fusion column {col!r} is not in the item catalogue; columns: {list(catalog.frame.columns)}"
+            )
     out = FusionInputs(text_mask=np.array([bool(t) for t in texts], dtype=bool))
     for col in categorical:
         bags = [tokens_of(v) for v in frame[col].tolist()]
@@ -128,8 +128,14 @@ def build_fusion_inputs(
         tokens = np.array([j for b in ids for j in b], dtype=np.int64)
         out.categorical[col] = (offsets, tokens, max(1, len(vocab)))
         out.vocabularies[col] = vocab
-        log.info("fusion: %s has %d tokens on >= %d items; %d of %d items have one", col, len(vocab),
-                 _MIN_TOKEN_ITEMS, int((lengths > 0).sum()), len(ids))
+        log.info(
+            "fusion: %s has %d tokens on >= %d items; %d of %d items have one",
+            col,
+            len(vocab),
+            _MIN_TOKEN_ITEMS,
+            int((lengths > 0).sum()),
+            len(ids),
+        )
     if numeric:
         raw = np.stack([frame[c].apply(_number).to_numpy(dtype=np.float64) for c in numeric], axis=1)
         present = np.isfinite(raw)
@@ -140,17 +146,16 @@ def build_fusion_inputs(
         out.numeric_columns = list(numeric)
     if image:
         if catalog.vector_col is not None:
-            from lmrec.encoders.image import PrecomputedVectors
-
             out.image, out.image_mask = PrecomputedVectors.from_catalog(catalog).aligned(item_map)
         elif catalog.image_col is not None and image_encoder is not None:
-            from lmrec.encoders.image import encode_catalog_images
-
-            out.image, out.image_mask = encode_catalog_images(catalog, item_map, image_encoder,
-                                                              show_progress=show_progress)
+            out.image, out.image_mask = encode_catalog_images(
+                catalog, item_map, image_encoder, show_progress=show_progress
+            )
         else:
-            raise ValueError("fusion_image=True needs a catalogue vector_col (precomputed vectors) or an image_col "
-                             "and an image encoder (image_encoder= or image_model=)")
+            raise ValueError(
+                "fusion_image=True needs a catalogue vector_col (precomputed vectors) or an image_col "
+                "and an image encoder (image_encoder= or image_model=)"
+            )
     return out
 
 
@@ -177,6 +182,11 @@ class ItemFusion(nn.Module):
         self.fusion, self.dim = fusion, dim
         self.names = ["text"]
         self.register_buffer("text_mask", torch.as_tensor(inputs.text_mask, dtype=torch.bool))
+        self.image: torch.Tensor
+        self.image_mask: torch.Tensor
+        self.numeric: torch.Tensor
+        self.numeric_mask: torch.Tensor
+        self.text_mask: torch.Tensor
         self.has_image = inputs.image is not None
         if self.has_image:
             self.register_buffer("image", torch.as_tensor(np.asarray(inputs.image, np.float32)))
@@ -257,66 +267,80 @@ class ItemFusion(nn.Module):
             setattr(self, f"cat{j}_offsets", torch.cat([offsets, offsets.new_full((n_new,), len(tokens))]))
         if self.has_numeric:
             self.numeric = torch.cat([self.numeric, self.numeric.new_zeros(n_new, self.numeric.shape[1])])
-            self.numeric_mask = torch.cat([self.numeric_mask, torch.zeros(n_new, self.numeric_mask.shape[1],
-                                                                          dtype=torch.bool)])
+            self.numeric_mask = torch.cat(
+                [self.numeric_mask, torch.zeros(n_new, self.numeric_mask.shape[1], dtype=torch.bool)]
+            )
 
     def spec(self, inputs_vocab: dict[str, list[str]], numeric_columns: list[str]) -> dict[str, Any]:
         """What config.json needs to rebuild this module (the arrays are in the state dict)."""
-        return {"fusion": self.fusion, "categorical": self.cat_columns, "vocabularies": inputs_vocab,
-                "numeric": numeric_columns, "image": self.has_image}
+        return {
+            "fusion": self.fusion,
+            "categorical": self.cat_columns,
+            "vocabularies": inputs_vocab,
+            "numeric": numeric_columns,
+            "image": self.has_image,
+        }
 
     @classmethod
     def from_state(cls, spec: dict[str, Any], arrays: dict[str, np.ndarray], dim: int) -> ItemFusion:
         """Rebuild from `spec` and the ``item_tower.fusion.*`` arrays of a saved state dict."""
-        def get(name: str) -> np.ndarray | None:
+
+        def get(name: str) -> Any:
             return arrays.get(f"item_tower.fusion.{name}")
 
-        inputs = FusionInputs(text_mask=get("text_mask").astype(bool), image=get("image"),
-                              image_mask=get("image_mask"), numeric=get("numeric"), numeric_mask=get("numeric_mask"),
-                              vocabularies=dict(spec.get("vocabularies", {})),
-                              numeric_columns=list(spec.get("numeric", [])))
+        inputs = FusionInputs(
+            text_mask=get("text_mask").astype(bool),
+            image=get("image"),
+            image_mask=get("image_mask"),
+            numeric=get("numeric"),
+            numeric_mask=get("numeric_mask"),
+            vocabularies=dict(spec.get("vocabularies", {})),
+            numeric_columns=list(spec.get("numeric", [])),
+        )
         for j, col in enumerate(spec.get("categorical", [])):
-            inputs.categorical[col] = (get(f"cat{j}_offsets"), get(f"cat{j}_tokens"),
-                                       int(arrays[f"item_tower.fusion.cat_emb.{j}.weight"].shape[0]))
+            inputs.categorical[col] = (
+                get(f"cat{j}_offsets"),
+                get(f"cat{j}_tokens"),
+                int(arrays[f"item_tower.fusion.cat_emb.{j}.weight"].shape[0]),
+            )
         return cls(inputs, dim, spec["fusion"])
 
 
-# ---------------------------------------------------------------------------------------- LMRecommender glue
-def check_fusion_params(model: LMRecommender) -> None:
-    """Validate the fusion parameters of an `LMRecommender` (ValueError naming the bad one)."""
-    fusion = getattr(model, "fusion", "none")
-    if fusion not in ("none", *get_args(FusionKind)):
-        raise ValueError(f"LMRecommender fusion must be one of {['none', *get_args(FusionKind)]}, got {fusion!r}")
-    extra = {"fusion_categorical": model.fusion_categorical, "fusion_numeric": model.fusion_numeric,
-             "fusion_image": model.fusion_image}
-    for name in ("fusion_categorical", "fusion_numeric"):
-        value = extra[name]
-        if value is not None and (isinstance(value, str) or not all(isinstance(c, str) for c in value)):
-            raise ValueError(f"LMRecommender {name} must be None or a list of column names, got {value!r}")
-    asked = bool(model.fusion_categorical) or bool(model.fusion_numeric) or bool(model.fusion_image)
-    if fusion == "none" and asked:
-        named = [k for k, v in extra.items() if v]
-        raise ValueError(f"LMRecommender {named} need fusion='concat', 'mean' or 'gated'; fusion is 'none'")
-    if fusion != "none" and model.item_repr == "id":
-        raise ValueError("LMRecommender fusion fuses with the item text; item_repr is 'id'")
+# ---------------------------------------------------------------------------------------- building from a config
+def make_fusion(
+    config: FusionConfig,
+    dataset: Any,
+    texts: Sequence[str],
+    dim: int,
+    *,
+    image_encoder: Any = None,
+    show_progress: bool = False,
+) -> tuple[ItemFusion | None, dict[str, Any] | None]:
+    """The `ItemFusion` of a model about to be fit and its spec (for ``config.json``); ``(None, None)``
+    when ``config.mode`` is ``"none"``.
 
-
-def make_fusion(model: LMRecommender, dataset: Any, texts: Sequence[str]) -> ItemFusion | None:
-    """The `ItemFusion` of a model about to be fit (None when ``fusion='none'``); its spec is kept on
-    ``model.fusion_spec_`` for saving."""
-    model.fusion_spec_ = None
-    if model.fusion == "none":
-        return None
-    encoder = model.image_encoder
-    if model.fusion_image and encoder is None and model.image_model is not None:
-        from lmrec.encoders.image import make_image_encoder
-
-        encoder = make_image_encoder(model.image_model)
+    Args:
+        config: the model's fusion settings.
+        dataset: the training data set (its catalogue and item map).
+        texts: every item's text in index order.
+        dim: width of the model's space.
+        image_encoder: an image encoder object (None: a local CLIP directory ``config.image_model``, if any).
+        show_progress: progress bar while encoding images.
+    """
+    if config.mode == "none":
+        return None, None
+    encoder = image_encoder
+    if config.image and encoder is None and config.image_model is not None:
+        encoder = make_image_encoder(config.image_model)
     inputs = build_fusion_inputs(
-        dataset.items, dataset.interactions.item_map, texts, categorical=list(model.fusion_categorical or []),
-        numeric=list(model.fusion_numeric or []), image=bool(model.fusion_image), image_encoder=encoder,
-        show_progress=model.show_progress,
+        dataset.items,
+        dataset.interactions.item_map,
+        texts,
+        categorical=list(config.categorical or []),
+        numeric=list(config.numeric or []),
+        image=bool(config.image),
+        image_encoder=encoder,
+        show_progress=show_progress,
     )
-    module = ItemFusion(inputs, model.dim, model.fusion)
-    model.fusion_spec_ = module.spec(inputs.vocabularies, inputs.numeric_columns)
-    return module
+    module = ItemFusion(inputs, dim, config.mode)
+    return module, module.spec(inputs.vocabularies, inputs.numeric_columns)

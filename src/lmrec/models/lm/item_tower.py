@@ -12,7 +12,7 @@ path (`ItemTower.encode_text`, used for new items and queries) stays text-only.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -92,7 +92,9 @@ def make_adaptor(kind: AdaptorKind, in_dim: int, out_dim: int, n_experts: int, d
     if kind == "linear":
         return MoEAdaptor(in_dim, out_dim, 1, dropout)
     if kind == "mlp":
-        return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, 2 * out_dim), nn.GELU(), nn.Linear(2 * out_dim, out_dim))
+        return nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(in_dim, 2 * out_dim), nn.GELU(), nn.Linear(2 * out_dim, out_dim)
+        )
     raise ValueError(f"adaptor must be 'moe', 'mlp' or 'linear', got {kind!r}")
 
 
@@ -112,6 +114,13 @@ class ItemTower(nn.Module):
         fusion: an `ItemFusion` over the catalogue items' other modalities (None: text only); it
             can also be attached later as the ``fusion`` attribute.
     """
+
+    # buffers (declared for type checkers; the text ones exist only with a text path)
+    id_mask: torch.Tensor
+    text: torch.Tensor
+    white_mean: torch.Tensor
+    white_proj: torch.Tensor
+    fusion: Any
 
     def __init__(
         self,
@@ -181,6 +190,7 @@ class ItemTower(nn.Module):
         if out is not None and self.fusion is not None:
             out = self.fusion(out)  # (n_items, d): text fused with the other modalities
         if self.item_repr == "text":
+            assert out is not None  # a text model has a text path
             return out
         mask = self.id_mask
         if self.training and self.item_repr == "hybrid" and self.id_dropout > 0:

@@ -7,15 +7,21 @@ item vectors, gated with the embedding of their own text; queries and brand-new 
 item tower's text path. Everything that scores lives in one space, so the evaluator and the server
 treat this model like any other, and text-only entities (cold items, new users, queries) still get
 vectors.
+
+The model is assembled from small typed components (`lmrec.models.lm.config`): item tower, user
+tower, objective, optimisation, encoder, fusion and continual policy, each a frozen dataclass that
+validates itself. A setting is reachable by a dotted key (``lm.objective.loss``) from the command
+line and YAML through `LMRecommender.from_params`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from lmrec.data.catalog import ItemCatalog, UserTexts
@@ -25,8 +31,24 @@ from lmrec.data.splits import Split
 from lmrec.encoders.base import TextEncoder
 from lmrec.models.base import Recommender, register
 from lmrec.models.lm import persist
+from lmrec.models.lm.config import (
+    COMPONENTS,
+    ComponentConfig,
+    ContinualConfig,
+    EncoderConfig,
+    FusionConfig,
+    ItemTowerConfig,
+    ObjectiveConfig,
+    OptimConfig,
+    UserTowerConfig,
+)
+from lmrec.models.lm.continual import ContinualUpdater, UpdateHooks, UpdateState
+from lmrec.models.lm.explain import explain_recommendation
+from lmrec.models.lm.finetune import lora_arrays, make_lora_encoder
+from lmrec.models.lm.fusion import ItemFusion, make_fusion
 from lmrec.models.lm.item_tower import ItemTower, fit_whitening
 from lmrec.models.lm.net import LMNet
+from lmrec.models.lm.params import FORMAT_VERSION, ComponentParams
 from lmrec.models.lm.text import (
     encode_texts,
     format_item_text,
@@ -34,8 +56,19 @@ from lmrec.models.lm.text import (
     item_texts,
     user_texts,
 )
-from lmrec.models.lm.training import history_tokens, score_users, train_network, user_content, with_content
+from lmrec.models.lm.training import (
+    LoraSetup,
+    append_histories,
+    history_tokens,
+    score_users,
+    train_network,
+    training_windows,
+    user_content,
+    with_content,
+)
 from lmrec.models.lm.user_tower import UserTower
+from lmrec.models.lm.validation import Validator, ndcg_validator
+from lmrec.train.seeding import seeded
 
 __all__ = ["LMRecommender"]
 
@@ -43,340 +76,271 @@ log = logging.getLogger(__name__)
 
 
 @register("lm")
-class LMRecommender(Recommender):
+class LMRecommender(ComponentParams, Recommender):
     """Language-model user-interest model (two towers in a pretrained LM's space).
+
+    Every component argument takes its config dataclass, a plain dict of its fields, or None for
+    its defaults (`lmrec.models.lm.config` documents each field).
 
     Args:
         dim: width ``d`` of the shared space.
-        max_len: longest history the user tower reads.
-        n_layers / n_heads / dropout: user-tower transformer.
-        item_repr: ``"hybrid"`` (text + ID), ``"text"`` (text only) or ``"id"`` (ID only, ablation).
-        adaptor: ``"moe"``, ``"mlp"`` or ``"linear"`` map from the whitened text vector to ``d``.
-        n_experts: experts of the MoE adaptor.
-        adaptor_dropout: dropout on the whitened text vector.
-        id_dropout: share of items whose ID part is dropped in each training step (hybrid), so that
-            text alone must carry the signal for rare and unseen items.
-        whiten: PCA-whiten text vectors (fitted on the whole catalogue) before the adaptor.
-        whiten_eps: eigenvalue ridge of the whitening, relative to the mean eigenvalue.
-        n_time_buckets: log time-gap buckets (0: no time encoding).
-        use_user_text: gate in the user's own text (reviews, queries, profile sentence).
-        user_text_kinds: which kinds of user text to read (None: all).
-        text_fields: catalogue columns that make up item text (None: text fields then categories).
-        loss: "full" softmax, "sampled" softmax with log-Q, "bpr", or "auto" (full up to
-            ``full_softmax_max_items`` items, sampled above).
-        full_softmax_max_items: the "auto" threshold.
-        n_negatives: sampled negatives per step for "sampled".
-        similarity: ``"cosine"`` (unit vectors; logits over ``temperature``) or ``"dot"`` (raw inner
-            products, where vector norms can carry popularity).
-        temperature: temperature of the cosine logits; ``learn_temperature`` makes it a parameter.
-        content_weight: weight beta of the frozen content channel (0: off). Every score becomes
-            ``sim(v_u, v_i) + beta * cos(c_u, c_i)``, with ``c_i`` the item's whitened frozen text
-            vector and ``c_u`` the mean of the ``c_i`` of the user's last ``max_len`` items, in
-            training too, so the learned towers fit what content similarity leaves unexplained. The
-            adaptor, trained on warm items only, can lose the pretrained model's content similarity
-            for items it never saw; this channel keeps it, which is what cold items are scored by.
-            Item, user and query vectors are then ``[v, sqrt(beta) * c]`` (width ``dim`` + the
-            whitened text width), so one inner product still scores, in the evaluator and in FAISS.
-        rating_weight: weight of the rating head (log(1 + r) regression) when ratings exist.
-        event_weight: weight of the event-type head when events exist.
-        lr / weight_decay / batch_size / epochs / patience: optimisation; early stopping on
-            validation NDCG@10 when ``fit`` gets ``valid``.
-        grad_clip: clip the gradient norm (None: off).
-        finetune_lm: ``"lora"`` fine-tunes the language model with LoRA adapters during training
-            (see `lmrec.models.lm.finetune`; slow on a CPU, hence off by default).
-        lora_rank / lora_items_per_step / lora_lr: adapter rank, targets re-encoded with gradients
-            per step, and the adapters' learning rate.
-        encoder: a `TextEncoder` object to use (not saved; tests inject a `HashingEncoder`).
-        encoder_model / encoder_backend: how to build the encoder when ``encoder`` is None (the
-            packaged MiniLM by default); saved, so a loaded model rebuilds the same encoder.
-        cache_dir: on-disk embedding cache for the text vectors (None: no cache).
+        item_tower: `ItemTowerConfig`: text / ID representation, adaptor, whitening, content channel.
+        user_tower: `UserTowerConfig`: history length, transformer, time buckets, user text.
+        objective: `ObjectiveConfig`: loss, negatives, similarity, temperature, head weights.
+        optim: `OptimConfig`: learning rate, batch size, epochs, early-stopping patience, clipping.
+        encoder: `EncoderConfig`: which language model to build (saved), its cache, LoRA fine-tuning.
+        fusion: `FusionConfig`: other modalities fused with the item text.
+        continual: `ContinualConfig`: replay, weight pull and distillation of `partial_fit`.
+        text_encoder: a `TextEncoder` object to use (not saved; tests inject a `HashingEncoder`);
+            None builds the one ``encoder`` names.
+        image_encoder: an image encoder object for ``fusion.image`` (not saved).
         num_threads: torch threads while fitting (None: leave torch's setting).
         show_progress: progress bars for encoding and training.
         random_state: seed of weights, dropout, sampling and shuffling (the global RNG is untouched).
-        replay: continual updates (`partial_fit`) replay a sample of earlier interactions:
-            ``"reservoir"`` (uniform), ``"recency"`` (weight ``2^(t / replay_half_life)``) or ``"none"``.
-        replay_size: rows in the replay buffer.
-        replay_half_life: seconds for ``"recency"`` (None: a quarter of the history's time span).
-        regularizer: pull toward the weights before each update: ``"l2sp"``, ``"ewc"`` (Fisher-weighted)
-            or ``"none"``, decoupled from the loss: after each optimiser step the distance to the
-            previous weights shrinks by the share ``update lr * reg_strength`` (times the Fisher
-            weight for EWC; capped at 1).
-        update_epochs: epochs of each `partial_fit`; ``update_lr``: its learning rate (None: ``lr``).
-        distill: weight of the distillation term of each `partial_fit` (learning without forgetting,
-            LwF; 0: off): the KL divergence from the model before the update to the model being
-            trained, over each training position's next-item distribution (all trainable items with
-            the full softmax; the step's targets and sampled negatives otherwise).
-        distill_rows: the positions distilled: ``"all"`` the update trains on, or only the
-            ``"replayed"`` rows' (the new rows then learn freely; needs ``replay``).
-        fusion: fuse the item text with other modalities: ``"concat"`` (+ projection), ``"mean"``
-            or ``"gated"`` (attention over modalities); ``"none"`` (default) is text (+ ID) only.
-            A missing modality is masked, not averaged in as zeros (`lmrec.models.lm.fusion`).
-        fusion_categorical / fusion_numeric: catalogue columns fused as embedding bags / z-scored numbers.
-        fusion_image: fuse image vectors: the catalogue's ``vector_col``, else its ``image_col``
-            through ``image_encoder`` (an object, not saved) or a local CLIP directory ``image_model``.
-            No real images ship with lmrec.
+        **flat: the flat argument names of before the components (``loss="bpr"``, ``item_repr="text"``,
+            ...; `lmrec.models.lm.config.FLAT_NAMES`), each put in its component; any other name is
+            a ValueError naming the valid ones.
     """
 
     is_sequential = True
+    format_version: ClassVar[int | None] = FORMAT_VERSION
+    #: component key -> config class (the multi-scenario model adds its own)
+    components: ClassVar[dict[str, type[ComponentConfig]]] = dict(COMPONENTS)
+    #: top-level arguments that are saved (the encoder objects are not)
+    top_level: ClassVar[tuple[str, ...]] = ("dim", "num_threads", "show_progress", "random_state")
+
+    item_tower: ItemTowerConfig
+    user_tower: UserTowerConfig
+    objective: ObjectiveConfig
+    optim: OptimConfig
+    encoder: EncoderConfig
+    fusion: FusionConfig
+    continual: ContinualConfig
 
     def __init__(
         self,
         dim: int = 64,
-        max_len: int = 50,
-        n_layers: int = 2,
-        n_heads: int = 2,
-        dropout: float = 0.2,
-        item_repr: Literal["hybrid", "text", "id"] = "hybrid",
-        adaptor: Literal["moe", "mlp", "linear"] = "moe",
-        n_experts: int = 4,
-        adaptor_dropout: float = 0.1,
-        id_dropout: float = 0.3,
-        whiten: bool = True,
-        whiten_eps: float = 0.1,
-        n_time_buckets: int = 20,
-        use_user_text: bool = True,
-        user_text_kinds: list[str] | None = None,
-        text_fields: list[str] | None = None,
-        loss: Literal["auto", "full", "sampled", "bpr"] = "auto",
-        full_softmax_max_items: int = 50_000,
-        n_negatives: int = 512,
-        similarity: Literal["cosine", "dot"] = "cosine",
-        temperature: float = 0.07,
-        learn_temperature: bool = False,
-        content_weight: float = 0.0,
-        rating_weight: float = 0.0,
-        event_weight: float = 0.0,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        batch_size: int = 128,
-        epochs: int = 200,
-        patience: int = 10,
-        grad_clip: float | None = 5.0,
-        finetune_lm: Literal["none", "lora"] = "none",
-        lora_rank: int = 8,
-        lora_items_per_step: int = 32,
-        lora_lr: float = 1e-4,
-        encoder: TextEncoder | None = None,
-        encoder_model: str | None = None,
-        encoder_backend: str = "torch",
-        cache_dir: str | None = None,
+        item_tower: ItemTowerConfig | Mapping[str, Any] | None = None,
+        user_tower: UserTowerConfig | Mapping[str, Any] | None = None,
+        objective: ObjectiveConfig | Mapping[str, Any] | None = None,
+        optim: OptimConfig | Mapping[str, Any] | None = None,
+        encoder: EncoderConfig | Mapping[str, Any] | None = None,
+        fusion: FusionConfig | Mapping[str, Any] | None = None,
+        continual: ContinualConfig | Mapping[str, Any] | None = None,
+        text_encoder: TextEncoder | None = None,
+        image_encoder: Any = None,
         num_threads: int | None = None,
         show_progress: bool = False,
         random_state: int | None = 0,
-        replay: Literal["none", "reservoir", "recency"] = "reservoir",
-        replay_size: int = 1000,
-        replay_half_life: float | None = None,
-        regularizer: Literal["none", "l2sp", "ewc"] = "l2sp",
-        reg_strength: float = 1.0,
-        update_epochs: int = 5,
-        update_lr: float | None = None,
-        distill: float = 0.0,
-        distill_rows: Literal["all", "replayed"] = "all",
-        fusion: Literal["none", "concat", "mean", "gated"] = "none",
-        fusion_categorical: list[str] | None = None,
-        fusion_numeric: list[str] | None = None,
-        fusion_image: bool = False,
-        image_model: str | None = None,
-        image_encoder: Any = None,
+        **flat: Any,
     ) -> None:
-        self.dim, self.max_len, self.n_layers, self.n_heads, self.dropout = dim, max_len, n_layers, n_heads, dropout
-        self.item_repr, self.adaptor, self.n_experts = item_repr, adaptor, n_experts
-        self.adaptor_dropout, self.id_dropout = adaptor_dropout, id_dropout
-        self.whiten, self.whiten_eps, self.n_time_buckets = whiten, whiten_eps, n_time_buckets
-        self.use_user_text, self.user_text_kinds, self.text_fields = use_user_text, user_text_kinds, text_fields
-        self.loss, self.full_softmax_max_items, self.n_negatives = loss, full_softmax_max_items, n_negatives
-        self.similarity, self.temperature, self.learn_temperature = similarity, temperature, learn_temperature
-        self.content_weight = content_weight
-        self.rating_weight, self.event_weight = rating_weight, event_weight
-        self.lr, self.weight_decay, self.batch_size = lr, weight_decay, batch_size
-        self.epochs, self.patience, self.grad_clip = epochs, patience, grad_clip
-        self.finetune_lm, self.lora_rank = finetune_lm, lora_rank
-        self.lora_items_per_step, self.lora_lr = lora_items_per_step, lora_lr
-        self.encoder, self.encoder_model, self.encoder_backend = encoder, encoder_model, encoder_backend
-        self.cache_dir, self.num_threads = cache_dir, num_threads
-        self.show_progress, self.random_state = show_progress, random_state
-        self.replay, self.replay_size, self.replay_half_life = replay, replay_size, replay_half_life
-        self.regularizer, self.reg_strength = regularizer, reg_strength
-        self.update_epochs, self.update_lr, self.distill = update_epochs, update_lr, distill
-        self.distill_rows = distill_rows
-        self.fusion, self.fusion_categorical, self.fusion_numeric = fusion, fusion_categorical, fusion_numeric
-        self.fusion_image, self.image_model, self.image_encoder = fusion_image, image_model, image_encoder
-
-    def get_params(self) -> dict[str, Any]:
-        """Constructor arguments except the encoder object (its spec is saved instead)."""
-        params = super().get_params()
-        params.pop("encoder", None)
-        params.pop("image_encoder", None)
-        return params
+        if encoder is not None and isinstance(encoder, TextEncoder):  # the old ``encoder=<object>``
+            if text_encoder is not None:
+                raise ValueError("LMRecommender got an encoder object as both encoder= and text_encoder=")
+            encoder, text_encoder = None, encoder
+        if isinstance(fusion, str):  # the old ``fusion="mean"``
+            fusion = {"mode": fusion}
+        given = {
+            "item_tower": item_tower,
+            "user_tower": user_tower,
+            "objective": objective,
+            "optim": optim,
+            "encoder": encoder,
+            "fusion": fusion,
+            "continual": continual,
+        }
+        self._set_components(given, flat)
+        self.dim, self.num_threads, self.show_progress, self.random_state = (
+            dim,
+            num_threads,
+            show_progress,
+            random_state,
+        )
+        self.text_encoder, self.image_encoder = text_encoder, image_encoder
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, dataset: Dataset | Interactions, valid: Split | Interactions | None = None) -> LMRecommender:
+    def fit(
+        self,
+        dataset: Dataset | Interactions,
+        valid: Split | Interactions | None = None,
+        *,
+        validator: Validator | None = None,
+    ) -> LMRecommender:
         """Reset and train.
 
         Args:
             dataset: training interactions with their item catalogue (and user texts).
             valid: a `Split` (its ``valid`` part is used) or validation interactions on the same id
                 maps; training stops early on their NDCG@10 (full ranking, training items masked)
-                and keeps the best weights. Without it, ``epochs`` epochs are run.
+                and keeps the best weights. Without it, ``optim.epochs`` epochs are run.
+            validator: ``(model, known, valid) -> {"ndcg@10", ...}``, called after every epoch
+                (None: `lmrec.models.lm.validation.ndcg_validator`, which computes what
+                ``lmrec.eval.evaluate`` reports).
         """
         self._valid = valid.valid if isinstance(valid, Split) else valid
+        self._validator = validator
         if getattr(self, "_built_encoder", False):
-            self.encoder, self._built_encoder = None, False  # a refit starts from the untuned encoder
+            self.text_encoder, self._built_encoder = None, False  # a refit starts from the untuned encoder
         try:
             super().fit(dataset)
         finally:
-            self._valid = None
+            self._valid = self._validator = None
         return self
 
-    def _check_params(self) -> None:
-        for name, low in (("dim", 1), ("max_len", 1), ("n_layers", 1), ("n_heads", 1), ("n_experts", 1),
-                          ("batch_size", 1), ("epochs", 1), ("patience", 1), ("n_negatives", 1), ("n_time_buckets", 0),
-                          ("lora_rank", 1), ("lora_items_per_step", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"LMRecommender {name} must be an integer >= {low}, got {value!r}")
-        if self.dim % self.n_heads:
-            raise ValueError(f"LMRecommender dim ({self.dim}) must be divisible by n_heads ({self.n_heads})")
-        choices = {"item_repr": ("hybrid", "text", "id"), "adaptor": ("moe", "mlp", "linear"),
-                   "loss": ("auto", "full", "sampled", "bpr"), "finetune_lm": ("none", "lora"),
-                   "similarity": ("cosine", "dot")}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"LMRecommender {name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
-        for name in ("dropout", "adaptor_dropout", "id_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"LMRecommender {name} must be in [0, 1), got {getattr(self, name)!r}")
-        if self.content_weight > 0 and self.item_repr == "id":
-            raise ValueError("LMRecommender content_weight > 0 needs item text; item_repr is 'id'")
-        if self.finetune_lm == "lora" and self.item_repr == "id":
-            raise ValueError("LMRecommender finetune_lm='lora' needs item text; item_repr is 'id'")
-        for name in ("temperature", "lr", "lora_lr"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"LMRecommender {name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("rating_weight", "event_weight", "weight_decay", "whiten_eps", "content_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"LMRecommender {name} must be >= 0, got {getattr(self, name)!r}")
-        self._check_continual_params()
-        from lmrec.models.lm.fusion import check_fusion_params
+    def epoch_validator(
+        self, known: Interactions, valid: Interactions, validator: Validator | None = None, **options: Any
+    ) -> Callable[[], dict[str, float]]:
+        """``validate()`` for training: refreshes the cached vectors, then runs ``validator`` (None:
+        `ndcg_validator`) on ``valid`` with the items of ``known`` masked."""
+        check = validator if validator is not None else ndcg_validator
 
-        check_fusion_params(self)
+        def validate() -> dict[str, float]:
+            self.refresh_vectors()
+            return check(self, known, valid, **options)
 
-    def _check_continual_params(self) -> None:
-        for name, allowed in (("replay", ("none", "reservoir", "recency")), ("regularizer", ("none", "l2sp", "ewc")),
-                              ("distill_rows", ("all", "replayed"))):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"LMRecommender {name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
-        for name in ("replay_size", "update_epochs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"LMRecommender {name} must be an integer >= 1, got {value!r}")
-        for name in ("reg_strength", "distill"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                raise ValueError(f"LMRecommender {name} must be a number >= 0, got {value!r}")
-        if self.distill and self.distill_rows == "replayed" and self.replay == "none":
-            raise ValueError("LMRecommender distill_rows='replayed' distils the replayed rows, but replay='none' "
-                             "replays none; set replay or distill_rows='all'")
-        for name in ("replay_half_life", "update_lr"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
-                raise ValueError(f"LMRecommender {name} must be None or a number > 0, got {value!r}")
+        return validate
 
-    def _resolved_loss(self, n_items: int) -> str:
-        if self.loss != "auto":
-            return self.loss
-        return "full" if n_items <= self.full_softmax_max_items else "sampled"
+    def check_params(self) -> None:
+        """Checks across components (each component checked itself when it was built)."""
+        for key, cls in self.components.items():
+            if not isinstance(getattr(self, key), cls):
+                raise ValueError(f"LMRecommender {key} must be a {cls.__name__}, got {getattr(self, key)!r}")
+        dim = self.dim
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
+            raise ValueError(f"LMRecommender dim must be an integer >= 1, got {dim!r}")
+        if self.dim % self.user_tower.n_heads:
+            raise ValueError(f"LMRecommender dim ({self.dim}) must be divisible by n_heads ({self.user_tower.n_heads})")
+        if self.encoder.finetune == "lora" and self.item_tower.repr == "id":
+            raise ValueError("LMRecommender encoder.finetune='lora' needs item text; item_tower.repr is 'id'")
+        if self.fusion.mode != "none" and self.item_tower.repr == "id":
+            raise ValueError("LMRecommender fusion.mode fuses with the item text; item_tower.repr is 'id'")
 
     def _fit(self, dataset: Dataset) -> None:
-        self._check_params()
+        self.check_params()
         inter = dataset.interactions
         valid = getattr(self, "_valid", None)
         if valid is not None and (valid.user_map != inter.user_map or valid.item_map != inter.item_map):
             raise ValueError("LMRecommender.fit: valid interactions use different id maps from the training data")
         seed = 0 if self.random_state is None else int(self.random_state)
-        old_threads = torch.get_num_threads()
-        if self.num_threads is not None:
-            torch.set_num_threads(int(self.num_threads))
-        try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                self._prepare(dataset)
-                self._train(inter, valid, seed)
-        finally:
-            torch.set_num_threads(old_threads)
+        with seeded(seed, self.num_threads):
+            self.prepare(dataset)
+            self._train(inter, valid, seed)
 
-    def _prepare(self, dataset: Dataset) -> None:
-        """Text vectors (once), histories, and the network."""
+    def prepare(self, dataset: Dataset) -> None:
+        """The first step of ``fit``: text vectors (once), histories, counts and a fresh network for
+        ``dataset`` (draws from torch's global RNG: run it under `seeded`)."""
         inter = dataset.interactions
         n_users = inter.n_users
-        uses_text = self.item_repr in ("hybrid", "text")
+        it, enc = self.item_tower, self.encoder
+        uses_text = it.uses_text
         self.item_fields_: dict[str, list[str]] = {}
         item_text_vecs = None
-        self.encoder_spec_: dict[str, Any] = {"model": self.encoder_model, "backend": self.encoder_backend}
+        self.encoder_spec_: dict[str, Any] = {"model": enc.model, "backend": enc.backend}
         if uses_text:
             if dataset.items is None:
-                raise ValueError(f"item_repr={self.item_repr!r} needs an item catalogue with text; the dataset has none")
-            fields = item_fields(dataset.items, self.text_fields)
+                raise ValueError(f"item_repr={it.repr!r} needs an item catalogue with text; the dataset has none")
+            fields = item_fields(dataset.items, it.text_fields)
             texts, self.item_fields_ = item_texts(dataset.items, inter.item_map, fields)
             log.info("encoding %d item texts (fields %s)", len(texts), fields)
-            if self.finetune_lm == "lora":
+            if enc.finetune == "lora":
                 self._item_texts = texts
-                if self.encoder is None or not hasattr(self.encoder, "train_mode"):
-                    from lmrec.models.lm.finetune import make_lora_encoder
-
-                    self.encoder, self._built_encoder = make_lora_encoder(self.encoder_model, self.lora_rank), True
-                elif getattr(self.encoder, "mode_", None) is None:
-                    self.encoder.train_mode(lora=True, r=self.lora_rank, alpha=2 * self.lora_rank)
-            encoder = self._get_encoder()
-            item_text_vecs = encode_texts(encoder, texts, cache_dir=self.cache_dir, show_progress=self.show_progress)
-        utexts = user_texts(dataset.users, inter.user_map, self.user_text_kinds) if self.use_user_text else []
+                if self.text_encoder is None or not hasattr(self.text_encoder, "train_mode"):
+                    self.text_encoder, self._built_encoder = make_lora_encoder(enc.model, enc.lora_rank), True
+                elif getattr(self.text_encoder, "mode_", None) is None:
+                    self.text_encoder.train_mode(lora=True, r=enc.lora_rank, alpha=2 * enc.lora_rank)
+            encoder = self.get_text_encoder()
+            item_text_vecs = encode_texts(encoder, texts, cache_dir=enc.cache_dir, show_progress=self.show_progress)
+        ut = self.user_tower
+        utexts = user_texts(dataset.users, inter.user_map, ut.user_text_kinds) if ut.use_user_text else []
         has_text = np.array([bool(t) for t in utexts], dtype=bool)
         user_vecs, user_white = None, None
         if has_text.any():
-            user_vecs = np.zeros((n_users, self._get_encoder().dim), np.float32)
+            user_vecs = np.zeros((n_users, self.get_text_encoder().dim), np.float32)
             user_vecs[has_text] = encode_texts(
-                self._get_encoder(), [t for t in utexts if t], cache_dir=self.cache_dir, show_progress=self.show_progress
+                self.get_text_encoder(),
+                [t for t in utexts if t],
+                cache_dir=enc.cache_dir,
+                show_progress=self.show_progress,
             )
-            if self.whiten:
-                user_white = fit_whitening(user_vecs[has_text], eps=self.whiten_eps)
+            if it.whiten:
+                user_white = fit_whitening(user_vecs[has_text], eps=it.whiten_eps)
         self.counts_ = inter.item_counts()
-        self._set_histories(inter)
-        whitening = fit_whitening(item_text_vecs, eps=self.whiten_eps) if uses_text and self.whiten else None
+        self.set_histories(inter)
+        whitening = None
+        if uses_text and it.whiten:
+            assert item_text_vecs is not None  # encoded above
+            whitening = fit_whitening(item_text_vecs, eps=it.whiten_eps)
         self.net_ = self._build_net(
-            item_text_vecs, self.counts_ > 0, whitening, user_vecs, has_text if user_vecs is not None else None,
-            user_white, self._event_classes(inter),
+            item_text_vecs,
+            self.counts_ > 0,
+            whitening,
+            user_vecs,
+            has_text if user_vecs is not None else None,
+            user_white,
+            self._event_classes(inter),
         )
-        if uses_text and getattr(self, "fusion", "none") != "none":
-            from lmrec.models.lm.fusion import make_fusion
-
-            self.net_.item_tower.fusion = make_fusion(self, dataset, texts)
+        if uses_text and self.fusion.mode != "none":
+            self.net_.item_tower.fusion, self.fusion_spec_ = make_fusion(
+                self.fusion,
+                dataset,
+                texts,
+                self.dim,
+                image_encoder=self.image_encoder,
+                show_progress=self.show_progress,
+            )
+        else:
+            self.fusion_spec_ = None
 
     def _event_classes(self, inter: Interactions) -> list[str]:
-        if inter.events is None or self.event_weight <= 0:
+        if inter.events is None or self.objective.event_weight <= 0:
             return []
         return sorted(set(inter.events.astype(str).tolist()))
 
     def _build_net(self, item_text_vecs, id_mask, whitening, user_vecs, has_text, user_white, events) -> LMNet:
         self.event_classes_ = list(events)
+        it, obj = self.item_tower, self.objective
         item_tower = ItemTower(
-            item_text_vecs, id_mask, self.dim, item_repr=self.item_repr, adaptor=self.adaptor,
-            n_experts=self.n_experts, dropout=self.adaptor_dropout, id_dropout=self.id_dropout, whitening=whitening,
+            item_text_vecs,
+            id_mask,
+            self.dim,
+            item_repr=it.repr,
+            adaptor=it.adaptor,
+            n_experts=it.n_experts,
+            dropout=it.adaptor_dropout,
+            id_dropout=it.id_dropout,
+            whitening=whitening,
         )
-        text_dim = 0 if user_vecs is None else (user_white[1].shape[1] if user_white is not None else user_vecs.shape[1])
+        text_dim = (
+            0 if user_vecs is None else (user_white[1].shape[1] if user_white is not None else user_vecs.shape[1])
+        )
         return LMNet(
-            item_tower, self._make_user_tower(text_dim), user_text=user_vecs, has_text=has_text, user_whitening=user_white,
-            similarity=self.similarity, temperature=self.temperature, learn_temperature=self.learn_temperature,
-            rating_head=self.rating_weight > 0, n_event_classes=len(events),
+            item_tower,
+            self.make_user_tower(text_dim),
+            user_text=user_vecs,
+            has_text=has_text,
+            user_whitening=user_white,
+            similarity=obj.similarity,
+            temperature=obj.temperature,
+            learn_temperature=obj.learn_temperature,
+            rating_head=obj.rating_weight > 0,
+            n_event_classes=len(events),
         )
 
-    def _make_user_tower(self, text_dim: int) -> UserTower:
+    def make_user_tower(self, text_dim: int) -> UserTower:
         """A freshly initialised user tower of this model's shape (``text_dim`` 0: no user text)."""
+        ut = self.user_tower
         return UserTower(
-            self.dim, self.max_len, n_layers=self.n_layers, n_heads=self.n_heads, dropout=self.dropout,
-            n_time_buckets=self.n_time_buckets, text_dim=text_dim,
+            self.dim,
+            ut.max_len,
+            n_layers=ut.n_layers,
+            n_heads=ut.n_heads,
+            dropout=ut.dropout,
+            n_time_buckets=ut.n_time_buckets,
+            text_dim=text_dim,
         )
 
-    def _set_histories(self, inter: Interactions) -> None:
+    def set_histories(self, inter: Interactions) -> None:
+        """Make each user's history (``hist_items_`` / ``hist_times_``) their rows of ``inter`` in time order."""
         order = inter.time_order()
         users, items, times = inter.users[order], inter.items[order], inter.timestamps[order]
         bounds = np.searchsorted(users, np.arange(inter.n_users + 1))
@@ -384,42 +348,72 @@ class LMRecommender(Recommender):
         self.hist_times_ = [times[bounds[u] : bounds[u + 1]].astype(np.float64) for u in range(inter.n_users)]
 
     def _train(self, inter: Interactions, valid: Interactions | None, seed: int) -> None:
-        self.train_history_ = train_network(self, inter, valid, seed)
+        windows = training_windows(
+            inter,
+            self.hist_items_,
+            self.hist_times_,
+            self.user_tower,
+            self.objective.rating_weight,
+            self.event_classes_,
+        )
+        validate = None
+        if valid is not None and len(valid):
+            validate = self.epoch_validator(inter, valid, getattr(self, "_validator", None))
+        lora = LoraSetup(self.text_encoder, self._item_texts, self.encoder) if self.encoder.finetune == "lora" else None
+        self.train_history_ = train_network(
+            self.net_,
+            windows,
+            self.counts_,
+            objective=self.objective,
+            optim=self.optim,
+            content_weight=self.item_tower.content_weight,
+            seed=seed,
+            validate=validate,
+            lora=lora,
+            show_progress=self.show_progress,
+        )
         self.net_.eval()
-        if self.finetune_lm == "lora":
-            self.encoder_spec_["name"] = self.encoder.name  # the tuned weights' name
+        if self.encoder.finetune == "lora":
+            assert self.text_encoder is not None  # the tuned encoder
+            self.encoder_spec_["name"] = self.text_encoder.name  # the tuned weights' name
             del self._item_texts
-        self._refresh()
+        self.refresh_vectors()
 
     # ------------------------------------------------------------------ encoder
-    def _get_encoder(self) -> TextEncoder:
+    def get_text_encoder(self) -> TextEncoder:
         """The injected encoder, or one rebuilt from the saved spec (built lazily, once)."""
-        if self.encoder is None:
+        if self.text_encoder is None:
             self._built_encoder = True
-            self.encoder = persist.build_encoder(
-                getattr(self, "encoder_spec_", None), self.encoder_model, self.encoder_backend,
+            self.text_encoder = persist.build_encoder(
+                getattr(self, "encoder_spec_", None),
+                self.encoder.model,
+                self.encoder.backend,
                 getattr(self, "_lora_arrays", None),
             )
         spec = getattr(self, "encoder_spec_", None)
         if spec is not None:
             saved = spec.get("name")
-            if saved is not None and saved != self.encoder.name:
-                log.warning("encoder %r differs from the one the model was trained with (%r)", self.encoder.name, saved)
-            spec.setdefault("name", self.encoder.name)
-            spec.setdefault("dim", self.encoder.dim)
-            spec.setdefault("class", type(self.encoder).__name__)
-        return self.encoder
+            if saved is not None and saved != self.text_encoder.name:
+                log.warning(
+                    "encoder %r differs from the one the model was trained with (%r)", self.text_encoder.name, saved
+                )
+            spec.setdefault("name", self.text_encoder.name)
+            spec.setdefault("dim", self.text_encoder.dim)
+            spec.setdefault("class", type(self.text_encoder).__name__)
+        return self.text_encoder
 
     # ------------------------------------------------------------------ vectors
     @torch.no_grad()
-    def _refresh(self) -> None:
+    def refresh_vectors(self) -> None:
         """Recompute the cached (normalised) item vectors in eval mode."""
         was_training = self.net_.training
         self.net_.eval()
-        self._item_raw = self.net_.item_tower()
-        self._content = self.net_.item_tower.content() if self.content_weight > 0 else None
-        learned = self.net_.project(self._item_raw)
-        self.item_vectors_ = with_content(learned, self._content, self.content_weight).numpy().astype(np.float32)
+        self.item_raw_ = self.net_.item_tower()
+        self._content = self.net_.item_tower.content() if self.item_tower.content_weight > 0 else None
+        learned = self.net_.project(self.item_raw_)
+        self.item_vectors_ = (
+            with_content(learned, self._content, self.item_tower.content_weight).numpy().astype(np.float32)
+        )
         self.net_.train(was_training)
 
     def item_vectors(self) -> np.ndarray:
@@ -474,7 +468,7 @@ class LMRecommender(Recommender):
                 flags = np.array([bool(t) for t in texts])
                 raw = np.zeros((n, self.net_.user_text.shape[1]), np.float32)
                 if flags.any():
-                    raw[flags] = encode_texts(self._get_encoder(), [t for t in texts if t])
+                    raw[flags] = encode_texts(self.get_text_encoder(), [t for t in texts if t])
                 raw_text = torch.from_numpy(raw)
             elif known_users is not None:
                 raw_text = self.net_.user_text[torch.from_numpy(np.asarray(known_users, dtype=np.int64))]
@@ -483,18 +477,25 @@ class LMRecommender(Recommender):
         out = np.empty((n, self.item_vectors_.shape[1]), np.float32)
         for start in range(0, n, batch_size):
             sl = slice(start, start + batch_size)
-            tokens, buckets, lengths = history_tokens(items[sl], times[sl], self.max_len, self.n_time_buckets)
+            tokens, buckets, lengths = history_tokens(
+                items[sl], times[sl], self.user_tower.max_len, self.user_tower.n_time_buckets
+            )
             text = has = None
-            if raw_text is not None:
+            if raw_text is not None and flags is not None:
                 text = self.net_.whiten_user_text(raw_text[sl])
                 has = torch.from_numpy(np.asarray(flags[sl], dtype=bool))
             tokens_t, lengths_t = torch.from_numpy(tokens), torch.from_numpy(lengths)
             learned = score_users(
-                self.net_, self._item_raw if item_raw is None else item_raw, tokens_t, torch.from_numpy(buckets),
-                lengths_t, text, has,
+                self.net_,
+                self.item_raw_ if item_raw is None else item_raw,
+                tokens_t,
+                torch.from_numpy(buckets),
+                lengths_t,
+                text,
+                has,
             )
             content = user_content(self._content, tokens_t, last=True) if self._content is not None else None
-            out[sl] = with_content(learned, content, self.content_weight).numpy()
+            out[sl] = with_content(learned, content, self.item_tower.content_weight).numpy()
         return out
 
     def user_vectors(self, user_idx: np.ndarray) -> np.ndarray:
@@ -533,13 +534,13 @@ class LMRecommender(Recommender):
     @torch.no_grad()
     def _encode_text_path(self, texts: Sequence[str], kind: str) -> np.ndarray:
         self._check_fitted()
-        if self.item_repr == "id":
+        if self.item_tower.repr == "id":
             raise ValueError("this model was fit with item_repr='id': it has no text path for new items or queries")
-        raw = torch.from_numpy(encode_texts(self._get_encoder(), list(texts), kind=kind))
+        raw = torch.from_numpy(encode_texts(self.get_text_encoder(), list(texts), kind=kind))
         self.net_.eval()
         learned = self.net_.project(self.net_.item_tower.encode_text(raw))
         content = self.net_.item_tower.content(raw) if self._content is not None else None
-        return with_content(learned, content, self.content_weight).numpy()
+        return with_content(learned, content, self.item_tower.content_weight).numpy()
 
     # ------------------------------------------------------------------ continual learning
     def partial_fit(
@@ -550,45 +551,99 @@ class LMRecommender(Recommender):
         *,
         epochs: int | None = None,
         valid: Interactions | Any | None = None,
+        validator: Validator | None = None,
     ) -> LMRecommender:
         """Continue training on new interactions (warm start; see `lmrec.models.lm.continual`).
 
         The id maps grow (existing indices never change); unknown items enter through their text in
         ``new_items`` (every catalogue row not yet known is added, with or without interactions),
         unknown users with their new history (and text from ``new_users``). The network keeps its
-        weights, a fresh optimiser trains ``update_epochs`` epochs with the new rows plus the replay
-        buffer's rows as targets and the ``regularizer`` pulling toward the previous weights.
+        weights, a fresh optimiser trains ``continual.update_epochs`` epochs with the new rows plus the
+        replay buffer's rows as targets and ``continual.regularizer`` pulling toward the previous weights.
 
         Args:
             new_interactions: raw-id rows: an `Interactions` on any id maps (its maps give the raw
                 ids) or a DataFrame with ``user_id``, ``item_id`` and optionally ``timestamp``.
             new_items: catalogue rows of new items (same text fields as the training catalogue).
             new_users: texts of new users.
-            epochs: override ``update_epochs``; 0 only absorbs the rows (maps, histories, counts)
+            epochs: override ``continual.update_epochs``; 0 only absorbs the rows (maps, histories, counts)
                 without training.
             valid: raw-id validation rows from the same window (for example each user's last row, as
                 `lmrec.eval.stream.last_row_split` cuts it), not in ``new_interactions``. The update
                 then validates NDCG@10 on them after every epoch (every row the model holds masked),
-                stops after ``patience`` epochs without a gain and keeps the best of epochs 0 (the
-                weights before the update) to ``update_epochs``; afterwards the rows join the
+                stops after ``optim.patience`` epochs without a gain and keeps the best of epochs 0
+                (the weights before the update) to ``continual.update_epochs``; afterwards the rows join the
                 history, as in ``lmrec train``. ``last_update_`` reports ``best_epoch``,
                 ``valid_ndcg@10`` and ``valid_ndcg@10_before``.
+            validator: the validation measure (as in `fit`; None: `ndcg_validator`).
         """
-        from lmrec.models.lm.continual import partial_fit_lm
+        self._check_fitted()
+        self.check_params()
+        if self.encoder.finetune == "lora":
+            raise ValueError("LMRecommender.partial_fit does not support encoder.finetune='lora'; refit instead")
+        updater = ContinualUpdater(
+            self.continual,
+            objective=self.objective,
+            optim=self.optim,
+            user_tower=self.user_tower,
+            item_tower=self.item_tower,
+            cache_dir=self.encoder.cache_dir,
+            random_state=self.random_state,
+            num_threads=self.num_threads,
+            show_progress=self.show_progress,
+        )
+        hooks = UpdateHooks(
+            encoder=self.get_text_encoder,
+            sync=self.set_update_state,
+            refresh=self.refresh_vectors,
+            validator=lambda known, rows: self.epoch_validator(known, rows, validator),
+        )
+        self.last_update_ = updater.update(
+            self.update_state(), new_interactions, new_items, new_users, hooks=hooks, epochs=epochs, valid=valid
+        )
+        return self
 
-        return partial_fit_lm(self, new_interactions, new_items, new_users, epochs=epochs, valid=valid)
+    def update_state(self) -> UpdateState:
+        """The state a continual update works on (shares the network, histories and field lists)."""
+        replay = self.replay_buffer_ if getattr(self, "_replay_net", None) is self.net_ else None
+        return UpdateState(
+            self.net_,
+            self.user_map_,
+            self.item_map_,
+            self.seen_,
+            self.counts_,
+            self.hist_items_,
+            self.hist_times_,
+            self.item_fields_,
+            replay=replay,
+            n_updates=getattr(self, "n_updates_", 0),
+            update_history=getattr(self, "update_history_", None),
+        )
+
+    def set_update_state(self, state: UpdateState) -> None:
+        """Take back a state `update_state` handed out (after or during an update)."""
+        self.net_, self.user_map_, self.item_map_, self.seen_ = state.net, state.user_map, state.item_map, state.seen
+        self.counts_, self.hist_items_, self.hist_times_ = state.counts, state.hist_items, state.hist_times
+        self.item_fields_, self.n_updates_ = state.item_fields, state.n_updates
+        self.replay_buffer_, self._replay_net = state.replay, state.net
+        if state.update_history is not None:
+            self.update_history_ = state.update_history
+
+    @property
+    def replay(self) -> str:
+        """The replay kind of continual updates (``continual.replay``); setting it replaces the
+        continual config (the stream evaluator's "same model without replay" arm does so)."""
+        return self.continual.replay
+
+    @replay.setter
+    def replay(self, kind: str) -> None:
+        self.continual = self.continual.replace(replay=kind)
 
     # ------------------------------------------------------------------ history and cold start
     def observe(self, interactions: Interactions) -> LMRecommender:
         """Append interactions to the users' histories (kept in time order) and to ``seen_``."""
         super().observe(interactions)
-        order = interactions.time_order()
-        for u, i, t in zip(interactions.users[order], interactions.items[order], interactions.timestamps[order]):
-            self.hist_items_[u] = np.append(self.hist_items_[u], i)
-            self.hist_times_[u] = np.append(self.hist_times_[u], t)
-        for u in np.unique(interactions.users):
-            o = np.argsort(self.hist_times_[u], kind="stable")
-            self.hist_items_[u], self.hist_times_[u] = self.hist_items_[u][o], self.hist_times_[u][o]
+        append_histories(self.hist_items_, self.hist_times_, interactions)
         return self
 
     def add_items(self, item_ids: Sequence[object], texts: Sequence[str]) -> np.ndarray:
@@ -599,27 +654,107 @@ class LMRecommender(Recommender):
             raise ValueError(f"add_items: {len(item_ids)} ids but {len(texts)} texts")
         new = [(str(i), t) for i, t in zip(item_ids, texts) if str(i) not in self.item_map_]
         if new:
-            raw = encode_texts(self._get_encoder(), [t for _, t in new]) if self.item_repr != "id" else None
+            raw = encode_texts(self.get_text_encoder(), [t for _, t in new]) if self.item_tower.repr != "id" else None
             self.item_map_ = self.item_map_.copy().fit_partial([i for i, _ in new])
             self.net_.item_tower.grow(raw, len(new))
-            import scipy.sparse as sp
-
             self.seen_ = sp.hstack([self.seen_, sp.csr_matrix((self.n_users, len(new)), dtype=np.float32)]).tocsr()
             self.counts_ = np.concatenate([self.counts_, np.zeros(len(new), self.counts_.dtype)])
             for f in self.item_fields_:
                 self.item_fields_[f].extend([""] * len(new))
-            self._refresh()
+            self.refresh_vectors()
         return self.item_map_.to_index([str(i) for i in item_ids])
 
     def explain(self, user_idx: int, item_idx: int, query: str | None = None, k: int = 3) -> dict[str, Any]:
-        """Why ``item_idx`` is recommended to ``user_idx``; see `lmrec.models.lm.explain.explain`."""
-        from lmrec.models.lm.explain import explain
+        """Why ``item_idx`` is recommended to ``user_idx`` (optionally under ``query``); see
+        `lmrec.models.lm.explain.explain_recommendation` for the returned dict.
 
-        return explain(self, user_idx, item_idx, query=query, k=k)
+        Args:
+            user_idx: the user (an index outside the model means an unknown user: no history).
+            item_idx: the recommended item.
+            query: the query the recommendation answered, if any.
+            k: how many history items to return.
+
+        Raises:
+            ValueError: ``item_idx`` is not an item of the model.
+        """
+        self._check_fitted()
+        item_idx, user_idx = int(item_idx), int(user_idx)
+        if not 0 <= item_idx < self.n_items:
+            raise ValueError(f"explain: item_idx {item_idx} is not an item of this model (0..{self.n_items - 1})")
+        known = 0 <= user_idx < self.n_users
+        history = self.hist_items_[user_idx][-self.user_tower.max_len :] if known else np.zeros(0, np.int64)
+        user = self.user_vectors(np.array([user_idx]))[0] if known else self.encode_users([[]])[0]
+        query_vector = None
+        if query and self.item_tower.repr != "id":
+            query_vector = self.encode_queries([query])[0]
+        return explain_recommendation(
+            user_idx,
+            item_idx,
+            self.item_vectors(),
+            user,
+            history,
+            self.item_map_,
+            self.item_fields_,
+            k=k,
+            query=query,
+            query_vector=query_vector,
+            encoder=self.get_text_encoder,
+        )
 
     # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """``(arrays, meta)`` of the fitted state (`lmrec.models.lm.persist`); `load_state_dict` restores it."""
+        spec = dict(getattr(self, "encoder_spec_", {}) or {})
+        lora = None
+        if self.encoder.finetune == "lora":
+            lora, spec["lora"] = lora_arrays(self.get_text_encoder())
+        saved = persist.SavedState(
+            net={k: v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()},
+            hist_items=self.hist_items_,
+            hist_times=self.hist_times_,
+            counts=self.counts_,
+            item_vectors=self.item_vectors_,
+            item_fields=self.item_fields_,
+            encoder=spec,
+            lora=lora,
+            event_classes=list(self.event_classes_),
+            train_history=list(getattr(self, "train_history_", []) or []),
+            fusion=getattr(self, "fusion_spec_", None),
+        )
+        return persist.pack(saved)
+
+    def load_state_dict(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned (the id maps and ``seen_`` are set by ``load``)."""
+        saved = persist.unpack(arrays, meta)
+        net = saved.net
+        text = net.get("item_tower.text")
+        whitening = (net["item_tower.white_mean"], net["item_tower.white_proj"]) if text is not None else None
+        user_text = net.get("user_text")
+        user_white = (net["ut_mean"], net["ut_proj"]) if user_text is not None else None
+        self.encoder_spec_ = saved.encoder
+        self._lora_arrays = saved.lora
+        self.net_ = self._build_net(
+            text,
+            net["item_tower.id_mask"] > 0,
+            whitening,
+            user_text,
+            net.get("has_text"),
+            user_white,
+            saved.event_classes,
+        )
+        self.fusion_spec_ = saved.fusion
+        if self.fusion_spec_:
+            self.net_.item_tower.fusion = ItemFusion.from_state(self.fusion_spec_, net, self.dim)
+        self.net_.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in net.items()})
+        self.net_.eval()
+        self.hist_items_, self.hist_times_ = saved.hist_items, saved.hist_times
+        self.counts_ = saved.counts
+        self.item_fields_ = saved.item_fields
+        self.train_history_ = saved.train_history
+        self.refresh_vectors()
+
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        return persist.model_state(self)
+        return self.state_dict()
 
     def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-        persist.set_model_state(self, arrays, meta)
+        self.load_state_dict(arrays, meta)

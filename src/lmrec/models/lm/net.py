@@ -9,6 +9,7 @@ raw inner product, where vector norms can carry popularity and confidence.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,6 +38,17 @@ class LMNet(nn.Module):
         rating_head: add a head regressing log(1 + rating) of the next item.
         n_event_classes: classes of the event head (0: none).
     """
+
+    item_tower: ItemTower
+    user_tower: UserTower
+    # buffers (declared for type checkers; user-text ones exist only with user text)
+    fixed_log_tau: torch.Tensor
+    user_text: torch.Tensor
+    has_text: torch.Tensor
+    ut_mean: torch.Tensor
+    ut_proj: torch.Tensor
+    #: per-scenario adapters, attached by the multi-scenario model (`lmrec.models.lm.adapters.ScenarioAdapters`)
+    scenario: Any
 
     def __init__(
         self,
@@ -98,4 +110,3 @@ class LMNet(nn.Module):
 
 def item_tower_dim(user_tower: UserTower) -> int:
     return user_tower.bos.shape[0]
-

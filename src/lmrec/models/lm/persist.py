@@ -14,16 +14,17 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-import torch
 
-if TYPE_CHECKING:
-    from lmrec.encoders.base import TextEncoder
-    from lmrec.models.lm.model import LMRecommender
+from lmrec.encoders.base import TextEncoder
+from lmrec.encoders.factory import make_text_encoder
+from lmrec.encoders.fake import HashingEncoder
+from lmrec.models.lm.finetune import load_lora
 
-__all__ = ["build_encoder", "model_state", "set_model_state"]
+__all__ = ["SavedState", "build_encoder", "pack", "unpack"]
 
 log = logging.getLogger(__name__)
 
@@ -36,74 +37,80 @@ def build_encoder(
     """The encoder a model was trained with: a `HashingEncoder` when that is what the spec names,
     the LoRA-tuned encoder when adapters were saved, else
     ``lmrec.encoders.make_text_encoder(model, backend)`` (the packaged MiniLM by default)."""
-    if lora and (spec or {}).get("lora"):
-        from lmrec.models.lm.finetune import load_lora
-
+    if lora and spec and spec.get("lora"):
         return load_lora(model, spec["lora"], lora)
     name = (spec or {}).get("name") or ""
     match = _HASHING.match(name)
     if match or backend == "fake":
-        from lmrec.encoders.fake import HashingEncoder
-
         return HashingEncoder(int(match.group(1)), int(match.group(2))) if match else HashingEncoder()
-    try:
-        from lmrec.encoders import make_text_encoder  # type: ignore[attr-defined]
-    except ImportError as err:
-        raise ImportError(
-            "LMRecommender needs lmrec.encoders.make_text_encoder to build its text encoder; "
-            "pass encoder=... explicitly"
-        ) from err
-    return make_text_encoder(model=model, backend=backend)
+    return make_text_encoder(model=model, backend=backend)  # type: ignore[arg-type]
 
 
-def model_state(model: LMRecommender) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    arrays = {f"net/{k}": v.detach().cpu().numpy() for k, v in model.net_.state_dict().items()}
-    lengths = np.array([len(h) for h in model.hist_items_], dtype=np.int64)
+@dataclass
+class SavedState:
+    """The fitted state of an `LMRecommender` as plain data (what ``state.npz`` and the ``meta`` of
+    ``config.json`` hold).
+
+    Attributes:
+        net: the network's ``state_dict`` as arrays (including the cached raw text vectors).
+        hist_items / hist_times: each user's items and timestamps in time order.
+        counts: (n_items,) training interactions per item.
+        item_vectors: (n_items, d) the final item vectors.
+        item_fields: field -> each item's text of that field.
+        encoder: the encoder spec (name, dim, class, model, backend; ``lora`` with adapters).
+        lora: the LoRA adapter arrays (``lora/<name>``), or None.
+        event_classes: the event head's classes.
+        train_history: the per-epoch history of ``fit``.
+        fusion: the fusion spec, or None.
+    """
+
+    net: dict[str, np.ndarray]
+    hist_items: list[np.ndarray]
+    hist_times: list[np.ndarray]
+    counts: np.ndarray
+    item_vectors: np.ndarray | None
+    item_fields: dict[str, list[str]]
+    encoder: dict[str, Any] = field(default_factory=dict)
+    lora: dict[str, np.ndarray] | None = None
+    event_classes: list[str] = field(default_factory=list)
+    train_history: list[dict[str, float]] = field(default_factory=list)
+    fusion: dict[str, Any] | None = None
+
+
+def pack(state: SavedState) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """``(arrays, meta)`` of a state, for ``state.npz`` and ``config.json``."""
+    arrays: dict[str, Any] = {f"net/{k}": v for k, v in state.net.items()}
+    lengths = np.array([len(h) for h in state.hist_items], dtype=np.int64)
     arrays["hist_indptr"] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    arrays["hist_items"] = np.concatenate(model.hist_items_ or [np.zeros(0, np.int64)]).astype(np.int64)
-    arrays["hist_times"] = np.concatenate(model.hist_times_ or [np.zeros(0)]).astype(np.float64)
-    arrays["counts"] = np.asarray(model.counts_, dtype=np.int64)
-    arrays["item_vectors"] = model.item_vectors_
-    arrays["item_fields_json"] = np.frombuffer(json.dumps(model.item_fields_).encode("utf-8"), dtype=np.uint8)
-    spec = dict(getattr(model, "encoder_spec_", {}) or {})
-    if model.finetune_lm == "lora":
-        from lmrec.models.lm.finetune import lora_arrays
-
-        adapter, spec["lora"] = lora_arrays(model._get_encoder())
-        arrays.update(adapter)
-    meta = {
-        "encoder": spec,
-        "event_classes": list(model.event_classes_),
-        "train_history": list(getattr(model, "train_history_", []) or []),
+    arrays["hist_items"] = np.concatenate(state.hist_items or [np.zeros(0, np.int64)]).astype(np.int64)
+    arrays["hist_times"] = np.concatenate(state.hist_times or [np.zeros(0)]).astype(np.float64)
+    arrays["counts"] = np.asarray(state.counts, dtype=np.int64)
+    arrays["item_vectors"] = state.item_vectors
+    arrays["item_fields_json"] = np.frombuffer(json.dumps(state.item_fields).encode("utf-8"), dtype=np.uint8)
+    arrays.update(state.lora or {})
+    meta: dict[str, Any] = {
+        "encoder": dict(state.encoder),
+        "event_classes": list(state.event_classes),
+        "train_history": list(state.train_history or []),
     }
-    if getattr(model, "fusion_spec_", None):
-        meta["fusion"] = model.fusion_spec_
+    if state.fusion:
+        meta["fusion"] = state.fusion
     return arrays, meta
 
 
-def set_model_state(model: LMRecommender, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-    net = {k[4:]: v for k, v in arrays.items() if k.startswith("net/")}
-    text = net.get("item_tower.text")
-    whitening = (net["item_tower.white_mean"], net["item_tower.white_proj"]) if text is not None else None
-    user_text = net.get("user_text")
-    user_white = (net["ut_mean"], net["ut_proj"]) if user_text is not None else None
-    model.encoder_spec_ = dict(meta.get("encoder", {}))
-    model._lora_arrays = {k: v for k, v in arrays.items() if k.startswith("lora/")} or None
-    model.net_ = model._build_net(
-        text, net["item_tower.id_mask"] > 0, whitening, user_text, net.get("has_text"), user_white,
-        meta.get("event_classes", []),
-    )
-    model.fusion_spec_ = meta.get("fusion")
-    if model.fusion_spec_:
-        from lmrec.models.lm.fusion import ItemFusion
-
-        model.net_.item_tower.fusion = ItemFusion.from_state(model.fusion_spec_, net, model.dim)
-    model.net_.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in net.items()})
-    model.net_.eval()
+def unpack(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> SavedState:
+    """The state `pack` wrote (or the same layout written before it existed)."""
     indptr = arrays["hist_indptr"]
-    model.hist_items_ = [arrays["hist_items"][indptr[u] : indptr[u + 1]].copy() for u in range(len(indptr) - 1)]
-    model.hist_times_ = [arrays["hist_times"][indptr[u] : indptr[u + 1]].copy() for u in range(len(indptr) - 1)]
-    model.counts_ = arrays["counts"]
-    model.item_fields_ = json.loads(arrays["item_fields_json"].tobytes().decode("utf-8"))
-    model.train_history_ = meta.get("train_history", [])
-    model._refresh()
+    return SavedState(
+        net={k[4:]: v for k, v in arrays.items() if k.startswith("net/")},
+        hist_items=[arrays["hist_items"][indptr[u] : indptr[u + 1]].copy() for u in range(len(indptr) - 1)],
+        hist_times=[arrays["hist_times"][indptr[u] : indptr[u + 1]].copy() for u in range(len(indptr) - 1)],
+        counts=arrays["counts"],
+        item_vectors=arrays.get("item_vectors"),
+        item_fields=json.loads(arrays["item_fields_json"].tobytes().decode("utf-8")),
+        encoder=dict(meta.get("encoder", {})),
+        lora={k: v for k, v in arrays.items() if k.startswith("lora/")} or None,
+        event_classes=list(meta.get("event_classes", [])),
+        train_history=meta.get("train_history", []),
+        fusion=meta.get("fusion"),
+    )

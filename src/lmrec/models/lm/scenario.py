@@ -41,130 +41,282 @@ stays a trained answer. Scenario id ``-1`` is the shared path everywhere. The in
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
-from dataclasses import fields
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 
+from lmrec.data.catalog import ItemCatalog, UserTexts
 from lmrec.data.dataset import Dataset
 from lmrec.data.interactions import Interactions
 from lmrec.data.splits import Split
-from lmrec.models.base import register, top_k
-from lmrec.models.lm.adapters import ScenarioAdapters, ScenarioObjective, check_text_history, check_text_rank
+from lmrec.encoders.base import TextEncoder
+from lmrec.models.base import Recommender, register, top_k
+from lmrec.models.lm.adapters import NO_LOSS, ScenarioAdapters, check_text_history, check_text_rank, train_positions
+from lmrec.models.lm.config import (
+    ComponentConfig,
+    ContinualConfig,
+    EncoderConfig,
+    FusionConfig,
+    ItemTowerConfig,
+    ObjectiveConfig,
+    OptimConfig,
+    ScenarioConfig,
+    UserTowerConfig,
+    coerce,
+)
+from lmrec.models.lm.domain import check_reset, move_to, reset_parts
 from lmrec.models.lm.model import LMRecommender
-from lmrec.models.lm.net import LMNet
+from lmrec.models.lm.params import FORMAT_VERSION, ComponentParams
+from lmrec.models.lm.validation import Validator, ndcg_validator
+from lmrec.train.seeding import seeded
 
 __all__ = ["LMScenarioRecommender"]
 
 log = logging.getLogger(__name__)
 
-NO_LOSS = -100  # a position that is read as history but not trained on
+_SCENARIO_FIELDS = tuple(ScenarioConfig.field_names())
 ONE_SCENARIO = "all"  # the scenario of interactions that carry none
 
 
+@dataclass(frozen=True)
+class AdaptPlan:
+    """`LMScenarioRecommender.adapt`'s settings, checked and resolved (see `adapt` for each)."""
+
+    scenario: str
+    mode: Literal["adapter", "full"]
+    new_item_ids: bool
+    text_rank: int
+    text_history: bool
+    id_rank: int
+    anchor: float
+    reset: tuple[str, ...]
+    refit_whitening: bool
+
+
+class _FromBackbone:
+    """An attribute of the composed `LMRecommender`, read and written through (settings and fitted state)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return getattr(obj.backbone, self.name)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        setattr(obj.backbone, self.name, value)
+
+
 @register("lm-scenario")
-class LMScenarioRecommender(LMRecommender):
+class LMScenarioRecommender(ComponentParams, Recommender):
     """The ``lm`` model with a scenario embedding and low-rank adapters per scenario.
 
-    Takes every `LMRecommender` argument (same names, same defaults) plus:
+    It composes an `LMRecommender` (``backbone``): the backbone owns the settings, the network and
+    the histories; this model adds the scenario adapters to the backbone's network (``net_.scenario``),
+    trains every position under its target's scenario, and reads users and items out under a
+    scenario. The backbone's settings and fitted state are reachable here under the same names.
 
-    Args:
-        adapter_rank: rank ``r`` of each scenario's user and item maps.
-        scenario_weights: loss weight per scenario: a dict name -> weight (scenarios not named get
-            1.0), ``"balanced"`` (weight ``sqrt(n_mean / n_s)`` for a scenario with ``n_s``
-            training interactions, so small scenarios count more without one tiny scenario
-            dominating), or None (every interaction counts the same).
-        shared_dropout: share of training positions scored on the shared path.
-        adapter_text_rank: rank ``r_t`` of each adapter's low-rank correction of the text path
-            (see `lmrec.models.lm.adapters`; 0: none, the adapters act on the item vectors only);
-            `adapt` can set it per new scenario.
-        adapter_text_history: also apply each adapter's text correction to the items its users'
-            histories are read through (needs ``adapter_text_rank > 0``; no extra parameters);
-            `adapt` can set it per new scenario.
+    Takes every `LMRecommender` argument (same names, same defaults) plus ``scenarios``, a
+    `ScenarioConfig` (or dict) of this model's own settings (dotted keys ``scenarios.adapter_rank``,
+    ...; the flat names ``adapter_rank``, ``scenario_weights``, ``shared_dropout``,
+    ``adapter_text_rank`` and ``adapter_text_history`` still work): the rank of each scenario's
+    user and item maps, the per-scenario loss weights, the share of positions scored on the shared
+    path, and the rank (and history use) of each adapter's text-path correction, which `adapt` can
+    set per new scenario.
 
     Interactions without scenarios all fall in one scenario, ``"all"`` (with a warning).
 
     Attributes:
+        backbone: the composed `LMRecommender`.
         scenario_names_: scenario names, position = scenario id.
         scenario_weights_: (n_scenarios,) resolved loss weights.
         adapt_reports_: one dict per `adapt` call (scenario, mode, trainable counts, seconds).
     """
 
+    is_sequential = True
     is_scenario_aware = True
+    format_version: ClassVar[int | None] = FORMAT_VERSION
+    components: ClassVar[dict[str, type[ComponentConfig]]] = {**LMRecommender.components, "scenarios": ScenarioConfig}
+    top_level: ClassVar[tuple[str, ...]] = LMRecommender.top_level
+
+    # the backbone's settings ...
+    item_tower = _FromBackbone()
+    user_tower = _FromBackbone()
+    objective = _FromBackbone()
+    optim = _FromBackbone()
+    encoder = _FromBackbone()
+    fusion = _FromBackbone()
+    continual = _FromBackbone()
+    dim = _FromBackbone()
+    num_threads = _FromBackbone()
+    show_progress = _FromBackbone()
+    random_state = _FromBackbone()
+    text_encoder = _FromBackbone()
+    image_encoder = _FromBackbone()
+    replay = _FromBackbone()
+    # ... and its fitted state
+    seen_ = _FromBackbone()
+    user_map_ = _FromBackbone()
+    item_map_ = _FromBackbone()
+    net_ = _FromBackbone()
+    hist_items_ = _FromBackbone()
+    hist_times_ = _FromBackbone()
+    counts_ = _FromBackbone()
+    item_vectors_ = _FromBackbone()
+    item_raw_ = _FromBackbone()
+    item_fields_ = _FromBackbone()
+    event_classes_ = _FromBackbone()
+    encoder_spec_ = _FromBackbone()
+    fusion_spec_ = _FromBackbone()
+    train_history_ = _FromBackbone()
+    last_update_ = _FromBackbone()
+    n_updates_ = _FromBackbone()
+    update_history_ = _FromBackbone()
+    replay_buffer_ = _FromBackbone()
+
+    scenarios: ScenarioConfig
 
     def __init__(
         self,
-        adapter_rank: int = 8,
-        scenario_weights: Mapping[str, float] | Literal["balanced"] | None = None,
-        shared_dropout: float = 0.1,
-        adapter_text_rank: int = 0,
-        adapter_text_history: bool = False,
-        **lm_params: Any,
+        dim: int = 64,
+        item_tower: ItemTowerConfig | Mapping[str, Any] | None = None,
+        user_tower: UserTowerConfig | Mapping[str, Any] | None = None,
+        objective: ObjectiveConfig | Mapping[str, Any] | None = None,
+        optim: OptimConfig | Mapping[str, Any] | None = None,
+        encoder: EncoderConfig | Mapping[str, Any] | None = None,
+        fusion: FusionConfig | Mapping[str, Any] | None = None,
+        continual: ContinualConfig | Mapping[str, Any] | None = None,
+        scenarios: ScenarioConfig | Mapping[str, Any] | None = None,
+        text_encoder: TextEncoder | None = None,
+        image_encoder: Any = None,
+        num_threads: int | None = None,
+        show_progress: bool = False,
+        random_state: int | None = 0,
+        **flat: Any,
     ) -> None:
-        super().__init__(**lm_params)
-        self.adapter_rank, self.scenario_weights, self.shared_dropout = adapter_rank, scenario_weights, shared_dropout
-        self.adapter_text_rank = adapter_text_rank
-        self.adapter_text_history = adapter_text_history
+        own = self.group_flat(flat).pop("scenarios", {})  # unknown names fail here, naming this model's keys
+        lm_flat = {k: v for k, v in flat.items() if k not in own}
+        self.backbone = LMRecommender(
+            dim,
+            item_tower,
+            user_tower,
+            objective,
+            optim,
+            encoder,
+            fusion,
+            continual,
+            text_encoder,
+            image_encoder,
+            num_threads,
+            show_progress,
+            random_state,
+            **lm_flat,
+        )
+        if own:
+            scenarios = {**coerce(ScenarioConfig, scenarios).to_dict(), **own}
+        self.scenarios = coerce(ScenarioConfig, scenarios)
+
+    @classmethod
+    def flat_names(cls) -> dict[str, str]:
+        """The flat names of `LMRecommender` plus this model's own (``adapter_rank`` -> ``scenarios.adapter_rank``, ...)."""
+        return {**super().flat_names(), **{f: f"scenarios.{f}" for f in _SCENARIO_FIELDS}}
 
     # ------------------------------------------------------------------ fitting
-    def _check_params(self) -> None:
-        super()._check_params()
-        rank = self.adapter_rank
-        if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 1:
-            raise ValueError(f"LMScenarioRecommender adapter_rank must be an integer >= 1, got {self.adapter_rank!r}")
-        check_text_rank(self.adapter_text_rank, self.item_repr, "adapter_text_rank")
-        check_text_history(self.adapter_text_history, self.adapter_text_rank, "adapter_text_history")
-        if not 0.0 <= self.shared_dropout < 1.0:
-            raise ValueError(f"LMScenarioRecommender shared_dropout must be in [0, 1), got {self.shared_dropout!r}")
-        if self.loss not in ("auto", "full"):
+    def fit(
+        self,
+        dataset: Dataset | Interactions,
+        valid: Split | Interactions | None = None,
+        *,
+        validator: Validator | None = None,
+    ) -> LMScenarioRecommender:
+        """Reset and train (arguments as `LMRecommender.fit`; validation scores each user under the
+        scenario of their latest validation row)."""
+        self._valid = valid.valid if isinstance(valid, Split) else valid
+        self._validator = validator
+        try:
+            super().fit(dataset)
+        finally:
+            self._valid = self._validator = None
+        return self
+
+    def check_params(self) -> None:
+        """The backbone's checks plus what the adapters need."""
+        self.backbone.check_params()
+        sc = self.scenarios
+        check_text_rank(sc.adapter_text_rank, self.item_tower.repr, "adapter_text_rank")
+        check_text_history(sc.adapter_text_history, sc.adapter_text_rank, "adapter_text_history")
+        if self.objective.loss not in ("auto", "full"):
             raise ValueError(
-                f"LMScenarioRecommender trains with the full softmax; loss must be 'auto' or 'full', got {self.loss!r}"
+                "LMScenarioRecommender trains with the full softmax; objective.loss must be 'auto' or 'full', "
+                f"got {self.objective.loss!r}"
             )
-        if self.content_weight:
+        if self.item_tower.content_weight:
             raise ValueError(
                 "LMScenarioRecommender does not support the content channel yet (its adapters act on the "
-                f"learned width only); content_weight must be 0, got {self.content_weight!r}"
+                f"learned width only); item_tower.content_weight must be 0, got {self.item_tower.content_weight!r}"
             )
-        if self.finetune_lm != "none":
+        if self.encoder.finetune != "none":
             raise ValueError(
-                "LMScenarioRecommender does not fine-tune the language model; finetune_lm must be 'none', "
-                f"got {self.finetune_lm!r}"
+                "LMScenarioRecommender does not fine-tune the language model; encoder.finetune must be 'none', "
+                f"got {self.encoder.finetune!r}"
             )
-        if self.event_weight > 0:
-            raise ValueError("LMScenarioRecommender has no event head; event_weight must be 0")
-        sw = self.scenario_weights
-        if sw is not None and sw != "balanced" and not isinstance(sw, Mapping):
-            raise ValueError(f"scenario_weights must be a dict name -> weight, 'balanced' or None, got {sw!r}")
-        if isinstance(sw, Mapping) and any(not float(w) >= 0 for w in sw.values()):
-            raise ValueError(f"scenario_weights must be >= 0, got {dict(sw)!r}")
+        if self.objective.event_weight > 0:
+            raise ValueError("LMScenarioRecommender has no event head; objective.event_weight must be 0")
 
     def _fit(self, dataset: Dataset) -> None:
         inter = dataset.interactions
-        self._check_params()
+        self.check_params()
+        valid = self._valid
+        if valid is not None and (valid.user_map != inter.user_map or valid.item_map != inter.item_map):
+            raise ValueError(
+                "LMScenarioRecommender.fit: valid interactions use different id maps from the training data"
+            )
         if inter.scenarios is None:
-            log.warning("lm-scenario: the interactions carry no scenarios, so all are in one scenario %r "
-                        "(on the command line: --scenario-field COLUMN)", ONE_SCENARIO)
+            log.warning(
+                "lm-scenario: the interactions carry no scenarios, so all are in one scenario %r "
+                "(on the command line: --scenario-field COLUMN)",
+                ONE_SCENARIO,
+            )
             names = np.full(len(inter), ONE_SCENARIO, dtype=object)
         else:
             names = inter.scenarios.astype(str)
         self.scenario_names_: list[str] = sorted(set(names.tolist()))
         lookup = {n: i for i, n in enumerate(self.scenario_names_)}
-        self._row_scenarios = np.array([lookup[n] for n in names], dtype=np.int64)
-        counts = np.bincount(self._row_scenarios, minlength=len(lookup)).astype(np.float64)
+        row_scenarios = np.array([lookup[n] for n in names], dtype=np.int64)
+        counts = np.bincount(row_scenarios, minlength=len(lookup)).astype(np.float64)
         self.scenario_weights_ = self._resolve_weights(counts)
         self.adapt_reports_: list[dict[str, Any]] = []
-        try:
-            super()._fit(dataset)
-        finally:
-            del self._row_scenarios
+        seed = 0 if self.random_state is None else int(self.random_state)
+        with seeded(seed, self.num_threads):
+            self.backbone.prepare(dataset)
+            self._attach_adapters()
+            validate = None
+            if valid is not None and len(valid):
+                validate = self.epoch_validator(inter, valid, self._validator)
+            self.train_history_ = train_positions(
+                self.backbone,
+                inter,
+                row_scenarios,
+                self.scenario_weights_,
+                validate,
+                seed,
+                params=list(self.net_.parameters()),
+                epochs=int(self.optim.epochs),
+                lr=self.optim.lr,
+                patience=int(self.optim.patience),
+                shared_dropout=self.scenarios.shared_dropout,
+            )
+            self.net_.eval()
+            self.refresh_vectors()
 
     def _resolve_weights(self, counts: np.ndarray) -> np.ndarray:
-        sw = self.scenario_weights
+        sw = self.scenarios.scenario_weights
         if sw is None:
             return np.ones(len(counts), np.float32)
         if sw == "balanced":
@@ -174,45 +326,114 @@ class LMScenarioRecommender(LMRecommender):
             raise ValueError(f"scenario_weights names unknown scenario(s) {unknown}; scenarios: {self.scenario_names_}")
         return np.array([float(sw.get(n, 1.0)) for n in self.scenario_names_], np.float32)
 
-    def _build_net(self, *args: Any) -> LMNet:
-        net = super()._build_net(*args)
+    def _attach_adapters(
+        self,
+        text_ranks: list[int] | None = None,
+        text_history: list[bool] | None = None,
+        id_shapes: list[tuple[int, int]] | None = None,
+    ) -> None:
+        """Give the backbone's network one fresh adapter per scenario (``net_.scenario``); the shapes
+        default to the settings (a loaded model passes its saved adapters' shapes)."""
         seed = 0 if self.random_state is None else int(self.random_state)
         n = len(self.scenario_names_)
-        ranks = getattr(self, "_text_ranks", None) or [int(self.adapter_text_rank or 0)] * n
-        flags = getattr(self, "_text_history", None) or [bool(self.adapter_text_history)] * n
-        shapes = getattr(self, "_id_shapes", None)  # item-ID residuals of adapt, when loading a saved model
+        ranks = text_ranks or [int(self.scenarios.adapter_text_rank or 0)] * n
+        flags = text_history or [bool(self.scenarios.adapter_text_history)] * n
+        net = self.net_
         tower = net.item_tower
         text_dim = int(tower.white_proj.shape[1]) if tower.uses_text else 0
-        net.scenario = ScenarioAdapters(n, self.dim, int(self.adapter_rank), torch.Generator().manual_seed(seed),
-                                        text_ranks=ranks, text_dim=text_dim, text_history=flags, id_shapes=shapes)
-        return net
-
-    def _train(self, inter: Interactions, valid: Interactions | None, seed: int) -> None:
-        split = None
-        if valid is not None and len(valid):
-            split = Split(inter, valid, valid.subset(np.zeros(0, np.int64)), "valid")
-        self.train_history_ = train_positions(
-            self, inter, self._row_scenarios, self.scenario_weights_, split, seed,
-            params=list(self.net_.parameters()), epochs=int(self.epochs), lr=self.lr, patience=int(self.patience),
-            shared_dropout=self.shared_dropout,
+        net.scenario = ScenarioAdapters(
+            n,
+            self.dim,
+            int(self.scenarios.adapter_rank),
+            torch.Generator().manual_seed(seed),
+            text_ranks=ranks,
+            text_dim=text_dim,
+            text_history=flags,
+            id_shapes=id_shapes,
         )
-        self.net_.eval()
-        self._refresh()
+
+    def epoch_validator(
+        self, known: Interactions, valid: Interactions, validator: Validator | None = None, **options: Any
+    ) -> Callable[[], dict[str, float]]:
+        """As `LMRecommender.epoch_validator`, with this model's vectors and scenario-aware scoring."""
+        check = validator if validator is not None else ndcg_validator
+
+        def validate() -> dict[str, float]:
+            self.refresh_vectors()
+            return check(self, known, valid, **options)
+
+        return validate
+
+    # ------------------------------------------------------------------ the backbone's answers
+    def get_text_encoder(self) -> TextEncoder:
+        """The backbone's text encoder (`LMRecommender.get_text_encoder`)."""
+        return self.backbone.get_text_encoder()
+
+    def item_vectors(self) -> np.ndarray:
+        """(n_items, d) shared item vectors (`LMRecommender.item_vectors`)."""
+        return self.backbone.item_vectors()
+
+    def item_text(self, values: Mapping[str, object]) -> str:
+        """See `LMRecommender.item_text`."""
+        return self.backbone.item_text(values)
+
+    def encode_items(self, texts: Sequence[str]) -> np.ndarray:
+        """Shared vectors of items known by their text (`LMRecommender.encode_items`)."""
+        return self.backbone.encode_items(texts)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Shared vectors of queries (`LMRecommender.encode_queries`)."""
+        return self.backbone.encode_queries(texts)
+
+    def explain(self, user_idx: int, item_idx: int, query: str | None = None, k: int = 3) -> dict[str, Any]:
+        """Why ``item_idx`` is recommended on the shared path (`LMRecommender.explain`)."""
+        return self.backbone.explain(user_idx, item_idx, query=query, k=k)
+
+    def observe(self, interactions: Interactions) -> LMScenarioRecommender:
+        """Add known history (`LMRecommender.observe`)."""
+        self.backbone.observe(interactions)
+        return self
+
+    def add_items(self, item_ids: Sequence[object], texts: Sequence[str]) -> np.ndarray:
+        """Add items known only by their text (`LMRecommender.add_items`), under every scenario too."""
+        n_before = self.n_items
+        out = self.backbone.add_items(item_ids, texts)
+        if self.n_items != n_before:
+            self.refresh_vectors()
+        return out
+
+    def partial_fit(
+        self,
+        new_interactions: Interactions | Any,
+        new_items: ItemCatalog | None = None,
+        new_users: UserTexts | None = None,
+        *,
+        epochs: int | None = None,
+        valid: Interactions | Any | None = None,
+        validator: Validator | None = None,
+    ) -> LMScenarioRecommender:
+        """Update the backbone on the shared path (`LMRecommender.partial_fit`); the adapters stay as they are."""
+        self.backbone.partial_fit(
+            new_interactions, new_items, new_users, epochs=epochs, valid=valid, validator=validator
+        )
+        self.refresh_vectors()
+        return self
 
     # ------------------------------------------------------------------ vectors
     @torch.no_grad()
-    def _refresh(self) -> None:
-        super()._refresh()
+    def refresh_vectors(self) -> None:
+        """Recompute the backbone's cached vectors and each scenario's item vectors."""
+        self.backbone.refresh_vectors()
         net = self.net_
         was_training = net.training
         net.eval()
         self._scenario_items = [
-            net.scenario.items(self._item_raw, s, net.project, net.item_tower).numpy().astype(np.float32)
+            net.scenario.items(self.item_raw_, s, net.project, net.item_tower).numpy().astype(np.float32)
             for s in range(len(net.scenario))
         ]
         # the item vectors each scenario's user histories are read through (None: the shared ones)
         self._scenario_history = [
-            a.history(self._item_raw, net.item_tower) if a.text_history else None for a in net.scenario.adapters
+            a.history(self.item_raw_, net.item_tower) if a.text_history else None for a in net.scenario.adapters
         ]
         net.train(was_training)
 
@@ -261,18 +482,22 @@ class LMScenarioRecommender(LMRecommender):
         # rows read through a scenario's corrected items, by scenario; every other row reads the shared ones
         corrected = [s for s in np.unique(ids[ids >= 0]).tolist() if self._scenario_history[s] is not None]
         if not corrected:
-            shared = super().encode_users(histories, texts, timestamps, known_users=known_users, batch_size=batch_size)
+            shared = self.backbone.encode_users(
+                histories, texts, timestamps, known_users=known_users, batch_size=batch_size
+            )
         else:
             groups = [(np.flatnonzero(~np.isin(ids, corrected)), None)]
             groups += [(np.flatnonzero(ids == s), self._scenario_history[s]) for s in corrected]
             shared = np.empty((len(ids), self.item_vectors_.shape[1]), np.float32)
             for rows, table in groups:
                 if len(rows):
-                    shared[rows] = super().encode_users(
-                        [histories[r] for r in rows], None if texts is None else [texts[r] for r in rows],
-                        None if timestamps is None else [timestamps[r] for r in rows],
+                    shared[rows] = self.backbone.encode_users(
+                        [histories[int(r)] for r in rows],
+                        None if texts is None else [texts[int(r)] for r in rows],
+                        None if timestamps is None else [timestamps[int(r)] for r in rows],
                         known_users=None if known_users is None else np.asarray(known_users)[rows],
-                        batch_size=batch_size, item_raw=table,
+                        batch_size=batch_size,
+                        item_raw=table,
                     )
         if (ids < 0).all():
             return shared
@@ -343,6 +568,7 @@ class LMScenarioRecommender(LMRecommender):
         refit_whitening: bool | None = None,
         anchor: float = 0.0,
         reset: str | Sequence[str] = (),
+        validator: Validator | None = None,
     ) -> dict[str, Any]:
         """Learn a new scenario: a fresh adapter (+ scenario embedding) trained on its data.
 
@@ -371,27 +597,26 @@ class LMScenarioRecommender(LMRecommender):
             id_rank: rank of the new adapter's item-ID residual (adapter mode; 0: none): a low-rank
                 ID row for each item with a training row in the scenario, ``id_rank * (n_items_s + d)``
                 parameters (see `lmrec.models.lm.adapters`), added to the history side too with
-                ``text_history``. Office Electronics held out (benchmarks/RESULTS.md §8): text rank 28
-                + ID rank 4 on the history too reach 90.2 % of full fine-tuning's NDCG@10 over seven
-                seeds at 4.84 % of its parameters, against 81.4 % for text rank 32 alone.
+                ``text_history``. With a text rank it lets a held-out scenario's items get per-item
+                scenario vectors at a small share of full fine-tuning's parameters (benchmarks/RESULTS.md
+                compares it with text rank alone).
             refit_whitening: for a new domain, re-fit the text whitening on the new catalogue's
                 (and users') text vectors before anything is trained (`lmrec.models.lm.domain`);
                 False keeps the old domain's statistics. None (default): re-fit with
                 ``mode="full"``, where the adaptor after it is trained, and keep the old statistics
-                in adapter mode, where it stays frozen (Office -> MovieLens-100K, validation
-                NDCG@10 on all users: full fine-tuning 0.1095 re-fitted vs 0.0962 kept; adapter
-                0.0195 vs 0.0257). Ignored within the same domain.
+                in adapter mode, where it stays frozen (the better choice in each mode on a
+                cross-domain transfer; benchmarks/RESULTS.md). Ignored within the same domain.
             anchor: with ``mode="full"``, the strength of an L2-SP pull toward the weights the
                 adaptation starts from (0: off). After every optimiser step each carried-over weight
                 moves ``min(1, lr * anchor)`` of the way back to its starting value (the decoupled
-                form used by `partial_fit`, `lmrec.models.lm.continual.pull_toward_anchor`); the
+                form used by `partial_fit`, `lmrec.train.anchor.pull_toward_anchor`); the
                 item-ID table and the new adapter, which have no learned start, are not pulled.
             reset: with ``mode="full"``, parts of the carried-over network to re-initialise before
                 training (`lmrec.models.lm.domain.reset_parts`): ``"user_tower"`` and/or
-                ``"adaptor"``. Office -> MovieLens-100K (RESULTS.md §8): with a fresh user tower the
-                fine-tune reaches 0.94x of training from scratch on 10 % of the users (20 draws;
-                0.93x without the reset) and 1.01x on all of them (1.04x without); no difference
-                from scratch is significant.
+                ``"adaptor"`` (for experiments: a fresh user tower made no significant difference
+                on a cross-domain transfer; benchmarks/RESULTS.md).
+            validator: the validation measure (as in `fit`; None: `ndcg_validator` over the scenario's
+                validation users).
 
         Returns:
             The report (also appended to ``adapt_reports_``): ``scenario``, ``scenario_id``,
@@ -400,11 +625,80 @@ class LMScenarioRecommender(LMRecommender):
             ``best_valid_ndcg@10`` (None without ``valid``).
         """
         self._check_fitted()
+        plan = self._adapt_plan(
+            scenario, mode, new_item_ids, text_rank, text_history, id_rank, anchor, reset, refit_whitening
+        )
+        dataset, inter, valid_inter, in_scen, same_domain = self._adapt_data(dataset, scenario, valid)
+        seed = 0 if self.random_state is None else int(self.random_state)
+        with seeded(seed, self.num_threads):
+            self._take_over(dataset, inter, same_domain, plan)
+            was_reset = set(reset_parts(self.backbone, plan.reset))
+            sid, id_rows = self._fresh_adapter(plan, inter.items[in_scen], seed)
+            params, full, start_weights = self._trainable(sid, plan, was_reset)
+            validate = None
+            if valid_inter is not None and len(valid_inter):
+                validate = self.epoch_validator(inter, valid_inter, validator, focus=plan.scenario)
+            start = time.perf_counter()
+            try:
+                history = train_positions(
+                    self.backbone,
+                    inter,
+                    np.where(in_scen, sid, NO_LOSS).astype(np.int64),
+                    self.scenario_weights_,
+                    validate,
+                    seed,
+                    params=params,
+                    epochs=int(epochs or self.optim.epochs),
+                    lr=float(lr or self.optim.lr),
+                    patience=int(patience or self.optim.patience),
+                    shared_dropout=0.0,
+                    anchor=start_weights,
+                    anchor_strength=plan.anchor,
+                )
+            finally:
+                for p in self.net_.parameters():
+                    p.requires_grad_(True)
+            fit_s = time.perf_counter() - start
+        self.net_.eval()
+        self.refresh_vectors()
+        n_full = sum(p.numel() for p in full)
+        n_train = sum(p.numel() for p in params)
+        report = {
+            "scenario": plan.scenario,
+            "scenario_id": sid,
+            "mode": plan.mode,
+            "new_domain": not same_domain,
+            "refit_whitening": bool(plan.refit_whitening and not same_domain and self.item_tower.whiten),
+            "text_rank": plan.text_rank,
+            "text_history": plan.text_history,
+            "anchor": plan.anchor,
+            "reset": list(plan.reset),
+            "id_rank": plan.id_rank,
+            "id_items": 0 if id_rows is None else len(id_rows),
+            "trainable_params": int(n_train),
+            "full_finetune_params": int(n_full),
+            "trainable_share": n_train / n_full,
+            "n_train_positions": int(in_scen.sum()),
+            "fit_s": fit_s,
+            "epochs_run": len(history),
+            "best_valid_ndcg@10": max((float(h["ndcg@10"]) for h in history if "ndcg@10" in h), default=None),
+        }
+        self.adapt_reports_.append(report)
+        log.info(
+            "adapted scenario %r (%s): %d of %d parameters trained, %.1f s", scenario, plan.mode, n_train, n_full, fit_s
+        )
+        return report
+
+    # ------------------------------------------------------------------ the steps of adapt
+    def _adapt_plan(
+        self, scenario, mode, new_item_ids, text_rank, text_history, id_rank, anchor, reset, refit_whitening
+    ) -> AdaptPlan:
+        """`adapt`'s settings, checked and resolved against the model's own (ValueError naming the bad one)."""
         if mode not in ("adapter", "full"):
             raise ValueError(f"adapt mode must be 'adapter' or 'full', got {mode!r}")
-        t_rank = int(self.adapter_text_rank or 0) if text_rank is None else text_rank
-        check_text_rank(t_rank, self.item_repr, "adapt text_rank")
-        t_hist = bool(self.adapter_text_history) if text_history is None else text_history
+        t_rank = int(self.scenarios.adapter_text_rank or 0) if text_rank is None else text_rank
+        check_text_rank(t_rank, self.item_tower.repr, "adapt text_rank")
+        t_hist = bool(self.scenarios.adapter_text_history) if text_history is None else text_history
         check_text_history(t_hist, t_rank, "adapt text_history")
         if isinstance(id_rank, bool) or not isinstance(id_rank, (int, np.integer)) or id_rank < 0:
             raise ValueError(f"adapt id_rank must be an integer >= 0, got {id_rank!r}")
@@ -414,11 +708,28 @@ class LMScenarioRecommender(LMRecommender):
             raise ValueError(f"adapt anchor must be a finite number >= 0, got {anchor!r}")
         if anchor and mode != "full":
             raise ValueError("adapt anchor pulls the fine-tuned backbone toward its start; it needs mode='full'")
-        from lmrec.models.lm.domain import check_reset, move_to, reset_parts
-
         reset = check_reset(reset)
         if reset and mode != "full":
             raise ValueError("adapt reset re-initialises parts of the backbone, which only mode='full' trains")
+        return AdaptPlan(
+            scenario=str(scenario),
+            mode=mode,
+            new_item_ids=bool(new_item_ids),
+            text_rank=int(t_rank),
+            text_history=t_hist,
+            id_rank=int(id_rank),
+            anchor=float(anchor),
+            reset=reset,
+            refit_whitening=mode == "full" if refit_whitening is None else refit_whitening,
+        )
+
+    def _adapt_data(
+        self, dataset: Dataset | Interactions, scenario: str, valid: Split | Interactions | None
+    ) -> tuple[Dataset, Interactions, Interactions | None, np.ndarray, bool]:
+        """``(dataset, inter, valid, in_scenario, same_domain)``: the adaptation data, checked.
+
+        ``in_scenario`` marks the rows of ``scenario`` (all rows when the interactions carry no
+        scenarios); ``same_domain`` is True when they use the model's item map."""
         if isinstance(dataset, Interactions):
             dataset = Dataset(dataset)
         inter = dataset.interactions
@@ -438,97 +749,69 @@ class LMScenarioRecommender(LMRecommender):
                 "adapt on the model's items needs the model's user map too (add new users with partial_fit first); "
                 "other items are a new domain"
             )
-        seed = 0 if self.random_state is None else int(self.random_state)
-        old_threads = torch.get_num_threads()
-        if self.num_threads is not None:
-            torch.set_num_threads(int(self.num_threads))
-        try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                if refit_whitening is None:
-                    refit_whitening = mode == "full"
-                if not same_domain:
-                    move_to(self, dataset, refit_whitening=refit_whitening)
-                self.user_map_, self.item_map_ = inter.user_map, inter.item_map
-                self.seen_ = inter.to_csr("binary")
-                self.counts_ = inter.item_counts()
-                self._set_histories(inter)
-                net = self.net_
-                was_reset = set(reset_parts(self, reset))
-                id_rows = np.unique(inter.items[in_scen]) if id_rank else None
-                if scenario in self.scenario_names_:
-                    sid = self.scenario_names_.index(scenario)
-                    net.scenario.adapters[sid] = net.scenario.make(torch.Generator().manual_seed(seed + sid), t_rank,
-                                                                   t_hist, id_rows, int(id_rank))
-                else:
-                    sid = len(self.scenario_names_)
-                    net.scenario.add(torch.Generator().manual_seed(seed + sid), t_rank, t_hist, id_rows, int(id_rank))
-                    self.scenario_names_.append(str(scenario))
-                    self.scenario_weights_ = np.append(self.scenario_weights_, np.float32(1.0))
-                tower = net.item_tower
-                ids_on = mode == "full" or new_item_ids
-                if ids_on and hasattr(tower, "id_emb"):
-                    tower.id_mask = torch.as_tensor((self.counts_ > 0).astype(np.float32))
-                adapter_params = list(net.scenario.adapters[sid].parameters())
-                other = {id(p) for i, a in enumerate(net.scenario.adapters) if i != sid for p in a.parameters()}
-                new = net.scenario.adapters[sid]
-                own_ids = {id(new.id_u), id(new.id_v)} if new.id_rank else set()  # mode="full" trains no residual
-                full = [p for p in net.parameters() if id(p) not in other and id(p) not in own_ids]
-                if mode == "full":
-                    params = full
-                else:
-                    params = adapter_params + ([tower.id_emb.weight] if ids_on and hasattr(tower, "id_emb") else [])
-                keep = {id(p) for p in params}
-                for p in net.parameters():
-                    p.requires_grad_(id(p) in keep)
-                rows = np.where(in_scen, sid, NO_LOSS).astype(np.int64)
-                split = None
-                if valid_inter is not None and len(valid_inter):
-                    split = Split(inter, valid_inter, valid_inter.subset(np.zeros(0, np.int64)), "valid")
-                start_weights = None
-                if anchor:
-                    fresh = {id(p) for p in adapter_params} | was_reset
-                    if hasattr(tower, "id_emb"):
-                        fresh.add(id(tower.id_emb.weight))
-                    start_weights = {n: p.detach().clone() for n, p in net.named_parameters()
-                                     if id(p) in keep and id(p) not in fresh}
-                start = time.perf_counter()
-                try:
-                    history = train_positions(
-                        self, inter, rows, self.scenario_weights_, split, seed, params=params,
-                        epochs=int(epochs or self.epochs), lr=float(lr or self.lr),
-                        patience=int(patience or self.patience),
-                        shared_dropout=0.0, focus=str(scenario),
-                        anchor=start_weights, anchor_strength=float(anchor),
-                    )
-                finally:
-                    for p in net.parameters():
-                        p.requires_grad_(True)
-                fit_s = time.perf_counter() - start
-        finally:
-            torch.set_num_threads(old_threads)
-        self.net_.eval()
-        self._refresh()
-        n_full = sum(p.numel() for p in full)
-        n_train = sum(p.numel() for p in params)
-        report = {
-            "scenario": str(scenario), "scenario_id": sid, "mode": mode, "new_domain": not same_domain,
-            "refit_whitening": bool(refit_whitening and not same_domain and self.whiten),
-            "text_rank": int(t_rank), "text_history": t_hist, "anchor": float(anchor), "reset": list(reset),
-            "id_rank": int(id_rank), "id_items": 0 if id_rows is None else len(id_rows),
-            "trainable_params": int(n_train), "full_finetune_params": int(n_full),
-            "trainable_share": n_train / n_full, "n_train_positions": int(in_scen.sum()), "fit_s": fit_s,
-            "epochs_run": len(history),
-            "best_valid_ndcg@10": max((float(h["ndcg@10"]) for h in history if "ndcg@10" in h), default=None),
-        }
-        self.adapt_reports_.append(report)
-        log.info("adapted scenario %r (%s): %d of %d parameters trained, %.1f s",
-                 scenario, mode, n_train, n_full, fit_s)
-        return report
+        return dataset, inter, valid_inter, in_scen, same_domain
+
+    def _take_over(self, dataset: Dataset, inter: Interactions, same_domain: bool, plan: AdaptPlan) -> None:
+        """Move to a new domain (when it is one) and make ``inter`` the model's history."""
+        if not same_domain:
+            move_to(self.backbone, dataset, refit_whitening=plan.refit_whitening)
+        self.user_map_, self.item_map_ = inter.user_map, inter.item_map
+        self.seen_ = inter.to_csr("binary")
+        self.counts_ = inter.item_counts()
+        self.backbone.set_histories(inter)
+
+    def _fresh_adapter(self, plan: AdaptPlan, scenario_items: np.ndarray, seed: int) -> tuple[int, np.ndarray | None]:
+        """A fresh adapter for the scenario (replacing an existing one of that name); returns its id and
+        the items given an ID residual (None without ``id_rank``)."""
+        net = self.net_
+        id_rows = np.unique(scenario_items) if plan.id_rank else None
+        if plan.scenario in self.scenario_names_:
+            sid = self.scenario_names_.index(plan.scenario)
+            net.scenario.adapters[sid] = net.scenario.make(
+                torch.Generator().manual_seed(seed + sid), plan.text_rank, plan.text_history, id_rows, plan.id_rank
+            )
+        else:
+            sid = len(self.scenario_names_)
+            net.scenario.add(
+                torch.Generator().manual_seed(seed + sid), plan.text_rank, plan.text_history, id_rows, plan.id_rank
+            )
+            self.scenario_names_.append(plan.scenario)
+            self.scenario_weights_ = np.append(self.scenario_weights_, np.float32(1.0))
+        return sid, id_rows
+
+    def _trainable(self, sid: int, plan: AdaptPlan, was_reset: set[int]):
+        """``(params, full, start_weights)``: what is trained (gradients switched off for the rest),
+        what ``mode="full"`` would train, and the start values the anchor pulls toward (None: no pull)."""
+        net = self.net_
+        tower = net.item_tower
+        ids_on = plan.mode == "full" or plan.new_item_ids
+        if ids_on and hasattr(tower, "id_emb"):
+            tower.id_mask = torch.as_tensor((self.counts_ > 0).astype(np.float32))
+        new = net.scenario.adapters[sid]
+        adapter_params = list(new.parameters())
+        other = {id(p) for i, a in enumerate(net.scenario.adapters) if i != sid for p in a.parameters()}
+        own_ids = {id(new.id_u), id(new.id_v)} if new.id_rank else set()  # mode="full" trains no residual
+        full = [p for p in net.parameters() if id(p) not in other and id(p) not in own_ids]
+        if plan.mode == "full":
+            params = full
+        else:
+            params = adapter_params + ([tower.id_emb.weight] if ids_on and hasattr(tower, "id_emb") else [])
+        keep = {id(p) for p in params}
+        for p in net.parameters():
+            p.requires_grad_(id(p) in keep)
+        start_weights = None
+        if plan.anchor:
+            fresh = {id(p) for p in adapter_params} | was_reset
+            if hasattr(tower, "id_emb"):
+                fresh.add(id(tower.id_emb.weight))
+            start_weights = {
+                n: p.detach().clone() for n, p in net.named_parameters() if id(p) in keep and id(p) not in fresh
+            }
+        return params, full, start_weights
 
     # ------------------------------------------------------------------ persistence
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        arrays, meta = super()._state()
+        arrays, meta = self.backbone.state_dict()  # the network's state holds the adapters (net/scenario.*)
         arrays["scenario_weights"] = np.asarray(self.scenario_weights_, np.float32)
         meta["scenario_names"] = list(self.scenario_names_)
         meta["adapt_reports"] = list(getattr(self, "adapt_reports_", []))
@@ -539,91 +822,19 @@ class LMScenarioRecommender(LMRecommender):
         self.scenario_names_ = list(meta["scenario_names"])
         self.scenario_weights_ = arrays.pop("scenario_weights")
         self.adapt_reports_ = list(meta.get("adapt_reports", []))
-        # each adapter's text rank, from its saved correction (absent: 0), so _build_net rebuilds the same shapes
-        keys = [f"net/scenario.adapters.{i}.text_b" for i in range(len(self.scenario_names_))]
-        self._text_ranks = [int(arrays[k].shape[1]) if k in arrays else 0 for k in keys]
-        self._text_history = list(meta.get("adapter_text_history", [False] * len(keys)))  # absent: saved before it
-        ids = [arrays.get(f"net/scenario.adapters.{i}.id_u") for i in range(len(self.scenario_names_))]
-        self._id_shapes = [(0, 0) if u is None else (int(u.shape[0]), int(u.shape[1])) for u in ids]
-        try:
-            super()._set_state(arrays, meta)
-        finally:
-            del self._text_ranks, self._text_history, self._id_shapes
-
-
-# the constructor takes every LMRecommender argument by name: expose them in its signature, so that
-# get_params (save / load), make_model's parameter check and help() see the full list
-_OWN = list(inspect.signature(LMScenarioRecommender.__init__).parameters.values())[:-1]  # self + own, no **
-_LM = list(inspect.signature(LMRecommender.__init__).parameters.values())[1:]
-LMScenarioRecommender.__init__.__signature__ = inspect.Signature([*_OWN, *_LM])  # type: ignore[attr-defined]
-
-
-def train_positions(
-    model: LMScenarioRecommender,
-    inter: Interactions,
-    row_scenarios: np.ndarray,
-    weights: np.ndarray,
-    split: Split | None,
-    seed: int,
-    *,
-    params: list[torch.nn.Parameter],
-    epochs: int,
-    lr: float,
-    patience: int,
-    shared_dropout: float,
-    focus: str | None = None,
-    anchor: dict[str, torch.Tensor] | None = None,
-    anchor_strength: float = 0.0,
-) -> list[dict[str, float]]:
-    """Train ``params`` of ``model.net_`` on ``inter`` with each position scored under its target's scenario.
-
-    Args:
-        model: a model whose network, histories (from ``inter``) and counts are set.
-        inter: the training interactions.
-        row_scenarios: (len(inter),) scenario id per interaction (-1 shared, -100 history only).
-        weights: (n_scenarios,) loss weights.
-        split: train / valid for early stopping on NDCG@10, or None.
-        seed: seeds shuffling, dropout and sampling.
-        params / epochs / lr / patience: what to train and how.
-        shared_dropout: share of positions moved to the shared path.
-        focus: early-stop on this scenario's validation NDCG@10 (its ``by_scenario`` entry).
-        anchor / anchor_strength: parameter name -> start value, pulled toward after every step at
-            rate ``lr * anchor_strength`` (L2-SP, decoupled); None: no pull.
-    """
-    from lmrec.models.lm.training import Windows, batches_of, make_windows, user_columns
-    from lmrec.train.callbacks import EarlyStopping, LogMetrics
-    from lmrec.train.loop import fit_loop
-
-    per_user, ratings = user_columns(model, inter)
-    # the windows' event slot carries each target's scenario id
-    windows = make_windows(model.hist_items_, model.hist_times_, model.max_len, model.n_time_buckets, ratings,
-                           per_user(np.asarray(row_scenarios, np.int64)))
-    trained = ((windows.events != NO_LOSS) & (windows.targets >= 0)).any(axis=1)  # windows of history only: skip
-    windows = Windows(**{f.name: getattr(windows, f.name)[trained] for f in fields(Windows)})
-    generator = torch.Generator().manual_seed(seed)
-    objective = ScenarioObjective(model.counts_, weights, shared_dropout=shared_dropout,
-                                  rating_weight=model.rating_weight, generator=generator)
-    callbacks: list = [LogMetrics(logging.getLogger("lmrec.models.lm.model"))]
-    validate = None
-    if split is not None:
-        callbacks.append(EarlyStopping("ndcg@10", mode="max", patience=patience))
-
-        def validate() -> dict[str, float]:
-            from lmrec.eval.evaluator import evaluate
-
-            model._refresh()
-            res = evaluate(model, split, phase="valid", ks=(10,), metrics=("ndcg", "recall"), user_groups=())
-            got = res.by_scenario.get(focus, {}) if focus is not None else res.metrics
-            return {k: float(got.get(k, 0.0)) for k in ("ndcg@10", "recall@10")}
-
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=model.weight_decay)
-    if anchor and anchor_strength > 0:
-        from lmrec.models.lm.continual import pull_toward_anchor
-
-        net, rate = model.net_, float(lr) * float(anchor_strength)
-        optimizer.register_step_post_hook(lambda *_: pull_toward_anchor(net, anchor, rate))
-    state = fit_loop(
-        model.net_, batches_of(windows, int(model.batch_size), seed), objective, optimizer, epochs=epochs,
-        callbacks=callbacks, validate=validate, grad_clip=model.grad_clip, show_progress=model.show_progress,
-    )
-    return state.history
+        adapters = {k: v for k, v in arrays.items() if k.startswith("net/scenario.")}
+        self.backbone.load_state_dict({k: v for k, v in arrays.items() if k not in adapters}, meta)
+        # each adapter's shapes from its saved arrays (no text correction or ID residual: rank 0)
+        n = len(self.scenario_names_)
+        text_b = [adapters.get(f"net/scenario.adapters.{i}.text_b") for i in range(n)]
+        id_u = [adapters.get(f"net/scenario.adapters.{i}.id_u") for i in range(n)]
+        self._attach_adapters(
+            [0 if t is None else int(t.shape[1]) for t in text_b],
+            list(meta.get("adapter_text_history", [False] * n)),  # absent: saved before it existed
+            [(0, 0) if u is None else (int(u.shape[0]), int(u.shape[1])) for u in id_u],
+        )
+        self.net_.scenario.load_state_dict(
+            {k[len("net/scenario.") :]: torch.from_numpy(np.asarray(v)) for k, v in adapters.items()}
+        )
+        self.net_.eval()
+        self.refresh_vectors()

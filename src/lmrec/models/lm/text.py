@@ -12,6 +12,7 @@ from lmrec.data.catalog import ItemCatalog, UserTexts, clean_text
 from lmrec.data.idmap import IdMap
 from lmrec.data.text import profile_sentence
 from lmrec.encoders.base import TextEncoder
+from lmrec.encoders.cache import CachedEncoder
 
 __all__ = ["encode_texts", "format_item_text", "item_fields", "item_texts", "user_texts"]
 
@@ -27,7 +28,9 @@ def item_fields(catalog: ItemCatalog, fields: Sequence[str] | None = None) -> li
     if fields is not None:
         missing = [f for f in fields if f not in catalog.frame.columns]
         if missing:
-            raise ValueError(f"text field(s) {missing} not in the item catalogue; columns: {list(catalog.frame.columns)}")
+            raise ValueError(
+                f"text field(s) {missing} not in the item catalogue; columns: {list(catalog.frame.columns)}"
+            )
         return list(fields)
     # the first text field (usually the title), then short categorical fields, then the remaining
     # (often long) text fields, so that truncation by the encoder cuts descriptions, not categories
@@ -92,11 +95,8 @@ def encode_texts(
         (n, D) float32 unit vectors.
     """
     texts = list(texts)
-    if cache_dir is not None:
-        from lmrec.encoders.cache import CachedEncoder
-
-        if not isinstance(encoder, CachedEncoder):
-            encoder = CachedEncoder(encoder, cache_dir)
+    if cache_dir is not None and not isinstance(encoder, CachedEncoder):
+        encoder = CachedEncoder(encoder, cache_dir)
     out = encoder.encode(texts, kind=kind, show_progress=show_progress)
     out = np.asarray(out, dtype=np.float32)
     if out.shape != (len(texts), encoder.dim):

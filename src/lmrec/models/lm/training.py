@@ -22,20 +22,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lmrec.data.interactions import Interactions
+from lmrec.models.lm.config import EncoderConfig, ObjectiveConfig, OptimConfig, UserTowerConfig
+from lmrec.models.lm.finetune import LoraTuner
 from lmrec.models.lm.net import LMNet
 from lmrec.models.lm.user_tower import time_buckets
+from lmrec.train.callbacks import EarlyStopping, LogMetrics
+from lmrec.train.loop import fit_loop
 from lmrec.train.losses import BPRLoss, FullSoftmaxCE, SampledSoftmax
 
-if TYPE_CHECKING:
-    from lmrec.data.interactions import Interactions
-
-__all__ = ["Objective", "Windows", "history_tokens", "make_windows", "user_content", "with_content"]
+__all__ = ["Objective", "Windows", "append_histories", "history_tokens", "make_windows", "user_content", "with_content"]
 
 BOS, PAD = -1, -2
 
@@ -136,6 +138,18 @@ def history_tokens(
     return tokens, buckets, lengths
 
 
+def append_histories(hist_items: list[np.ndarray], hist_times: list[np.ndarray], interactions: Interactions) -> None:
+    """Append interactions to per-user histories in place, each touched history kept in time order
+    (a stable sort: rows with equal timestamps keep their order of arrival)."""
+    order = interactions.time_order()
+    for u, i, t in zip(interactions.users[order], interactions.items[order], interactions.timestamps[order]):
+        hist_items[u] = np.append(hist_items[u], i)
+        hist_times[u] = np.append(hist_times[u], t)
+    for u in np.unique(interactions.users):
+        o = np.argsort(hist_times[u], kind="stable")
+        hist_items[u], hist_times[u] = hist_items[u][o], hist_times[u][o]
+
+
 def user_content(content: torch.Tensor, tokens: torch.Tensor, *, last: bool = False) -> torch.Tensor:
     """Content vectors of the users at every position: the unit mean of the content vectors of the
     items read so far (BOS and padding add nothing; a position that has read no item gets zeros).
@@ -203,7 +217,7 @@ class Objective:
         self.trainable_idx = torch.nonzero(self.trainable).squeeze(1)
         self.ce, self.sampled, self.bpr = FullSoftmaxCE(), SampledSoftmax(temperature=1.0), BPRLoss()
         #: ``targets -> (n_items, D) text vectors`` with gradients into the LM (LoRA), or None
-        self.text_hook = None
+        self.text_hook: Callable[[torch.Tensor], torch.Tensor] | None = None
         #: a frozen copy of the network before a `partial_fit`, in eval mode, and the weight of the
         #: distillation toward it (learning without forgetting); None / 0: off
         self.teacher: LMNet | None = None
@@ -212,8 +226,13 @@ class Objective:
         #: distil only positions whose ``events`` equal this mark (replayed rows); None: every position
         self.distill_mark: int | None = None
 
-    def _retrieval(self, net: LMNet, batch: dict[str, torch.Tensor], item_text: torch.Tensor | None = None,
-                   vecs: torch.Tensor | None = None):
+    def _retrieval(
+        self,
+        net: LMNet,
+        batch: dict[str, torch.Tensor],
+        item_text: torch.Tensor | None = None,
+        vecs: torch.Tensor | None = None,
+    ):
         """The vectors the losses read: ``(u, v_all, u_s, v_s, target)``, ``u`` (N, d) at the N
         positions with a target, ``v_all`` (n_items, d), ``u_s`` / ``v_s`` the same with the content
         channel appended when it is on. ``vecs``: the item tower's output, when already known."""
@@ -234,8 +253,15 @@ class Objective:
             v_s = with_content(v_all, self._content, self.content_weight)
         return u, v_all, u_s, v_s, batch["targets"][keep]
 
-    def _distillation(self, net: LMNet, batch: dict[str, torch.Tensor], u_s: torch.Tensor, v_s: torch.Tensor,
-                      target: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+    def _distillation(
+        self,
+        net: LMNet,
+        batch: dict[str, torch.Tensor],
+        u_s: torch.Tensor,
+        v_s: torch.Tensor,
+        target: torch.Tensor,
+        rows: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Mean KL(teacher || student) of the next-item distributions over the candidates (LwF), over
         the (N,) positions ``rows`` (None: all N)."""
         if self.loss == "full":
@@ -244,6 +270,7 @@ class Objective:
             neg = torch.multinomial(self.neg_p, self.n_negatives, replacement=True, generator=self.generator)
             cand = torch.unique(torch.cat([target, neg]))
         teacher = self.teacher
+        assert teacher is not None  # called only with a teacher
         with torch.no_grad():
             if self._teacher_vecs is None:  # the teacher is frozen (eval mode): its item vectors once
                 self._teacher_vecs = teacher.item_tower()
@@ -266,8 +293,13 @@ class Objective:
             neg = torch.multinomial(self.neg_p, self.n_negatives, replacement=True, generator=self.generator)
             neg_log_q = torch.log(self.neg_p[neg] * self.n_negatives)
             total = self.sampled(
-                u_s / tau, v_s[target], v_s[neg], pos_log_q=self.log_pos_q[target], neg_log_q=neg_log_q,
-                pos_ids=target, neg_ids=neg,
+                u_s / tau,
+                v_s[target],
+                v_s[neg],
+                pos_log_q=self.log_pos_q[target],
+                neg_log_q=neg_log_q,
+                pos_ids=target,
+                neg_ids=neg,
             )
         else:
             pick = torch.randint(0, len(self.trainable_idx), target.shape, generator=self.generator)
@@ -325,17 +357,19 @@ def score_users(net: LMNet, vecs: torch.Tensor, tokens, buckets, lengths, text, 
 __all__ += ["batches_of", "score_users"]
 
 
-def user_columns(model, inter) -> tuple[Callable[[np.ndarray], list[np.ndarray]], list[np.ndarray] | None]:
+def user_columns(
+    inter, rating_weight: float
+) -> tuple[Callable[[np.ndarray], list[np.ndarray]], list[np.ndarray] | None]:
     """Cut per-interaction columns of ``inter`` into each user's rows, oldest first.
 
     Args:
-        model: a model with ``rating_weight``.
         inter: the training interactions.
+        rating_weight: the weight of the rating head (0: no ratings are needed).
 
     Returns:
         ``per_user``, which maps a (len(inter),) array to ``n_users`` arrays (each user's rows in
         `time_order`), and the per-user float32 ratings, or None when ``inter`` has no ratings or
-        ``model.rating_weight`` is 0.
+        ``rating_weight`` is 0.
     """
     order = inter.time_order()
     bounds = np.searchsorted(inter.users[order], np.arange(inter.n_users + 1))
@@ -345,77 +379,114 @@ def user_columns(model, inter) -> tuple[Callable[[np.ndarray], list[np.ndarray]]
         return [arr[bounds[u] : bounds[u + 1]] for u in range(inter.n_users)]
 
     ratings = None
-    if inter.ratings is not None and model.rating_weight > 0:
+    if inter.ratings is not None and rating_weight > 0:
         ratings = per_user(inter.ratings.astype(np.float32))
     return per_user, ratings
 
 
-def validator(model, known: Interactions, valid: Interactions) -> Callable[[], dict[str, float]]:
-    """``() -> {"ndcg@10", "recall@10"}`` of ``model`` on ``valid`` by ``lmrec.eval.evaluate`` (full
-    ranking, the items of ``known`` masked); the model's vectors are refreshed first."""
-    from lmrec.data.splits import Split
-    from lmrec.eval.evaluator import evaluate
-
-    split = Split(known, valid, valid.subset(np.zeros(0, dtype=np.int64)), "valid")
-
-    def validate() -> dict[str, float]:
-        model._refresh()
-        res = evaluate(model, split, phase="valid", ks=(10,), metrics=("ndcg", "recall"), user_groups=())
-        return {k: float(res.metrics[k]) for k in ("ndcg@10", "recall@10")}
-
-    return validate
-
-
-def train_network(model, inter, valid, seed: int) -> list[dict[str, float]]:
-    """Train ``model.net_`` on ``inter`` with `lmrec.train.fit_loop`; returns the per-epoch history.
-
-    With ``valid`` interactions, every epoch is validated by ``lmrec.eval.evaluate`` (NDCG@10 over
-    the full catalogue, training items masked) and `EarlyStopping` keeps the best weights.
+def training_windows(
+    inter: Interactions,
+    hist_items: list[np.ndarray],
+    hist_times: list[np.ndarray],
+    user_tower: UserTowerConfig,
+    rating_weight: float,
+    event_classes: list[str],
+) -> Windows:
+    """The windows of a full training pass: every position a target, with ratings and event classes.
 
     Args:
-        model: an `LMRecommender` whose ``_prepare`` has run (network, histories, counts).
         inter: the training interactions.
-        valid: validation interactions on the same id maps, or None.
-        seed: seeds shuffling, ID dropout and negative sampling.
+        hist_items / hist_times: each user's items and timestamps in time order (from ``inter``).
+        user_tower: history length and time buckets.
+        rating_weight: the rating head's weight (0: no ratings in the windows).
+        event_classes: the event head's classes (empty: no events).
     """
-    from lmrec.train.callbacks import EarlyStopping, LogMetrics
-    from lmrec.train.loop import fit_loop
-
-    per_user, ratings = user_columns(model, inter)
+    per_user, ratings = user_columns(inter, rating_weight)
     events = None
-    if model.event_classes_:
-        lookup = {c: i for i, c in enumerate(model.event_classes_)}
+    if event_classes:
+        assert inter.events is not None  # event classes come from the events
+        lookup = {c: i for i, c in enumerate(event_classes)}
         events = per_user(np.array([lookup[e] for e in inter.events.astype(str)], dtype=np.int64))
-    windows = make_windows(model.hist_items_, model.hist_times_, model.max_len, model.n_time_buckets, ratings, events)
+    return make_windows(hist_items, hist_times, user_tower.max_len, user_tower.n_time_buckets, ratings, events)
+
+
+@dataclass
+class LoraSetup:
+    """What LoRA fine-tuning of the language model during training needs.
+
+    Attributes:
+        encoder: the trainable text encoder (adapters attached).
+        texts: every item's text in index order.
+        config: adapter settings (``lora_items_per_step``, ``lora_lr``).
+    """
+
+    encoder: Any
+    texts: list[str]
+    config: EncoderConfig
+
+
+def train_network(
+    net: LMNet,
+    windows: Windows,
+    counts: np.ndarray,
+    *,
+    objective: ObjectiveConfig,
+    optim: OptimConfig,
+    content_weight: float,
+    seed: int,
+    validate: Callable[[], dict[str, float]] | None = None,
+    lora: LoraSetup | None = None,
+    show_progress: bool = False,
+) -> list[dict[str, float]]:
+    """Train ``net`` on ``windows`` with `lmrec.train.fit_loop`; returns the per-epoch history.
+
+    With ``validate``, `EarlyStopping` on its ``"ndcg@10"`` keeps the best weights.
+
+    Args:
+        net: the network (item tower over every item of ``counts``).
+        windows: the training windows.
+        counts: (n_items,) training interactions per item (popularity for sampling and log-Q).
+        objective / optim: loss and optimisation settings.
+        content_weight: weight of the frozen content channel (0: off).
+        seed: seeds shuffling, ID dropout and negative sampling.
+        validate: ``() -> {"ndcg@10", ...}`` after every epoch, or None.
+        lora: LoRA fine-tuning of the language model, or None.
+        show_progress: a progress bar over epochs.
+    """
     generator = torch.Generator().manual_seed(seed)
-    objective = Objective(
-        model._resolved_loss(inter.n_items), model.counts_, n_negatives=model.n_negatives,
-        rating_weight=model.rating_weight, event_weight=model.event_weight,
-        content_weight=model.content_weight, generator=generator,
+    loss_fn = Objective(
+        objective.resolved_loss(len(counts)),
+        counts,
+        n_negatives=objective.n_negatives,
+        rating_weight=objective.rating_weight,
+        event_weight=objective.event_weight,
+        content_weight=content_weight,
+        generator=generator,
     )
-    log = logging.getLogger("lmrec.models.lm.model")
-    callbacks: list = [LogMetrics(log)]
-    validate = None
-    if valid is not None and len(valid):
-        callbacks.append(EarlyStopping("ndcg@10", mode="max", patience=int(model.patience)))
-        validate = validator(model, inter, valid)
-
-    groups = [{"params": list(model.net_.parameters())}]
-    if model.finetune_lm == "lora":
-        from lmrec.models.lm.finetune import LoraTuner
-
-        tuner = LoraTuner(model.encoder, model._item_texts, model.net_.item_tower.text, int(model.lora_items_per_step),
-                          generator)
-        objective.text_hook = tuner.fresh_text
+    callbacks: list = [LogMetrics(logging.getLogger("lmrec.models.lm.model"))]
+    if validate is not None:
+        callbacks.append(EarlyStopping("ndcg@10", mode="max", patience=int(optim.patience)))
+    groups: list[dict[str, Any]] = [{"params": list(net.parameters())}]
+    if lora is not None:
+        tuner = LoraTuner(
+            lora.encoder, lora.texts, net.item_tower.text, int(lora.config.lora_items_per_step), generator
+        )
+        loss_fn.text_hook = tuner.fresh_text
         callbacks.append(tuner)  # after EarlyStopping: restores the adapters of the same best epoch
-        groups.append({"params": model.encoder.trainable_parameters(), "lr": model.lora_lr, "weight_decay": 0.0})
-    optimizer = torch.optim.AdamW(groups, lr=model.lr, weight_decay=model.weight_decay)
+        groups.append({"params": lora.encoder.trainable_parameters(), "lr": lora.config.lora_lr, "weight_decay": 0.0})
+    optimizer = torch.optim.AdamW(groups, lr=optim.lr, weight_decay=optim.weight_decay)
     state = fit_loop(
-        model.net_, batches_of(windows, int(model.batch_size), seed), objective, optimizer,
-        epochs=int(model.epochs), callbacks=callbacks, validate=validate, grad_clip=model.grad_clip,
-        show_progress=model.show_progress,
+        net,
+        batches_of(windows, int(optim.batch_size), seed),
+        loss_fn,
+        optimizer,
+        epochs=int(optim.epochs),
+        callbacks=callbacks,
+        validate=validate,
+        grad_clip=optim.grad_clip,
+        show_progress=show_progress,
     )
     return state.history
 
 
-__all__ += ["train_network", "user_columns", "validator"]
+__all__ += ["LoraSetup", "train_network", "training_windows", "user_columns"]

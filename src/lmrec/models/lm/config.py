@@ -1,0 +1,518 @@
+"""Typed settings of the language-model interest model, one small frozen dataclass per component.
+
+Each component owns its defaults and validates itself when built: a bad value is a ``ValueError``
+that names the field, the value and what is allowed; an unknown key given to ``from_dict`` names the
+key and the valid ones. `LMRecommender` takes one of each (a dataclass, a plain dict or None for the
+defaults), so a setting is reachable by a dotted key such as ``lm.objective.loss``.
+
+`FLAT_NAMES` maps every flat constructor argument of the model before the components existed
+(``loss``, ``item_repr``, ``fusion_categorical``, ...) to its dotted place, so old scripts, old
+``--param`` lines and old saved ``config.json`` files keep working (`split_flat`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, TypeVar
+
+__all__ = [
+    "COMPONENTS",
+    "ComponentConfig",
+    "ContinualConfig",
+    "EncoderConfig",
+    "FLAT_NAMES",
+    "FusionConfig",
+    "ItemTowerConfig",
+    "ObjectiveConfig",
+    "OptimConfig",
+    "ScenarioConfig",
+    "UserTowerConfig",
+    "coerce",
+    "split_flat",
+]
+
+C = TypeVar("C", bound="ComponentConfig")
+
+
+# ---------------------------------------------------------------------- checks
+def _name(obj: Any, field: str) -> str:
+    return f"{type(obj).__name__}.{field}"
+
+
+def _choice(obj: Any, field: str, allowed: Sequence[Any]) -> None:
+    value = getattr(obj, field)
+    if value not in allowed:
+        raise ValueError(f"{_name(obj, field)} must be one of {list(allowed)}, got {value!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _int_at_least(obj: Any, field: str, low: int) -> None:
+    value = getattr(obj, field)
+    if not _is_int(value) or value < low:
+        raise ValueError(f"{_name(obj, field)} must be an integer >= {low}, got {value!r}")
+
+
+def _number(obj: Any, field: str, *, low: float = 0.0, strict: bool = False, optional: bool = False) -> None:
+    """A finite number ``>= low`` (``> low`` with ``strict``); None too with ``optional``."""
+    value = getattr(obj, field)
+    if value is None and optional:
+        return
+    ok = _is_number(value) and math.isfinite(float(value)) and (value > low if strict else value >= low)
+    if not ok:
+        what = f"{'> ' if strict else '>= '}{low:g}"
+        raise ValueError(f"{_name(obj, field)} must be {'None or ' if optional else ''}a number {what}, got {value!r}")
+
+
+def _share(obj: Any, field: str) -> None:
+    value = getattr(obj, field)
+    if not _is_number(value) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{_name(obj, field)} must be a number in [0, 1), got {value!r}")
+
+
+def _flag(obj: Any, field: str) -> None:
+    value = getattr(obj, field)
+    if not isinstance(value, bool):
+        raise ValueError(f"{_name(obj, field)} must be True or False, got {value!r}")
+
+
+def _names(obj: Any, field: str) -> None:
+    """None or a list of strings; stored as a tuple (the config is frozen)."""
+    value = getattr(obj, field)
+    if value is None:
+        return
+    if isinstance(value, str) or not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{_name(obj, field)} must be None or a list of column names, got {value!r}")
+    object.__setattr__(obj, field, tuple(value))
+
+
+class ComponentConfig:
+    """Shared ``from_dict`` / ``to_dict`` of the component configs."""
+
+    #: the key of the component in `LMRecommender` (``lm.<key>.<field>``)
+    key: ClassVar[str] = ""
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+
+    @classmethod
+    def from_dict(cls: type[C], values: Mapping[str, Any]) -> C:
+        """Build from a plain dict; an unknown key is a ValueError naming it and the valid keys."""
+        valid = cls.field_names()
+        for key in values:
+            if key not in valid:
+                raise ValueError(f"{cls.__name__} has no field {key!r} (lm.{cls.key}.{key}); valid: {valid}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able field values (tuples as lists), for ``get_params`` and ``config.json``."""
+        return {
+            f: list(v) if isinstance(v, tuple) else v for f, v in ((f, getattr(self, f)) for f in self.field_names())
+        }
+
+    def replace(self: C, **changes: Any) -> C:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+# ---------------------------------------------------------------------- components
+@dataclass(frozen=True)
+class ItemTowerConfig(ComponentConfig):
+    """How items enter the space.
+
+    Attributes:
+        repr: ``"hybrid"`` (text + ID), ``"text"`` (text only) or ``"id"`` (ID only, ablation).
+        adaptor: ``"moe"``, ``"mlp"`` or ``"linear"`` map from the whitened text vector to ``dim``.
+        n_experts: experts of the MoE adaptor.
+        adaptor_dropout: dropout on the whitened text vector.
+        id_dropout: share of items whose ID part is dropped in each training step (hybrid), so that
+            text alone must carry the signal for rare and unseen items.
+        whiten: PCA-whiten text vectors (fitted on the whole catalogue) before the adaptor.
+        whiten_eps: eigenvalue ridge of the whitening, relative to the mean eigenvalue.
+        text_fields: catalogue columns that make up item text (None: text fields then categories).
+        content_weight: weight beta of the frozen content channel (0: off). Every score becomes
+            ``sim(v_u, v_i) + beta * cos(c_u, c_i)``, with ``c_i`` the item's whitened frozen text
+            vector and ``c_u`` the mean of the ``c_i`` of the user's last ``max_len`` items, in
+            training too, so the learned towers fit what content similarity leaves unexplained; cold
+            items keep the pretrained model's content similarity. Vectors are then
+            ``[v, sqrt(beta) * c]``, so one inner product still scores.
+    """
+
+    key: ClassVar[str] = "item_tower"
+
+    repr: Literal["hybrid", "text", "id"] = "hybrid"
+    adaptor: Literal["moe", "mlp", "linear"] = "moe"
+    n_experts: int = 4
+    adaptor_dropout: float = 0.1
+    id_dropout: float = 0.3
+    whiten: bool = True
+    whiten_eps: float = 0.1
+    text_fields: Sequence[str] | None = None
+    content_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        _choice(self, "repr", ("hybrid", "text", "id"))
+        _choice(self, "adaptor", ("moe", "mlp", "linear"))
+        _int_at_least(self, "n_experts", 1)
+        _share(self, "adaptor_dropout")
+        _share(self, "id_dropout")
+        _flag(self, "whiten")
+        _number(self, "whiten_eps")
+        _names(self, "text_fields")
+        _number(self, "content_weight")
+        if self.content_weight > 0 and self.repr == "id":
+            raise ValueError(
+                "ItemTowerConfig.content_weight > 0 needs item text, but repr is 'id' (choose repr 'hybrid' or 'text')"
+            )
+
+    @property
+    def uses_text(self) -> bool:
+        return self.repr in ("hybrid", "text")
+
+
+@dataclass(frozen=True)
+class UserTowerConfig(ComponentConfig):
+    """The causal transformer that reads a user's history (and gates in their own text).
+
+    Attributes:
+        max_len: longest history read.
+        n_layers / n_heads / dropout: the transformer (``dim`` must be divisible by ``n_heads``).
+        n_time_buckets: log time-gap buckets (0: no time encoding).
+        use_user_text: gate in the user's own text (reviews, queries, profile sentence).
+        user_text_kinds: which kinds of user text to read (None: all).
+    """
+
+    key: ClassVar[str] = "user_tower"
+
+    max_len: int = 50
+    n_layers: int = 2
+    n_heads: int = 2
+    dropout: float = 0.2
+    n_time_buckets: int = 20
+    use_user_text: bool = True
+    user_text_kinds: Sequence[str] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_len", "n_layers", "n_heads"):
+            _int_at_least(self, name, 1)
+        _share(self, "dropout")
+        _int_at_least(self, "n_time_buckets", 0)
+        _flag(self, "use_user_text")
+        _names(self, "user_text_kinds")
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig(ComponentConfig):
+    """What training optimises (see `lmrec.models.lm.training`).
+
+    Attributes:
+        loss: ``"full"`` softmax, ``"sampled"`` softmax with log-Q, ``"bpr"``, or ``"auto"`` (full
+            up to ``full_softmax_max_items`` items, sampled above).
+        full_softmax_max_items: the ``"auto"`` threshold.
+        n_negatives: sampled negatives per step for ``"sampled"``.
+        similarity: ``"cosine"`` (unit vectors; logits over ``temperature``) or ``"dot"`` (raw inner
+            products, where vector norms can carry popularity).
+        temperature: temperature of the cosine logits; ``learn_temperature`` makes it a parameter.
+        rating_weight: weight of the rating head (log(1 + r) regression) when ratings exist.
+        event_weight: weight of the event-type head when events exist.
+    """
+
+    key: ClassVar[str] = "objective"
+
+    loss: Literal["auto", "full", "sampled", "bpr"] = "auto"
+    full_softmax_max_items: int = 50_000
+    n_negatives: int = 512
+    similarity: Literal["cosine", "dot"] = "cosine"
+    temperature: float = 0.07
+    learn_temperature: bool = False
+    rating_weight: float = 0.0
+    event_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        _choice(self, "loss", ("auto", "full", "sampled", "bpr"))
+        _int_at_least(self, "full_softmax_max_items", 1)
+        _int_at_least(self, "n_negatives", 1)
+        _choice(self, "similarity", ("cosine", "dot"))
+        _number(self, "temperature", strict=True)
+        _flag(self, "learn_temperature")
+        _number(self, "rating_weight")
+        _number(self, "event_weight")
+
+    def resolved_loss(self, n_items: int) -> Literal["full", "sampled", "bpr"]:
+        """The loss actually used for a catalogue of ``n_items`` items (``"auto"`` resolved)."""
+        if self.loss == "auto":
+            return "full" if n_items <= self.full_softmax_max_items else "sampled"
+        return self.loss
+
+
+@dataclass(frozen=True)
+class OptimConfig(ComponentConfig):
+    """Optimisation of ``fit``: AdamW, early stopping on validation NDCG@10 when ``fit`` gets ``valid``.
+
+    Attributes:
+        lr / weight_decay: AdamW.
+        batch_size: training windows per step.
+        epochs: most epochs; patience: epochs without a validation gain before stopping.
+        grad_clip: clip the gradient norm (None: off).
+    """
+
+    key: ClassVar[str] = "optim"
+
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    epochs: int = 200
+    patience: int = 10
+    grad_clip: float | None = 5.0
+
+    def __post_init__(self) -> None:
+        _number(self, "lr", strict=True)
+        _number(self, "weight_decay")
+        for name in ("batch_size", "epochs", "patience"):
+            _int_at_least(self, name, 1)
+        _number(self, "grad_clip", strict=True, optional=True)
+
+
+@dataclass(frozen=True)
+class EncoderConfig(ComponentConfig):
+    """The pretrained language model that opens the space (its spec is saved, the object is not).
+
+    Attributes:
+        model / backend: how to build the encoder when none is injected (None: the packaged
+            MiniLM); a loaded model rebuilds the same one.
+        cache_dir: on-disk embedding cache for the text vectors (None: no cache).
+        finetune: ``"lora"`` fine-tunes the language model with LoRA adapters during training (see
+            `lmrec.models.lm.finetune`; slow on a CPU, hence ``"none"`` by default).
+        lora_rank / lora_items_per_step / lora_lr: adapter rank, targets re-encoded with gradients
+            per step, and the adapters' learning rate.
+    """
+
+    key: ClassVar[str] = "encoder"
+
+    model: str | None = None
+    backend: str = "torch"
+    cache_dir: str | None = None
+    finetune: Literal["none", "lora"] = "none"
+    lora_rank: int = 8
+    lora_items_per_step: int = 32
+    lora_lr: float = 1e-4
+
+    def __post_init__(self) -> None:
+        for name in ("model", "cache_dir"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{_name(self, name)} must be None or a string, got {value!r}")
+        if not isinstance(self.backend, str):
+            raise ValueError(f"{_name(self, 'backend')} must be a string, got {self.backend!r}")
+        _choice(self, "finetune", ("none", "lora"))
+        _int_at_least(self, "lora_rank", 1)
+        _int_at_least(self, "lora_items_per_step", 1)
+        _number(self, "lora_lr", strict=True)
+
+
+@dataclass(frozen=True)
+class FusionConfig(ComponentConfig):
+    """Other modalities fused with the item text (`lmrec.models.lm.fusion`).
+
+    Attributes:
+        mode: ``"concat"`` (+ projection), ``"mean"`` or ``"gated"`` (attention over modalities);
+            ``"none"`` is text (+ ID) only. A missing modality is masked, not averaged in as zeros.
+        categorical / numeric: catalogue columns fused as embedding bags / z-scored numbers.
+        image: fuse image vectors: the catalogue's ``vector_col``, else its ``image_col`` through the
+            model's ``image_encoder`` (an object, not saved) or a local CLIP directory ``image_model``.
+    """
+
+    key: ClassVar[str] = "fusion"
+
+    mode: Literal["none", "concat", "mean", "gated"] = "none"
+    categorical: Sequence[str] | None = None
+    numeric: Sequence[str] | None = None
+    image: bool = False
+    image_model: str | None = None
+
+    def __post_init__(self) -> None:
+        _choice(self, "mode", ("none", "concat", "mean", "gated"))
+        _names(self, "categorical")
+        _names(self, "numeric")
+        _flag(self, "image")
+        if self.image_model is not None and not isinstance(self.image_model, str):
+            raise ValueError(f"FusionConfig.image_model must be None or a string, got {self.image_model!r}")
+        asked = [f for f in ("categorical", "numeric", "image") if getattr(self, f)]
+        if self.mode == "none" and asked:
+            raise ValueError(f"FusionConfig {asked} need mode='concat', 'mean' or 'gated'; mode is 'none'")
+
+
+@dataclass(frozen=True)
+class ContinualConfig(ComponentConfig):
+    """Continual updates (`LMRecommender.partial_fit`, `lmrec.models.lm.continual`).
+
+    Attributes:
+        replay: replay a sample of earlier interactions: ``"reservoir"`` (uniform), ``"recency"``
+            (weight ``2^(t / replay_half_life)``) or ``"none"``.
+        replay_size: rows in the replay buffer.
+        replay_half_life: seconds for ``"recency"`` (None: a quarter of the history's time span).
+        regularizer: pull toward the weights before each update: ``"l2sp"``, ``"ewc"``
+            (Fisher-weighted) or ``"none"``, decoupled from the loss: after each optimiser step the
+            distance to the previous weights shrinks by the share ``update lr * reg_strength``
+            (times the Fisher weight for EWC; capped at 1).
+        update_epochs: epochs of each update; update_lr: its learning rate (None: ``optim.lr``).
+        distill: weight of the distillation term (learning without forgetting; 0: off): the KL
+            divergence from the model before the update to the model being trained, over each
+            training position's next-item distribution.
+        distill_rows: the positions distilled: ``"all"`` the update trains on, or only the
+            ``"replayed"`` rows' (needs ``replay``).
+    """
+
+    key: ClassVar[str] = "continual"
+
+    replay: Literal["none", "reservoir", "recency"] = "reservoir"
+    replay_size: int = 1000
+    replay_half_life: float | None = None
+    regularizer: Literal["none", "l2sp", "ewc"] = "l2sp"
+    reg_strength: float = 1.0
+    update_epochs: int = 5
+    update_lr: float | None = None
+    distill: float = 0.0
+    distill_rows: Literal["all", "replayed"] = "all"
+
+    def __post_init__(self) -> None:
+        _choice(self, "replay", ("none", "reservoir", "recency"))
+        _int_at_least(self, "replay_size", 1)
+        _number(self, "replay_half_life", strict=True, optional=True)
+        _choice(self, "regularizer", ("none", "l2sp", "ewc"))
+        _number(self, "reg_strength")
+        _int_at_least(self, "update_epochs", 1)
+        _number(self, "update_lr", strict=True, optional=True)
+        _number(self, "distill")
+        _choice(self, "distill_rows", ("all", "replayed"))
+        if self.distill and self.distill_rows == "replayed" and self.replay == "none":
+            raise ValueError(
+                "ContinualConfig distill_rows='replayed' distils the replayed rows, but replay='none' "
+                "replays none; set replay or distill_rows='all'"
+            )
+
+
+@dataclass(frozen=True)
+class ScenarioConfig(ComponentConfig):
+    """The per-scenario adapters of the multi-scenario model (`LMScenarioRecommender`).
+
+    Attributes:
+        adapter_rank: rank ``r`` of each scenario's user and item maps.
+        scenario_weights: loss weight per scenario: a dict name -> weight (scenarios not named get
+            1.0), ``"balanced"`` (weight ``sqrt(n_mean / n_s)`` for a scenario with ``n_s`` training
+            interactions), or None (every interaction counts the same).
+        shared_dropout: share of training positions scored on the shared path.
+        adapter_text_rank: rank ``r_t`` of each adapter's low-rank correction of the text path (0: none).
+        adapter_text_history: also apply each adapter's text correction to the items its users'
+            histories are read through (needs ``adapter_text_rank > 0``).
+    """
+
+    key: ClassVar[str] = "scenarios"
+
+    adapter_rank: int = 8
+    scenario_weights: Mapping[str, float] | Literal["balanced"] | None = None
+    shared_dropout: float = 0.1
+    adapter_text_rank: int = 0
+    adapter_text_history: bool = False
+
+    def __post_init__(self) -> None:
+        _int_at_least(self, "adapter_rank", 1)
+        sw = self.scenario_weights
+        if sw is not None and sw != "balanced" and not isinstance(sw, Mapping):
+            raise ValueError(
+                f"ScenarioConfig.scenario_weights must be a dict name -> weight, 'balanced' or None, got {sw!r}"
+            )
+        if isinstance(sw, Mapping):
+            if any(not _is_number(w) or not float(w) >= 0 for w in sw.values()):
+                raise ValueError(f"ScenarioConfig.scenario_weights must be >= 0, got {dict(sw)!r}")
+            object.__setattr__(self, "scenario_weights", dict(sw))
+        _share(self, "shared_dropout")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        if isinstance(out["scenario_weights"], Mapping):
+            out["scenario_weights"] = dict(out["scenario_weights"])
+        return out
+
+
+#: component key -> config class, in constructor order
+COMPONENTS: dict[str, type[ComponentConfig]] = {
+    c.key: c
+    for c in (
+        ItemTowerConfig,
+        UserTowerConfig,
+        ObjectiveConfig,
+        OptimConfig,
+        EncoderConfig,
+        FusionConfig,
+        ContinualConfig,
+    )
+}
+
+
+def coerce(cls: type[C], value: C | Mapping[str, Any] | None) -> C:
+    """``value`` as a ``cls``: the dataclass itself, a plain dict (`from_dict`) or None (defaults)."""
+    if value is None:
+        return cls()
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, Mapping):
+        return cls.from_dict(value)
+    raise ValueError(f"lm {cls.key} must be a {cls.__name__}, a dict or None, got {type(value).__name__}")
+
+
+# ---------------------------------------------------------------------- the flat names of before
+def _table() -> dict[str, str]:
+    renamed = {
+        "item_repr": "item_tower.repr",
+        "encoder_model": "encoder.model",
+        "encoder_backend": "encoder.backend",
+        "finetune_lm": "encoder.finetune",
+        "fusion": "fusion.mode",
+        "fusion_categorical": "fusion.categorical",
+        "fusion_numeric": "fusion.numeric",
+        "fusion_image": "fusion.image",
+    }
+    table: dict[str, str] = {}
+    for key, cls in COMPONENTS.items():
+        for name in cls.field_names():
+            table.setdefault(name, f"{key}.{name}")
+    table = {
+        k: v
+        for k, v in table.items()
+        if k not in {"repr", "model", "backend", "finetune", "mode", "categorical", "numeric", "image"}
+    }
+    table.update(renamed)
+    return table
+
+
+#: old flat argument name -> dotted key of its component field (top-level names are not listed)
+FLAT_NAMES: dict[str, str] = _table()
+
+
+def split_flat(flat: Mapping[str, Any], where: str = "LMRecommender") -> dict[str, dict[str, Any]]:
+    """Old flat arguments grouped by component: ``{"loss": "bpr"}`` -> ``{"objective": {"loss": "bpr"}}``.
+
+    Raises:
+        ValueError: a name that is neither an old flat name nor listed; the message names the key
+            and the valid ones.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name, value in flat.items():
+        dotted = FLAT_NAMES.get(name)
+        if dotted is None:
+            raise ValueError(f"{where} has no parameter {name!r}; valid flat names: {sorted(FLAT_NAMES)}")
+        component, field = dotted.split(".", 1)
+        out.setdefault(component, {})[field] = value
+    return out
