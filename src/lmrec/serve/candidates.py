@@ -71,6 +71,8 @@ class CandidateRetriever:
         if ctx.strategy == "popularity":
             n = len(allowed)
             return top_rows(np.where(allowed, self.items.popularity(n), -np.inf), np.arange(n), pool)
+        if ctx.vec is None:
+            raise ValueError(f"strategy {ctx.strategy!r} needs a query or profile vector; the request has none")
         return self.items.index.search(ctx.vec, pool, allowed)
 
     def _model_candidates(self, ctx: RequestContext, allowed: np.ndarray, pool: int) -> tuple[np.ndarray, np.ndarray]:

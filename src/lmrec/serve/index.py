@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import faiss
 import numpy as np
@@ -130,9 +130,9 @@ class VectorIndex:
         if self.kind == "flat":
             return faiss.IndexFlatIP(self.dim)
         if self.kind == "hnsw":
-            index = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = self.ef_construction
-            return index
+            hnsw = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            hnsw.hnsw.efConstruction = self.ef_construction
+            return hnsw
         n = len(first)
         nlist = self.nlist or max(1, int(4 * math.sqrt(max(n, 1))))
         nlist = max(1, min(nlist, n // 39 if n >= 39 else 1))
@@ -217,12 +217,15 @@ class VectorIndex:
         if allowed is not None:
             bitmap = np.packbits(allowed, bitorder="little")
             selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bitmap))
+        # faiss's bundled stubs lack the search-parameter classes and their keyword arguments
+        fa: Any = faiss
         if self.kind == "hnsw":
-            params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(self.ef_search, 2 * k))
+            params = fa.SearchParametersHNSW(sel=selector, efSearch=max(self.ef_search, 2 * k))
         elif self.kind == "ivf":
-            params = faiss.SearchParametersIVF(sel=selector, nprobe=self.nprobe)
+            params = fa.SearchParametersIVF(sel=selector, nprobe=self.nprobe)
         else:
-            params = faiss.SearchParameters(sel=selector) if selector is not None else None
+            params = fa.SearchParameters(sel=selector) if selector is not None else None
+        assert self._faiss is not None  # kind "numpy" never reaches a faiss search
         scores, rows = self._faiss.search(query, k, params=params)
         del bitmap  # the selector points into it; it must outlive the search
         keep = rows[0] >= 0

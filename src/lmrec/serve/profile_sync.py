@@ -81,8 +81,8 @@ class ProfileSync:
         self._add_event_popularity(counts)
 
     def _add_event_popularity(self, counts: Mapping[str, int]) -> None:
-        logged = [(self.items.any_row(i), c) for i, c in counts.items()]
-        logged = [(r, c) for r, c in logged if r is not None]
+        rows = [(self.items.any_row(i), c) for i, c in counts.items()]
+        logged = [(r, c) for r, c in rows if r is not None]
         if logged:
             self.items.add_popularity([r for r, _ in logged], np.asarray([c for _, c in logged], dtype=np.float64))
 

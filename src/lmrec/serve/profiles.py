@@ -71,9 +71,8 @@ def absorb(
     """
     if len(events) != len(item_vectors):
         raise ValueError(f"absorb: {len(events)} events but {len(item_vectors)} item vectors")
-    fresh = profile is None or profile.space != space
     dim = next((len(v) for v in item_vectors if v is not None), None)
-    if fresh:
+    if profile is None or profile.space != space:
         vector = np.zeros(dim or 0, dtype=np.float32)
         n, last_seq, last_ts = 0, 0, 0.0
     else:
@@ -110,5 +109,5 @@ def blend(parts: Sequence[tuple[np.ndarray | None, float]]) -> np.ndarray | None
     if total <= 0:
         # every weight is zero: the parts count equally rather than vanish
         present = [(v, 1.0) for v, _ in present]
-    out = sum(w * v for v, w in present)
+    out = sum((w * v for v, w in present), np.zeros_like(present[0][0]))
     return unit(out)

@@ -11,7 +11,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -156,7 +156,7 @@ class ServeSettings(BaseModel):
     rules: tuple[str, ...] = ()
     show_progress: bool = False
     scrub_pii: bool = True
-    pii_kinds: tuple[PIIKind, ...] = tuple(sorted(ALL_KINDS))  # type: ignore[assignment]
+    pii_kinds: tuple[PIIKind, ...] = tuple(sorted(cast("frozenset[PIIKind]", ALL_KINDS)))
     pii_backend: Literal["patterns", "presidio"] = "patterns"
     store_queries: Literal["none", "scrubbed", "raw"] = "none"
     retention_days: dict[str, float] = Field(default_factory=dict)

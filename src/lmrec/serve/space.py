@@ -13,7 +13,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -102,7 +102,9 @@ class ModelSpace(VectorSpace):
         users = np.asarray([user_idx], dtype=np.int64)
         if scenario is None:
             return np.asarray(self.model.user_vectors(users)[0], dtype=np.float32)
-        return np.asarray(self.model.user_vectors(users, scenario=scenario)[0], dtype=np.float32)
+        # only scenario-aware models are asked for a scenario (the service checks is_scenario_aware)
+        scenario_model = cast(Any, self.model)
+        return np.asarray(scenario_model.user_vectors(users, scenario=scenario)[0], dtype=np.float32)
 
 
 class TextSpace(VectorSpace):

@@ -9,6 +9,7 @@ start-up it repairs any profile that a crash left behind the log.
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -139,7 +140,7 @@ class ProfileStore(ABC):
     ) -> None:
         """`catch_up` for several users (``events_since(user, seq)``); stores may batch the round trips."""
         for user in dict.fromkeys(user_ids):
-            self.catch_up(user, lambda seq, u=user: events_since(u, seq), update, tx, space=space)
+            self.catch_up(user, functools.partial(events_since, user), update, tx, space=space)
 
     @staticmethod
     def _current(profile: Profile | None, space: str | None) -> Profile | None:

@@ -10,9 +10,10 @@ a crash between the log commit and the Redis write is repaired at the next start
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, cast
 
 from lmrec.serve.stores.base import Profile, ProfileStore, ProfileUpdate, StoredEvent
 from lmrec.serve.stores.sqlite import blob_to_vector, vector_to_blob
@@ -63,7 +64,7 @@ class RedisProfileStore(ProfileStore):
         return f"{self.prefix}profile:{user_id}"
 
     @staticmethod
-    def _parse(raw: dict[bytes, bytes]) -> Profile | None:
+    def _parse(raw: Mapping[Any, Any]) -> Profile | None:
         if not raw:
             return None
         return Profile(
@@ -75,7 +76,7 @@ class RedisProfileStore(ProfileStore):
         )
 
     @staticmethod
-    def _fields(profile: Profile) -> dict[str, Any]:
+    def _fields(profile: Profile) -> dict[str | bytes, Any]:
         return {
             "vector": vector_to_blob(profile.vector),
             "n_events": profile.n_events,
@@ -111,7 +112,7 @@ class RedisProfileStore(ProfileStore):
                     pipe.multi()
                     pipe.delete(key)
                     if new is not None:
-                        pipe.hset(key, mapping=self._fields(new))
+                        pipe.hset(key, mapping=cast(Any, self._fields(new)))  # redis' stub types keys too narrowly
                     pipe.execute()
                     return new
                 except self._redis.WatchError:
@@ -148,7 +149,7 @@ class RedisProfileStore(ProfileStore):
             self._cas(keys=[self._key(user)], args=[str(seen_seq), *fields], client=pipe)
         for (user, _, _), ok in zip(writes, pipe.execute()):
             if not ok:
-                self.catch_up(user, lambda seq, u=user: events_since(u, seq), update, space=space)
+                self.catch_up(user, functools.partial(events_since, user), update, space=space)
 
     def delete(self, user_id: str, tx: Any = None) -> bool:
         return bool(self.client.delete(self._key(user_id)))

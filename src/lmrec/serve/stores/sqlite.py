@@ -139,7 +139,8 @@ def _item_record(row: tuple) -> ItemRecord:
 
 
 def _event(row: tuple) -> StoredEvent:
-    return StoredEvent(*row[:7], seq=row[7])
+    event_id, user_id, item_id, kind, value, ts, scenario, seq = row[:8]
+    return StoredEvent(event_id, user_id, item_id, kind, value, ts, scenario, seq=seq)
 
 
 class SQLiteStore:
@@ -236,7 +237,8 @@ class SQLiteStore:
                 (e.event_id, e.user_id, e.item_id, e.type, e.value, e.ts, e.scenario, now),
             )
             if cur.rowcount == 1:
-                out.append(StoredEvent(**e.__dict__, seq=int(cur.lastrowid)))
+                assert cur.lastrowid is not None  # an INSERT that added a row has a row id
+                out.append(StoredEvent(**e.__dict__, seq=cur.lastrowid))
                 counts.setdefault(e.user_id, []).append(e.ts)
             else:
                 out.append(None)
