@@ -302,7 +302,7 @@ def part_new(seed: int, k: Knobs) -> dict[str, Any]:
         log.info("new scenario, %s: %s", mode, out[mode])
     # zero-shot: the shared path of the model without the scenario, on the same users
     probe = load_model(path)
-    probe._set_histories(split.train)
+    probe.backbone.set_histories(split.train)
     probe.seen_ = split.train.to_csr("binary")
     probe.observe(split.valid)
     out["shared_only"] = {"test": evaluate_test(probe, split)["by_scenario"][HELD_OUT]}

@@ -37,16 +37,11 @@ def walk(tmp_path_factory):
     split = leave_one_out(data.interactions)
     model = LMRecommender(
         dim=16,
-        max_len=8,
-        n_layers=1,
-        n_heads=2,
-        dropout=0.1,
-        epochs=40,
-        batch_size=8,
-        lr=1e-2,
-        whiten=False,
+        item_tower={"whiten": False},
+        user_tower={"max_len": 8, "n_layers": 1, "n_heads": 2, "dropout": 0.1},
+        optim={"epochs": 40, "batch_size": 8, "lr": 1e-2},
         num_threads=1,
-        encoder=HashingEncoder(32),
+        text_encoder=HashingEncoder(32),
         random_state=0,
     ).fit(data.with_interactions(split.train))
     model.observe(split.valid)

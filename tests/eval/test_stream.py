@@ -15,6 +15,7 @@ from lmrec.eval.gate import champion_challenger, clone_model, gated_partial_fit,
 from lmrec.eval.stream import fit_fresh, prequential, update_fresh
 from lmrec.models.itemknn import ItemKNN
 from lmrec.models.lm import LMRecommender
+from lmrec.models.lm.config import ContinualConfig
 from lmrec.models.popularity import Popularity
 
 GENRES = ["action", "comedy", "drama", "horror"]
@@ -44,23 +45,18 @@ def stream_dataset() -> Dataset:
 
 
 def lm(**kw) -> LMRecommender:
-    params = dict(
-        dim=16,
-        max_len=8,
-        n_layers=1,
-        n_heads=2,
-        epochs=8,
-        update_epochs=3,
-        batch_size=8,
-        lr=1e-2,
-        whiten=False,
-        num_threads=1,
-        encoder=HashingEncoder(32),
-        replay_size=50,
-        random_state=0,
-    )
-    params.update(kw)
-    return LMRecommender(**params)
+    """A small model; ``kw`` go through `LMRecommender.from_params` (dotted keys or flat names)."""
+    params = {
+        "dim": 16,
+        "user_tower": {"max_len": 8, "n_layers": 1, "n_heads": 2},
+        "optim": {"epochs": 8, "batch_size": 8, "lr": 1e-2},
+        "item_tower": {"whiten": False},
+        "continual": {"update_epochs": 3, "replay_size": 50},
+        "num_threads": 1,
+        "text_encoder": HashingEncoder(32),
+        "random_state": 0,
+    }
+    return LMRecommender.from_params({**params, **kw})
 
 
 # ---------------------------------------------------------------------- windows
@@ -148,14 +144,14 @@ class Recorder:
     """A fake model that records every row it learns or reads and scores by what it has trained on.
 
     Rows are named by their timestamps (unique in the data used here). Item scores depend only on the
-    latest timestamp trained on (``fit`` / ``partial_fit``) and on ``replay``, so every NDCG is known.
+    latest timestamp trained on (``fit`` / ``partial_fit``) and on ``continual.replay``, so every NDCG is known.
     """
 
     events: list[tuple[str, set[float]]] = []  # on the class: shared by every deep copy (clone_model)
     window0: tuple[float, float] = (10.0, 15.0)  # [start, end) of window 0's timestamps
 
     def __init__(self) -> None:
-        self.replay = "reservoir"
+        self.continual = ContinualConfig(replay="reservoir")  # the no-replay arm replaces it
         self.last_t_ = -1.0
 
     def _learn(self, kind: str, inter: Interactions) -> None:
@@ -184,7 +180,7 @@ class Recorder:
             s[:] = np.arange(self.n_items_)
         elif self.last_t_ < hi:  # learnt window 0: 0 > 1 > ... > 9
             s[:] = -np.arange(self.n_items_)
-        elif self.replay == "none":  # learnt later windows without replay: item 1, then item 0
+        elif self.continual.replay == "none":  # learnt later windows without replay: item 1, then item 0
             s[[1, 0]] = [2.0, 1.0]
         else:  # ... with replay (or a refit): items 1, 2, then item 0
             s[[1, 2, 0]] = [3.0, 2.0, 1.0]

@@ -66,18 +66,13 @@ def _lm(_cls: str = "LMRecommender", **kw: Any) -> Recommender:
     from lmrec.encoders.fake import HashingEncoder
     from lmrec.models.lm import LMRecommender
 
-    params = dict(
+    params: dict[str, Any] = dict(
         dim=16,
-        max_len=8,
-        n_layers=1,
-        n_heads=2,
-        dropout=0.3,
-        epochs=30,
-        batch_size=8,
-        lr=1e-2,
-        whiten=False,
+        item_tower={"whiten": False},
+        user_tower={"max_len": 8, "n_layers": 1, "n_heads": 2, "dropout": 0.3},
+        optim={"epochs": 30, "batch_size": 8, "lr": 1e-2},
         num_threads=1,
-        encoder=HashingEncoder(32),
+        text_encoder=HashingEncoder(32),
     )
     if _cls == "LMScenarioRecommender":
         from lmrec.models.lm import LMScenarioRecommender
@@ -154,7 +149,7 @@ SPECS: dict[str, Spec] = {
     "lm-scenario": Spec(
         "lm-scenario",
         lambda **kw: _lm(_cls="LMScenarioRecommender", **kw),
-        {"adapter_rank": 0},
+        {"scenarios": {"adapter_rank": 0}},
         r"adapter_rank must be an integer >= 1, got 0",
     ),
     "tfidf": Spec(

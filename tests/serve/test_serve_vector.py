@@ -101,7 +101,13 @@ def test_the_language_model_interest_model_is_served_in_its_own_space(tmp_path: 
 
     from lmrec.encoders.fake import HashingEncoder
 
-    model = lm.LMRecommender(dim=16, epochs=2, n_layers=1, batch_size=8, encoder=HashingEncoder(32), random_state=0)
+    model = lm.LMRecommender(
+        dim=16,
+        user_tower={"n_layers": 1},
+        optim={"epochs": 2, "batch_size": 8},
+        text_encoder=HashingEncoder(32),
+        random_state=0,
+    )
     model_dir = save_bundle(model, tmp_path / "lm")
     loaded = load_model(model_dir)
     with TestClient(create_app(make_settings(model_dir))) as client:

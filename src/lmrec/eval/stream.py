@@ -103,10 +103,23 @@ class _Updatable(Protocol):
     def partial_fit(self, new_interactions: Interactions, **kwargs: Any) -> Recommender: ...
 
 
-class _Replaying(Protocol):
-    """A model with a ``replay`` setting (``"none"`` turns replay off)."""
+class _ReplayPolicy(Protocol):
+    """A continual-update config with a ``replay`` kind (the language-model model's ``continual``)."""
 
     replay: str
+
+    def replace(self, **changes: Any) -> _ReplayPolicy: ...
+
+
+class _Continual(Protocol):
+    """A model with a continual-update config (``continual``)."""
+
+    continual: _ReplayPolicy
+
+
+def _replay_kind(model: Recommender) -> str | None:
+    """``model.continual.replay`` (None: the model has no continual config with a replay kind)."""
+    return getattr(getattr(model, "continual", None), "replay", None)
 
 
 def evaluate_window(
@@ -331,9 +344,10 @@ def prequential(
     frozen = clone_model(initial) if "no_update" in arms else None
     incremental = clone_model(initial) if inc_ok else None
     no_replay = None
-    if measure and incremental is not None and getattr(initial, "replay", "none") != "none":
+    if measure and incremental is not None and _replay_kind(initial) not in (None, "none"):
         no_replay = clone_model(initial)
-        cast(_Replaying, no_replay).replay = "none"  # initial has a replay setting (checked above)
+        settings = cast(_Continual, no_replay)  # initial has a continual config with a replay kind (checked above)
+        settings.continual = settings.continual.replace(replay="none")
     updated = [m for m in (incremental, no_replay) if m is not None]
     forget: dict[str, Any] = {}
     task0: dict[str, tuple[float, float]] = {}
@@ -428,7 +442,7 @@ def prequential(
                 "last_stream_refit": None if last is None else last[0],
                 "final_refit_s": final_s,
             }
-        forget["replay_kind"] = getattr(initial, "replay", None)
+        forget["replay_kind"] = _replay_kind(initial)
     info = {
         "n_rows": int(len(initial_idx)),
         "fit_s": fit_s,

@@ -209,19 +209,21 @@ def test_components_accept_dataclass_dict_or_none() -> None:
         LMRecommender(objective=["bpr"])
 
 
-def test_old_flat_keywords_still_build_the_same_model() -> None:
+def test_old_flat_keywords_build_the_same_model_through_from_params_only() -> None:
     encoder = HashingEncoder(32)
-    old = LMRecommender(
-        dim=16,
-        max_len=8,
-        loss="bpr",
-        item_repr="text",
-        fusion="mean",
-        fusion_numeric=["price"],
-        encoder=encoder,
-        cache_dir="/c",
-        replay="none",
-        update_epochs=2,
+    old = LMRecommender.from_params(
+        {
+            "dim": 16,
+            "max_len": 8,
+            "loss": "bpr",
+            "item_repr": "text",
+            "fusion": "mean",
+            "fusion_numeric": ["price"],
+            "encoder": encoder,
+            "cache_dir": "/c",
+            "replay": "none",
+            "update_epochs": 2,
+        }
     )
     new = LMRecommender(
         dim=16,
@@ -235,8 +237,13 @@ def test_old_flat_keywords_still_build_the_same_model() -> None:
     )
     assert old.get_params() == new.get_params()
     assert old.text_encoder is encoder and old.encoder == EncoderConfig(cache_dir="/c")
-    with pytest.raises(ValueError, match=r"^LMRecommender has no parameter 'epoch'; valid: \['continual', "):
-        LMRecommender(epoch=3)
+    with pytest.raises(ValueError, match=r"^model 'lm' has no parameter 'epoch'; valid: \['continual', "):
+        LMRecommender.from_params({"epoch": 3})
+    # the constructor takes components only: an old flat name there is a TypeError
+    with pytest.raises(TypeError, match="unexpected keyword argument 'loss'"):
+        LMRecommender(loss="bpr")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="unexpected keyword argument 'adapter_rank'"):
+        LMScenarioRecommender(adapter_rank=3)  # type: ignore[call-arg]
 
 
 def test_from_params_dotted_nested_flat_and_shortcuts() -> None:
@@ -375,7 +382,9 @@ def test_saved_params_rebuild_the_same_training(genre_split) -> None:
 
 
 def test_the_scenario_model_composes_an_lm_model() -> None:
-    model = LMScenarioRecommender(dim=32, adapter_rank=3, epochs=4, text_encoder=HashingEncoder(16))
+    model = LMScenarioRecommender(
+        dim=32, scenarios={"adapter_rank": 3}, optim={"epochs": 4}, text_encoder=HashingEncoder(16)
+    )
     assert not isinstance(model, LMRecommender) and isinstance(model.backbone, LMRecommender)
     # the backbone owns the settings; the scenario model reads and writes them through
     assert model.backbone.optim.epochs == 4 and model.optim is model.backbone.optim and model.dim == 32
@@ -386,6 +395,6 @@ def test_the_scenario_model_composes_an_lm_model() -> None:
     params = model.get_params()
     assert params["scenarios"]["adapter_rank"] == 3 and params["optim"]["epochs"] == 4 and params["random_state"] == 9
     with pytest.raises(
-        ValueError, match=r"^LMScenarioRecommender has no parameter 'adapter_rnk'; valid: .*'adapter_rank'"
+        ValueError, match=r"^model 'lm-scenario' has no parameter 'adapter_rnk'; valid: .*'adapter_rank'"
     ):
-        LMScenarioRecommender(adapter_rnk=3)
+        LMScenarioRecommender.from_params({"adapter_rnk": 3})

@@ -42,7 +42,7 @@ identity and items that appear later are scored from text as before.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import fields
 from typing import TYPE_CHECKING
 
@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmrec.data.interactions import Interactions
+from lmrec.models.lm.config import ScenarioConfig
 from lmrec.models.lm.item_tower import ItemTower
 from lmrec.models.lm.net import LMNet
 from lmrec.models.lm.training import Objective, Windows, batches_of, make_windows, user_columns
@@ -69,10 +70,60 @@ __all__ = [
     "ScenarioObjective",
     "check_text_history",
     "check_text_rank",
+    "scenario_adapters",
+    "scenario_loss_weights",
     "train_positions",
 ]
 
 NO_LOSS = -100  # a position that is read as history but not trained on
+
+
+def scenario_adapters(
+    net: LMNet,
+    n_scenarios: int,
+    dim: int,
+    config: ScenarioConfig,
+    seed: int,
+    text_ranks: list[int] | None = None,
+    text_history: list[bool] | None = None,
+    id_shapes: list[tuple[int, int]] | None = None,
+) -> ScenarioAdapters:
+    """One fresh adapter per scenario for ``net`` (initialised from ``seed``); the shapes default to
+    ``config`` (a loaded model passes its saved adapters' shapes)."""
+    ranks = text_ranks or [int(config.adapter_text_rank or 0)] * n_scenarios
+    flags = text_history or [bool(config.adapter_text_history)] * n_scenarios
+    tower = net.item_tower
+    text_dim = int(tower.white_proj.shape[1]) if tower.uses_text else 0
+    return ScenarioAdapters(
+        n_scenarios,
+        dim,
+        int(config.adapter_rank),
+        torch.Generator().manual_seed(seed),
+        text_ranks=ranks,
+        text_dim=text_dim,
+        text_history=flags,
+        id_shapes=id_shapes,
+    )
+
+
+def scenario_loss_weights(
+    setting: Mapping[str, float] | str | None, names: list[str], counts: np.ndarray
+) -> np.ndarray:
+    """(n_scenarios,) float32 loss weights from ``ScenarioConfig.scenario_weights``: None (all 1),
+    ``"balanced"`` (``sqrt(mean(counts) / counts_s)``) or a dict name -> weight (others 1).
+
+    Raises:
+        ValueError: the dict names a scenario not in ``names``.
+    """
+    if setting is None:
+        return np.ones(len(counts), np.float32)
+    if setting == "balanced":
+        return np.sqrt(counts.mean() / np.maximum(counts, 1.0)).astype(np.float32)
+    assert isinstance(setting, Mapping)  # ScenarioConfig checked the kinds
+    unknown = sorted(set(setting) - set(names))
+    if unknown:
+        raise ValueError(f"scenario_weights names unknown scenario(s) {unknown}; scenarios: {names}")
+    return np.array([float(setting.get(n, 1.0)) for n in names], np.float32)
 
 
 def check_text_rank(rank: object, item_repr: str, name: str) -> None:

@@ -6,8 +6,9 @@ key and the valid ones. `LMRecommender` takes one of each (a dataclass, a plain 
 defaults), so a setting is reachable by a dotted key such as ``lm.objective.loss``.
 
 `FLAT_NAMES` maps every flat constructor argument of the model before the components existed
-(``loss``, ``item_repr``, ``fusion_categorical``, ...) to its dotted place, so old scripts, old
-``--param`` lines and old saved ``config.json`` files keep working (`split_flat`).
+(``loss``, ``item_repr``, ``fusion_categorical``, ...) to its dotted place, so old ``--param``
+lines, YAML files and saved ``config.json`` files keep working through
+`lmrec.models.lm.params.ComponentParams.from_params` (the constructors take components only).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ __all__ = [
     "ScenarioConfig",
     "UserTowerConfig",
     "coerce",
-    "split_flat",
 ]
 
 C = TypeVar("C", bound="ComponentConfig")
@@ -499,20 +499,3 @@ def _table() -> dict[str, str]:
 
 #: old flat argument name -> dotted key of its component field (top-level names are not listed)
 FLAT_NAMES: dict[str, str] = _table()
-
-
-def split_flat(flat: Mapping[str, Any], where: str = "LMRecommender") -> dict[str, dict[str, Any]]:
-    """Old flat arguments grouped by component: ``{"loss": "bpr"}`` -> ``{"objective": {"loss": "bpr"}}``.
-
-    Raises:
-        ValueError: a name that is neither an old flat name nor listed; the message names the key
-            and the valid ones.
-    """
-    out: dict[str, dict[str, Any]] = {}
-    for name, value in flat.items():
-        dotted = FLAT_NAMES.get(name)
-        if dotted is None:
-            raise ValueError(f"{where} has no parameter {name!r}; valid flat names: {sorted(FLAT_NAMES)}")
-        component, field = dotted.split(".", 1)
-        out.setdefault(component, {})[field] = value
-    return out

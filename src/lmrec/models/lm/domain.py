@@ -18,6 +18,7 @@ trained afterwards is the caller's choice (see `LMScenarioRecommender.adapt`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -145,7 +146,7 @@ def move_to(model: LMRecommender, dataset: Dataset, *, refit_whitening: bool = T
     model.net_ = new
 
 
-def check_reset(reset: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+def check_reset(reset: str | Sequence[str]) -> tuple[str, ...]:
     """``reset`` as a tuple of known part names; a ValueError names an unknown one."""
     parts = (reset,) if isinstance(reset, str) else tuple(reset)
     for part in parts:

@@ -12,6 +12,10 @@ The model is assembled from small typed components (`lmrec.models.lm.config`): i
 tower, objective, optimisation, encoder, fusion and continual policy, each a frozen dataclass that
 validates itself. A setting is reachable by a dotted key (``lm.objective.loss``) from the command
 line and YAML through `LMRecommender.from_params`.
+
+This module holds the settings, fitting, continual updates, cold start and persistence; the network
+is assembled in `lmrec.models.lm.build` and read out (item, user and text-path vectors) by the
+`lmrec.models.lm.vectors.LMVectors` base.
 """
 
 from __future__ import annotations
@@ -22,15 +26,22 @@ from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
 from lmrec.data.catalog import ItemCatalog, UserTexts
 from lmrec.data.dataset import Dataset
 from lmrec.data.interactions import Interactions
 from lmrec.data.splits import Split
 from lmrec.encoders.base import TextEncoder
-from lmrec.models.base import Recommender, register
+from lmrec.models.base import register
 from lmrec.models.lm import persist
+from lmrec.models.lm.build import (
+    build_net,
+    event_classes,
+    make_user_tower,
+    net_from_arrays,
+    time_ordered_histories,
+    user_text_inputs,
+)
 from lmrec.models.lm.config import (
     COMPONENTS,
     ComponentConfig,
@@ -41,33 +52,19 @@ from lmrec.models.lm.config import (
     ObjectiveConfig,
     OptimConfig,
     UserTowerConfig,
+    coerce,
 )
 from lmrec.models.lm.continual import ContinualUpdater, UpdateHooks, UpdateState
 from lmrec.models.lm.explain import explain_recommendation
 from lmrec.models.lm.finetune import lora_arrays, make_lora_encoder
-from lmrec.models.lm.fusion import ItemFusion, make_fusion
-from lmrec.models.lm.item_tower import ItemTower, fit_whitening
-from lmrec.models.lm.net import LMNet
+from lmrec.models.lm.fusion import make_fusion
+from lmrec.models.lm.item_tower import fit_whitening
 from lmrec.models.lm.params import FORMAT_VERSION, ComponentParams
-from lmrec.models.lm.text import (
-    encode_texts,
-    format_item_text,
-    item_fields,
-    item_texts,
-    user_texts,
-)
-from lmrec.models.lm.training import (
-    LoraSetup,
-    append_histories,
-    history_tokens,
-    score_users,
-    train_network,
-    training_windows,
-    user_content,
-    with_content,
-)
+from lmrec.models.lm.text import encode_texts, item_fields, item_texts, user_texts
+from lmrec.models.lm.training import LoraSetup, append_histories, train_network, training_windows
 from lmrec.models.lm.user_tower import UserTower
 from lmrec.models.lm.validation import Validator, ndcg_validator
+from lmrec.models.lm.vectors import LMVectors
 from lmrec.train.seeding import seeded
 
 __all__ = ["LMRecommender"]
@@ -76,7 +73,7 @@ log = logging.getLogger(__name__)
 
 
 @register("lm")
-class LMRecommender(ComponentParams, Recommender):
+class LMRecommender(ComponentParams, LMVectors):
     """Language-model user-interest model (two towers in a pretrained LM's space).
 
     Every component argument takes its config dataclass, a plain dict of its fields, or None for
@@ -97,9 +94,10 @@ class LMRecommender(ComponentParams, Recommender):
         num_threads: torch threads while fitting (None: leave torch's setting).
         show_progress: progress bars for encoding and training.
         random_state: seed of weights, dropout, sampling and shuffling (the global RNG is untouched).
-        **flat: the flat argument names of before the components (``loss="bpr"``, ``item_repr="text"``,
-            ...; `lmrec.models.lm.config.FLAT_NAMES`), each put in its component; any other name is
-            a ValueError naming the valid ones.
+
+    The flat argument names of before the components (``loss="bpr"``, ``item_repr="text"``, ...;
+    `lmrec.models.lm.config.FLAT_NAMES`) are read by `from_params` (command line, YAML, format-1
+    saved models), not by the constructor.
     """
 
     is_sequential = True
@@ -132,24 +130,14 @@ class LMRecommender(ComponentParams, Recommender):
         num_threads: int | None = None,
         show_progress: bool = False,
         random_state: int | None = 0,
-        **flat: Any,
     ) -> None:
-        if encoder is not None and isinstance(encoder, TextEncoder):  # the old ``encoder=<object>``
-            if text_encoder is not None:
-                raise ValueError("LMRecommender got an encoder object as both encoder= and text_encoder=")
-            encoder, text_encoder = None, encoder
-        if isinstance(fusion, str):  # the old ``fusion="mean"``
-            fusion = {"mode": fusion}
-        given = {
-            "item_tower": item_tower,
-            "user_tower": user_tower,
-            "objective": objective,
-            "optim": optim,
-            "encoder": encoder,
-            "fusion": fusion,
-            "continual": continual,
-        }
-        self._set_components(given, flat)
+        self.item_tower = coerce(ItemTowerConfig, item_tower)
+        self.user_tower = coerce(UserTowerConfig, user_tower)
+        self.objective = coerce(ObjectiveConfig, objective)
+        self.optim = coerce(OptimConfig, optim)
+        self.encoder = coerce(EncoderConfig, encoder)
+        self.fusion = coerce(FusionConfig, fusion)
+        self.continual = coerce(ContinualConfig, continual)
         self.dim, self.num_threads, self.show_progress, self.random_state = (
             dim,
             num_threads,
@@ -252,32 +240,26 @@ class LMRecommender(ComponentParams, Recommender):
             item_text_vecs = encode_texts(encoder, texts, cache_dir=enc.cache_dir, show_progress=self.show_progress)
         ut = self.user_tower
         utexts = user_texts(dataset.users, inter.user_map, ut.user_text_kinds) if ut.use_user_text else []
-        has_text = np.array([bool(t) for t in utexts], dtype=bool)
-        user_vecs, user_white = None, None
-        if has_text.any():
-            user_vecs = np.zeros((n_users, self.get_text_encoder().dim), np.float32)
-            user_vecs[has_text] = encode_texts(
-                self.get_text_encoder(),
-                [t for t in utexts if t],
-                cache_dir=enc.cache_dir,
-                show_progress=self.show_progress,
-            )
-            if it.whiten:
-                user_white = fit_whitening(user_vecs[has_text], eps=it.whiten_eps)
+        user_inputs = user_text_inputs(
+            utexts, n_users, self.get_text_encoder, it, cache_dir=enc.cache_dir, show_progress=self.show_progress
+        )
         self.counts_ = inter.item_counts()
         self.set_histories(inter)
         whitening = None
         if uses_text and it.whiten:
             assert item_text_vecs is not None  # encoded above
             whitening = fit_whitening(item_text_vecs, eps=it.whiten_eps)
-        self.net_ = self._build_net(
+        self.event_classes_ = event_classes(inter, self.objective)
+        self.net_ = build_net(
+            self.dim,
+            it,
+            ut,
+            self.objective,
             item_text_vecs,
             self.counts_ > 0,
             whitening,
-            user_vecs,
-            has_text if user_vecs is not None else None,
-            user_white,
-            self._event_classes(inter),
+            user_inputs,
+            len(self.event_classes_),
         )
         if uses_text and self.fusion.mode != "none":
             self.net_.item_tower.fusion, self.fusion_spec_ = make_fusion(
@@ -291,61 +273,13 @@ class LMRecommender(ComponentParams, Recommender):
         else:
             self.fusion_spec_ = None
 
-    def _event_classes(self, inter: Interactions) -> list[str]:
-        if inter.events is None or self.objective.event_weight <= 0:
-            return []
-        return sorted(set(inter.events.astype(str).tolist()))
-
-    def _build_net(self, item_text_vecs, id_mask, whitening, user_vecs, has_text, user_white, events) -> LMNet:
-        self.event_classes_ = list(events)
-        it, obj = self.item_tower, self.objective
-        item_tower = ItemTower(
-            item_text_vecs,
-            id_mask,
-            self.dim,
-            item_repr=it.repr,
-            adaptor=it.adaptor,
-            n_experts=it.n_experts,
-            dropout=it.adaptor_dropout,
-            id_dropout=it.id_dropout,
-            whitening=whitening,
-        )
-        text_dim = (
-            0 if user_vecs is None else (user_white[1].shape[1] if user_white is not None else user_vecs.shape[1])
-        )
-        return LMNet(
-            item_tower,
-            self.make_user_tower(text_dim),
-            user_text=user_vecs,
-            has_text=has_text,
-            user_whitening=user_white,
-            similarity=obj.similarity,
-            temperature=obj.temperature,
-            learn_temperature=obj.learn_temperature,
-            rating_head=obj.rating_weight > 0,
-            n_event_classes=len(events),
-        )
-
     def make_user_tower(self, text_dim: int) -> UserTower:
         """A freshly initialised user tower of this model's shape (``text_dim`` 0: no user text)."""
-        ut = self.user_tower
-        return UserTower(
-            self.dim,
-            ut.max_len,
-            n_layers=ut.n_layers,
-            n_heads=ut.n_heads,
-            dropout=ut.dropout,
-            n_time_buckets=ut.n_time_buckets,
-            text_dim=text_dim,
-        )
+        return make_user_tower(self.dim, self.user_tower, text_dim)
 
     def set_histories(self, inter: Interactions) -> None:
         """Make each user's history (``hist_items_`` / ``hist_times_``) their rows of ``inter`` in time order."""
-        order = inter.time_order()
-        users, items, times = inter.users[order], inter.items[order], inter.timestamps[order]
-        bounds = np.searchsorted(users, np.arange(inter.n_users + 1))
-        self.hist_items_ = [items[bounds[u] : bounds[u + 1]].astype(np.int64) for u in range(inter.n_users)]
-        self.hist_times_ = [times[bounds[u] : bounds[u + 1]].astype(np.float64) for u in range(inter.n_users)]
+        self.hist_items_, self.hist_times_ = time_ordered_histories(inter)
 
     def _train(self, inter: Interactions, valid: Interactions | None, seed: int) -> None:
         windows = training_windows(
@@ -378,169 +312,6 @@ class LMRecommender(ComponentParams, Recommender):
             self.encoder_spec_["name"] = self.text_encoder.name  # the tuned weights' name
             del self._item_texts
         self.refresh_vectors()
-
-    # ------------------------------------------------------------------ encoder
-    def get_text_encoder(self) -> TextEncoder:
-        """The injected encoder, or one rebuilt from the saved spec (built lazily, once)."""
-        if self.text_encoder is None:
-            self._built_encoder = True
-            self.text_encoder = persist.build_encoder(
-                getattr(self, "encoder_spec_", None),
-                self.encoder.model,
-                self.encoder.backend,
-                getattr(self, "_lora_arrays", None),
-            )
-        spec = getattr(self, "encoder_spec_", None)
-        if spec is not None:
-            saved = spec.get("name")
-            if saved is not None and saved != self.text_encoder.name:
-                log.warning(
-                    "encoder %r differs from the one the model was trained with (%r)", self.text_encoder.name, saved
-                )
-            spec.setdefault("name", self.text_encoder.name)
-            spec.setdefault("dim", self.text_encoder.dim)
-            spec.setdefault("class", type(self.text_encoder).__name__)
-        return self.text_encoder
-
-    # ------------------------------------------------------------------ vectors
-    @torch.no_grad()
-    def refresh_vectors(self) -> None:
-        """Recompute the cached (normalised) item vectors in eval mode."""
-        was_training = self.net_.training
-        self.net_.eval()
-        self.item_raw_ = self.net_.item_tower()
-        self._content = self.net_.item_tower.content() if self.item_tower.content_weight > 0 else None
-        learned = self.net_.project(self.item_raw_)
-        self.item_vectors_ = (
-            with_content(learned, self._content, self.item_tower.content_weight).numpy().astype(np.float32)
-        )
-        self.net_.train(was_training)
-
-    def item_vectors(self) -> np.ndarray:
-        """(n_items, d) item vectors (unit length for cosine; ``[v, sqrt(beta) c]`` with a content
-        channel); ``score_all(u) = user_vectors(u) @ item_vectors().T``."""
-        self._check_fitted()
-        return self.item_vectors_
-
-    @torch.no_grad()
-    def encode_users(
-        self,
-        histories: Sequence[Sequence[int]],
-        texts: Sequence[str] | None = None,
-        timestamps: Sequence[Sequence[float]] | None = None,
-        *,
-        known_users: np.ndarray | None = None,
-        batch_size: int = 1024,
-        item_raw: torch.Tensor | None = None,
-    ) -> np.ndarray:
-        """Vectors of users given by their item histories (oldest first) and optional text.
-
-        Unknown item indices in a history are skipped; an empty history with no text gives the
-        learned "empty user" vector.
-
-        Args:
-            histories: n lists of item indices.
-            texts: n user texts ("" for none), or None.
-            timestamps: n lists of seconds matching ``histories`` (None: no gaps).
-            known_users: (n,) indices of known users whose stored text to use when ``texts`` is None.
-            batch_size: users per forward pass.
-            item_raw: (n_items, d) item vectors the histories are read through (None: the model's
-                own; the multi-scenario model passes a scenario's corrected ones).
-
-        Returns:
-            (n, d) float32 unit vectors (``[v_u, sqrt(beta) c_u]`` with a content channel; ``c_u`` is
-            zero for an empty history).
-        """
-        self._check_fitted()
-        n = len(histories)
-        if texts is not None and len(texts) != n:
-            raise ValueError(f"encode_users: {len(texts)} texts for {n} histories")
-        items, times = [], []
-        for j, hist in enumerate(histories):
-            h = np.asarray(hist, dtype=np.int64).reshape(-1)
-            t = np.asarray(timestamps[j], dtype=np.float64) if timestamps is not None else np.zeros(len(h))
-            ok = (h >= 0) & (h < self.n_items)
-            items.append(h[ok])
-            times.append(t[ok] if len(t) == len(h) else np.zeros(int(ok.sum())))
-        raw_text, flags = None, None
-        if hasattr(self.net_, "user_text"):
-            if texts is not None:
-                flags = np.array([bool(t) for t in texts])
-                raw = np.zeros((n, self.net_.user_text.shape[1]), np.float32)
-                if flags.any():
-                    raw[flags] = encode_texts(self.get_text_encoder(), [t for t in texts if t])
-                raw_text = torch.from_numpy(raw)
-            elif known_users is not None:
-                raw_text = self.net_.user_text[torch.from_numpy(np.asarray(known_users, dtype=np.int64))]
-                flags = self.net_.has_text[torch.from_numpy(np.asarray(known_users, dtype=np.int64))].numpy()
-        self.net_.eval()
-        out = np.empty((n, self.item_vectors_.shape[1]), np.float32)
-        for start in range(0, n, batch_size):
-            sl = slice(start, start + batch_size)
-            tokens, buckets, lengths = history_tokens(
-                items[sl], times[sl], self.user_tower.max_len, self.user_tower.n_time_buckets
-            )
-            text = has = None
-            if raw_text is not None and flags is not None:
-                text = self.net_.whiten_user_text(raw_text[sl])
-                has = torch.from_numpy(np.asarray(flags[sl], dtype=bool))
-            tokens_t, lengths_t = torch.from_numpy(tokens), torch.from_numpy(lengths)
-            learned = score_users(
-                self.net_,
-                self.item_raw_ if item_raw is None else item_raw,
-                tokens_t,
-                torch.from_numpy(buckets),
-                lengths_t,
-                text,
-                has,
-            )
-            content = user_content(self._content, tokens_t, last=True) if self._content is not None else None
-            out[sl] = with_content(learned, content, self.item_tower.content_weight).numpy()
-        return out
-
-    def user_vectors(self, user_idx: np.ndarray) -> np.ndarray:
-        """(n, d) unit vectors of known users (history + stored text).
-
-        Users unknown to the model have no index: map raw ids at the edge and send unknown users to
-        `encode_users` (their text, query or live history; an empty one gives the learned
-        "empty user" vector), which never raises.
-        """
-        self._check_fitted()
-        user_idx = self._check_users(user_idx)
-        histories = [self.hist_items_[u] for u in user_idx]
-        times = [self.hist_times_[u] for u in user_idx]
-        return self.encode_users(histories, None, times, known_users=user_idx)
-
-    def score_all(self, user_idx: np.ndarray) -> np.ndarray:
-        """(n, n_items) scores ``user_vectors @ item_vectors.T`` (the temperature does not change rankings)."""
-        return self.user_vectors(user_idx) @ self.item_vectors().T
-
-    def item_text(self, values: Mapping[str, object]) -> str:
-        """The text of an item from its catalogue fields, written as the training texts were
-        (pass it to `encode_items` or `add_items` for a new item)."""
-        self._check_fitted()
-        return format_item_text(values, list(self.item_fields_))
-
-    def encode_items(self, texts: Sequence[str]) -> np.ndarray:
-        """(n, d) unit vectors of items known only by their text (the ID part is off, as for cold items);
-        write the texts with `item_text` to match the training texts."""
-        return self._encode_text_path(texts, "passage")
-
-    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        """(n, d) unit vectors of natural-language queries, through the item tower's text path: a query
-        describes the item wanted, so it enters where item text enters."""
-        return self._encode_text_path(texts, "query")
-
-    @torch.no_grad()
-    def _encode_text_path(self, texts: Sequence[str], kind: str) -> np.ndarray:
-        self._check_fitted()
-        if self.item_tower.repr == "id":
-            raise ValueError("this model was fit with item_repr='id': it has no text path for new items or queries")
-        raw = torch.from_numpy(encode_texts(self.get_text_encoder(), list(texts), kind=kind))
-        self.net_.eval()
-        learned = self.net_.project(self.net_.item_tower.encode_text(raw))
-        content = self.net_.item_tower.content(raw) if self._content is not None else None
-        return with_content(learned, content, self.item_tower.content_weight).numpy()
 
     # ------------------------------------------------------------------ continual learning
     def partial_fit(
@@ -629,16 +400,6 @@ class LMRecommender(ComponentParams, Recommender):
         if state.update_history is not None:
             self.update_history_ = state.update_history
 
-    @property
-    def replay(self) -> str:
-        """The replay kind of continual updates (``continual.replay``); setting it replaces the
-        continual config (the stream evaluator's "same model without replay" arm does so)."""
-        return self.continual.replay
-
-    @replay.setter
-    def replay(self, kind: str) -> None:
-        self.continual = self.continual.replace(replay=kind)
-
     # ------------------------------------------------------------------ history and cold start
     def observe(self, interactions: Interactions) -> LMRecommender:
         """Append interactions to the users' histories (kept in time order) and to ``seen_``."""
@@ -726,27 +487,19 @@ class LMRecommender(ComponentParams, Recommender):
     def load_state_dict(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         """Restore what `state_dict` returned (the id maps and ``seen_`` are set by ``load``)."""
         saved = persist.unpack(arrays, meta)
-        net = saved.net
-        text = net.get("item_tower.text")
-        whitening = (net["item_tower.white_mean"], net["item_tower.white_proj"]) if text is not None else None
-        user_text = net.get("user_text")
-        user_white = (net["ut_mean"], net["ut_proj"]) if user_text is not None else None
         self.encoder_spec_ = saved.encoder
         self._lora_arrays = saved.lora
-        self.net_ = self._build_net(
-            text,
-            net["item_tower.id_mask"] > 0,
-            whitening,
-            user_text,
-            net.get("has_text"),
-            user_white,
-            saved.event_classes,
-        )
+        self.event_classes_ = list(saved.event_classes)
         self.fusion_spec_ = saved.fusion
-        if self.fusion_spec_:
-            self.net_.item_tower.fusion = ItemFusion.from_state(self.fusion_spec_, net, self.dim)
-        self.net_.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in net.items()})
-        self.net_.eval()
+        self.net_ = net_from_arrays(
+            saved.net,
+            self.dim,
+            self.item_tower,
+            self.user_tower,
+            self.objective,
+            len(self.event_classes_),
+            self.fusion_spec_,
+        )
         self.hist_items_, self.hist_times_ = saved.hist_items, saved.hist_times
         self.counts_ = saved.counts
         self.item_fields_ = saved.item_fields

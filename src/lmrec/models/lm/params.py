@@ -30,33 +30,11 @@ class ComponentParams:
     #: top-level constructor arguments that are saved (encoder objects are not)
     top_level: ClassVar[tuple[str, ...]] = ()
 
-    def _set_components(self, given: Mapping[str, Any], flat: Mapping[str, Any]) -> None:
-        """Coerce each component (dataclass, dict or None), with the old flat names folded in."""
-        groups = self.group_flat(flat)
-        for key, cls in COMPONENTS.items():
-            value = given.get(key)
-            if key in groups:
-                value = {**coerce(cls, value).to_dict(), **groups[key]}
-            setattr(self, key, coerce(cls, value))
-
     # ------------------------------------------------------------------ parameters
     @classmethod
     def flat_names(cls) -> dict[str, str]:
         """Old flat argument name -> ``component.field`` (`lmrec.models.lm.config.FLAT_NAMES`)."""
         return dict(FLAT_NAMES)
-
-    @classmethod
-    def group_flat(cls, flat: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-        """Old flat arguments grouped by component; an unknown name is a ValueError naming the valid ones."""
-        table = cls.flat_names()
-        out: dict[str, dict[str, Any]] = {}
-        for name, value in flat.items():
-            dotted = table.get(name)
-            if dotted is None:
-                raise ValueError(f"{cls.__name__} has no parameter {name!r}; valid: {cls.valid_keys()}")
-            component, field = dotted.split(".", 1)
-            out.setdefault(component, {})[field] = value
-        return out
 
     @classmethod
     def valid_keys(cls) -> list[str]:

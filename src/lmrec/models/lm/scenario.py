@@ -35,8 +35,11 @@ d=64, r=8, against ~10^5 in the backbone). Why this shape and not another:
 Training is the backbone's full-softmax next-item objective where each position is scored under its
 target's scenario and weighted by its scenario's loss weight; a share of positions
 (``shared_dropout``) is scored on the shared path so that ``scenario=None`` (an unknown scenario)
-stays a trained answer. Scenario id ``-1`` is the shared path everywhere. The inherited
-``partial_fit`` updates the backbone on the shared path and keeps the adapters as they are.
+stays a trained answer. Scenario id ``-1`` is the shared path everywhere. ``partial_fit`` updates
+the backbone on the shared path and keeps the adapters as they are.
+
+Scoring under a scenario lives in `lmrec.models.lm.scenario_scoring` (the `ScenarioReadout` base),
+the steps of `LMScenarioRecommender.adapt` in `lmrec.models.lm.adapt_steps`.
 """
 
 from __future__ import annotations
@@ -44,7 +47,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -55,8 +57,16 @@ from lmrec.data.dataset import Dataset
 from lmrec.data.interactions import Interactions
 from lmrec.data.splits import Split
 from lmrec.encoders.base import TextEncoder
-from lmrec.models.base import Recommender, register, top_k
-from lmrec.models.lm.adapters import NO_LOSS, ScenarioAdapters, check_text_history, check_text_rank, train_positions
+from lmrec.models.base import register
+from lmrec.models.lm.adapt_steps import adapt_data, adapt_plan, adapt_report, fresh_adapter, take_over, trainable
+from lmrec.models.lm.adapters import (
+    NO_LOSS,
+    check_text_history,
+    check_text_rank,
+    scenario_adapters,
+    scenario_loss_weights,
+    train_positions,
+)
 from lmrec.models.lm.config import (
     ComponentConfig,
     ContinualConfig,
@@ -69,9 +79,10 @@ from lmrec.models.lm.config import (
     UserTowerConfig,
     coerce,
 )
-from lmrec.models.lm.domain import check_reset, move_to, reset_parts
+from lmrec.models.lm.domain import reset_parts
 from lmrec.models.lm.model import LMRecommender
 from lmrec.models.lm.params import FORMAT_VERSION, ComponentParams
+from lmrec.models.lm.scenario_scoring import ScenarioReadout
 from lmrec.models.lm.validation import Validator, ndcg_validator
 from lmrec.train.seeding import seeded
 
@@ -81,21 +92,6 @@ log = logging.getLogger(__name__)
 
 _SCENARIO_FIELDS = tuple(ScenarioConfig.field_names())
 ONE_SCENARIO = "all"  # the scenario of interactions that carry none
-
-
-@dataclass(frozen=True)
-class AdaptPlan:
-    """`LMScenarioRecommender.adapt`'s settings, checked and resolved (see `adapt` for each)."""
-
-    scenario: str
-    mode: Literal["adapter", "full"]
-    new_item_ids: bool
-    text_rank: int
-    text_history: bool
-    id_rank: int
-    anchor: float
-    reset: tuple[str, ...]
-    refit_whitening: bool
 
 
 class _FromBackbone:
@@ -114,7 +110,7 @@ class _FromBackbone:
 
 
 @register("lm-scenario")
-class LMScenarioRecommender(ComponentParams, Recommender):
+class LMScenarioRecommender(ComponentParams, ScenarioReadout):
     """The ``lm`` model with a scenario embedding and low-rank adapters per scenario.
 
     It composes an `LMRecommender` (``backbone``): the backbone owns the settings, the network and
@@ -124,8 +120,8 @@ class LMScenarioRecommender(ComponentParams, Recommender):
 
     Takes every `LMRecommender` argument (same names, same defaults) plus ``scenarios``, a
     `ScenarioConfig` (or dict) of this model's own settings (dotted keys ``scenarios.adapter_rank``,
-    ...; the flat names ``adapter_rank``, ``scenario_weights``, ``shared_dropout``,
-    ``adapter_text_rank`` and ``adapter_text_history`` still work): the rank of each scenario's
+    ...; `from_params` also reads the flat names ``adapter_rank``, ``scenario_weights``,
+    ``shared_dropout``, ``adapter_text_rank`` and ``adapter_text_history``): the rank of each scenario's
     user and item maps, the per-scenario loss weights, the share of positions scored on the shared
     path, and the rank (and history use) of each adapter's text-path correction, which `adapt` can
     set per new scenario.
@@ -159,7 +155,6 @@ class LMScenarioRecommender(ComponentParams, Recommender):
     random_state = _FromBackbone()
     text_encoder = _FromBackbone()
     image_encoder = _FromBackbone()
-    replay = _FromBackbone()
     # ... and its fitted state
     seen_ = _FromBackbone()
     user_map_ = _FromBackbone()
@@ -198,10 +193,7 @@ class LMScenarioRecommender(ComponentParams, Recommender):
         num_threads: int | None = None,
         show_progress: bool = False,
         random_state: int | None = 0,
-        **flat: Any,
     ) -> None:
-        own = self.group_flat(flat).pop("scenarios", {})  # unknown names fail here, naming this model's keys
-        lm_flat = {k: v for k, v in flat.items() if k not in own}
         self.backbone = LMRecommender(
             dim,
             item_tower,
@@ -216,10 +208,7 @@ class LMScenarioRecommender(ComponentParams, Recommender):
             num_threads,
             show_progress,
             random_state,
-            **lm_flat,
         )
-        if own:
-            scenarios = {**coerce(ScenarioConfig, scenarios).to_dict(), **own}
         self.scenarios = coerce(ScenarioConfig, scenarios)
 
     @classmethod
@@ -290,7 +279,7 @@ class LMScenarioRecommender(ComponentParams, Recommender):
         lookup = {n: i for i, n in enumerate(self.scenario_names_)}
         row_scenarios = np.array([lookup[n] for n in names], dtype=np.int64)
         counts = np.bincount(row_scenarios, minlength=len(lookup)).astype(np.float64)
-        self.scenario_weights_ = self._resolve_weights(counts)
+        self.scenario_weights_ = scenario_loss_weights(self.scenarios.scenario_weights, self.scenario_names_, counts)
         self.adapt_reports_: list[dict[str, Any]] = []
         seed = 0 if self.random_state is None else int(self.random_state)
         with seeded(seed, self.num_threads):
@@ -315,17 +304,6 @@ class LMScenarioRecommender(ComponentParams, Recommender):
             self.net_.eval()
             self.refresh_vectors()
 
-    def _resolve_weights(self, counts: np.ndarray) -> np.ndarray:
-        sw = self.scenarios.scenario_weights
-        if sw is None:
-            return np.ones(len(counts), np.float32)
-        if sw == "balanced":
-            return np.sqrt(counts.mean() / np.maximum(counts, 1.0)).astype(np.float32)
-        unknown = sorted(set(sw) - set(self.scenario_names_))
-        if unknown:
-            raise ValueError(f"scenario_weights names unknown scenario(s) {unknown}; scenarios: {self.scenario_names_}")
-        return np.array([float(sw.get(n, 1.0)) for n in self.scenario_names_], np.float32)
-
     def _attach_adapters(
         self,
         text_ranks: list[int] | None = None,
@@ -336,20 +314,8 @@ class LMScenarioRecommender(ComponentParams, Recommender):
         default to the settings (a loaded model passes its saved adapters' shapes)."""
         seed = 0 if self.random_state is None else int(self.random_state)
         n = len(self.scenario_names_)
-        ranks = text_ranks or [int(self.scenarios.adapter_text_rank or 0)] * n
-        flags = text_history or [bool(self.scenarios.adapter_text_history)] * n
-        net = self.net_
-        tower = net.item_tower
-        text_dim = int(tower.white_proj.shape[1]) if tower.uses_text else 0
-        net.scenario = ScenarioAdapters(
-            n,
-            self.dim,
-            int(self.scenarios.adapter_rank),
-            torch.Generator().manual_seed(seed),
-            text_ranks=ranks,
-            text_dim=text_dim,
-            text_history=flags,
-            id_shapes=id_shapes,
+        self.net_.scenario = scenario_adapters(
+            self.net_, n, self.dim, self.scenarios, seed, text_ranks, text_history, id_shapes
         )
 
     def epoch_validator(
@@ -364,31 +330,7 @@ class LMScenarioRecommender(ComponentParams, Recommender):
 
         return validate
 
-    # ------------------------------------------------------------------ the backbone's answers
-    def get_text_encoder(self) -> TextEncoder:
-        """The backbone's text encoder (`LMRecommender.get_text_encoder`)."""
-        return self.backbone.get_text_encoder()
-
-    def item_vectors(self) -> np.ndarray:
-        """(n_items, d) shared item vectors (`LMRecommender.item_vectors`)."""
-        return self.backbone.item_vectors()
-
-    def item_text(self, values: Mapping[str, object]) -> str:
-        """See `LMRecommender.item_text`."""
-        return self.backbone.item_text(values)
-
-    def encode_items(self, texts: Sequence[str]) -> np.ndarray:
-        """Shared vectors of items known by their text (`LMRecommender.encode_items`)."""
-        return self.backbone.encode_items(texts)
-
-    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        """Shared vectors of queries (`LMRecommender.encode_queries`)."""
-        return self.backbone.encode_queries(texts)
-
-    def explain(self, user_idx: int, item_idx: int, query: str | None = None, k: int = 3) -> dict[str, Any]:
-        """Why ``item_idx`` is recommended on the shared path (`LMRecommender.explain`)."""
-        return self.backbone.explain(user_idx, item_idx, query=query, k=k)
-
+    # ------------------------------------------------------------------ updates through the backbone
     def observe(self, interactions: Interactions) -> LMScenarioRecommender:
         """Add known history (`LMRecommender.observe`)."""
         self.backbone.observe(interactions)
@@ -418,137 +360,6 @@ class LMScenarioRecommender(ComponentParams, Recommender):
         )
         self.refresh_vectors()
         return self
-
-    # ------------------------------------------------------------------ vectors
-    @torch.no_grad()
-    def refresh_vectors(self) -> None:
-        """Recompute the backbone's cached vectors and each scenario's item vectors."""
-        self.backbone.refresh_vectors()
-        net = self.net_
-        was_training = net.training
-        net.eval()
-        self._scenario_items = [
-            net.scenario.items(self.item_raw_, s, net.project, net.item_tower).numpy().astype(np.float32)
-            for s in range(len(net.scenario))
-        ]
-        # the item vectors each scenario's user histories are read through (None: the shared ones)
-        self._scenario_history = [
-            a.history(self.item_raw_, net.item_tower) if a.text_history else None for a in net.scenario.adapters
-        ]
-        net.train(was_training)
-
-    def scenario_ids(self, scenario: int | str | np.ndarray | Sequence | None, n: int) -> np.ndarray:
-        """(n,) scenario ids from None (shared path, -1), one id or name, or n ids / names
-        (unknown names map to -1, the shared path; ids must be in [-1, n_scenarios))."""
-        self._check_fitted()
-        if scenario is None:
-            return np.full(n, -1, np.int64)
-        lookup = {name: i for i, name in enumerate(self.scenario_names_)}
-        if isinstance(scenario, str):
-            return np.full(n, lookup.get(scenario, -1), np.int64)
-        arr = np.asarray(scenario)
-        if arr.dtype.kind in "OUS":
-            arr = np.array([lookup.get(str(s), -1) for s in arr.reshape(-1)], np.int64)
-        arr = np.broadcast_to(arr.astype(np.int64), (n,)) if arr.ndim == 0 else arr.astype(np.int64)
-        if arr.shape != (n,):
-            raise ValueError(f"scenario must be one id or an ({n},) array, got shape {arr.shape}")
-        bad = (arr < -1) | (arr >= len(self.scenario_names_))
-        if bad.any():
-            raise ValueError(f"scenario id {int(arr[bad][0])} out of range [-1, {len(self.scenario_names_)})")
-        return np.ascontiguousarray(arr)
-
-    def scenario_item_vectors(self, scenario: int | str | None) -> np.ndarray:
-        """(n_items, d) item vectors under one scenario (None: the shared ones, `item_vectors`)."""
-        s = int(self.scenario_ids(scenario, 1)[0])
-        return self.item_vectors() if s < 0 else self._scenario_items[s]
-
-    @torch.no_grad()
-    def encode_users(
-        self,
-        histories: Sequence[Sequence[int]],
-        texts: Sequence[str] | None = None,
-        timestamps: Sequence[Sequence[float]] | None = None,
-        *,
-        known_users: np.ndarray | None = None,
-        scenario: int | str | np.ndarray | None = None,
-        batch_size: int = 1024,
-    ) -> np.ndarray:
-        """`LMRecommender.encode_users` read out under ``scenario`` (see `scenario_ids`); (n, d).
-
-        Users of a scenario whose adapter corrects the history (``text_history``) are encoded from
-        that scenario's corrected item vectors.
-        """
-        ids = self.scenario_ids(scenario, len(histories))
-        # rows read through a scenario's corrected items, by scenario; every other row reads the shared ones
-        corrected = [s for s in np.unique(ids[ids >= 0]).tolist() if self._scenario_history[s] is not None]
-        if not corrected:
-            shared = self.backbone.encode_users(
-                histories, texts, timestamps, known_users=known_users, batch_size=batch_size
-            )
-        else:
-            groups = [(np.flatnonzero(~np.isin(ids, corrected)), None)]
-            groups += [(np.flatnonzero(ids == s), self._scenario_history[s]) for s in corrected]
-            shared = np.empty((len(ids), self.item_vectors_.shape[1]), np.float32)
-            for rows, table in groups:
-                if len(rows):
-                    shared[rows] = self.backbone.encode_users(
-                        [histories[int(r)] for r in rows],
-                        None if texts is None else [texts[int(r)] for r in rows],
-                        None if timestamps is None else [timestamps[int(r)] for r in rows],
-                        known_users=None if known_users is None else np.asarray(known_users)[rows],
-                        batch_size=batch_size,
-                        item_raw=table,
-                    )
-        if (ids < 0).all():
-            return shared
-        net = self.net_
-        return net.scenario.users(torch.from_numpy(shared), torch.from_numpy(ids), net.project).numpy()
-
-    def user_vectors(self, user_idx: np.ndarray, scenario: int | str | np.ndarray | None = None) -> np.ndarray:
-        """(n, d) vectors of known users under ``scenario`` (None: the shared path)."""
-        self._check_fitted()
-        user_idx = self._check_users(user_idx)
-        histories = [self.hist_items_[u] for u in user_idx]
-        times = [self.hist_times_[u] for u in user_idx]
-        return self.encode_users(histories, None, times, known_users=user_idx, scenario=scenario)
-
-    def score_all(self, user_idx: np.ndarray, scenario: int | str | np.ndarray | None = None) -> np.ndarray:
-        """(n, n_items) scores, each user's row under their scenario (an id, a name or an (n,) array)."""
-        user_idx = self._check_users(user_idx)
-        ids = self.scenario_ids(scenario, len(user_idx))
-        users = self.user_vectors(user_idx, ids)
-        out = np.empty((len(user_idx), self.n_items), np.float32)
-        for s in np.unique(ids):
-            rows = ids == s
-            out[rows] = users[rows] @ self.scenario_item_vectors(int(s)).T
-        return out
-
-    def recommend(
-        self,
-        user_idx: np.ndarray | int,
-        k: int = 10,
-        *,
-        exclude_seen: bool = True,
-        candidates: np.ndarray | None = None,
-        batch_size: int = 1024,
-        scenario: int | str | np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """`Recommender.recommend` under ``scenario`` (None: the shared path)."""
-        if scenario is None:
-            return super().recommend(
-                user_idx, k, exclude_seen=exclude_seen, candidates=candidates, batch_size=batch_size
-            )
-        user_idx = self._check_users(user_idx)
-        ids = self.scenario_ids(scenario, len(user_idx))
-        scores = self.score_all(user_idx, ids)
-        if exclude_seen:
-            r, c = self.seen_[user_idx].nonzero()
-            scores[r, c] = -np.inf
-        if candidates is not None:
-            allowed = np.zeros(self.n_items, dtype=bool)
-            allowed[np.asarray(candidates, dtype=np.int64)] = True
-            scores[:, ~allowed] = -np.inf
-        return top_k(scores, k)
 
     # ------------------------------------------------------------------ a new scenario or domain
     def adapt(
@@ -625,19 +436,33 @@ class LMScenarioRecommender(ComponentParams, Recommender):
             ``best_valid_ndcg@10`` (None without ``valid``).
         """
         self._check_fitted()
-        plan = self._adapt_plan(
-            scenario, mode, new_item_ids, text_rank, text_history, id_rank, anchor, reset, refit_whitening
+        plan = adapt_plan(
+            self.scenarios,
+            self.item_tower.repr,
+            scenario,
+            mode,
+            new_item_ids,
+            text_rank,
+            text_history,
+            id_rank,
+            anchor,
+            reset,
+            refit_whitening,
         )
-        dataset, inter, valid_inter, in_scen, same_domain = self._adapt_data(dataset, scenario, valid)
+        data = adapt_data(dataset, scenario, valid, self.user_map_, self.item_map_)
+        inter, in_scen = data.inter, data.in_scenario
         seed = 0 if self.random_state is None else int(self.random_state)
         with seeded(seed, self.num_threads):
-            self._take_over(dataset, inter, same_domain, plan)
+            take_over(self.backbone, data, refit_whitening=plan.refit_whitening)
             was_reset = set(reset_parts(self.backbone, plan.reset))
-            sid, id_rows = self._fresh_adapter(plan, inter.items[in_scen], seed)
-            params, full, start_weights = self._trainable(sid, plan, was_reset)
+            n_before = len(self.scenario_names_)
+            sid, id_rows = fresh_adapter(self.net_, self.scenario_names_, plan, inter.items[in_scen], seed)
+            if len(self.scenario_names_) > n_before:  # a new scenario: loss weight 1
+                self.scenario_weights_ = np.append(self.scenario_weights_, np.float32(1.0))
+            params, full, start_weights = trainable(self.net_, self.counts_, sid, plan, was_reset)
             validate = None
-            if valid_inter is not None and len(valid_inter):
-                validate = self.epoch_validator(inter, valid_inter, validator, focus=plan.scenario)
+            if data.valid is not None and len(data.valid):
+                validate = self.epoch_validator(inter, data.valid, validator, focus=plan.scenario)
             start = time.perf_counter()
             try:
                 history = train_positions(
@@ -663,151 +488,12 @@ class LMScenarioRecommender(ComponentParams, Recommender):
         self.refresh_vectors()
         n_full = sum(p.numel() for p in full)
         n_train = sum(p.numel() for p in params)
-        report = {
-            "scenario": plan.scenario,
-            "scenario_id": sid,
-            "mode": plan.mode,
-            "new_domain": not same_domain,
-            "refit_whitening": bool(plan.refit_whitening and not same_domain and self.item_tower.whiten),
-            "text_rank": plan.text_rank,
-            "text_history": plan.text_history,
-            "anchor": plan.anchor,
-            "reset": list(plan.reset),
-            "id_rank": plan.id_rank,
-            "id_items": 0 if id_rows is None else len(id_rows),
-            "trainable_params": int(n_train),
-            "full_finetune_params": int(n_full),
-            "trainable_share": n_train / n_full,
-            "n_train_positions": int(in_scen.sum()),
-            "fit_s": fit_s,
-            "epochs_run": len(history),
-            "best_valid_ndcg@10": max((float(h["ndcg@10"]) for h in history if "ndcg@10" in h), default=None),
-        }
+        report = adapt_report(plan, data, sid, id_rows, n_train, n_full, history, fit_s, whiten=self.item_tower.whiten)
         self.adapt_reports_.append(report)
         log.info(
             "adapted scenario %r (%s): %d of %d parameters trained, %.1f s", scenario, plan.mode, n_train, n_full, fit_s
         )
         return report
-
-    # ------------------------------------------------------------------ the steps of adapt
-    def _adapt_plan(
-        self, scenario, mode, new_item_ids, text_rank, text_history, id_rank, anchor, reset, refit_whitening
-    ) -> AdaptPlan:
-        """`adapt`'s settings, checked and resolved against the model's own (ValueError naming the bad one)."""
-        if mode not in ("adapter", "full"):
-            raise ValueError(f"adapt mode must be 'adapter' or 'full', got {mode!r}")
-        t_rank = int(self.scenarios.adapter_text_rank or 0) if text_rank is None else text_rank
-        check_text_rank(t_rank, self.item_tower.repr, "adapt text_rank")
-        t_hist = bool(self.scenarios.adapter_text_history) if text_history is None else text_history
-        check_text_history(t_hist, t_rank, "adapt text_history")
-        if isinstance(id_rank, bool) or not isinstance(id_rank, (int, np.integer)) or id_rank < 0:
-            raise ValueError(f"adapt id_rank must be an integer >= 0, got {id_rank!r}")
-        if id_rank and mode == "full":
-            raise ValueError("adapt id_rank is for adapter mode; mode='full' trains every item's ID row already")
-        if isinstance(anchor, bool) or not isinstance(anchor, (int, float)) or not np.isfinite(anchor) or anchor < 0:
-            raise ValueError(f"adapt anchor must be a finite number >= 0, got {anchor!r}")
-        if anchor and mode != "full":
-            raise ValueError("adapt anchor pulls the fine-tuned backbone toward its start; it needs mode='full'")
-        reset = check_reset(reset)
-        if reset and mode != "full":
-            raise ValueError("adapt reset re-initialises parts of the backbone, which only mode='full' trains")
-        return AdaptPlan(
-            scenario=str(scenario),
-            mode=mode,
-            new_item_ids=bool(new_item_ids),
-            text_rank=int(t_rank),
-            text_history=t_hist,
-            id_rank=int(id_rank),
-            anchor=float(anchor),
-            reset=reset,
-            refit_whitening=mode == "full" if refit_whitening is None else refit_whitening,
-        )
-
-    def _adapt_data(
-        self, dataset: Dataset | Interactions, scenario: str, valid: Split | Interactions | None
-    ) -> tuple[Dataset, Interactions, Interactions | None, np.ndarray, bool]:
-        """``(dataset, inter, valid, in_scenario, same_domain)``: the adaptation data, checked.
-
-        ``in_scenario`` marks the rows of ``scenario`` (all rows when the interactions carry no
-        scenarios); ``same_domain`` is True when they use the model's item map."""
-        if isinstance(dataset, Interactions):
-            dataset = Dataset(dataset)
-        inter = dataset.interactions
-        if len(inter) == 0:
-            raise ValueError("adapt got no interactions")
-        valid_inter = valid.valid if isinstance(valid, Split) else valid
-        if valid_inter is not None and (
-            valid_inter.user_map != inter.user_map or valid_inter.item_map != inter.item_map
-        ):
-            raise ValueError("adapt: valid interactions use different id maps from the adaptation data")
-        in_scen = np.ones(len(inter), bool) if inter.scenarios is None else inter.scenarios.astype(str) == str(scenario)
-        if not in_scen.any():
-            raise ValueError(f"adapt: no interaction has scenario {scenario!r}")
-        same_domain = inter.item_map == self.item_map_
-        if same_domain and inter.user_map != self.user_map_:
-            raise ValueError(
-                "adapt on the model's items needs the model's user map too (add new users with partial_fit first); "
-                "other items are a new domain"
-            )
-        return dataset, inter, valid_inter, in_scen, same_domain
-
-    def _take_over(self, dataset: Dataset, inter: Interactions, same_domain: bool, plan: AdaptPlan) -> None:
-        """Move to a new domain (when it is one) and make ``inter`` the model's history."""
-        if not same_domain:
-            move_to(self.backbone, dataset, refit_whitening=plan.refit_whitening)
-        self.user_map_, self.item_map_ = inter.user_map, inter.item_map
-        self.seen_ = inter.to_csr("binary")
-        self.counts_ = inter.item_counts()
-        self.backbone.set_histories(inter)
-
-    def _fresh_adapter(self, plan: AdaptPlan, scenario_items: np.ndarray, seed: int) -> tuple[int, np.ndarray | None]:
-        """A fresh adapter for the scenario (replacing an existing one of that name); returns its id and
-        the items given an ID residual (None without ``id_rank``)."""
-        net = self.net_
-        id_rows = np.unique(scenario_items) if plan.id_rank else None
-        if plan.scenario in self.scenario_names_:
-            sid = self.scenario_names_.index(plan.scenario)
-            net.scenario.adapters[sid] = net.scenario.make(
-                torch.Generator().manual_seed(seed + sid), plan.text_rank, plan.text_history, id_rows, plan.id_rank
-            )
-        else:
-            sid = len(self.scenario_names_)
-            net.scenario.add(
-                torch.Generator().manual_seed(seed + sid), plan.text_rank, plan.text_history, id_rows, plan.id_rank
-            )
-            self.scenario_names_.append(plan.scenario)
-            self.scenario_weights_ = np.append(self.scenario_weights_, np.float32(1.0))
-        return sid, id_rows
-
-    def _trainable(self, sid: int, plan: AdaptPlan, was_reset: set[int]):
-        """``(params, full, start_weights)``: what is trained (gradients switched off for the rest),
-        what ``mode="full"`` would train, and the start values the anchor pulls toward (None: no pull)."""
-        net = self.net_
-        tower = net.item_tower
-        ids_on = plan.mode == "full" or plan.new_item_ids
-        if ids_on and hasattr(tower, "id_emb"):
-            tower.id_mask = torch.as_tensor((self.counts_ > 0).astype(np.float32))
-        new = net.scenario.adapters[sid]
-        adapter_params = list(new.parameters())
-        other = {id(p) for i, a in enumerate(net.scenario.adapters) if i != sid for p in a.parameters()}
-        own_ids = {id(new.id_u), id(new.id_v)} if new.id_rank else set()  # mode="full" trains no residual
-        full = [p for p in net.parameters() if id(p) not in other and id(p) not in own_ids]
-        if plan.mode == "full":
-            params = full
-        else:
-            params = adapter_params + ([tower.id_emb.weight] if ids_on and hasattr(tower, "id_emb") else [])
-        keep = {id(p) for p in params}
-        for p in net.parameters():
-            p.requires_grad_(id(p) in keep)
-        start_weights = None
-        if plan.anchor:
-            fresh = {id(p) for p in adapter_params} | was_reset
-            if hasattr(tower, "id_emb"):
-                fresh.add(id(tower.id_emb.weight))
-            start_weights = {
-                n: p.detach().clone() for n, p in net.named_parameters() if id(p) in keep and id(p) not in fresh
-            }
-        return params, full, start_weights
 
     # ------------------------------------------------------------------ persistence
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
