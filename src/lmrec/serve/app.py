@@ -38,6 +38,7 @@ from lmrec.serve.routes import router
 from lmrec.serve.service import RecService
 from lmrec.serve.settings import ServeSettings
 from lmrec.serve.swap import ModelHost, VersionWatcher
+from lmrec.serve.ui import mount_console
 
 __all__ = ["create_app", "limit_threads", "run_server"]
 
@@ -165,6 +166,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.include_router(router)
+    if settings.console_enabled:
+        mount_console(app, settings)
     app.state.access = AccessControl.from_settings(settings) if access is None else access
     app.state.models_root = settings.resolved_models_root
     app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from lmrec.data.pii import ALL_KINDS, PIIKind, PIIScrubber, ScrubConfig
 from lmrec.encoders.config import Backend
-from lmrec.serve.auth import KeyEntry
+from lmrec.serve.auth import KeyEntry, is_loopback
 
 __all__ = ["DEFAULT_EVENT_WEIGHTS", "ServeSettings"]
 
@@ -109,6 +109,8 @@ class ServeSettings(BaseModel):
             once its user's profile has absorbed it, so the profile keeps its effect (`lmrec.serve.retention`).
             Empty: kept until the user is erased.
         retention_interval_s: seconds between two runs of the retention job.
+        console: serve the web console at ``/ui`` (`lmrec.serve.ui`); None: on when ``host`` is loopback.
+        reports_dir: where the console finds evaluation reports (``lmrec evaluate --report``); None: none.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -161,6 +163,8 @@ class ServeSettings(BaseModel):
     store_queries: Literal["none", "scrubbed", "raw"] = "none"
     retention_days: dict[str, float] = Field(default_factory=dict)
     retention_interval_s: float = Field(3600.0, gt=0.0)
+    console: bool | None = None
+    reports_dir: Path | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -224,6 +228,11 @@ class ServeSettings(BaseModel):
         if not self.scrub_pii:
             return None
         return PIIScrubber(ScrubConfig(kinds=frozenset(self.pii_kinds), backend=self.pii_backend))
+
+    @property
+    def console_enabled(self) -> bool:
+        """``console``, or True when it is not set and ``host`` is a loopback address."""
+        return is_loopback(self.host) if self.console is None else self.console
 
     @property
     def resolved_models_root(self) -> Path:
