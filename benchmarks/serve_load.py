@@ -26,6 +26,7 @@ Figures go to ``--out`` as ``results.json`` and ``results.md``. Example::
     python benchmarks/serve_load.py --items 100000 --model pop --out benchmarks/out/serve_load
     python benchmarks/serve_load.py --items 5000 --encoder hashing --duration 5      # a quick smoke run
     python benchmarks/serve_load.py --items 5000 --encoder hashing --duration 5 --api-key  # key check cost
+    python benchmarks/serve_load.py --items 5000 --encoder hashing --duration 10 --keys-only --repeats 3
 """
 
 from __future__ import annotations
@@ -501,6 +502,162 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def key_check_cost(keys_file: Path, key: str, calls: int = 20_000) -> dict[str, float]:
+    """In-process cost of the check every keyed request passes (`AccessControl.authorize`): the first
+    call verifies the key (scrypt), later ones hit the cache (an HMAC-SHA256 of the key and a lookup)."""
+    from lmrec.serve.auth import AccessControl, load_keys
+
+    access = AccessControl(load_keys(keys_file))
+    header = f"Bearer {key}"
+    t0 = time.perf_counter()
+    access.authorize(header, "recommend")
+    first = time.perf_counter() - t0
+    times = np.empty(calls)
+    for i in range(calls):
+        t0 = time.perf_counter()
+        access.authorize(header, "recommend")
+        times[i] = time.perf_counter() - t0
+    return {
+        "first_call_ms": first * 1e3,
+        "cached_p50_us": float(np.percentile(times, 50) * 1e6),
+        "cached_p99_us": float(np.percentile(times, 99) * 1e6),
+        "calls": calls,
+    }
+
+
+def run_keys(args: argparse.Namespace) -> dict[str, Any]:
+    """``--keys-only``: ``/recommend`` (profile and query runs) without and with an API key, the two
+    servers alternating over ``--repeats`` rounds (keyless first in even rounds, keyed first in odd
+    ones) on the same model and state, so slow drifts of a shared machine fall on both sides."""
+    from lmrec.serve.auth import SCOPES, add_key
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model_dir = out / f"model-{args.model}-{args.items}-{args.encoder}"
+    state_dir = out / f"state-{args.model}-{args.items}-{args.encoder}"
+    if not (model_dir / "config.json").exists():
+        build_bundle(args, model_dir, state_dir / "embeddings")
+    item_ids = pd.read_parquet(model_dir / "catalog" / "catalog.parquet", columns=["item_id"])["item_id"]
+    item_ids = item_ids.astype(str).tolist()
+    rng = random.Random(args.seed)
+    known = [f"u{rng.randrange(args.users)}" for _ in range(args.profile_users)]
+    profile_users = known if args.model == "lm" else [f"live{u}" for u in range(args.profile_users)]
+    profile_bodies = [{"user_id": u, "k": 10} for u in profile_users]
+    query_bodies = make_queries(20_000, args.seed)
+    keys_file = out / "bench_keys.json"
+    keys_file.unlink(missing_ok=True)
+    key = add_key(keys_file, "bench", SCOPES)
+    sides: dict[str, tuple[dict[str, str] | None, str | None]] = {
+        "none": (None, None),
+        "bearer": ({"Authorization": f"Bearer {key}"}, str(keys_file)),
+    }
+    base_settings: dict[str, Any] = {
+        "model_dir": str(model_dir),
+        "state_dir": str(state_dir),
+        "host": "127.0.0.1",
+        "log_level": "warning",
+        "threads": 1,
+        "items_sync_interval_s": 0.0,
+        "index": args.index,
+    }
+    if args.encoder == "hashing":
+        base_settings.update(encoder="hashing-384", encoder_backend="fake")
+    results: dict[str, Any] = {
+        "config": dict(vars(args)),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_at_start": os.getloadavg()},
+        "rounds": [],
+        "in_process": key_check_cost(keys_file, key),
+    }
+    warmed = False
+    for round_ in range(args.repeats):
+        order = ["none", "bearer"] if round_ % 2 == 0 else ["bearer", "none"]
+        runs: dict[str, Any] = {"order": order}
+        for side in order:
+            headers, keys = sides[side]
+            port = common.free_port()
+            settings = {**base_settings, "port": port, **({"api_keys_file": keys} if keys else {})}
+            proc, _ = common.start_server(settings, out / "server.log", timeout_s=7200)
+            base = f"http://127.0.0.1:{port}"
+            try:
+                if not warmed:
+                    asyncio.run(warm_profiles(base, profile_users, item_ids, args.seed, headers))
+                    warmed = True
+                asyncio.run(closed_loop(base, profile_bodies, 4, max(3.0, len(profile_bodies) / 150), headers))
+                asyncio.run(closed_loop(base, query_bodies[-50:], 2, 2.0, headers))
+
+                def load(bodies: list[dict], connections: int, base: str = base, headers=headers) -> dict[str, float]:
+                    if args.client == "wrk":
+                        return wrk_run(base, bodies, connections, args.duration, out, headers)
+                    return asyncio.run(closed_loop(base, bodies, connections, args.duration, headers))
+
+                runs[side] = {
+                    "profile": load(profile_bodies, args.connections),
+                    "query": load(query_bodies, args.query_connections),
+                }
+                log.info("round %d, key %s: %s", round_, side, json.dumps(runs[side]))
+            finally:
+                common.stop_server(proc)
+        results["rounds"].append(runs)
+    results["machine"]["load_avg_at_end"] = os.getloadavg()
+    (out / "results_keys.json").write_text(json.dumps(results, indent=2, default=str))
+    (out / "results_keys.md").write_text(keys_markdown(results, args))
+    return results
+
+
+def keys_markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
+    lines = [
+        (
+            f"`/recommend` without and with an API key (`Authorization: Bearer`, an all-scope key; scrypt-hashed "
+            f"in the keys file, verdicts cached): {args.items:,} synthetic items, model `{args.model}`, encoder "
+            f"`{args.encoder}`, client `{args.client}`, {args.duration:g} s per run, {len(results['rounds'])} rounds "
+            f"alternating which server runs first; {results['machine']['cpus']} cores, load average "
+            f"{results['machine']['load_avg_at_start'][0]:.1f} at start, {results['machine']['load_avg_at_end'][0]:.1f} at end."
+        ),
+        "",
+        "| round | scenario | key | connections | requests/s | p50 ms | p99 ms | errors |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for i, runs in enumerate(results["rounds"], 1):
+        for scenario in ("profile", "query"):
+            for side in ("none", "bearer"):
+                r = runs[side][scenario]
+                lines.append(
+                    f"| {i} | {scenario} | {side} | {r['connections']} | {r['throughput_rps']:.0f} | {r['p50_ms']:.2f} "
+                    f"| {r['p99_ms']:.2f} | {r['errors']} |"
+                )
+    lines += [
+        "",
+        "| scenario | median p50 none | median p50 bearer | median p99 none | median p99 bearer "
+        "| difference of the medians, p99 ms | median of the per-round p99 differences, ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for scenario in ("profile", "query"):
+        med = {
+            (side, q): float(np.median([runs[side][scenario][q] for runs in results["rounds"]]))
+            for side in ("none", "bearer")
+            for q in ("p50_ms", "p99_ms")
+        }
+        paired = float(
+            np.median(
+                [runs["bearer"][scenario]["p99_ms"] - runs["none"][scenario]["p99_ms"] for runs in results["rounds"]]
+            )
+        )
+        lines.append(
+            f"| {scenario} | {med['none', 'p50_ms']:.2f} | {med['bearer', 'p50_ms']:.2f} | {med['none', 'p99_ms']:.2f} "
+            f"| {med['bearer', 'p99_ms']:.2f} | {med['bearer', 'p99_ms'] - med['none', 'p99_ms']:+.2f} | {paired:+.2f} |"
+        )
+    c = results["in_process"]
+    lines += [
+        "",
+        (
+            f"In process, `AccessControl.authorize` takes {c['first_call_ms']:.0f} ms for a key's first request "
+            f"(scrypt), then {c['cached_p50_us']:.1f} us at p50 and {c['cached_p99_us']:.1f} us at p99 "
+            f"({c['calls']:,} cached calls)."
+        ),
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
     idx = args.index
     space = results[idx]["health"]["space"]
@@ -575,9 +732,18 @@ def main() -> None:
         action="store_true",
         help="also serve with API keys (an all-scope key in a keys file under --out) and compare /recommend with and without",
     )
+    parser.add_argument(
+        "--keys-only",
+        action="store_true",
+        help="only the API-key comparison: profile and query runs without and with a key, alternating (--repeats)",
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of the --keys-only comparison")
     parser.add_argument("--out", default="benchmarks/out/serve_load")
     args = parser.parse_args()
     common.setup_logging(fmt="%(asctime)s %(levelname)s %(name)s: %(message)s", quiet=("httpx",))
+    if args.keys_only:
+        print(keys_markdown(run_keys(args), args))
+        return
     results = run(args)
     print(markdown(results, args))
 

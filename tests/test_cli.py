@@ -170,3 +170,78 @@ def test_data_synth_writes_files_the_loader_reads(tmp_path):
     assert len(data.interactions) == 600
     assert data.interactions.n_users == 40
     assert data.items is not None
+
+
+def test_keys_add_prints_the_key_once_and_the_file_keeps_only_its_hash(tmp_path):
+    from lmrec.serve.auth import load_keys, verify_key
+
+    keys = tmp_path / "keys.json"
+    added = _invoke(
+        "keys", "add", "--file", str(keys), "--name", "web", "--scopes", "recommend,events", "--rate-limit", "5"
+    )
+    assert added.exit_code == 0, added.output
+    key = added.stdout.strip()
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", key)  # 32 random bytes, base64url without padding
+    assert _one_line(added.stderr).strip() == (
+        f"added key 'web' to {keys}; the file keeps only its hash, so store the key now: it is not shown again"
+    )
+    admin = _invoke("keys", "add", "--file", str(keys), "--name", "ops", "--scopes", "users,admin")
+    assert admin.exit_code == 0, admin.output
+    stored = keys.read_text()
+    assert key not in stored and admin.stdout.strip() not in stored  # hashes only
+    web, ops = load_keys(keys)
+    assert (web.name, web.scopes, web.rate_limit.per_second, web.rate_limit.capacity) == (
+        "web",
+        ("recommend", "events"),
+        5.0,
+        5,
+    )
+    assert (ops.name, ops.scopes, ops.rate_limit) == ("ops", ("users", "admin"), None)
+    assert verify_key(key, web.hash) and not verify_key(key, ops.hash)
+    assert (keys.stat().st_mode & 0o777) == 0o600
+
+    listed = _invoke("keys", "list", "--file", str(keys))
+    assert listed.exit_code == 0, listed.output
+    assert listed.stdout == "name\tscopes\trate_limit\nweb\trecommend,events\t5/s burst 5\nops\tusers,admin\t-\n"
+    assert "scrypt$" not in listed.stdout and key not in listed.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--name", "web", "--scopes", "events"], "error: name: a key named 'web' is already in {keys}"),
+        (
+            ["--name", "x", "--scopes", "recommend,bogus"],
+            "error: scopes: unknown scope(s) ['bogus']; valid: ['recommend', 'events', 'users', 'catalog', 'admin']",
+        ),
+        (["--name", "x", "--scopes", " , "], "error: --scopes: give at least one of ['recommend', 'events',"),
+        (
+            ["--name", "x", "--scopes", "events", "--rate-limit", "0"],
+            "error: --rate-limit: Input should be greater than 0, got 0.0",
+        ),
+    ],
+)
+def test_keys_add_rejects_bad_input_and_leaves_the_file_as_it_was(tmp_path, args, message):
+    keys = tmp_path / "keys.json"
+    assert _invoke("keys", "add", "--file", str(keys), "--name", "web", "--scopes", "recommend").exit_code == 0
+    before = keys.read_bytes()
+    result = _invoke("keys", "add", "--file", str(keys), *args)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert message.format(keys=keys) in _one_line(result.stderr)
+    assert keys.read_bytes() == before
+
+
+def test_keys_list_names_a_missing_or_invalid_file(tmp_path):
+    missing = _invoke("keys", "list", "--file", str(tmp_path / "none.json"))
+    assert missing.exit_code == 2 and f"error: no keys file {tmp_path / 'none.json'}" in _one_line(missing.stderr)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"keys": [{"name": "x", "hash": "plain-secret", "scopes": ["events"]}]}')
+    invalid = _invoke("keys", "list", "--file", str(bad))
+    assert invalid.exit_code == 2
+    assert f"error: api_keys_file {bad}: keys[0].hash: hash: expected 'scrypt$" in _one_line(invalid.stderr)
+    assert "plain-secret" not in invalid.output  # never echoes what was in the file
+
+
+def test_train_help_names_exclude_erased():
+    result = _invoke("train", "--help")
+    assert result.exit_code == 0 and "--exclude-erased" in result.stdout

@@ -29,6 +29,8 @@ from lmrec.config import ConfigError, DataConfig, ExperimentConfig, ModelConfig,
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="lmrec: recommendations with language models.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect or generate data sets.")
 app.add_typer(data_app, name="data")
+keys_app = typer.Typer(no_args_is_help=True, help="Manage the API keys of `lmrec serve --keys-file`.")
+app.add_typer(keys_app, name="keys")
 console = Console(stderr=True)
 out = Console()
 
@@ -264,15 +266,33 @@ def train(
     param: list[str] = typer.Option([], "--param", help="Model parameter MODEL.NAME=VALUE (repeatable)."),
     text_fields: str | None = typer.Option(None, "--text-fields"),
     seed: int = typer.Option(2020, "--seed"),
+    exclude_erased: Path | None = typer.Option(
+        None,
+        "--exclude-erased",
+        help="A service's --state-dir: users erased there (DELETE /users/{id}) and all their rows are left out.",
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Fit one model on all interactions and write a model directory for recommend and serve."""
     _setup_logging(verbose)
     _check_models([model])
-    from lmrec.pipeline import load_dataset, make_model, train_bundle
+    from lmrec.pipeline import exclude_users, load_dataset, make_model, train_bundle
 
     try:
         dataset = load_dataset(DataConfig(source=data, text_fields=tuple(_split_list(text_fields)) or None))
+        if exclude_erased is not None:
+            from lmrec.serve.erased import erased_users
+
+            erased = erased_users(exclude_erased)
+            kept = exclude_users(dataset, erased.matching(dataset.interactions.user_map.ids))
+            console.print(
+                f"excluded {dataset.n_users - kept.n_users} erased users and "
+                f"{len(dataset.interactions) - len(kept.interactions)} of their rows "
+                f"({len(erased)} erased in {exclude_erased})",
+                soft_wrap=True,
+                highlight=False,
+            )
+            dataset = kept
         recommender = make_model(ModelConfig(model, _model_params(param, [model]).get(model, {})), seed)
         started = time.perf_counter()
         bundle = train_bundle(recommender, dataset, seed=seed)
@@ -462,6 +482,56 @@ def serve(
         _fail(str(exc))
 
 
+@keys_app.command("add")
+def keys_add(
+    file: Path = typer.Option(..., "--file", help="The keys file (JSON, or YAML for .yaml/.yml); created if missing."),
+    name: str = typer.Option(..., "--name", help="A unique name for the key (logs and 403 answers show it)."),
+    scopes: str = typer.Option(
+        ..., "--scopes", help="Comma-separated scopes: recommend, events, users, catalog, admin."
+    ),
+    rate_limit: float | None = typer.Option(
+        None, "--rate-limit", help="Requests per second this key may make on average (429 beyond)."
+    ),
+) -> None:
+    """Add an API key: print the raw key once (stdout); the file keeps only its scrypt hash."""
+    from lmrec.serve.auth import SCOPES, RateLimit, add_key
+
+    wanted = _split_list(scopes)
+    if not wanted:
+        _fail(f"--scopes: give at least one of {list(SCOPES)}")
+    try:
+        limit = None if rate_limit is None else RateLimit(per_second=rate_limit)
+    except ValidationError as exc:
+        _fail(f"--rate-limit: {exc.errors()[0]['msg']}, got {rate_limit}")
+    try:
+        key = add_key(file, name, wanted, rate_limit=limit)
+    except ValueError as exc:
+        _fail(str(exc))
+    typer.echo(key)
+    console.print(
+        f"added key {name!r} to {file}; the file keeps only its hash, so store the key now: it is not shown again",
+        soft_wrap=True,
+        highlight=False,
+    )
+
+
+@keys_app.command("list")
+def keys_list(file: Path = typer.Option(..., "--file", help="The keys file.")) -> None:
+    """Show each key's name, scopes and rate limit (never a key or its hash)."""
+    from lmrec.serve.auth import load_keys
+
+    if not file.is_file():
+        _fail(f"no keys file {file}")
+    try:
+        entries = load_keys(file)
+    except ValueError as exc:
+        _fail(str(exc))
+    typer.echo("name\tscopes\trate_limit")
+    for e in entries:
+        limit = "-" if e.rate_limit is None else f"{e.rate_limit.per_second:g}/s burst {e.rate_limit.capacity}"
+        typer.echo(f"{e.name}\t{','.join(e.scopes)}\t{limit}")
+
+
 @app.command()
 def demo(
     out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="Where the report goes."),
@@ -477,6 +547,13 @@ def demo(
     if "serving" in result:
         _print_walkthrough(result["serving"])
     console.print(f"report written to {out_dir}")
+    if "serving" in result:
+        console.print(
+            "browse the served model in the console: "
+            f"lmrec serve --model {out_dir / 'model'} --state-dir {out_dir / 'serve_state'} "
+            f"--set reports_dir={out_dir}, then open http://127.0.0.1:8000/ui",
+            soft_wrap=True,
+        )
 
 
 def _print_walkthrough(walk: dict[str, Any]) -> None:

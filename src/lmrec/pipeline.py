@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -17,7 +17,7 @@ import numpy as np
 
 import lmrec.models  # noqa: F401  (registers the built-in models in MODEL_REGISTRY)
 from lmrec.config import DataConfig, ExperimentConfig, ModelConfig, SplitConfig
-from lmrec.data import Dataset, Split, cold_item_split, kcore_filter, leave_one_out, ratio_split, temporal_split
+from lmrec.data import Dataset, IdMap, Split, cold_item_split, kcore_filter, leave_one_out, ratio_split, temporal_split
 from lmrec.data.loaders import load_from_config, load_recbole_benchmark, set_text_fields
 from lmrec.data.text import clean_text
 from lmrec.eval import ExperimentResult, run_experiment
@@ -28,6 +28,7 @@ from lmrec.models.bundle import ModelBundle, VectorRecommender
 
 __all__ = [
     "assign_scenarios",
+    "exclude_users",
     "load_dataset",
     "load_dataset_and_split",
     "make_model",
@@ -93,6 +94,42 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     if cfg.kcore > 0:
         dataset = dataset.with_interactions(kcore_filter(dataset.interactions, cfg.kcore, cfg.kcore))
     return dataset
+
+
+def exclude_users(dataset: Dataset, user_ids: Collection[str]) -> Dataset:
+    """``dataset`` without the given users: their rows, their place in the user map, their texts and
+    attributes (erased users must not reach the next model; see ``lmrec train --exclude-erased``).
+
+    The remaining users keep their relative order (indices are dense again); the item map and the
+    catalogue are unchanged, so an item only an excluded user met stays a (cold) item.
+
+    Args:
+        dataset: the loaded data.
+        user_ids: external ids to drop; ids the data does not hold are ignored.
+
+    Returns:
+        A new `Dataset` (``dataset`` itself when no given id occurs in it).
+    """
+    drop = {str(u) for u in user_ids}
+    inter = dataset.interactions
+    users = dataset.users
+    in_texts = users is not None and bool(users.texts["user_id"].isin(drop).any())
+    in_attrs = users is not None and users.attributes is not None and bool(users.attributes.index.isin(drop).any())
+    dropped = inter.user_map.to_index(sorted(drop), unknown="missing")
+    dropped = dropped[dropped >= 0]
+    if not dropped.size and not in_texts and not in_attrs:
+        return dataset
+    kept = inter.subset(~np.isin(inter.users, dropped))
+    remaining = np.setdiff1d(np.arange(inter.n_users), dropped)  # ascending: the old relative order
+    kept = kept.with_maps(IdMap(inter.user_map.to_ids(remaining)), inter.item_map)
+    if users is not None:
+        attrs = users.attributes
+        users = replace(
+            users,
+            texts=users.texts[~users.texts["user_id"].isin(drop)],
+            attributes=None if attrs is None else attrs[~attrs.index.isin(drop)],
+        )
+    return replace(dataset, interactions=kept, users=users)
 
 
 def load_dataset_and_split(data: DataConfig, split: SplitConfig) -> tuple[Dataset, Split]:

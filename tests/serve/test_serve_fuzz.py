@@ -128,8 +128,13 @@ def test_fuzzing_every_route_finds_no_server_error_and_no_answer_outside_the_sch
         items = app.state.host.service.items  # the state the run left
         before = {item_id: items.texts[row] for item_id, row in items.row_of.items()}
         n_events = app.state.host.service.store.count_events()
-    assert not failures, "\n\n".join(failures[:10])
     calls = Counter(label for label, _ in statuses.elements())
+    # what -s shows (the figures RESULTS.md quotes)
+    print(f"\nfuzzed {len(calls)} routes, {sum(calls.values())} requests, {len(failures)} check failures")
+    for label in sorted(calls):
+        answers = ", ".join(f"{s}: {n}" for (lbl, s), n in sorted(statuses.items()) if lbl == label)
+        print(f"  {label}: {calls[label]} examples ({answers})")
+    assert not failures, "\n\n".join(failures[:10])
     with_inputs = [label for label in calls if label not in ("GET /health", "GET /metrics", "GET /admin/model")]
     assert len(with_inputs) == len(operations) - 3
     assert all(calls[label] >= POSITIVE_EXAMPLES for label in with_inputs), calls

@@ -11,6 +11,7 @@ still writes it out); only a power loss or kernel crash can drop the last commit
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import sqlite3
@@ -33,7 +34,7 @@ from lmrec.serve.stores.base import (
     UserRecord,
 )
 
-__all__ = ["SQLiteProfileStore", "SQLiteStore", "blob_to_vector", "vector_to_blob"]
+__all__ = ["SQLiteProfileStore", "SQLiteStore", "blob_to_vector", "erasure_hash", "vector_to_blob"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,10 @@ CREATE TABLE IF NOT EXISTS events (
     received_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_user ON events (user_id, seq);
+CREATE TABLE IF NOT EXISTS erased (
+    id_hash TEXT PRIMARY KEY,
+    erased_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS users (
     user_id TEXT PRIMARY KEY,
     n_events INTEGER NOT NULL DEFAULT 0,
@@ -136,6 +141,16 @@ def _item_record(row: tuple) -> ItemRecord:
         else:
             problem = problem or "vector is not a float32 blob"
     return ItemRecord(str(item_id), text, attributes, vector, str(space), bool(deleted), int(version), problem)
+
+
+def erasure_hash(user_id: str) -> str:
+    """The SHA-256 hex digest that stands for an erased user id in the ``erased`` table.
+
+    A digest, not the id: the database keeps no readable trace of an erased user who was never in
+    the model, yet a training run can still recognise their rows. Ids from a small or guessable
+    space can be recovered by hashing candidates; the digest hides an id, it does not anonymise it.
+    """
+    return hashlib.sha256(user_id.encode("utf-8")).hexdigest()
 
 
 def _event(row: tuple) -> StoredEvent:
@@ -365,6 +380,11 @@ class SQLiteStore:
         """
         n = tx.execute("DELETE FROM events WHERE user_id = ?", (user_id,)).rowcount
         tx.execute("DELETE FROM queries WHERE user_id = ?", (user_id,))
+        # every erased id, known to the model or not, leaves its hash (not the id) for the next
+        # training run: that run's data may hold users this service never saw
+        tx.execute(
+            "INSERT OR REPLACE INTO erased (id_hash, erased_at) VALUES (?, ?)", (erasure_hash(user_id), time.time())
+        )
         if mark_forgotten:
             tx.execute(
                 "INSERT INTO users (user_id, n_events, forgotten) VALUES (?, 0, 1) ON CONFLICT (user_id) DO UPDATE"
