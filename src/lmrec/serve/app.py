@@ -209,8 +209,8 @@ def run_server(settings: ServeSettings) -> None:
 
 
 def _openapi(app: FastAPI, settings: ServeSettings) -> dict[str, Any]:
-    """The OpenAPI schema with this server's limits as schema bounds (``k`` at most ``max_k``, query and
-    item text lengths, events per batch), built once."""
+    """The OpenAPI schema with this server's limits as schema bounds (``k`` at most ``max_k``, query, user
+    and item text lengths, session items, events per batch), built once."""
     if app.openapi_schema is not None:
         return app.openapi_schema
     schema = get_openapi(
@@ -222,6 +222,8 @@ def _openapi(app: FastAPI, settings: ServeSettings) -> dict[str, Any]:
     limits = {
         ("RecommendRequest", "k"): {"maximum": settings.max_k},
         ("RecommendRequest", "query"): {"maxLength": settings.max_query_chars},
+        ("RecommendRequest", "user_text"): {"maxLength": settings.max_user_text_chars},
+        ("RecommendRequest", "session_items"): {"maxItems": settings.max_session_items},
         ("ExplainRequest", "query"): {"maxLength": settings.max_query_chars},
         ("ItemUpsert", "text"): {"maxLength": settings.max_item_text_chars},
         ("EventsRequest", "events"): {"maxItems": settings.max_events_per_batch},

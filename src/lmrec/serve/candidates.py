@@ -1,8 +1,10 @@
 """Candidate retrieval of ``/recommend``: the scored rows one resolved request starts from.
 
 By strategy (`RequestContext.strategy`): ``"popularity"`` takes the most popular
-allowed items; ``"query"``, ``"profile"`` and ``"query+profile"`` search the item index with the
-request's vector; ``"model"`` and ``"model+online"`` ask the model.
+allowed items; ``"query"``, ``"profile"``, ``"query+profile"`` and a new user's ``"session"``,
+``"user_text"`` and ``"session+user_text"`` search the item index with the request's vector (under a
+scenario of a model whose item vectors change with it, every item is scored exactly through that
+scenario's item vectors instead); ``"model"`` and ``"model+online"`` ask the model.
 
 Blend rule of ``"model+online"``: candidates are the model's top ``candidate_pool`` items and the
 online profile's top ``candidate_pool`` items; each gets ``(1 - b) * mm(model score) + b * mm(cos(online,
@@ -17,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from lmrec.serve.cold import ColdProfile
 from lmrec.serve.index import top_rows
 from lmrec.serve.items import ServedItems
 from lmrec.serve.profile_sync import UserVectorCache
@@ -37,6 +40,29 @@ class RequestContext:
     strategy: str
     scenario_id: int | None = None  # passed to a scenario-aware model (None: its shared path)
     scenario_applied: bool = False  # the scenario reached the model: it scored the list or gave the user's vector
+    cold: ColdProfile | None = None  # a user without history: what their session_items / user_text resolved to
+
+    def used(self) -> list[str]:
+        """The request's inputs behind the list (``RecommendResponse.used``)."""
+        out = []
+        if self.u is not None or self.online is not None:
+            out.append("user_id")
+        if self.query:
+            out.append("query")
+        if self.cold is not None:
+            out.extend(self.cold.used)
+        if self.strategy == "popularity":
+            out.append("popularity")
+        return out
+
+    def notes(self, new_user_input: bool) -> list[str]:
+        """How a new user's ``session_items`` / ``user_text`` were read (``new_user_input``: the request
+        sent some), or that a user with a history was served from it instead."""
+        if self.cold is not None:
+            return list(self.cold.notes)
+        if new_user_input:
+            return ["the user has a history: session_items and user_text were not used"]
+        return []
 
 
 class CandidateRetriever:
@@ -73,7 +99,25 @@ class CandidateRetriever:
             return top_rows(np.where(allowed, self.items.popularity(n), -np.inf), np.arange(n), pool)
         if ctx.vec is None:
             raise ValueError(f"strategy {ctx.strategy!r} needs a query or profile vector; the request has none")
+        if ctx.scenario_applied and ctx.scenario_id is not None and hasattr(self.model, "scenario_item_vectors"):
+            return self._scenario_search(ctx.vec, ctx.scenario_id, allowed, pool)
         return self.items.index.search(ctx.vec, pool, allowed)
+
+    def _scenario_search(
+        self, vec: np.ndarray, scenario_id: int, allowed: np.ndarray, pool: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact scores under a scenario of a model whose item vectors change with the scenario
+        (``scenario_item_vectors``: ``lm-scenario``): its items are scored through that scenario's
+        vectors, as its ``recommend`` scores them; items added while serving, which the model does not
+        hold, through their served (shared) vectors. One (n, d) product per request."""
+        n, n_model = len(allowed), self.items.n_model
+        scores = np.full(n, -np.inf, dtype=np.float32)
+        table = np.asarray(self.model.scenario_item_vectors(scenario_id), dtype=np.float32)
+        scores[:n_model] = table[:n_model] @ np.asarray(vec, dtype=np.float32)
+        if n > n_model:
+            scores[n_model:] = self.items.index.exact_scores(vec, np.arange(n_model, n))
+        scores[~allowed] = -np.inf
+        return top_rows(scores, np.arange(n), pool)
 
     def _model_candidates(self, ctx: RequestContext, allowed: np.ndarray, pool: int) -> tuple[np.ndarray, np.ndarray]:
         n_model = self.items.n_model

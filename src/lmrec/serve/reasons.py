@@ -35,10 +35,11 @@ _MAX_TERMS = 16
 
 @dataclass(frozen=True)
 class HistoryItem:
-    """An item in a user's history: from a logged event or from the model's training data."""
+    """An item in a user's history: from a logged event, the model's training data, or a new user's
+    ``session_items``."""
 
     row: int
-    source: Literal["event", "training"]
+    source: Literal["event", "training", "session"]
     event_type: str | None
 
 
@@ -58,6 +59,8 @@ def reasons(
     history: Sequence[HistoryItem],
     items: ServedItems,
     model_name: str,
+    *,
+    profile_text: bool = False,
 ) -> list[str]:
     """One short reason per recommended row.
 
@@ -68,6 +71,7 @@ def reasons(
         history: the user's recent events and training items (may be empty).
         items: the served items (vectors and titles).
         model_name: named when nothing more specific explains an item.
+        profile_text: the list was made from a new user's ``user_text`` (named, never quoted).
     """
     rows = np.asarray(rows, dtype=np.int64)
     if strategy == "popularity":
@@ -89,8 +93,12 @@ def reasons(
             if h.source == "event":
                 verb = _PAST.get(h.event_type or "", "interacted with")
                 parts.append(f'because you {verb} "{title}"')
+            elif h.source == "session":
+                parts.append(f'like "{title}" from this session')
             else:
                 parts.append(f'like "{title}" from your history')
+        if profile_text:
+            parts.append("matches your profile text")
         if not parts:
             parts.append(f"recommended by {model_name}")
         out.append("; ".join(parts))

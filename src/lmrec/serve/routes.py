@@ -172,7 +172,9 @@ def _filters(filters: Filters | None) -> FilterSpec | None:
     "/recommend", response_model=RecommendResponse, tags=["recommend"], responses=BODY_ANSWERS, **scoped("recommend")
 )
 def recommend(body: RecommendRequest, service: Service) -> RecommendResponse:
-    """Ranked items for a user, a natural-language query, or both; popular items for neither."""
+    """Ranked items for a user, a natural-language query, or both; for a user without history, from an
+    anonymous session's items and/or a profile text (the answer's ``strategy``, ``used`` and ``notes``
+    say how); popular items for none of these."""
     return service.recommend(
         user_id=body.user_id,
         query=body.query,
@@ -181,6 +183,8 @@ def recommend(body: RecommendRequest, service: Service) -> RecommendResponse:
         filters=_filters(body.filters),
         exclude_seen=body.exclude_seen,
         diversity=body.diversity,
+        session_items=body.session_items,
+        user_text=body.user_text,
     )
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 __all__ = [
     "ErrorResponse",
@@ -46,7 +46,20 @@ __all__ = [
 
 Id = Field(min_length=1, max_length=256)
 Scalar = str | int | float | bool
-Strategy = Literal["profile", "query", "query+profile", "model", "model+online", "popularity"]
+Strategy = Literal[
+    "profile",
+    "query",
+    "query+profile",
+    "model",
+    "model+online",
+    "session",
+    "user_text",
+    "session+user_text",
+    "popularity",
+]
+#: what shaped a ``/recommend`` list (`RecommendResponse.used`)
+Input = Literal["user_id", "query", "session_items", "user_text", "popularity"]
+ItemIdStr = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
 class _Strict(BaseModel):
@@ -88,9 +101,24 @@ class RecommendRequest(_Strict):
             "models ignore it, and the response's scenario_applied is false"
         ),
     )
+    session_items: list[ItemIdStr] | None = Field(
+        None,
+        description=(
+            "for a user without history (no user_id, or an unknown one): the item ids of an anonymous "
+            "session, most recent last (at most the server's max_session_items). The model's user tower "
+            "reads them as a known user's history; unknown ids are ignored and listed in the answer"
+        ),
+    )
+    user_text: str | None = Field(
+        None,
+        description=(
+            "for a user without history: a profile sentence or free text about them (at most the server's "
+            "max_user_text_chars); scrubbed of personal data before it is encoded, never stored"
+        ),
+    )
     k: int = Field(10, ge=1, description="list length (at most the server's max_k)")
     filters: Filters | None = None
-    exclude_seen: bool = True
+    exclude_seen: bool = Field(True, description="leave out the user's seen items (and the session's items)")
     diversity: float = Field(0.0, ge=0.0, le=1.0, description="MMR weight: 0 pure relevance, 1 maximal novelty")
 
 
@@ -109,6 +137,14 @@ class RecommendResponse(BaseModel):
     scenario: str | None = None
     scenario_applied: bool = Field(
         False, description="true when the scenario reached the model (a scenario-aware model scored this list)"
+    )
+    used: list[Input] = Field(default_factory=list, description="the request's inputs that shaped this list")
+    unknown_session_items: list[str] = Field(
+        default_factory=list, description="session_items ids the service does not know (ignored)"
+    )
+    notes: list[str] = Field(
+        default_factory=list,
+        description="how session_items / user_text were read when not by the model's own user tower, or why not",
     )
 
 
@@ -259,7 +295,7 @@ class ExplainRequest(_Strict):
 
 class HistoryContribution(BaseModel):
     item_id: str
-    source: Literal["event", "training"]
+    source: Literal["event", "training", "session"]
     event_type: str | None
     similarity: float
 

@@ -6,6 +6,9 @@ Who gets what (``/recommend``):
 request                               candidates
 ====================================  ==========================================================
 query, no known profile               the query vector (``strategy="query"``)
+no known profile, ``session_items``   the new user's vector from their session and/or text
+and/or ``user_text``                  (``"session"``, ``"user_text"``, ``"session+user_text"``; with a
+                                      query ``"query+profile"``): `lmrec.serve.cold`
 known user, no query, vector model    the profile vector (``"profile"``)
 known user, no query, other model     ``model.recommend``, blended with the online profile when the
                                       user has events (``"model"`` / ``"model+online"``)
@@ -35,7 +38,7 @@ and checks the successor aside and only then swaps the reference (`lmrec.serve.s
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -45,6 +48,7 @@ from lmrec.serve import reasons as why
 from lmrec.serve.attributes import FilterError, FilterSpec
 from lmrec.serve.candidates import CandidateRetriever, RequestContext
 from lmrec.serve.catalog import ItemUpdates
+from lmrec.serve.cold import ColdProfile, ColdStart
 from lmrec.serve.errors import BadRequest, NotFound, ServeError, TooLarge
 from lmrec.serve.items import ServedItems
 from lmrec.serve.metrics import Metrics
@@ -137,6 +141,7 @@ class RecService:
         self.scrubber = settings.scrubber()
         self.user_vectors = UserVectorCache(space, items)
         self.retriever = CandidateRetriever(self.model, items, settings.online_weight, self.user_vectors)
+        self.cold = ColdStart(self.model, space, items, settings.query_weight)
         items.add_popularity(
             np.arange(items.n_model), np.asarray(self.model.seen_.sum(axis=0), dtype=np.float64).ravel()
         )
@@ -177,8 +182,15 @@ class RecService:
         except ValueError:
             raise BadRequest("scenario", f"unknown scenario {scenario!r}; valid: {self.scenarios}") from None
 
-    def resolve(self, user_id: str | None, query: str | None, scenario_id: int | None = None) -> RequestContext:
-        """Turn a user id and a query into the retrieval vector and strategy (table in the module doc)."""
+    def resolve(
+        self,
+        user_id: str | None,
+        query: str | None,
+        scenario_id: int | None = None,
+        new_user: Callable[[], ColdProfile | None] | None = None,
+    ) -> RequestContext:
+        """Turn a user id and a query into the retrieval vector and strategy (table in the module doc);
+        ``new_user`` gives the profile of a user without history (called only for one)."""
         s = self.settings
         if query is not None and len(query) > s.max_query_chars:
             raise BadRequest("query", f"{len(query)} characters exceed max_query_chars={s.max_query_chars}")
@@ -194,13 +206,18 @@ class RecService:
         offline = self.user_vectors.get(u, scenario_id) if u is not None else None
         applied = scenario_id is not None and offline is not None and self.space.kind == "model"
         user_vec = blend([(offline, 1.0 - s.online_weight), (online, s.online_weight)])
+        cold = new_user() if new_user is not None and u is None and online is None else None
+        if cold is not None:
+            user_vec, applied = cold.vec, cold.scenario_applied
+            if qvec is None and user_vec is not None:
+                return RequestContext(user_id, u, None, None, user_vec, cold.strategy, scenario_id, applied, cold)
         if qvec is not None:
             vec = blend([(qvec, s.query_weight), (user_vec, 1.0 - s.query_weight)])
             strategy = "query+profile" if user_vec is not None else "query"
-            return RequestContext(user_id, u, online, query, vec, strategy, scenario_id, applied)
+            return RequestContext(user_id, u, online, query, vec, strategy, scenario_id, applied, cold)
         if user_vec is not None:
             return RequestContext(user_id, u, online, None, user_vec, "profile", scenario_id, applied)
-        return RequestContext(user_id, u, online, None, None, "popularity", scenario_id)
+        return RequestContext(user_id, u, online, None, None, "popularity", scenario_id, cold=cold)
 
     def scrub(self, text: str) -> str:
         """``text`` through the PII scrubber (unchanged when ``scrub_pii`` is off)."""
@@ -232,14 +249,19 @@ class RecService:
         filters: FilterSpec | None = None,
         exclude_seen: bool = True,
         diversity: float = 0.0,
+        session_items: Sequence[str] | None = None,
+        user_text: str | None = None,
     ) -> RecommendResponse:
         """Top-``k`` items for a user and/or a query (see the module docstring).
 
         ``scenario`` goes to the business rules; a scenario-aware model (``is_scenario_aware``) also
         scores in it (an unknown name is a `BadRequest` listing the valid ones), another model ignores
-        it, and the response's ``scenario_applied`` says which happened.
+        it, and the response's ``scenario_applied`` says which happened. ``session_items`` and
+        ``user_text`` describe a user without history (`lmrec.serve.cold`); for a known user they
+        are not used, and the answer's ``notes`` say so.
         """
         self._check_k(k)
+        self.cold.check(session_items, user_text, self.settings.max_session_items, self.settings.max_user_text_chars)
         scenario_id = self.scenario_id(scenario)
         self.item_updates.maybe_sync()
         if query is not None and query.strip() and self.settings.store_queries != "none":
@@ -256,10 +278,15 @@ class RecService:
                 allowed &= self.items.attributes.mask(filters, n)
             except FilterError as exc:
                 raise BadRequest(exc.field, str(exc).split(": ", 1)[1]) from None
-        ctx = self.resolve(user_id, query, scenario_id)
+        text = None if user_text is None else (self.scrub(user_text).strip() or None)
+        wants_cold = bool(session_items) or text is not None
+        new_user = (lambda: self.cold.resolve(session_items or [], text, scenario_id)) if wants_cold else None
+        ctx = self.resolve(user_id, query, scenario_id, new_user)
         if exclude_seen and user_id is not None:
             seen = self._seen_rows(user_id, ctx.u)
             allowed[seen[seen < n]] = False
+        if exclude_seen and ctx.cold is not None:
+            allowed[ctx.cold.rows[ctx.cold.rows < n]] = False
         pool = k if diversity == 0 and not self.rules else max(k, self.settings.candidate_pool)
         rows, scores = self.retriever.retrieve(ctx, allowed, pool)
         cands = Candidates(rows, scores, tuple(self.items.ids[r] for r in rows))
@@ -282,6 +309,9 @@ class RecService:
             known_user=ctx.u is not None or ctx.online is not None,
             scenario=scenario,
             scenario_applied=ctx.scenario_applied,
+            used=ctx.used(),  # type: ignore[arg-type]
+            unknown_session_items=ctx.cold.unknown if ctx.cold is not None else [],
+            notes=ctx.notes(wants_cold),
         )
 
     def _history(self, user_id: str | None, u: int | None, limit: int = 20) -> list[why.HistoryItem]:
@@ -298,8 +328,17 @@ class RecService:
         return out
 
     def _reasons(self, ctx: RequestContext, rows: np.ndarray) -> list[str]:
-        history = [] if ctx.strategy in ("popularity", "query") else self._history(ctx.user_id, ctx.u, limit=10)
-        return why.reasons(ctx.strategy, ctx.query, rows, history, self.items, type(self.model).__name__)
+        if ctx.cold is not None:
+            history = [why.HistoryItem(int(r), "session", None) for r in ctx.cold.rows[-10:]]
+            profile_text = "user_text" in ctx.cold.used
+        else:
+            history = [] if ctx.strategy in ("popularity", "query") else self._history(ctx.user_id, ctx.u, limit=10)
+            profile_text = False
+        if ctx.strategy == "popularity":
+            history = []
+        return why.reasons(
+            ctx.strategy, ctx.query, rows, history, self.items, type(self.model).__name__, profile_text=profile_text
+        )
 
     # ------------------------------------------------------------------ events
     def ingest(self, events: Sequence[EventIn]) -> EventsResponse:

@@ -90,13 +90,15 @@ class ServeSettings(BaseModel):
         max_body_bytes: largest request body; larger bodies get 413.
         max_query_chars: longest query text (``/recommend`` and ``/explain``).
         max_item_text_chars: longest item text of ``PUT /items/{id}``.
+        max_user_text_chars: longest ``user_text`` of ``/recommend`` (a new user's profile text).
+        max_session_items: most ``session_items`` of ``/recommend`` (a new user's anonymous session).
         recent_events_shown: events listed by ``GET /users/{id}`` unless ``limit`` says otherwise.
         items_sync_interval_s: how often a process picks up items that other processes PUT or DELETEd
             (0 disables).
         threads: intra-op threads for FAISS and torch (1 keeps concurrent requests from oversubscribing).
         rules: business-rule hooks as ``"package.module:function"`` import paths (see `lmrec.serve.ranking`).
         show_progress: progress bars while encoding the catalogue at start-up.
-        scrub_pii: pass text from requests (queries, item texts of ``PUT /items``) through the PII
+        scrub_pii: pass text from requests (queries, user texts, item texts of ``PUT /items``) through the PII
             scrubber (`lmrec.data.pii`) before it reaches an encoder, the store, an answer or a log.
         pii_kinds: what the scrubber replaces (``email``, ``phone``, ``card``, ``ssn``, ``uk_nino``,
             ``iban``, ``cn_id``, ``ip``; default all).
@@ -152,6 +154,8 @@ class ServeSettings(BaseModel):
     max_body_bytes: int = Field(2_000_000, ge=1024)
     max_query_chars: int = Field(1000, ge=1)
     max_item_text_chars: int = Field(20_000, ge=1)
+    max_user_text_chars: int = Field(2000, ge=1)
+    max_session_items: int = Field(50, ge=1, le=10_000)
     recent_events_shown: int = Field(20, ge=0)
     items_sync_interval_s: float = Field(1.0, ge=0.0)
     threads: int = Field(1, ge=1)

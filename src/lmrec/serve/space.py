@@ -104,7 +104,8 @@ class ModelSpace(VectorSpace):
             return np.asarray(self.model.user_vectors(users)[0], dtype=np.float32)
         # only scenario-aware models are asked for a scenario (the service checks is_scenario_aware)
         scenario_model = cast(Any, self.model)
-        return np.asarray(scenario_model.user_vectors(users, scenario=scenario)[0], dtype=np.float32)
+        ids = np.full(len(users), scenario, dtype=np.int64)  # an array: the model broadcasts a scalar read-only
+        return np.asarray(scenario_model.user_vectors(users, scenario=ids)[0], dtype=np.float32)
 
 
 class TextSpace(VectorSpace):
