@@ -134,13 +134,50 @@ def test_tfidf_hand_computed_cosine() -> None:
 
 
 def test_tfidf_chinese_with_character_ngrams() -> None:
-    texts = ["红色跑鞋", "红色运动鞋", "蓝色棉帽"]
+    texts = ["红色跑鞋", "红色运动鞋", "蓝色棉帽"]  # red running shoe, red sports shoe, blue cotton hat
     data = _text_dataset(texts, [(0, 0)], n_users=1)
-    words = TfidfRecommender().fit(data)  # no spaces: each title is one "word", nothing is shared
-    assert words.score_all(np.array([0]))[0, 1] == 0.0
+    words = TfidfRecommender().fit(data)  # jieba: 红色|跑鞋, 红色|运动|运动鞋, 蓝色|棉帽
+    assert words.vocabulary_.tolist() == ["棉帽", "红色", "蓝色", "跑鞋", "运动", "运动鞋"]
+    scores = words.score_all(np.array([0]))[0]
+    assert scores[1] > 0 and scores[2] == 0.0  # 红色 (red) is shared with item 1, no word with item 2
     chars = TfidfRecommender(analyzer="char").fit(data)
     scores = chars.score_all(np.array([0]))[0]
     assert scores[1] > scores[2] > 0  # 红色 and 鞋 are shared with item 1; only 色 with item 2
+
+
+def test_tfidf_ranks_a_shared_chinese_word_above_shared_characters() -> None:
+    # query 太空冒险 (space adventure) = 太空|冒险. Item 0 太空漫游 (space odyssey) = 太空|漫游 shares the
+    # word 太空; item 1 太阳与天空 (the sun and the sky) = 太阳|与|天空 holds the characters 太 and 空 but
+    # no word of the query; item 2 浪漫喜剧 (romantic comedy) shares nothing.
+    data = _text_dataset(["太空漫游", "太阳与天空", "浪漫喜剧"], [(0, 0)], n_users=1)
+    words = TfidfRecommender().fit(data)
+    sims = (words.transform_texts(["太空冒险"]) @ words.item_matrix_.T).toarray()[0]
+    # the query's only known term is 太空 (idf ln(4/2)+1 = 1.693); item 0 = (太空, 漫游), equal weights:
+    # cos = 1 * (1 / sqrt(2)) = 0.7071
+    np.testing.assert_allclose(sims, [2**-0.5, 0.0, 0.0], atol=1e-6)
+    chars = TfidfRecommender(analyzer="char").fit(data)  # characters alone also match item 1
+    char_sims = (chars.transform_texts(["太空冒险"]) @ chars.item_matrix_.T).toarray()[0]
+    assert char_sims[1] > 0
+
+
+def test_tfidf_english_vocabulary_and_vectors_are_unchanged_on_movielens() -> None:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from lmrec.data.loaders import available, load
+    from lmrec.data.loaders.bundled import bundled_files
+
+    if "ml-100k" not in available() or bundled_files("ml-100k") is None:
+        pytest.skip("the bundled MovieLens 100K parquet files are not installed")
+    data = load("ml-100k")
+    model = TfidfRecommender().fit(data)
+    assert data.items is not None
+    texts = data.items.texts(model.item_map_)
+    old = TfidfVectorizer(sublinear_tf=True)  # the former word analyzer: scikit-learn's token pattern
+    old_matrix = old.fit_transform(texts)
+    assert model.vocabulary_.tolist() == old.get_feature_names_out().tolist()
+    np.testing.assert_array_equal(model.idf_, old.idf_)
+    old_rows = sp.csr_matrix(old_matrix / sp.linalg.norm(old_matrix, axis=1)[:, None], dtype=np.float32)
+    np.testing.assert_allclose(model.item_matrix_.toarray(), old_rows.toarray(), rtol=1e-6, atol=1e-7)
 
 
 def test_tfidf_without_catalogue_names_the_problem() -> None:

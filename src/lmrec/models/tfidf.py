@@ -9,11 +9,23 @@ import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
 from lmrec.data.dataset import Dataset
+from lmrec.data.tokenize import has_han, words
 from lmrec.models.base import Recommender, register
 
 # scikit-learn (slow to import) is imported in fit, its only user.
 
-__all__ = ["TfidfRecommender"]
+__all__ = ["TfidfRecommender", "tfidf_tokens"]
+
+
+def tfidf_tokens(text: str) -> list[str]:
+    """The word analyzer's tokens of (already lowercased) ``text``.
+
+    scikit-learn's default word pattern ``\\b\\w\\w+\\b`` is the ``\\w+`` runs of two or more
+    characters; that is kept for text without Chinese. Chinese runs are segmented with jieba's
+    search-engine cut (`lmrec.data.tokenize.words`), and a one-character Chinese word is kept
+    (``猫``, cat, is a word).
+    """
+    return [t for t in words(text, lowercase=False, mode="search") if len(t) > 1 or has_han(t)]
 
 
 @register("tfidf")
@@ -24,8 +36,10 @@ class TfidfRecommender(Recommender):
     ``template`` when given). Any item with text is scored, including items that never occur in
     training, which is this model's point: it ranks cold items. Items without text score 0.
 
-    For text without spaces between words (Chinese, Japanese) use ``analyzer="char"`` (character
-    n-grams, default range (1, 2)) instead of the word tokenizer.
+    The word analyzer splits with `tfidf_tokens`: English as scikit-learn's default pattern does,
+    Chinese segmented into words (jieba), so an item and a query that share a Chinese word match on
+    it. ``analyzer="char"`` (character n-grams, default range (1, 2)) suits other scripts written
+    without spaces (Japanese).
 
     Scores read the current history (``seen_``), so ``observe`` folds new interactions in.
 
@@ -63,8 +77,11 @@ class TfidfRecommender(Recommender):
     def _vectorizer(self, vocabulary: dict[str, int] | None = None):
         from sklearn.feature_extraction.text import TfidfVectorizer
 
+        word = self.analyzer == "word"
         return TfidfVectorizer(
             analyzer=self.analyzer,
+            tokenizer=tfidf_tokens if word else None,
+            token_pattern=None if word else r"(?u)\b\w\w+\b",
             ngram_range=self._ngrams(),
             min_df=1 if vocabulary is not None else self.min_df,
             max_features=None if vocabulary is not None else self.max_features,

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lmrec.data.text import render_template
+from lmrec.data.tokenize import join_words, words
 from lmrec.models.bundle import ModelBundle
 from lmrec.serve.items import ServedItems
 from lmrec.serve.schemas import HistoryContribution, TermContribution
@@ -29,7 +30,6 @@ _PAST = {
     "rating": "rated",
     "like": "liked",
 }
-_TOKEN = re.compile(r"\w+", re.UNICODE)
 _MAX_TERMS = 16
 
 
@@ -132,13 +132,15 @@ def history_contributions(
 def term_contributions(query: str, item: np.ndarray, space: VectorSpace) -> list[TermContribution]:
     """Leave-one-out weight of each query term: ``cos(q, item) - cos(q without the term, item)``.
 
-    All variants are encoded in one batch. Terms are the query's distinct words (first 16), largest
+    All variants are encoded in one batch. Terms are the query's distinct words (first 16, case kept;
+    Chinese segmented into non-overlapping words by `lmrec.data.tokenize.words`), largest
     contribution first.
     """
-    terms = list(dict.fromkeys(_TOKEN.findall(query)))[:_MAX_TERMS]
+    tokens = words(query, lowercase=False)
+    terms = list(dict.fromkeys(tokens))[:_MAX_TERMS]
     if not terms:
         return []
-    variants = [query] + [" ".join(t for t in _TOKEN.findall(query) if t != term) for term in terms]
+    variants = [query] + [join_words(t for t in tokens if t != term) for term in terms]
     vecs = _unit_rows(space.encode_queries(variants))  # (1 + t, d)
     sims = vecs @ _unit_rows(np.asarray(item, np.float32))
     contrib = sims[0] - sims[1:]

@@ -7,18 +7,17 @@ text embeddings) and which query terms it contains (lexical overlap).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from lmrec.data.idmap import IdMap
+from lmrec.data.tokenize import words
 from lmrec.encoders.base import TextEncoder
 
 __all__ = ["explain_recommendation", "query_terms"]
 
-_TOKEN = re.compile(r"\w+", re.UNICODE)
 _STOP = frozenset(
     [
         "a",
@@ -64,9 +63,14 @@ _STOP = frozenset(
 
 
 def query_terms(text: str) -> list[str]:
-    """Lowercased word tokens of ``text`` without stop words, in order, each once."""
+    """Lowercased word tokens of ``text`` without stop words, in order, each once.
+
+    Words come from `lmrec.data.tokenize.words` in search mode: Chinese is segmented into words, and
+    the shorter words inside a long one are terms too, so ``科幻电影`` (science-fiction film) and
+    ``科幻片`` (science-fiction picture) share the term ``科幻``.
+    """
     seen: dict[str, None] = {}
-    for tok in _TOKEN.findall(text.lower()):
+    for tok in words(text, mode="search"):
         if tok not in _STOP and tok not in seen:
             seen[tok] = None
     return list(seen)
