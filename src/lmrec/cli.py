@@ -300,6 +300,11 @@ def train(
         _fail(str(exc))
     bundle.save(out_dir)
     console.print(f"trained {model} on {dataset.name} in {time.perf_counter() - started:.1f}s; wrote {out_dir}")
+    spent = getattr(recommender, "privacy_report_", None)
+    if spent:
+        console.print(
+            f"privacy spent (DP-SGD): epsilon {spent['epsilon']:.3f}, delta {spent['delta']:g}", highlight=False
+        )
 
 
 @app.command()

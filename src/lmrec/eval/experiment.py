@@ -55,7 +55,10 @@ class ModelRun:
     valid: EvalResult | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
-        """Test metrics at the top level, then ``valid``, ``fit_s`` and the test breakdowns."""
+        """Test metrics at the top level, then ``valid``, ``fit_s`` and the test breakdowns (and
+        ``privacy``, the (epsilon, delta) spent, for a model trained with differential privacy)."""
+        spent = getattr(self.model, "privacy_report_", None)
+        extra = {"privacy": dict(spent)} if spent else {}
         return {
             **{k: float(v) for k, v in self.test.metrics.items()},
             "valid": {k: float(v) for k, v in self.valid.metrics.items()} if self.valid is not None else {},
@@ -64,6 +67,7 @@ class ModelRun:
             "primary": self.test.primary,
             "by_scenario": self.test.by_scenario,
             "by_user_group": self.test.by_user_group,
+            **extra,
         }
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "ItemTowerConfig",
     "ObjectiveConfig",
     "OptimConfig",
+    "PrivacyConfig",
     "ScenarioConfig",
     "UserTowerConfig",
     "coerce",
@@ -444,6 +445,48 @@ class ScenarioConfig(ComponentConfig):
         if isinstance(out["scenario_weights"], Mapping):
             out["scenario_weights"] = dict(out["scenario_weights"])
         return out
+
+
+@dataclass(frozen=True)
+class PrivacyConfig(ComponentConfig):
+    """Differentially private training with DP-SGD at the level of a user (`lmrec.models.lm.privacy`).
+
+    Off by default (``epsilon`` None): training is then exactly the non-private one. With ``epsilon``
+    set, ``fit`` samples users by Poisson sampling at rate ``optim.batch_size / n_users``, clips each
+    user's whole gradient to ``max_grad_norm``, adds Gaussian noise calibrated by Opacus so that
+    ``optim.epochs`` epochs spend at most ``(epsilon, delta)``, and runs those epochs without early
+    stopping. Needs Opacus (the ``privacy`` extra).
+
+    Attributes:
+        epsilon: the privacy budget of the whole training run (None: not private).
+        delta: the delta of the guarantee; keep it below ``1 / n_users``.
+        max_grad_norm: the L2 bound ``C`` of each user's gradient (all parameters together).
+        accountant: Opacus' ``"rdp"`` (Renyi DP) or ``"prv"`` (privacy random variables, tighter).
+        chunk_size: users whose per-user gradients are held at once (memory only; the result does
+            not depend on it beyond float rounding).
+    """
+
+    key: ClassVar[str] = "privacy"
+
+    epsilon: float | None = None
+    delta: float = 1e-5
+    max_grad_norm: float = 1.0
+    accountant: Literal["rdp", "prv"] = "rdp"
+    chunk_size: int = 32
+
+    def __post_init__(self) -> None:
+        _number(self, "epsilon", strict=True, optional=True)
+        d = self.delta
+        if not _is_number(d) or not 0.0 < d < 1.0:
+            raise ValueError(f"PrivacyConfig.delta must be a number in (0, 1), got {d!r}")
+        _number(self, "max_grad_norm", strict=True)
+        _choice(self, "accountant", ("rdp", "prv"))
+        _int_at_least(self, "chunk_size", 1)
+
+    @property
+    def enabled(self) -> bool:
+        """True when training is private (``epsilon`` is set)."""
+        return self.epsilon is not None
 
 
 #: component key -> config class, in constructor order

@@ -51,6 +51,7 @@ from lmrec.models.lm.config import (
     ItemTowerConfig,
     ObjectiveConfig,
     OptimConfig,
+    PrivacyConfig,
     UserTowerConfig,
     coerce,
 )
@@ -60,6 +61,7 @@ from lmrec.models.lm.finetune import lora_arrays, make_lora_encoder
 from lmrec.models.lm.fusion import make_fusion
 from lmrec.models.lm.item_tower import fit_whitening
 from lmrec.models.lm.params import FORMAT_VERSION, ComponentParams
+from lmrec.models.lm.privacy import check_private_settings, train_private
 from lmrec.models.lm.text import encode_texts, item_fields, item_texts, user_texts
 from lmrec.models.lm.training import LoraSetup, append_histories, train_network, training_windows
 from lmrec.models.lm.user_tower import UserTower
@@ -94,6 +96,12 @@ class LMRecommender(ComponentParams, LMVectors):
         num_threads: torch threads while fitting (None: leave torch's setting).
         show_progress: progress bars for encoding and training.
         random_state: seed of weights, dropout, sampling and shuffling (the global RNG is untouched).
+        privacy: `PrivacyConfig`: user-level DP-SGD (`lmrec.models.lm.privacy`); off unless
+            ``epsilon`` is set. Last, so that positional calls of before keep their meaning.
+
+    With privacy on, ``fit`` trains exactly ``optim.epochs`` epochs (no early stopping: validation
+    users' data is private too) and sets ``privacy_report_`` (the ``(epsilon, delta)`` spent, the
+    noise multiplier, sample rate, steps, clipping bound and accountant), which is also saved.
 
     The flat argument names of before the components (``loss="bpr"``, ``item_repr="text"``, ...;
     `lmrec.models.lm.config.FLAT_NAMES`) are read by `from_params` (command line, YAML, format-1
@@ -104,6 +112,8 @@ class LMRecommender(ComponentParams, LMVectors):
     format_version: ClassVar[int | None] = FORMAT_VERSION
     #: component key -> config class (the multi-scenario model adds its own)
     components: ClassVar[dict[str, type[ComponentConfig]]] = dict(COMPONENTS)
+    #: components of this model alone (the multi-scenario model copies ``components`` only)
+    own_components: ClassVar[dict[str, type[ComponentConfig]]] = {"privacy": PrivacyConfig}
     #: top-level arguments that are saved (the encoder objects are not)
     top_level: ClassVar[tuple[str, ...]] = ("dim", "num_threads", "show_progress", "random_state")
 
@@ -114,6 +124,9 @@ class LMRecommender(ComponentParams, LMVectors):
     encoder: EncoderConfig
     fusion: FusionConfig
     continual: ContinualConfig
+    privacy: PrivacyConfig
+    #: what private training spent (`lmrec.models.lm.privacy.train_private`); None when not private
+    privacy_report_: dict[str, Any] | None
 
     def __init__(
         self,
@@ -130,6 +143,7 @@ class LMRecommender(ComponentParams, LMVectors):
         num_threads: int | None = None,
         show_progress: bool = False,
         random_state: int | None = 0,
+        privacy: PrivacyConfig | Mapping[str, Any] | None = None,
     ) -> None:
         self.item_tower = coerce(ItemTowerConfig, item_tower)
         self.user_tower = coerce(UserTowerConfig, user_tower)
@@ -138,6 +152,7 @@ class LMRecommender(ComponentParams, LMVectors):
         self.encoder = coerce(EncoderConfig, encoder)
         self.fusion = coerce(FusionConfig, fusion)
         self.continual = coerce(ContinualConfig, continual)
+        self.privacy = coerce(PrivacyConfig, privacy)
         self.dim, self.num_threads, self.show_progress, self.random_state = (
             dim,
             num_threads,
@@ -190,7 +205,7 @@ class LMRecommender(ComponentParams, LMVectors):
 
     def check_params(self) -> None:
         """Checks across components (each component checked itself when it was built)."""
-        for key, cls in self.components.items():
+        for key, cls in self.all_components().items():
             if not isinstance(getattr(self, key), cls):
                 raise ValueError(f"LMRecommender {key} must be a {cls.__name__}, got {getattr(self, key)!r}")
         dim = self.dim
@@ -202,6 +217,8 @@ class LMRecommender(ComponentParams, LMVectors):
             raise ValueError("LMRecommender encoder.finetune='lora' needs item text; item_tower.repr is 'id'")
         if self.fusion.mode != "none" and self.item_tower.repr == "id":
             raise ValueError("LMRecommender fusion.mode fuses with the item text; item_tower.repr is 'id'")
+        if self.privacy.enabled:
+            check_private_settings(self.objective, self.fusion, self.encoder.finetune)
 
     def _fit(self, dataset: Dataset) -> None:
         self.check_params()
@@ -249,6 +266,15 @@ class LMRecommender(ComponentParams, LMVectors):
         if uses_text and it.whiten:
             assert item_text_vecs is not None  # encoded above
             whitening = fit_whitening(item_text_vecs, eps=it.whiten_eps)
+        id_mask = self.counts_ > 0
+        if self.privacy.enabled:
+            # nothing fitted on all users enters a private model: every item keeps its ID part (which
+            # items have training rows is a count over users), and user texts are whitened with the
+            # item whitening (item text is public) instead of one fitted on every user's text
+            check_private_settings(self.objective, self.fusion, enc.finetune, inter.n_items)
+            id_mask = np.ones(inter.n_items, dtype=bool)
+            if user_inputs[0] is not None and user_inputs[2] is not None:
+                user_inputs = (user_inputs[0], user_inputs[1], whitening)
         self.event_classes_ = event_classes(inter, self.objective)
         self.net_ = build_net(
             self.dim,
@@ -256,7 +282,7 @@ class LMRecommender(ComponentParams, LMVectors):
             ut,
             self.objective,
             item_text_vecs,
-            self.counts_ > 0,
+            id_mask,
             whitening,
             user_inputs,
             len(self.event_classes_),
@@ -290,6 +316,22 @@ class LMRecommender(ComponentParams, LMVectors):
             self.objective.rating_weight,
             self.event_classes_,
         )
+        if self.privacy.enabled:
+            if valid is not None and len(valid):
+                log.info("privacy on: %d validation rows are not used (fixed %d epochs)", len(valid), self.optim.epochs)
+            self.train_history_, self.privacy_report_ = train_private(
+                self.net_,
+                windows,
+                privacy=self.privacy,
+                optim=self.optim,
+                content_weight=self.item_tower.content_weight,
+                seed=seed,
+                show_progress=self.show_progress,
+            )
+            log.info("privacy report: %s", self.privacy_report_)
+            self.refresh_vectors()
+            return
+        self.privacy_report_ = None
         validate = None
         if valid is not None and len(valid):
             validate = self.epoch_validator(inter, valid, getattr(self, "_validator", None))
@@ -352,6 +394,11 @@ class LMRecommender(ComponentParams, LMVectors):
         self.check_params()
         if self.encoder.finetune == "lora":
             raise ValueError("LMRecommender.partial_fit does not support encoder.finetune='lora'; refit instead")
+        if self.privacy.enabled:
+            raise ValueError(
+                "LMRecommender.partial_fit is not private (its updates are not accounted); with "
+                "privacy.epsilon set, refit instead"
+            )
         updater = ContinualUpdater(
             self.continual,
             objective=self.objective,
@@ -482,7 +529,11 @@ class LMRecommender(ComponentParams, LMVectors):
             train_history=list(getattr(self, "train_history_", []) or []),
             fusion=getattr(self, "fusion_spec_", None),
         )
-        return persist.pack(saved)
+        arrays, meta = persist.pack(saved)
+        report = getattr(self, "privacy_report_", None)
+        if report:
+            meta["privacy_report"] = dict(report)
+        return arrays, meta
 
     def load_state_dict(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         """Restore what `state_dict` returned (the id maps and ``seen_`` are set by ``load``)."""
@@ -504,6 +555,7 @@ class LMRecommender(ComponentParams, LMVectors):
         self.counts_ = saved.counts
         self.item_fields_ = saved.item_fields
         self.train_history_ = saved.train_history
+        self.privacy_report_ = meta.get("privacy_report")
         self.refresh_vectors()
 
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

@@ -25,12 +25,19 @@ class ComponentParams:
 
     model_name: ClassVar[str]
     dim: int
-    #: component key -> config class
+    #: component key -> config class (shared: the multi-scenario model copies these)
     components: ClassVar[dict[str, type[ComponentConfig]]] = dict(COMPONENTS)
+    #: components of this class alone, after ``components`` (not copied by models that reuse ``components``)
+    own_components: ClassVar[dict[str, type[ComponentConfig]]] = {}
     #: top-level constructor arguments that are saved (encoder objects are not)
     top_level: ClassVar[tuple[str, ...]] = ()
 
     # ------------------------------------------------------------------ parameters
+    @classmethod
+    def all_components(cls) -> dict[str, type[ComponentConfig]]:
+        """Every component key -> config class: ``components`` then ``own_components``."""
+        return {**cls.components, **cls.own_components}
+
     @classmethod
     def flat_names(cls) -> dict[str, str]:
         """Old flat argument name -> ``component.field`` (`lmrec.models.lm.config.FLAT_NAMES`)."""
@@ -39,8 +46,9 @@ class ComponentParams:
     @classmethod
     def valid_keys(cls) -> list[str]:
         """Every key `from_params` accepts: top-level names, components, dotted keys and old flat names."""
-        dotted = [f"{k}.{f}" for k, c in cls.components.items() for f in c.field_names()]
-        top = [*cls.top_level, "text_encoder", "image_encoder", *cls.components]
+        components = cls.all_components()
+        dotted = [f"{k}.{f}" for k, c in components.items() for f in c.field_names()]
+        top = [*cls.top_level, "text_encoder", "image_encoder", *components]
         return sorted(top) + dotted + sorted(cls.flat_names())
 
     @classmethod
@@ -56,20 +64,21 @@ class ComponentParams:
         Raises:
             ValueError: an unknown key (naming it and the valid keys) or a bad value (naming the field).
         """
+        components = cls.all_components()
         top: dict[str, Any] = {}
         parts: dict[str, dict[str, Any]] = {}
         fields: dict[str, Any] = {}
         for key, value in params.items():
-            if key in cls.components:
+            if key in components:
                 if key == "encoder" and value is not None and isinstance(value, TextEncoder):
                     top["text_encoder"] = value
                     continue
                 if key == "fusion" and isinstance(value, str):  # the old flat ``fusion="mean"``
                     value = {"mode": value}
-                parts[key] = coerce(cls.components[key], value).to_dict()
+                parts[key] = coerce(components[key], value).to_dict()
             elif "." in key:
                 component, _, field = key.partition(".")
-                config = cls.components.get(component)
+                config = components.get(component)
                 if config is None or field not in config.field_names():
                     raise ValueError(f"model {cls.model_name!r} has no parameter {key!r}; valid: {cls.valid_keys()}")
                 fields[key] = value
@@ -85,10 +94,17 @@ class ComponentParams:
         return cls(**top, **parts)
 
     def get_params(self) -> dict[str, Any]:
-        """Top-level arguments and each component as a dict (the encoder objects are not saved)."""
+        """Top-level arguments and each component as a dict (the encoder objects are not saved).
+
+        An own component (``own_components``) is left out while it holds its defaults, so a model
+        that does not use it saves the same ``config.json`` as before the component existed.
+        """
         params: dict[str, Any] = {"dim": self.dim}
         for key in self.components:
             params[key] = getattr(self, key).to_dict()
+        for key, cls in self.own_components.items():
+            if getattr(self, key) != cls():
+                params[key] = getattr(self, key).to_dict()
         params.update({k: getattr(self, k) for k in self.top_level if k != "dim"})
         return params
 
