@@ -2,7 +2,7 @@
 # RESULTS.md §12: same seeds give identical figures before and after the redesign (issue 19).
 # Usage: bash experiments/redesign_parity/run.sh TAG [SRC]
 #   TAG names the outputs (e.g. before / after); SRC is the src/ of the tree to run (default: the
-#   installed lmrec). For the old tree: git worktree add /tmp/oldtree 63ab60c, SRC=/tmp/oldtree/src.
+#   installed lmrec). For the old tree: git worktree add /tmp/oldtree 2b1f592, SRC=/tmp/oldtree/src.
 # Then: python experiments/redesign_parity/compare.py OUT/before_ml.json OUT/after_ml.json
 set -euo pipefail
 TAG=$1
