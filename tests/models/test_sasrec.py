@@ -141,12 +141,42 @@ def test_round_trip_keeps_histories(tmp_path) -> None:
     np.testing.assert_allclose(product, loaded.score_all(np.arange(3)), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the fallback when CUDA is absent")
-def test_cuda_falls_back_to_cpu_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+def test_cuda_without_a_gpu_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"^device 'cuda' asked for, but CUDA is not available on this machine"):
+        fast(epochs=1, device="cuda").fit(cyclic())
+
+
+def test_a_model_saved_for_cuda_loads_on_the_cpu(tmp_path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    model = fast(epochs=2).fit(cyclic())
+    path = model.save(tmp_path / "sasrec")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    config = path / "config.json"
+    config.write_text(config.read_text().replace('"device": "auto"', '"device": "cuda"'))
     with caplog.at_level(logging.WARNING, logger="lmrec.models.sasrec"):
-        model = fast(epochs=1, device="cuda").fit(cyclic())
-    assert "CUDA is not available" in caplog.text
-    assert next(model.net_.parameters()).device.type == "cpu"
+        loaded = load_model(path)
+    assert loaded.device == "cuda" and next(loaded.net_.parameters()).device.type == "cpu"
+    assert "loading on the CPU" in caplog.text
+    np.testing.assert_array_equal(loaded.score_all(np.arange(30)), model.score_all(np.arange(30)))
+
+
+def test_auto_device_and_fp32_on_the_cpu_match_the_explicit_cpu_run() -> None:
+    # "auto" is the CPU here (asserted), and "auto" precision is fp32 on the CPU: the same weights
+    if torch.cuda.is_available():
+        pytest.skip("'auto' means the GPU on this machine")
+    a = fast(epochs=3, device="auto").fit(cyclic())
+    b = fast(epochs=3, device="cpu", precision="fp32").fit(cyclic())
+    np.testing.assert_array_equal(a.score_all(np.arange(30)), b.score_all(np.arange(30)))
+
+
+def test_bf16_autocast_on_the_cpu_still_learns_the_cycle() -> None:
+    # CPU autocast lowers the matmuls to bf16; the weights stay fp32 and the next item still comes first
+    inter = cyclic()
+    model = fast(precision="bf16").fit(inter)
+    assert next(model.net_.parameters()).dtype == torch.float32
+    last = np.array([seq[-1] for seq in inter.sequences()])
+    items, _ = model.recommend(np.arange(inter.n_users), k=1, exclude_seen=False)
+    np.testing.assert_array_equal(items[:, 0], (last + 1) % N_ITEMS)
 
 
 @pytest.mark.parametrize(
@@ -155,7 +185,8 @@ def test_cuda_falls_back_to_cpu_with_a_warning(caplog: pytest.LogCaptureFixture)
         ({"max_len": 0}, r"SASRec max_len must be an integer >= 1, got 0"),
         ({"dropout": 1.0}, r"SASRec dropout must be in \[0, 1\), got 1.0"),
         ({"lr": 0.0}, r"SASRec lr must be > 0, got 0.0"),
-        ({"device": "tpu"}, r"SASRec device must be 'cpu' or 'cuda', got 'tpu'"),
+        ({"device": "tpu"}, r"SASRec device must be one of \['auto', 'cpu', 'cuda', 'cuda:N', 'mps'\], got 'tpu'"),
+        ({"precision": "fp8"}, r"SASRec precision must be one of \['auto', 'fp32', 'bf16', 'fp16'\], got 'fp8'"),
         ({"num_threads": 0}, r"SASRec num_threads must be >= 1 or None, got 0"),
     ],
 )

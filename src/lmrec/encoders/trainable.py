@@ -28,6 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lmrec.encoders.base import check_encode_args
+from lmrec.encoders.device import resolve_device
 from lmrec.encoders.hf import model_max_length, pool_torch, source_fingerprint
 from lmrec.encoders.model_files import (
     default_model_path,
@@ -54,7 +55,8 @@ class TrainableTextEncoder(nn.Module):
         pooling: ``"auto"``, ``"mean"`` or ``"cls"``.
         max_seq_length: tokens per text (default: the model's limit).
         query_prefix, passage_prefix: override the family's prefixes (``""`` for none).
-        device: torch device.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"`` (`lmrec.encoders.device`);
+            ``.to(device)`` moves the encoder later, and tokenised batches follow it.
 
     Attributes:
         mode_: ``None`` until `train_mode` is called, then ``"full"`` or ``"lora"``.
@@ -76,9 +78,8 @@ class TrainableTextEncoder(nn.Module):
 
         self.source = resolve_model(model)
         self.source.check_plain_pooling()
-        self.device = device
         self.tokenizer = AutoTokenizer.from_pretrained(self.source.hf_location)
-        self.model = AutoModel.from_pretrained(self.source.hf_location).to(device)
+        self.model = AutoModel.from_pretrained(self.source.hf_location).to(resolve_device(device))
         self.model.eval()
         self.pooling = default_pooling(self.source) if pooling == "auto" else pooling
         if self.pooling not in ("mean", "cls"):
@@ -162,6 +163,11 @@ class TrainableTextEncoder(nn.Module):
             return_tensors="pt",
         )
         return {k: v.to(self.device) for k, v in batch.items()}
+
+    @property
+    def device(self) -> torch.device:
+        """Where the transformer's weights are now (``.to(...)`` moves them)."""
+        return next(self.model.parameters()).device
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
         """(batch, seq_len) token ids and mask -> (batch, dim) unit vectors, with gradients in train mode."""
@@ -284,7 +290,8 @@ class TrainableTextEncoder(nn.Module):
                 dropout=lora["dropout"],
                 target_modules=lora["target_modules"],
             )
-            set_peft_model_state_dict(encoder.model, load_file(str(directory / "adapter.safetensors"), device=device))
+            adapter = load_file(str(directory / "adapter.safetensors"), device=str(encoder.device))
+            set_peft_model_state_dict(encoder.model, adapter)
         else:
             encoder = cls(directory / "model", pooling=cfg["pooling"], **kwargs)
             encoder.mode_ = cfg["mode"]

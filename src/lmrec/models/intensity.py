@@ -38,6 +38,7 @@ from torch import nn
 
 from lmrec.data.text import clean_text, join_sentences
 from lmrec.encoders.base import TextEncoder
+from lmrec.encoders.device import check_device, resolve_device, to_device
 from lmrec.encoders.encode import encode_texts
 from lmrec.encoders.factory import make_text_encoder
 
@@ -114,6 +115,9 @@ class IntensityModel:
         num_threads: torch threads while fitting (None: leave torch's setting).
         show_progress: progress bar while encoding.
         random_state: seed of weights, splits and shuffling (the global RNG is untouched).
+        device: where the networks train (`lmrec.encoders.device`: ``"auto"``, ``"cpu"``,
+            ``"cuda"``, ``"cuda:N"``, ``"mps"``); the training rows move there once per network,
+            and the fitted networks come back to the CPU for `predict` and `save`.
 
     Attributes (after `fit`):
         groups_: group names in index order.
@@ -149,6 +153,7 @@ class IntensityModel:
         num_threads: int | None = None,
         show_progress: bool = False,
         random_state: int = 0,
+        device: str = "auto",
     ) -> None:
         self.mode, self.hidden, self.adapter_rank, self.dropout = mode, hidden, adapter_rank, dropout
         self.rating_weight, self.flag_weight = rating_weight, flag_weight
@@ -157,6 +162,7 @@ class IntensityModel:
         self.encoder, self.encoder_model, self.encoder_backend = encoder, encoder_model, encoder_backend
         self.max_seq_length, self.cache_dir, self.num_threads = max_seq_length, cache_dir, num_threads
         self.show_progress, self.random_state = show_progress, random_state
+        self.device = device
 
     _PARAMS = (
         "mode",
@@ -178,6 +184,7 @@ class IntensityModel:
         "num_threads",
         "show_progress",
         "random_state",
+        "device",
     )
 
     def get_params(self) -> dict[str, Any]:
@@ -203,6 +210,8 @@ class IntensityModel:
                 raise ValueError(f"IntensityModel {name} must be >= 0, got {getattr(self, name)!r}")
         if self.rating_weight == 0 and self.flag_weight == 0:
             raise ValueError("IntensityModel rating_weight and flag_weight are both 0: nothing to learn")
+        check_device(self.device, "IntensityModel device")
+        resolve_device(self.device)  # a device this machine lacks fails before the encoding
 
     @staticmethod
     def _check_rows(texts: Sequence[str], groups: Sequence[object], embeddings: np.ndarray | None) -> None:
@@ -314,6 +323,7 @@ class IntensityModel:
         n_groups = len(self.groups_)
         self.nets_: list[_Net] = []
         self.history_: list[list[float]] = []
+        device = resolve_device(self.device)
         if self.mode == "per_group":
             parts = [g == j for j in range(n_groups)]
         else:
@@ -331,10 +341,11 @@ class IntensityModel:
                     rate = float(np.clip(target[tr, 1].mean(), 1e-3, 1 - 1e-3))
                     net.head.bias[1] = math.log(rate / (1 - rate))
             data = (x[tr], g[tr], target[tr], x[va], g[va], target[va])
+            net.to(device)
             hist = self._train_one(net, *data, seed=self.random_state + k, adapters=False)
             if self.mode == "adapter":
                 hist += self._train_one(net, *data, seed=self.random_state + 1000, adapters=True)
-            self.nets_.append(net.eval())
+            self.nets_.append(net.cpu().eval())
             self.history_.append(hist)
 
     def _loss(self, out: torch.Tensor, target: torch.Tensor, reduce: bool = True) -> torch.Tensor:
@@ -353,25 +364,27 @@ class IntensityModel:
         for n, p in net.named_parameters():
             p.requires_grad_((n in group_names) == adapters)
         opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-        gen = torch.Generator().manual_seed(seed)
-        x_t, g_t, t_t = torch.from_numpy(x), torch.from_numpy(g), torch.from_numpy(t)
-        xv_t, gv_t, tv_t = torch.from_numpy(xv), torch.from_numpy(gv), torch.from_numpy(tv)
+        device = next(net.parameters()).device
+        gen = torch.Generator(device=device).manual_seed(seed)
+        # every row moves to the network's device once; the epochs index them there
+        x_t, g_t, t_t = to_device((torch.from_numpy(x), torch.from_numpy(g), torch.from_numpy(t)), device)
+        xv_t, gv_t, tv_t = to_device((torch.from_numpy(xv), torch.from_numpy(gv), torch.from_numpy(tv)), device)
         n_groups = net.n_groups if adapters else 1
-        vg = gv_t if adapters else torch.zeros(len(gv_t), dtype=torch.long)
+        vg = gv_t if adapters else torch.zeros(len(gv_t), dtype=torch.long, device=device)
         counts = torch.bincount(vg, minlength=n_groups).clamp(min=1).double()
 
         def valid_losses() -> torch.Tensor:  # (n_groups,) mean validation loss per group
             net.eval()
             with torch.no_grad():
                 per_row = self._loss(net(xv_t, gv_t if adapters else None), tv_t, reduce=False).double()
-            return torch.zeros(n_groups, dtype=torch.float64).index_add_(0, vg, per_row) / counts
+            return torch.zeros(n_groups, dtype=torch.float64, device=device).index_add_(0, vg, per_row) / counts
 
         best = valid_losses()
         best_state = [{k: v.detach().clone() for k, v in net.state_dict().items()} for _ in range(n_groups)]
         bad, hist = 0, []
         for _ in range(self.epochs):
             net.train()
-            for idx in torch.randperm(len(x_t), generator=gen).split(self.batch_size):
+            for idx in torch.randperm(len(x_t), generator=gen, device=device).split(self.batch_size):
                 loss = self._loss(net(x_t[idx], g_t[idx] if adapters else None), t_t[idx])
                 opt.zero_grad()
                 loss.backward()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from typing import Any, Literal, cast
+from typing import Any, ClassVar, Literal, cast
 
 import numpy as np
 import torch
@@ -21,9 +21,11 @@ import torch
 from lmrec.data.dataset import Dataset
 from lmrec.data.interactions import Interactions
 from lmrec.data.splits import Split
+from lmrec.encoders.device import amp_dtype, check_device, check_precision, resolve_device
 from lmrec.models.base import Recommender, register, top_k
 from lmrec.models.sasrec_net import SASRecNet
 from lmrec.train.callbacks import EarlyStopping, LogMetrics
+from lmrec.train.distributed import data_parallel, shard_batches, unwrap, wrap_ddp
 from lmrec.train.loop import fit_loop
 from lmrec.train.losses import FullSoftmaxCE
 
@@ -87,13 +89,22 @@ class SASRec(Recommender):
         lr: AdamW learning rate (RecBole uses 1e-3 with Adam).
         weight_decay: AdamW weight decay.
         patience: epochs without a better validation NDCG@10 before stopping (with ``valid``).
-        device: ``"cpu"`` or ``"cuda"`` (falls back to CPU with a warning when CUDA is absent).
+        device: ``"auto"`` (a CUDA GPU when there is one), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or
+            ``"mps"`` (`lmrec.encoders.device`); a device the machine lacks is a ``ValueError`` at
+            ``fit``. Training and scoring run there (scores in chunks of users); a saved model
+            loads on this device, or on the CPU where the machine lacks it.
+        precision: ``"auto"`` (bf16 / fp16 autocast on a GPU, fp32 on the CPU), ``"fp32"``,
+            ``"bf16"`` or ``"fp16"``.
         num_threads: torch intra-op threads while fitting and scoring (None: leave torch's setting).
         show_progress: a progress bar over epochs.
         random_state: seed for initial weights, dropout and shuffling (the global RNG is untouched).
     """
 
     is_sequential = True
+    #: the parameter ``lmrec train/evaluate --device`` sets
+    device_key: ClassVar[str] = "device"
+    #: ``fit`` trains data-parallel inside torch.distributed (``lmrec train --ray``)
+    trains_data_parallel: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -107,7 +118,8 @@ class SASRec(Recommender):
         lr: float = 2e-3,
         weight_decay: float = 0.0,
         patience: int = 10,
-        device: Literal["cpu", "cuda"] = "cpu",
+        device: str = "auto",
+        precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto",
         num_threads: int | None = None,
         show_progress: bool = False,
         random_state: int | None = 0,
@@ -123,6 +135,7 @@ class SASRec(Recommender):
         self.weight_decay = weight_decay
         self.patience = patience
         self.device = device
+        self.precision = precision
         self.num_threads = num_threads
         self.show_progress = show_progress
         self.random_state = random_state
@@ -152,16 +165,13 @@ class SASRec(Recommender):
             raise ValueError(f"SASRec lr must be > 0, got {self.lr!r}")
         if self.weight_decay < 0:
             raise ValueError(f"SASRec weight_decay must be >= 0, got {self.weight_decay!r}")
-        if self.device not in ("cpu", "cuda"):
-            raise ValueError(f"SASRec device must be 'cpu' or 'cuda', got {self.device!r}")
+        check_device(self.device, "SASRec device")
+        check_precision(self.precision, "SASRec precision")
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"SASRec num_threads must be >= 1 or None, got {self.num_threads!r}")
 
     def _torch_device(self) -> torch.device:
-        if self.device == "cuda" and not torch.cuda.is_available():
-            log.warning("SASRec: device 'cuda' asked for but CUDA is not available; using the CPU")
-            return torch.device("cpu")
-        return torch.device(self.device)
+        return resolve_device(self.device)
 
     def _make_net(self, n_items: int) -> SASRecNet:
         return SASRecNet(n_items, self.max_len, self.hidden, self.n_layers, self.n_heads, self.dropout)
@@ -214,7 +224,10 @@ class SASRec(Recommender):
             torch.random.default_generator.manual_seed(seed)
             if device.type == "cuda":
                 torch.cuda.manual_seed(seed)
-            self.net_ = self._make_net(inter.n_items).to(device)
+            self.net_ = self._make_net(inter.n_items).to(device)  # built on the CPU: the same weights anywhere
+            # inside torch.distributed (Ray Train's workers): DDP, and each rank takes its share of a batch
+            rank, world = data_parallel()
+            trained = wrap_ddp(self.net_, device)
             rng = np.random.default_rng(seed)
             criterion = FullSoftmaxCE(ignore_index=-100)
 
@@ -222,14 +235,13 @@ class SASRec(Recommender):
                 inputs, targets = self._windows(self.histories_, rng)
                 x_all, y_all = torch.from_numpy(inputs), torch.from_numpy(targets)
                 order = torch.from_numpy(rng.permutation(len(x_all)))
-                for start in range(0, len(order), self.batch_size):
-                    sel = order[start : start + self.batch_size]
-                    yield x_all[sel].to(device), y_all[sel].to(device)
+                for sel in shard_batches(order, self.batch_size, rank, world):
+                    yield x_all[sel], y_all[sel]  # fit_loop moves each batch to the device once
 
             def loss_fn(module: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-                net = cast(SASRecNet, module)  # fit_loop hands back the module it trains: self.net_
+                net = cast(SASRecNet, unwrap(module))  # fit_loop hands back what it trains: self.net_ (in DDP)
                 x, y = batch
-                hidden = net(x)  # (B, L, d)
+                hidden = module(x)  # (B, L, d); through DDP's forward, which syncs the gradients
                 keep = y >= 0
                 logits = hidden[keep] @ net.item_weights().T  # (N, n_items), only positions with a target
                 return criterion(logits, y[keep])
@@ -241,7 +253,7 @@ class SASRec(Recommender):
                 validate = self._validation_fn(valid)
             optimizer = torch.optim.AdamW(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
             state = fit_loop(
-                self.net_,
+                trained,
                 batches,
                 loss_fn,
                 optimizer,
@@ -249,6 +261,8 @@ class SASRec(Recommender):
                 callbacks=callbacks,
                 validate=validate,
                 show_progress=self.show_progress,
+                device=device,
+                amp_dtype=amp_dtype(device, self.precision),
             )
         self.train_history_ = state.history  # loss and validation NDCG per epoch
         self.net_.eval()
@@ -331,4 +345,9 @@ class SASRec(Recommender):
         self.histories_ = [items[offsets[u] : offsets[u + 1]] for u in range(len(offsets) - 1)]
         net = self._make_net(int(meta["n_items"]))
         net.load_state_dict({k[4:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("net.")})
-        self.net_ = net.to(self._torch_device()).eval()
+        try:
+            device = self._torch_device()
+        except ValueError as err:  # a saved model loads anywhere: on the CPU when its device is absent
+            log.warning("SASRec: %s; loading on the CPU", err)
+            device = torch.device("cpu")
+        self.net_ = net.to(device).eval()

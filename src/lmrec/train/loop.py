@@ -26,7 +26,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from lmrec.encoders.device import autocast, grad_scaler, to_device
 from lmrec.train.callbacks import Callback, ProgressBar, TrainState
+from lmrec.train.distributed import average_gradients_
 
 __all__ = ["fit_loop"]
 
@@ -48,6 +50,9 @@ def fit_loop(
     grad_clip: float | None = None,
     scheduler: Any | None = None,
     show_progress: bool = False,
+    device: torch.device | None = None,
+    amp_dtype: torch.dtype | None = None,
+    average_gradients: bool = False,
 ) -> TrainState:
     """Train ``module`` for up to ``epochs`` epochs.
 
@@ -63,6 +68,13 @@ def fit_loop(
         grad_clip: clip the global gradient norm to this value when given.
         scheduler: an LR scheduler stepped once per epoch, when given.
         show_progress: add a `ProgressBar` when ``callbacks`` has none.
+        device: move ``module`` there and each batch there once per step (`lmrec.encoders.device`);
+            None leaves both where they are.
+        amp_dtype: run ``loss_fn`` under autocast to this dtype (`lmrec.encoders.device.amp_dtype`);
+            fp16 on CUDA adds a gradient scaler. None: fp32.
+        average_gradients: inside ``torch.distributed``, average every optimised parameter's gradient
+            over the ranks after each backward pass (data parallelism for a ``loss_fn`` that does not
+            go through one ``forward``, where DDP cannot hook in; see `lmrec.train.distributed`).
 
     Returns:
         The final `TrainState` (``history`` holds the loss and metrics of every epoch).
@@ -78,6 +90,10 @@ def fit_loop(
     callbacks = list(callbacks)
     if show_progress and not any(isinstance(c, ProgressBar) for c in callbacks):
         callbacks.append(ProgressBar())
+    if device is not None:
+        module.to(device)
+    run_on = device if device is not None else _device_of(module)
+    scaler = grad_scaler(run_on, amp_dtype)
     state = TrainState(epochs=epochs)
     for cb in callbacks:
         cb.on_train_begin(state, module)
@@ -89,14 +105,26 @@ def fit_loop(
             module.train()
             total, count = 0.0, 0
             for batch in batches(epoch):
+                batch = to_device(batch, device)
                 optimizer.zero_grad(set_to_none=True)
-                loss = loss_fn(module, batch)
+                with autocast(run_on, amp_dtype):
+                    loss = loss_fn(module, batch)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, step {state.step}")
-                loss.backward()
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(optimizer)  # clip the true gradients
+                else:
+                    loss.backward()
+                if average_gradients:
+                    average_gradients_(optimizer)
                 if grad_clip is not None:
                     nn.utils.clip_grad_norm_(module.parameters(), grad_clip)
-                optimizer.step()
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
                 state.step += 1
                 state.batch_loss = float(loss.detach())
                 total, count = total + state.batch_loss, count + 1
@@ -120,3 +148,9 @@ def fit_loop(
             cb.on_train_end(state, module)
         module.eval()
     return state
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    """The device of ``module``'s first parameter (the CPU for a module without parameters)."""
+    first = next(module.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
