@@ -4,12 +4,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 # Engines the tests drive for real, from Debian's packages where we can install them: redis-server
-# (the Redis profile store) and Chromium with its driver (the console's browser test). Tests that
+# (the Redis store), HAProxy (replicas behind a load balancer) and Chromium with its driver (the console's browser test). Tests that
 # need one skip, naming it, where it could not be installed.
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 if [ "${#missing[@]}" -gt 0 ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null) \
         || echo "could not install ${missing[*]}; the tests that need them will be skipped"

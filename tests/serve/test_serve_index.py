@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
-from lmrec.serve.index import VectorIndex, resolve_kind
+from lmrec.serve.index import VectorIndex, choose_kind, index_bytes, resolve_kind
 
 
 def brute(vectors: np.ndarray, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> np.ndarray:
@@ -99,3 +101,81 @@ def test_exact_top_breaks_ties_towards_the_lower_row_at_the_cut() -> None:
     assert rows.tolist() == [0, 1, 2]
     index.add(np.full((1, 1), 2.0))
     assert index.search(np.ones(1), 3)[0].tolist() == [200, 0, 1]
+
+
+def _clustered(n: int, dim: int, seed: int) -> np.ndarray:
+    """Unit vectors around 50 random centres (embedding-like structure)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((50, dim)).astype(np.float32)
+    vectors = centres[rng.integers(50, size=n)] + 0.5 * rng.standard_normal((n, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_ivfpq_reranks_exactly_and_takes_upserts_without_a_rebuild() -> None:
+    vectors = _clustered(12_000, 16, 1)  # >= 256 * 39 rows: a real PQ (4 code bytes per row)
+    index = VectorIndex(16, "ivfpq", nlist=64, nprobe=32, pq_bytes=4, rerank=16)
+    index.add(vectors)
+    assert index.structure == ("IndexIVFPQ", 12_000)
+    queries = _clustered(20, 16, 2)
+    hits = 0
+    for q in queries:
+        rows, scores = index.search(q, 10)
+        np.testing.assert_allclose(scores, vectors[rows] @ q, rtol=1e-5)  # re-scored exactly, not PQ scores
+        hits += len(set(rows) & set(brute(vectors, q, 10)))
+    assert hits / 200 >= 0.9
+    new = queries[0] / np.linalg.norm(queries[0])  # an upserted item equal to the query ranks first
+    (row,) = index.add(new[None, :])
+    assert index.search(queries[0], 1)[0].tolist() == [row] and row == 12_000
+
+
+def test_choose_kind_by_size_and_memory() -> None:
+    # hnsw, M=32, d=64: 4*64 + 8*32*(1 + 1/32) = 256 + 264 = 520 bytes per row -> 1M rows = 496 MiB
+    assert index_bytes("hnsw", 1_000_000, 64) == 520_000_000
+    assert index_bytes("ivfpq", 1_000_000, 64) == (8 + 8) * 1_000_000  # 64 / 8 code bytes + an 8-byte id
+    assert choose_kind(20_000, 64, 20_000) == "flat"
+    assert choose_kind(1_000_000, 64, 20_000) == "hnsw"
+    assert choose_kind(1_000_000, 64, 20_000, max_index_mb=500) == "hnsw"  # 496 MiB fits
+    assert choose_kind(1_000_000, 64, 20_000, max_index_mb=400) == "ivfpq"
+    assert resolve_kind("auto", 1_000_000, 20_000, dim=64, max_index_mb=400) == "ivfpq"
+    assert resolve_kind("ivf", 10, 20_000) == "ivf"
+    with pytest.raises(ValueError, match=r"pq_bytes=5 must be a positive divisor of dim=16"):
+        VectorIndex(16, "ivfpq", pq_bytes=5)
+
+
+def test_background_rebuild_serves_the_old_index_until_the_swap(data: tuple[np.ndarray, np.ndarray]) -> None:
+    vectors, queries = data
+    index = VectorIndex(16, "flat")
+    index.add(vectors[:1500])
+    gate = threading.Event()
+    real = index._new_faiss
+
+    def slow_build(first: np.ndarray) -> object:
+        gate.wait(5)  # hold the build until the checks below ran against the old index
+        return real(first)
+
+    index._new_faiss = slow_build  # type: ignore[method-assign]
+    thread = index.rebuild_in_background("hnsw")
+    # while it builds: the old exact index answers, and rows added now are searchable
+    index.add(vectors[1500:])
+    np.testing.assert_array_equal(index.search(queries[0], 10)[0], brute(vectors, queries[0], 10))
+    assert index.kind == "flat" and index.rebuilding is thread
+    gate.set()
+    thread.join(10)
+    index._new_faiss = real  # type: ignore[method-assign]
+    # swapped: hnsw over all 2000 rows, including the 500 added during the build
+    assert index.kind == "hnsw" and index.structure == ("IndexHNSWFlat", 2000) and index.rebuilding is None
+    assert index.check() == []
+    hits = sum(len(set(index.search(q, 10)[0]) & set(brute(vectors, q, 10))) for q in queries)
+    assert hits / 200 >= 0.9
+
+
+def test_an_exact_index_upgrades_itself_past_its_limit(data: tuple[np.ndarray, np.ndarray]) -> None:
+    vectors, _ = data
+    index = VectorIndex(16, "flat", auto_upgrade_at=1000)
+    index.add(vectors[:1000])
+    assert index.rebuilding is None
+    index.add(vectors[1000:1001])
+    thread = index.rebuilding
+    assert thread is not None
+    thread.join(10)
+    assert index.kind == "hnsw" and len(index) == 1001 and index.check() == []

@@ -1,10 +1,22 @@
 """Item vectors with an inner-product search structure that grows while serving.
 
 `VectorIndex` keeps the (n, d) item vectors itself (profiles, diversity and explanations read them) and
-a FAISS index over them: exact ``IndexFlatIP`` for small catalogues, HNSW or IVF beyond, or none at all
-(``kind="numpy"``: exact numpy scoring over every item, the naive baseline). Rows are numbered in the
-order they were added and never renumbered; removal is a tombstone, applied at search time through an
-allowed-rows mask (a FAISS ``IDSelectorBitmap``), so HNSW, which cannot delete, works the same way.
+a FAISS index over them: exact ``IndexFlatIP`` for small catalogues, HNSW, IVF or IVF-PQ beyond, or none
+at all (``kind="numpy"``: exact numpy scoring over every item, the naive baseline). Rows are numbered in
+the order they were added and never renumbered; removal is a tombstone, applied at search time through
+an allowed-rows mask (a FAISS ``IDSelectorBitmap``), so HNSW, which cannot delete, works the same way.
+An item upsert is a new row added to the live structure (HNSW links it in, IVF files it under its
+nearest centroid): no rebuild.
+
+Choosing by size and memory (`choose_kind`, ``index="auto"``): exact up to ``exact_max_items``; beyond,
+HNSW while its estimated memory (`index_bytes`: a copy of the vectors plus ``2 * M`` links of 4 bytes per
+row) fits ``max_index_mb``, else IVF-PQ (``pq_bytes`` code bytes per row plus an 8-byte id; its
+candidates are re-scored exactly against the kept vectors, ``rerank`` times ``k`` of them).
+
+`VectorIndex.rebuild_in_background` builds a new structure (another kind, or retrained IVF centroids)
+from a snapshot of the vectors in a thread while the old one keeps serving, then adds the rows that
+arrived meanwhile and swaps it in under the write lock; an exact index that outgrows
+``auto_upgrade_at`` rows starts one into HNSW by itself.
 """
 
 from __future__ import annotations
@@ -12,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,19 +33,55 @@ from typing import Any, Literal
 import faiss
 import numpy as np
 
-__all__ = ["IndexKind", "RWLock", "VectorIndex", "resolve_kind"]
+__all__ = ["IndexKind", "RWLock", "VectorIndex", "choose_kind", "index_bytes", "resolve_kind"]
 
 log = logging.getLogger(__name__)
 
-IndexKind = Literal["flat", "hnsw", "ivf", "numpy"]
+IndexKind = Literal["flat", "hnsw", "ivf", "ivfpq", "numpy"]
+_KINDS = ("flat", "hnsw", "ivf", "ivfpq", "numpy")
+
+
+def index_bytes(kind: IndexKind, n: int, dim: int, *, hnsw_m: int = 32, pq_bytes: int | None = None) -> int:
+    """Estimated bytes of the FAISS structure of ``n`` rows (the kept (n, d) float32 vectors not included).
+
+    flat and ivf store the vectors again (``4 d`` per row, ivf also an 8-byte id); hnsw adds ``2 M``
+    level-0 links of 4 bytes (upper levels add about ``1 / M`` of that); ivfpq stores ``pq_bytes``
+    (default ``d / 8``) code bytes and an 8-byte id per row; numpy nothing.
+    """
+    per_row = {
+        "flat": 4 * dim,
+        "ivf": 4 * dim + 8,
+        "hnsw": 4 * dim + 8 * hnsw_m * (1 + 1 / hnsw_m),
+        "ivfpq": (pq_bytes or _default_pq_bytes(dim)) + 8,
+        "numpy": 0,
+    }[kind]
+    return int(n * per_row)
+
+
+def choose_kind(
+    n_items: int, dim: int, exact_max_items: int, max_index_mb: float | None = None, *, hnsw_m: int = 32
+) -> IndexKind:
+    """Exact (``"flat"``) up to ``exact_max_items``; beyond, ``"hnsw"`` unless its estimated memory
+    exceeds ``max_index_mb`` (None: no limit), then ``"ivfpq"``."""
+    if n_items <= exact_max_items:
+        return "flat"
+    if max_index_mb is not None and index_bytes("hnsw", n_items, dim, hnsw_m=hnsw_m) > max_index_mb * 2**20:
+        return "ivfpq"
+    return "hnsw"
 
 
 def resolve_kind(
-    kind: Literal["auto", "flat", "hnsw", "ivf", "numpy"], n_items: int, exact_max_items: int
+    kind: Literal["auto", "flat", "hnsw", "ivf", "ivfpq", "numpy"],
+    n_items: int,
+    exact_max_items: int,
+    *,
+    dim: int = 0,
+    max_index_mb: float | None = None,
+    hnsw_m: int = 32,
 ) -> IndexKind:
-    """``"auto"`` is exact (``"flat"``) up to ``exact_max_items`` items and ``"hnsw"`` beyond."""
+    """``"auto"``: `choose_kind`; any other kind as given."""
     if kind == "auto":
-        return "flat" if n_items <= exact_max_items else "hnsw"
+        return choose_kind(n_items, dim, exact_max_items, max_index_mb, hnsw_m=hnsw_m)
     return kind
 
 
@@ -86,6 +135,12 @@ class VectorIndex:
         ef_search: HNSW search beam width (raised to ``2 * k`` for large ``k``).
         nlist: IVF cells (default ``4 * sqrt(n)`` at the first ``add``, at most ``n / 39``).
         nprobe: IVF cells visited per query.
+        pq_bytes: IVF-PQ code bytes per row (a divisor of ``dim``; default about ``dim / 8``: sub-vectors
+            of 8 dimensions, which FAISS trains far faster than narrower ones; the exact re-scoring
+            recovers the precision the short codes lose).
+        rerank: IVF-PQ re-scores ``rerank * k`` candidates exactly.
+        auto_upgrade_at: an exact (``"flat"``) index that grows past this many rows rebuilds itself
+            into HNSW in the background (None: never).
         exact_fraction: when at most this fraction of rows is allowed, approximate indexes score
             the allowed rows exactly instead (filters that keep few items would starve HNSW/IVF).
     """
@@ -101,14 +156,22 @@ class VectorIndex:
         nlist: int | None = None,
         nprobe: int = 16,
         exact_fraction: float = 0.05,
+        pq_bytes: int | None = None,
+        rerank: int = 16,
+        auto_upgrade_at: int | None = None,
     ) -> None:
-        if kind not in ("flat", "hnsw", "ivf", "numpy"):
-            raise ValueError(f"index kind {kind!r} is not one of 'flat', 'hnsw', 'ivf', 'numpy'")
+        if kind not in _KINDS:
+            raise ValueError(f"index kind {kind!r} is not one of {', '.join(repr(k) for k in _KINDS)}")
+        if pq_bytes is not None and (pq_bytes < 1 or dim % pq_bytes):
+            raise ValueError(f"pq_bytes={pq_bytes} must be a positive divisor of dim={dim}")
         self.dim = int(dim)
         self.kind: IndexKind = kind
         self.hnsw_m, self.ef_construction, self.ef_search = hnsw_m, ef_construction, ef_search
         self.nlist, self.nprobe = nlist, nprobe
         self.exact_fraction = exact_fraction
+        self.pq_bytes, self.rerank, self.auto_upgrade_at = pq_bytes, rerank, auto_upgrade_at
+        self.rebuilding: threading.Thread | None = None
+        self.last_build_s: float | None = None
         self._vecs = np.zeros((0, self.dim), dtype=np.float32)
         self._n = 0
         self._faiss: faiss.Index | None = None
@@ -118,6 +181,12 @@ class VectorIndex:
     # ------------------------------------------------------------------ state
     def __len__(self) -> int:
         return self._n
+
+    @property
+    def structure(self) -> tuple[str, int]:
+        """The FAISS structure's class name and row count (``("none", 0)`` for kind ``"numpy"``)."""
+        index = self._faiss
+        return ("none", 0) if index is None else (type(index).__name__, int(index.ntotal))
 
     @property
     def vectors(self) -> np.ndarray:
@@ -136,8 +205,14 @@ class VectorIndex:
         n = len(first)
         nlist = self.nlist or max(1, int(4 * math.sqrt(max(n, 1))))
         nlist = max(1, min(nlist, n // 39 if n >= 39 else 1))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(self.dim), self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.train(first)
+        quantizer = faiss.IndexFlatIP(self.dim)
+        if self.kind == "ivfpq" and n >= 256 * 39:  # PQ needs 256 codes' worth of training rows
+            m = self.pq_bytes or _default_pq_bytes(self.dim)
+            index: faiss.Index = faiss.IndexIVFPQ(quantizer, self.dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
+        else:  # too few rows for PQ: plain IVF (re-scoring stays exact either way)
+            index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        sample = first if n <= 100_000 else first[np.random.default_rng(0).choice(n, 100_000, replace=False)]
+        index.train(sample)
         return index
 
     def add(self, vectors: np.ndarray) -> np.ndarray:
@@ -161,7 +236,55 @@ class VectorIndex:
             if self._faiss is not None and m:
                 self._faiss.add(vectors)
             self._n = start + m
+        upgrade = self.auto_upgrade_at
+        if upgrade is not None and self.kind == "flat" and self._n > upgrade and self.rebuilding is None:
+            log.info("the exact index outgrew %d rows: building HNSW in the background", upgrade)
+            self.rebuild_in_background("hnsw")
         return np.arange(start, start + m, dtype=np.int64)
+
+    def rebuild_in_background(self, kind: IndexKind | None = None) -> threading.Thread:
+        """Build a new FAISS structure (``kind``, default the current one: e.g. IVF centroids retrained
+        on today's vectors) in a thread, while searches and adds keep using the old one; then, under
+        the write lock, add the rows that arrived during the build and swap it in.
+
+        Returns:
+            The build thread (``join`` it to wait); `rebuilding` holds it until the swap.
+        """
+        kind = kind or self.kind
+        if kind not in _KINDS:
+            raise ValueError(f"index kind {kind!r} is not one of {', '.join(repr(k) for k in _KINDS)}")
+
+        def build() -> None:
+            start = time.perf_counter()
+            try:
+                with self.lock.read():
+                    n0 = self._n
+                    snapshot = self._vecs[:n0].copy()
+                # a stand-in carries the kind and parameters; nothing of this index changes yet
+                fresh = VectorIndex(
+                    self.dim,
+                    kind,
+                    hnsw_m=self.hnsw_m,
+                    ef_construction=self.ef_construction,
+                    nlist=self.nlist,
+                    pq_bytes=self.pq_bytes,
+                )
+                structure = fresh._new_faiss(snapshot)
+                if structure is not None and n0:
+                    structure.add(snapshot)
+                with self.lock.write():
+                    if structure is not None and self._n > n0:
+                        structure.add(np.ascontiguousarray(self._vecs[n0 : self._n]))
+                    self._faiss, self.kind = structure, kind
+                self.last_build_s = time.perf_counter() - start
+                log.info("rebuilt the index as %s over %d rows in %.1fs", kind, n0, self.last_build_s)
+            finally:
+                self.rebuilding = None
+
+        thread = threading.Thread(target=build, name="lmrec-index-build", daemon=True)
+        self.rebuilding = thread
+        thread.start()
+        return thread
 
     def check(self) -> list[str]:
         """Disagreements inside the index: the FAISS row count against the vectors', and rows with a
@@ -203,7 +326,7 @@ class VectorIndex:
                 return np.empty(0, np.int64), np.empty(0, np.float32)
             if self._faiss is None:
                 return self._exact(query[0], k, allowed)
-            approx = self.kind in ("hnsw", "ivf")
+            approx = self.kind in ("hnsw", "ivf", "ivfpq")
             if approx and allowed is not None and n_allowed <= self.exact_fraction * n:
                 return self._exact_subset(query[0], k, np.flatnonzero(allowed))
             rows, scores = self._faiss_search(query, k, allowed)
@@ -221,14 +344,17 @@ class VectorIndex:
         fa: Any = faiss
         if self.kind == "hnsw":
             params = fa.SearchParametersHNSW(sel=selector, efSearch=max(self.ef_search, 2 * k))
-        elif self.kind == "ivf":
+        elif self.kind in ("ivf", "ivfpq"):
             params = fa.SearchParametersIVF(sel=selector, nprobe=self.nprobe)
         else:
             params = fa.SearchParameters(sel=selector) if selector is not None else None
         assert self._faiss is not None  # kind "numpy" never reaches a faiss search
-        scores, rows = self._faiss.search(query, k, params=params)
+        fetch = k * self.rerank if self.kind == "ivfpq" else k
+        scores, rows = self._faiss.search(query, fetch, params=params)
         del bitmap  # the selector points into it; it must outlive the search
         keep = rows[0] >= 0
+        if self.kind == "ivfpq":  # PQ scores are approximate: re-score the candidates exactly
+            return self._exact_subset(query[0], k, rows[0][keep].astype(np.int64))
         return rows[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)
 
     def _exact(self, query: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -267,6 +393,12 @@ class VectorIndex:
             if index._faiss.ntotal != index._n:
                 raise ValueError(f"{path}: FAISS index holds {index._faiss.ntotal} rows, vectors {index._n}")
         return index
+
+
+def _default_pq_bytes(dim: int) -> int:
+    """The largest divisor of ``dim`` up to ``dim / 8`` (at least 1)."""
+    at_most = max(1, dim // 8)
+    return max(d for d in range(1, at_most + 1) if dim % d == 0)
 
 
 def top_rows(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,13 @@ service's vector space:
   another service sharing the log);
 - ``erase``: a user's events and profile go together.
 
+With the Redis store (``profile_store="redis"``) the log is a shared Redis Stream and ``stream`` is
+the replica's `lmrec.serve.follower.StreamFollower`: ``ingest`` appends to the stream (Redis decides
+duplicates across replicas) and applies it up to the batch before answering, ``online`` first
+applies the stream up to the user's last event (read-after-write across replicas) and, when Redis
+is unreachable, replays the user's events this replica holds, and ``erase`` goes through the stream
+so every replica erases.
+
 `UserVectorCache` holds the model's (offline) user vectors, which change only with the model.
 """
 
@@ -27,11 +34,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from lmrec.serve.errors import BadRequest
+from lmrec.serve.errors import BadRequest, ServeError
 from lmrec.serve.items import ServedItems
 from lmrec.serve.profiles import absorb
 from lmrec.serve.schemas import EventIn, EventsResponse
@@ -40,9 +47,25 @@ from lmrec.serve.space import VectorSpace
 from lmrec.serve.stores.base import Event, Profile, ProfileStore, StoredEvent
 from lmrec.serve.stores.sqlite import SQLiteStore
 
-__all__ = ["ProfileSync", "UserVectorCache"]
+__all__ = ["EventStream", "ProfileSync", "UserVectorCache"]
 
 log = logging.getLogger(__name__)
+
+
+class EventStream(Protocol):
+    """The shared log as `ProfileSync` uses it (`lmrec.serve.follower.StreamFollower`)."""
+
+    redis_ok: bool
+
+    def append_events(self, events: Sequence[Event]) -> list[int | None]: ...
+
+    def erase(self, user_id: str, *, mark_forgotten: bool) -> tuple[int, bool]: ...
+
+    def sync_user(self, user_id: str) -> None: ...
+
+    def mark(self, ok: bool, exc: Exception | None = None) -> None: ...
+
+    def notes(self) -> list[str]: ...
 
 
 class ProfileSync:
@@ -70,15 +93,18 @@ class ProfileSync:
         self.items = items
         self.space = space
         self._events_seq = 0  # the log's seq up to which event popularity was counted
+        self._pop_lock = threading.Lock()
+        self.stream: EventStream | None = None  # set by StreamFollower.attach (Redis store)
 
     # ------------------------------------------------------------------ popularity
     def catch_up_popularity(self) -> None:
         """Add the events logged after the last call (all of them on the first) to item popularity."""
-        with self.store.snapshot():  # the counts and their watermark from one state of the log
-            seq = self.store.max_event_seq()
-            counts = self.store.item_event_counts(self._events_seq)
-        self._events_seq = seq
-        self._add_event_popularity(counts)
+        with self._pop_lock:  # the stream follower and a swap may both call it
+            with self.store.snapshot():  # the counts and their watermark from one state of the log
+                seq = self.store.max_event_seq()
+                counts = self.store.item_event_counts(self._events_seq)
+            self._events_seq = seq
+            self._add_event_popularity(counts)
 
     def _add_event_popularity(self, counts: Mapping[str, int]) -> None:
         rows = [(self.items.any_row(i), c) for i, c in counts.items()]
@@ -96,13 +122,43 @@ class ProfileSync:
         """
         if user_id is None:
             return None
-        profile = self.profiles.get(user_id)
+        if self.stream is not None:
+            profile = self._shared_profile(user_id)
+        else:
+            profile = self.profiles.get(user_id)
         if profile is not None and profile.space != self.space.name:
             events = self.store.events_since(user_id, 0)
             profile = self.absorb(None, events) if events else None
         if profile is None or not np.any(profile.vector):
             return None
         return profile
+
+    def _shared_profile(self, user_id: str) -> Profile | None:
+        """The user's profile in Redis after applying the stream up to their last event; while Redis
+        is unreachable, their events in this replica's copy of the log replayed."""
+        assert self.stream is not None
+        try:
+            self.stream.sync_user(user_id)
+            profile = self.profiles.get(user_id)
+        except ServeError as exc:  # Unavailable: degrade to what this replica holds
+            self.stream.mark(False, exc)
+            events = self.store.events_since(user_id, 0)
+            return self.absorb(None, events) if events else None
+        return profile
+
+    def sync_user(self, user_id: str) -> None:
+        """Read-after-write across replicas: apply the shared stream up to the user's last event (no-op
+        for the SQLite store; while Redis is unreachable the replica answers from what it holds)."""
+        if self.stream is None:
+            return
+        try:
+            self.stream.sync_user(user_id)
+        except ServeError as exc:
+            self.stream.mark(False, exc)
+
+    def notes(self) -> list[str]:
+        """Notes for an answer made while the shared store is unreachable ([] otherwise)."""
+        return [] if self.stream is None else self.stream.notes()
 
     def absorb(self, profile: Profile | None, events: list[StoredEvent]) -> Profile:
         """Fold ``events`` (oldest first) into ``profile`` (None: a new one); see `lmrec.serve.profiles.absorb`.
@@ -182,6 +238,16 @@ class ProfileSync:
         The caller checks the batch size and counts the outcome in its metrics.
         """
         valid = self.check(events)
+        if self.stream is not None:  # popularity and profiles follow from applying the stream
+            seqs = self.stream.append_events(valid)
+            n = sum(s is not None for s in seqs)
+            duplicates = [e.user_id for e, s in zip(valid, seqs) if s is None]
+            if duplicates:  # a retried batch repairs a profile whose write failed after the append
+                try:
+                    self.catch_up_many(duplicates)
+                except ServeError as exc:
+                    self.stream.mark(False, exc)
+            return EventsResponse(accepted=n, duplicates=len(valid) - n, rejected=[])
         accepted: list[StoredEvent] = []
         if valid:
             with self.store.write() as tx:
@@ -201,13 +267,12 @@ class ProfileSync:
         Returns:
             How many profiles were behind the log.
         """
-        stored = self.store.meta_get("profile_space")
+        stored = self._profile_space()
         if stored != self.space.name:
             if stored is not None:
                 log.info("vector space changed from %s to %s: rebuilding every profile", stored, self.space.name)
             self.profiles.delete_all()
-            with self.store.write() as tx:
-                self.store.meta_set(tx, "profile_space", self.space.name)
+            self._set_profile_space()
         if self.profiles.transactional:  # SQLite: profiles that cannot be read back are rebuilt from the log
             dropped = self.store.drop_unreadable_profiles(self.space.name, self.space.dim)
             if dropped:
@@ -221,6 +286,20 @@ class ProfileSync:
             log.info("caught up %d profiles with the event log", len(behind))
         return len(behind)
 
+    def _profile_space(self) -> str | None:
+        """The space the stored profiles live in: kept with them (in Redis for the shared store, so a
+        new replica with an empty local copy does not take the profiles for stale)."""
+        log_ = getattr(self.store, "log", None)
+        return self.store.meta_get("profile_space") if log_ is None else log_.meta_get("profile_space")
+
+    def _set_profile_space(self) -> None:
+        log_ = getattr(self.store, "log", None)
+        if log_ is not None:
+            log_.meta_set("profile_space", self.space.name)
+            return
+        with self.store.write() as tx:
+            self.store.meta_set(tx, "profile_space", self.space.name)
+
     def rebuild(self, batch: int = 200, stop: Callable[[], bool] = lambda: False) -> int:
         """Rewrite every user's profile that lives in another space (and catch up any that is behind),
         from the event log, a batch of users per write transaction.
@@ -232,8 +311,7 @@ class ProfileSync:
         Returns:
             How many users were visited.
         """
-        with self.store.write() as tx:
-            self.store.meta_set(tx, "profile_space", self.space.name)
+        self._set_profile_space()
         users = sorted(self.store.event_watermarks())
         done = 0
         for start in range(0, len(users), batch):
@@ -256,6 +334,8 @@ class ProfileSync:
         Returns:
             How many events were deleted, and whether a profile was.
         """
+        if self.stream is not None:
+            return self.stream.erase(user_id, mark_forgotten=mark_forgotten)
         with self.store.write() as tx:
             n = self.store.erase_user(tx, user_id, mark_forgotten=mark_forgotten)
             deleted = self.profiles.delete(user_id, tx) if self.profiles.transactional else False

@@ -1,11 +1,12 @@
-"""Online profiles in Redis, for several server processes sharing one event log.
+"""Online profiles in Redis, shared by the replicas of a service.
 
-The SQLite event log stays the source of truth (several processes may write it: WAL mode and
-``BEGIN IMMEDIATE`` serialise them). A profile is a Redis hash with the vector and its watermark
+The event log is the shared Redis Stream, of which each replica applies a copy to its SQLite store
+(`lmrec.serve.stores.redis_stream`); ``seq`` is the same on every replica. A profile is a Redis hash with the vector and its watermark
 ``last_seq``; ``catch_up`` reads it under ``WATCH``, absorbs the logged events after the watermark and
 writes it back in ``MULTI``/``EXEC``, retrying when another process got there first. Because ``seq``
-follows commit order and every process catches up from the log, no committed event is skipped, and
-a crash between the log commit and the Redis write is repaired at the next start-up.
+follows the stream's order and every replica catches up from its copy of the log, no logged event is
+skipped, and a crash between the append and the profile write is repaired by the next replica that
+applies the entry (or at the next start-up). A Redis error is `Unavailable` (HTTP 503).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
 from lmrec.serve.stores.base import Profile, ProfileStore, ProfileUpdate, StoredEvent
+from lmrec.serve.stores.redis_stream import redis_call
 from lmrec.serve.stores.sqlite import blob_to_vector, vector_to_blob
 
 __all__ = ["RedisProfileStore"]
@@ -53,7 +55,9 @@ class RedisProfileStore(ProfileStore):
         self._redis = redis
         self.url = url
         self.prefix = prefix
-        self.client = client if client is not None else redis.Redis.from_url(url, socket_timeout=5.0)
+        self.client = (
+            client if client is not None else redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=1.0)
+        )
         try:
             self.client.ping()
         except redis.exceptions.ConnectionError as exc:
@@ -86,7 +90,7 @@ class RedisProfileStore(ProfileStore):
         }
 
     def get(self, user_id: str) -> Profile | None:
-        return self._parse(self.client.hgetall(self._key(user_id)))
+        return self._parse(redis_call(self.url, lambda: self.client.hgetall(self._key(user_id))))
 
     def catch_up(
         self,
@@ -96,6 +100,11 @@ class RedisProfileStore(ProfileStore):
         tx: Any = None,
         *,
         space: str | None = None,
+    ) -> Profile | None:
+        return redis_call(self.url, lambda: self._catch_up(user_id, events_since, update, space))
+
+    def _catch_up(
+        self, user_id: str, events_since: Callable[[int], list[StoredEvent]], update: ProfileUpdate, space: str | None
     ) -> Profile | None:
         key = self._key(user_id)
         with self.client.pipeline() as pipe:
@@ -130,6 +139,15 @@ class RedisProfileStore(ProfileStore):
         """Two round trips for the whole batch: read every profile, then write each one only if its
         watermark is still the one read (a compare-and-set script); a user who lost that race to another
         process goes through the one-user `catch_up`."""
+        redis_call(self.url, lambda: self._catch_up_many(user_ids, events_since, update, space))
+
+    def _catch_up_many(
+        self,
+        user_ids: Sequence[str],
+        events_since: Callable[[str, int], list[StoredEvent]],
+        update: ProfileUpdate,
+        space: str | None,
+    ) -> None:
         users = list(dict.fromkeys(user_ids))
         pipe = self.client.pipeline(transaction=False)
         for user in users:
@@ -152,7 +170,7 @@ class RedisProfileStore(ProfileStore):
                 self.catch_up(user, functools.partial(events_since, user), update, space=space)
 
     def delete(self, user_id: str, tx: Any = None) -> bool:
-        return bool(self.client.delete(self._key(user_id)))
+        return bool(redis_call(self.url, lambda: self.client.delete(self._key(user_id))))
 
     def delete_all(self, tx: Any = None) -> None:
         keys = list(self.client.scan_iter(match=f"{self.prefix}profile:*", count=1000))
@@ -164,7 +182,7 @@ class RedisProfileStore(ProfileStore):
         pipe = self.client.pipeline(transaction=False)
         for user in users:
             pipe.hget(self._key(user), "last_seq")
-        values = pipe.execute()
+        values = redis_call(self.url, pipe.execute)
         return {u: int(v) if v is not None else 0 for u, v in zip(users, values)}
 
     def close(self) -> None:
