@@ -200,7 +200,11 @@ def run_one(args: argparse.Namespace, model_name: str) -> dict[str, Any]:
         "benchmark_filename": config["benchmark_filename"],
         "valid_metric": config["valid_metric"],
         "seed": config["seed"],
-        "sizes": {"train": len(train_data.dataset), "valid": len(valid_data.dataset), "test": len(test_data.dataset)},
+        # knowledge-based loaders keep the data set as ``_dataset``
+        "sizes": {
+            part: len(getattr(loader, "dataset", None) or getattr(loader, "_dataset"))
+            for part, loader in (("train", train_data), ("valid", valid_data), ("test", test_data))
+        },
         "n_users": int(dataset.user_num),
         "n_items": int(dataset.item_num),
         "test_result": {k: float(v) for k, v in test_result.items()},
