@@ -19,6 +19,8 @@ Usage (one data set per process; ``nice`` on a shared machine)::
     python benchmarks/continual_bench.py run --data office --seed 0 --forget-seed 0 --epochs 100 --update-epochs 10 \
         --early-stopping --tag _es
     python benchmarks/continual_bench.py summary --data office --tag _es --seeds 0 1 2
+    # the acceptance runs (`lmrec evaluate --protocol stream --json F`, package defaults), per window and seed
+    python benchmarks/continual_bench.py cli-summary F1.json F2.json ...
     # forgetting against update quality over anti-forgetting settings (incremental-only runs borrow the
     # no-update / full-retrain arms of the --base-tag run of the same seed), as a plot
     python benchmarks/continual_bench.py frontier --data office --base-tag _es --seeds 0 \
@@ -68,6 +70,7 @@ def run(
     distill: float = 0.0,
     distill_rows: str = "all",
     office: Path | None = None,
+    update_budget: float | None = None,
 ) -> Path:
     from lmrec.eval.stream import prequential
 
@@ -76,6 +79,11 @@ def run(
         **LM_PARAMS[data_name],
         "epochs": epochs,
         "update_epochs": update_epochs,
+        # the earlier runs' update: --update-epochs also caps an early-stopped one, with the fit's
+        # patience and no time budget (the package defaults differ: see ContinualConfig)
+        "continual.update_max_epochs": update_epochs,
+        "continual.update_patience": None,
+        "continual.update_budget": update_budget,
         "replay": replay,
         "replay_size": replay_size,
         "regularizer": regularizer,
@@ -112,6 +120,35 @@ def run(
     path.write_text(json.dumps(record, indent=2, default=float))
     log.info("wrote %s (%.0fs)", path, record["wall_s"])
     return path
+
+
+def cli_summary(files: list[Path], model: str = "lm") -> str:
+    """Per window and file: inc / full NDCG@10, the update's share of the refit's time, its epochs, what
+    stopped it, then each file's forgetting (replay, no replay, full retrain), as Markdown."""
+    lines = [
+        "| file | data | seed | window | incremental | full retrain | inc / full | inc s | full s | time share | "
+        "epochs | best | stopped by |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    forget = ["", "| file | forgetting, replay | no replay | full retrain |", "|---|---:|---:|---:|"]
+    for path in files:
+        r = json.loads(Path(path).read_text())
+        res = r["results"][model]
+        for w in res["stream"][1:]:
+            inc, full = w["incremental"], w["full_retrain"]
+            lines.append(
+                f"| {Path(path).name} | {r['data']} | {r['settings']['seed']} | {w['window']} | "
+                f"{inc['ndcg@10']:.4f} | {full['ndcg@10']:.4f} | {inc['ndcg@10'] / full['ndcg@10']:.3f} | "
+                f"{inc['train_s']:.1f} | {full['train_s']:.1f} | {inc.get('time_share', float('nan')):.1%} | "
+                f"{inc.get('epochs_run', '–')} | {inc.get('best_epoch', '–')} | {inc.get('stopped_by', '–')} |"
+            )
+        f = res.get("forgetting", {})
+        cells = [
+            f"{f[k]['forgetting']:+.1%}" if isinstance(f.get(k), dict) else "–"
+            for k in ("replay", "no_replay", "full_retrain")
+        ]
+        forget.append(f"| {Path(path).name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines + forget) + "\n"
 
 
 def report() -> str:
@@ -435,7 +472,15 @@ def main() -> None:
         "--protocol stream` does (--epochs / --update-epochs are then caps); off by default: "
         "the earlier runs in RESULTS.md train a fixed --epochs / --update-epochs",
     )
+    r.add_argument(
+        "--update-budget",
+        type=float,
+        default=None,
+        help="time budget of each update as a share of the last fit's time (default: none, as the earlier runs)",
+    )
     common.add_office_arg(r)
+    cs = sub.add_parser("cli-summary", help="per-window table of `lmrec evaluate --protocol stream --json` files")
+    cs.add_argument("files", type=Path, nargs="+")
     sub.add_parser("report")
     sub.add_parser("forgetting")
     sm = sub.add_parser("summary", help="one setting over seeds: inc / full per window, time ratio, forgetting")
@@ -475,7 +520,10 @@ def main() -> None:
             args.distill,
             args.distill_rows,
             args.office,
+            args.update_budget,
         )
+    elif args.cmd == "cli-summary":
+        print(cli_summary(args.files))
     elif args.cmd == "forgetting":
         print(forgetting_tables())
     elif args.cmd == "summary":

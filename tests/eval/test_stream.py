@@ -301,6 +301,65 @@ def test_stream_updates_early_stop_by_default():
         Recorder.window0 = (10.0, 15.0)
 
 
+class BudgetRecorder(ValidUpdateRecorder):
+    """A ValidUpdateRecorder whose updates report what stopped them, as the lm model's do."""
+
+    REPORT = {
+        "rows": 3,
+        "epochs_run": 7,
+        "budget_s": 1.5,
+        "budget_bound": True,
+        "stopped_by": "budget",
+        "best_epoch": 6,
+    }
+
+    def partial_fit(self, inter: Interactions, valid: Interactions | None = None) -> BudgetRecorder:
+        super().partial_fit(inter, valid)
+        self.last_update_ = dict(self.REPORT)
+        return self
+
+
+def test_stream_windows_carry_the_updates_epochs_budget_and_time_share():
+    Recorder.events = []
+    try:
+        res = prequential(stream_dataset(), BudgetRecorder, n_windows=2, forgetting=False)
+    finally:
+        Recorder.window0 = (10.0, 15.0)
+    inc, full = res.windows[1]["incremental"], res.windows[1]["full_retrain"]
+    # every stopping field of the report, not the others ("rows")
+    assert {k: inc[k] for k in ("epochs_run", "budget_s", "budget_bound", "stopped_by", "best_epoch")} == {
+        "epochs_run": 7,
+        "budget_s": 1.5,
+        "budget_bound": True,
+        "stopped_by": "budget",
+        "best_epoch": 6,
+    }
+    assert "rows" not in inc
+    assert inc["time_share"] == pytest.approx(inc["train_s"] / full["train_s"])
+    assert "time_share" not in res.windows[0]["incremental"]  # window 0: no update yet
+
+
+def test_stream_table_prints_epochs_share_and_the_budget():
+    from lmrec.eval.stream import stream_table
+
+    def window(w, stopped):
+        inc = {"ndcg@10": 0.19, "train_s": 2.0, "time_share": 0.125, "epochs_run": 4, "best_epoch": 3}
+        inc |= {"stopped_by": stopped, "budget_bound": stopped == "budget"}
+        return {
+            "window": w,
+            "no_update": {"ndcg@10": 0.1},
+            "incremental": inc,
+            "full_retrain": {"ndcg@10": 0.2, "train_s": 16.0},
+        }
+
+    table = stream_table({"results": {"lm": {"stream": [window(1, "budget"), window(2, "patience")]}}})
+    lines = table.splitlines()
+    assert "update epochs" in lines[0] and "stopped by" in lines[0] and "inc time share" in lines[0]
+    # 0.19 / 0.2 = 0.950; 2.0 / 16.0 = 12 % (0.125 rounds to even)
+    assert lines[2] == "| lm | 1 | 0.1000 | 0.1900 | 0.2000 | 0.950 | 2.0 | 16.0 | 12% | 4 | 3 | budget |"
+    assert lines[3].endswith("| 12% | 4 | 3 | patience |")
+
+
 def known_dataset() -> Dataset:
     """5 users; rows 0-9: each user has items 5 and 6; rows 10-14 (window 0): each user item 0;
     rows 15-19 (window 1): each user item 7. Timestamp = row index."""
@@ -494,5 +553,11 @@ def test_cli_stream_on_a_recbole_directory(tmp_path):
         assert set(w) >= {"window", "no_update", "incremental", "full_retrain"}
         assert "ndcg@10" in w["no_update"]
         assert {"ndcg@10", "train_s"} <= set(w["incremental"]) and {"ndcg@10", "train_s"} <= set(w["full_retrain"])
+    for w in stream[1:]:  # each window after an update: what the update ran and its share of the refit's time
+        inc = w["incremental"]
+        assert {"epochs_run", "budget_s", "budget_bound", "stopped_by", "time_share"} <= set(inc)
+        assert inc["stopped_by"] in ("budget", "patience", "cap") and inc["epochs_run"] >= 1
+        assert inc["budget_bound"] == (inc["stopped_by"] == "budget")
+    assert "stopped by" in result.output and "update epochs" in result.output
     bad = CliRunner().invoke(app, ["evaluate", "--data", str(d), "--models", "pop", "--protocol", "sideways"])
     assert bad.exit_code == 2 and "--protocol must be 'full' or 'stream', got 'sideways'" in bad.output

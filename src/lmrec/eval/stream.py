@@ -22,7 +22,11 @@ Without it such a model runs its full ``epochs`` budget (the language-model mode
 Updates early-stop the same way (`update_fresh`): a ``partial_fit`` that takes ``valid`` trains on
 the window but each user's last row, validates on those rows after every epoch, keeps its best epoch
 (0, the weights before the update, included) and then adds them to the history; without it (or a
-model whose ``partial_fit`` has no ``valid``) the update trains its fixed ``update_epochs``.
+model whose ``partial_fit`` has no ``valid``) the update trains its fixed ``update_epochs``. The
+language-model model also bounds each update's time by a share of its last fresh fit
+(``continual.update_budget``); each window's incremental arm reports the epochs the update ran, what
+stopped it (``stopped_by``: the budget, patience or the epoch cap; ``budget_bound``) and its share of
+the full retrain's training time at that window (``time_share``).
 
 The id maps are the whole data set's from the start (the catalogue and the user list exist before
 the stream; interactions are what arrives), so all arms rank the same items: an item without earlier
@@ -80,6 +84,16 @@ __all__ = ["StreamResult", "evaluate_window", "fit_fresh", "prequential", "strea
 log = logging.getLogger(__name__)
 
 ARMS: tuple[str, ...] = ("no_update", "incremental", "full_retrain")
+#: what the incremental arm copies from the update's report (``last_update_``) into each window
+UPDATE_KEYS: tuple[str, ...] = (
+    "epochs_run",
+    "budget_s",
+    "budget_bound",
+    "stopped_by",
+    "best_epoch",
+    "valid_ndcg@10",
+    "valid_ndcg@10_before",
+)
 
 
 class _UserEncoder(Protocol):
@@ -172,8 +186,10 @@ class StreamResult:
     Attributes:
         windows: one dict per window: ``window``, ``n_rows``, ``start`` / ``end`` (seconds), then one
             dict of metrics per arm (``incremental`` and ``full_retrain`` with ``train_s``;
-            ``incremental`` also with the early-stopped update's ``best_epoch``, ``valid_ndcg@10`` and
-            ``valid_ndcg@10_before`` when it validated).
+            ``incremental`` also with what the update before the window reported: ``epochs_run``,
+            ``budget_s``, ``budget_bound``, ``stopped_by`` and, when it validated, ``best_epoch``,
+            ``valid_ndcg@10`` and ``valid_ndcg@10_before``; with both arms, from window 1 on,
+            ``time_share`` = its ``train_s`` / the full retrain's).
         forgetting: the held-back forgetting block (see the module docstring), or ``{"skipped": reason}``:
             ``protocol`` (``"held-back"``), ``holdout``, ``seed``, ``n_rows`` (rows held back),
             ``n_users`` (users with a held-back row), ``initial`` (NDCG@10 of the initial model), then per
@@ -387,6 +403,9 @@ def prequential(
                 **evaluate_window(retrain, history, window, ks=ks, metrics=metrics),
                 "train_s": retrain_s,
             }
+            inc_row = row.get("incremental")
+            if w > 0 and isinstance(inc_row, dict) and "train_s" in inc_row and retrain_s > 0:
+                inc_row["time_share"] = float(inc_row["train_s"] / retrain_s)
             if measure and w == 1:
                 task0["full_retrain"] = _tasks0(retrain, hist0, held0, cat0)  # the refit right after window 0
             if measure and w == len(window_idx) - 1 and w > 0:
@@ -402,11 +421,7 @@ def prequential(
             update_fresh(m, learn, early_stopping=early_stopping)
             if j == 0:
                 inc_train_s = time.perf_counter() - t0
-                inc_update = {
-                    k: v
-                    for k, v in (getattr(m, "last_update_", None) or {}).items()
-                    if k in ("best_epoch", "valid_ndcg@10", "valid_ndcg@10_before")
-                }
+                inc_update = {k: v for k, v in (getattr(m, "last_update_", None) or {}).items() if k in UPDATE_KEYS}
         if measure and w == 0:
             for name, variant in (("replay", incremental), ("no_replay", no_replay)):
                 if variant is not None:
@@ -454,22 +469,42 @@ def prequential(
 
 
 def stream_table(result: dict[str, Any], metric: str = "ndcg@10") -> str:
-    """A Markdown table of a ``run_stream_config`` result: one row per model and window."""
+    """A Markdown table of a ``run_stream_config`` result: one row per model and window.
+
+    Per window the incremental arm's update (the one before the window) shows the epochs it ran, its
+    best epoch, what stopped it (``budget`` when its time budget did, else ``patience`` or ``cap``) and
+    its training time as a share of the full retrain's.
+    """
     lines = [
-        f"| model | window | no_update {metric} | incremental {metric} | inc train_s | "
-        f"full_retrain {metric} | full train_s |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        f"| model | window | no_update {metric} | incremental {metric} | full_retrain {metric} | inc / full | "
+        "inc train_s | full train_s | inc time share | update epochs | best epoch | stopped by |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
 
-    def cell(arm: dict[str, Any] | None, key: str) -> str:
+    def cell(arm: dict[str, Any] | None, key: str, fmt: str = ".4f") -> str:
         value = (arm or {}).get(key)
-        return f"{value:.4f}" if isinstance(value, (int, float)) else "–"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return "–"
+        return format(value, fmt)
 
     for name, res in result.get("results", {}).items():
         for row in res.get("stream", []):
-            inc, full = row.get("incremental"), row.get("full_retrain")
+            inc, full = row.get("incremental") or {}, row.get("full_retrain") or {}
+            ratio = "–"
+            if (
+                isinstance(inc.get(metric), (int, float))
+                and isinstance(full.get(metric), (int, float))
+                and full[metric]
+            ):
+                ratio = f"{inc[metric] / full[metric]:.3f}"
+            share = inc.get("time_share")
+            share_cell = f"{share:.0%}" if isinstance(share, float) else "–"
+            stopped = inc.get("stopped_by") or "–"
+            if inc.get("budget_bound"):
+                stopped = "budget"
             lines.append(
                 f"| {name} | {row['window']} | {cell(row.get('no_update'), metric)} | {cell(inc, metric)} | "
-                f"{cell(inc, 'train_s')} | {cell(full, metric)} | {cell(full, 'train_s')} |"
+                f"{cell(full, metric)} | {ratio} | {cell(inc, 'train_s', '.1f')} | {cell(full, 'train_s', '.1f')} | "
+                f"{share_cell} | {cell(inc, 'epochs_run', 'd')} | {cell(inc, 'best_epoch', 'd')} | {stopped} |"
             )
     return "\n".join(lines) + "\n"

@@ -31,10 +31,14 @@ def base():
     return data, split, model
 
 
-def _copy(model):
+def _copy(model, budget: float | None = None):
+    """A copy of ``model`` whose updates have no time bound (``budget`` None), so that they run the
+    epochs each test asks for whatever the machine's speed; the budget has its own tests."""
     from lmrec.eval.gate import clone_model
 
-    return clone_model(model)
+    twin = clone_model(model)
+    twin.continual = twin.continual.replace(update_budget=budget)
+    return twin
 
 
 NEW_ITEM = ItemCatalog(

@@ -30,6 +30,14 @@ Three guards against forgetting, all configured by `ContinualConfig`:
   (`lmrec.models.lm.training.Objective`). Unlike the weight pull it constrains what the model
   answers, not where its weights are, so the update may move weights that do not change old answers.
 
+How long an update trains: without validation rows ``update_epochs`` epochs; with them (``valid``,
+each user's last row of the window) up to ``update_max_epochs``, stopping after ``update_patience``
+epochs without a gain and keeping the best epoch. Either way a `lmrec.train.budget.TimeBudget` bounds its time
+to ``update_budget`` times the model's last fresh fit (``fit_s``): an update is meant to cost a
+fraction of a retrain, and a fixed epoch count either stops far short of that on data where every
+epoch still helps or overruns it where epochs are dear. The report says what stopped it
+(``stopped_by``: ``"budget"``, ``"patience"`` or ``"cap"``).
+
 Training targets are new rows and replayed rows only; every other position still serves as input
 context. The rating and event heads are not trained by updates (the model keeps no per-row ratings).
 """
@@ -58,7 +66,8 @@ from lmrec.models.lm.net import LMNet
 from lmrec.models.lm.text import encode_texts, format_item_text, user_texts
 from lmrec.models.lm.training import Objective, Windows, append_histories, batches_of, make_windows
 from lmrec.train.anchor import anchor_of, fisher_diagonal, pull_toward_anchor, weight_penalty
-from lmrec.train.callbacks import EarlyStopping
+from lmrec.train.budget import TimeBudget
+from lmrec.train.callbacks import Callback, EarlyStopping
 from lmrec.train.loop import fit_loop
 from lmrec.train.seeding import seeded
 
@@ -285,6 +294,9 @@ class ContinualUpdater:
         random_state: base seed (each update adds ``7919 * n_updates``).
         num_threads: torch threads while training (None: leave torch's setting).
         show_progress: progress bars.
+        fit_s: seconds the model's last fresh fit took (the base of ``config.update_budget``;
+            None: unknown, no time bound).
+        clock: seconds, monotonic, for the time budget (injectable for tests).
     """
 
     def __init__(
@@ -299,8 +311,11 @@ class ContinualUpdater:
         random_state: int | None = 0,
         num_threads: int | None = None,
         show_progress: bool = False,
+        fit_s: float | None = None,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.config, self.objective, self.optim = config, objective, optim
+        self.fit_s, self.clock = fit_s, clock
         self.user_tower, self.item_tower = user_tower, item_tower
         self.cache_dir, self.num_threads, self.show_progress = cache_dir, num_threads, show_progress
         self.seed = 0 if random_state is None else int(random_state)
@@ -388,14 +403,17 @@ class ContinualUpdater:
         See `LMRecommender.partial_fit` for the arguments.
         """
         cfg = self.config
-        epochs = int(cfg.update_epochs if epochs is None else epochs)
-        if epochs < 0:
-            raise ValueError(f"partial_fit epochs must be >= 0, got {epochs!r}")
-        started = time.perf_counter()
+        started = self.clock()
         frame = as_raw_frame(new_interactions)
         vframe = as_raw_frame(valid) if valid is not None else None
         if vframe is not None and not len(vframe):
             vframe = None
+        if epochs is None:
+            epochs = cfg.update_max_epochs if vframe is not None else cfg.update_epochs
+        epochs = int(epochs)
+        if epochs < 0:
+            raise ValueError(f"partial_fit epochs must be >= 0, got {epochs!r}")
+        budget_s = self.budget_s()
         buffer = self.replay_buffer(state) if epochs > 0 else None
         # the weights before the update, taken before the item table grows (new rows have no past)
         anchor = anchor_of(state.net) if epochs > 0 and cfg.regularizer != "none" and cfg.reg_strength > 0 else None
@@ -428,7 +446,8 @@ class ContinualUpdater:
             with seeded(seed, self.num_threads):
                 # LwF: the model as it is now (maps grown, new items on its text path) teaches the update
                 teacher = copy.deepcopy(state.net).eval().requires_grad_(False) if cfg.distill > 0 else None
-                chosen = self._train(state, windows, buffer, anchor, rows, epochs, seed, vinter, teacher, hooks)
+                budget = TimeBudget(budget_s, started, self.clock) if budget_s is not None else None
+                chosen = self._train(state, windows, buffer, anchor, rows, epochs, seed, vinter, teacher, hooks, budget)
         n_replayed = int(len(buffer)) if buffer is not None else 0
         if vinter is not None:  # validated on, now part of the history (as `lmrec train` does after early stopping)
             state.observe(vinter)
@@ -447,12 +466,23 @@ class ContinualUpdater:
             "new_users": len(new_user_ids),
             "new_items": len(new_item_ids),
             "epochs": epochs,
+            "epochs_run": 0,
+            "budget_s": budget_s,
+            "budget_bound": False,
+            "stopped_by": None,
             **chosen,
             "replayed": n_replayed,
-            "train_s": time.perf_counter() - started,
+            "train_s": self.clock() - started,
         }
         log.info("partial_fit: %s", report)
         return report
+
+    def budget_s(self) -> float | None:
+        """Seconds an update may take: ``config.update_budget`` times the last fit's time (None: no bound)."""
+        share = self.config.update_budget
+        if share is None or self.fit_s is None or not self.fit_s > 0:
+            return None
+        return float(share) * float(self.fit_s)
 
     def _windows(self, state: UpdateState, targets: pd.MultiIndex, replayed: pd.MultiIndex | None = None):
         return target_windows(
@@ -479,10 +509,23 @@ class ContinualUpdater:
             state.add_counts(fresh)
 
     def _train(
-        self, state, windows, buffer, anchor, rows, epochs, seed, valid, teacher, hooks: UpdateHooks
+        self,
+        state,
+        windows,
+        buffer,
+        anchor,
+        rows,
+        epochs,
+        seed,
+        valid,
+        teacher,
+        hooks: UpdateHooks,
+        budget: TimeBudget | None = None,
     ) -> dict[str, object]:
-        """Train the update; with ``valid``, keep the best of epochs 0 (the weights before it) to ``epochs``
-        by NDCG@10 on it and return ``{"best_epoch", "valid_ndcg@10", "valid_ndcg@10_before"}``."""
+        """Train the update for at most ``epochs`` epochs (fewer when ``budget`` runs out) and return
+        ``{"epochs_run", "budget_bound", "stopped_by"}``; with ``valid``, stop after the update patience
+        without a gain, keep the best of epochs 0 (the weights before it) to the last epoch run by
+        NDCG@10 on it and add ``{"best_epoch", "valid_ndcg@10", "valid_ndcg@10_before"}``."""
         if windows is None:
             return {}
         cfg, optim = self.config, self.optim
@@ -512,14 +555,18 @@ class ContinualUpdater:
             rate = float(lr) * float(cfg.reg_strength)
             # decoupled from the loss (see the module docstring): pulled after every step
             optimizer.register_step_post_hook(lambda *_: pull_toward_anchor(net, anchor, rate, fisher, rows))
-        validate, callbacks, before, snapshot = None, [], None, None
+        validate, before, snapshot = None, None, None
+        callbacks: list[Callback] = []
         if valid is not None and len(valid):
             hooks.sync(state)  # validation scores through the model, which must see the grown state
             validate = hooks.validator(seen_interactions(state.seen, state.user_map, state.item_map), valid)
             before = validate()["ndcg@10"]  # every row the model holds masked
             snapshot = {k: v.detach().clone() for k, v in net.state_dict().items()}
-            stopper = EarlyStopping("ndcg@10", mode="max", patience=int(optim.patience))
+            patience = optim.patience if cfg.update_patience is None else cfg.update_patience
+            stopper = EarlyStopping("ndcg@10", mode="max", patience=int(patience))
             callbacks.append(stopper)
+        if budget is not None:
+            callbacks.append(budget)  # after the stopper: a patience stop is not a budget stop
         result = fit_loop(
             net,
             batches_of(windows, int(optim.batch_size), seed),
@@ -532,13 +579,18 @@ class ContinualUpdater:
             show_progress=self.show_progress,
         )
         state.update_history = result.history
+        run = len(result.history)
+        bound = budget is not None and budget.bound
+        stopped_by = "budget" if bound else ("cap" if run >= epochs else "patience")
+        ran = {"epochs_run": run, "budget_bound": bound, "stopped_by": stopped_by}
         if validate is None:
-            return {}
+            return ran
         assert before is not None and snapshot is not None  # set with validate
         if stopper.best is None or stopper.best <= before:  # no epoch beat the weights before the update
             net.load_state_dict(snapshot)
-            return {"best_epoch": 0, "valid_ndcg@10": before, "valid_ndcg@10_before": before}
+            return {**ran, "best_epoch": 0, "valid_ndcg@10": before, "valid_ndcg@10_before": before}
         return {
+            **ran,
             "best_epoch": stopper.best_epoch + 1,
             "valid_ndcg@10": float(stopper.best),
             "valid_ndcg@10_before": before,
