@@ -31,6 +31,8 @@ data_app = typer.Typer(no_args_is_help=True, help="Inspect or generate data sets
 app.add_typer(data_app, name="data")
 keys_app = typer.Typer(no_args_is_help=True, help="Manage the API keys of `lmrec serve --keys-file`.")
 app.add_typer(keys_app, name="keys")
+policy_app = typer.Typer(no_args_is_help=True, help="Judge a re-ranking policy on logged impressions (off-policy).")
+app.add_typer(policy_app, name="policy")
 console = Console(stderr=True)
 out = Console()
 
@@ -97,6 +99,53 @@ def _check_models(names: list[str]) -> None:
     unknown = [n for n in names if n not in MODEL_REGISTRY]
     if unknown:
         _fail(f"unknown model {unknown[0]!r}; available: {sorted(MODEL_REGISTRY)}")
+
+
+def _with_device(cfg: ModelConfig, device: str) -> ModelConfig:
+    """``cfg`` with ``--device`` set on a torch model (its ``device_key``); other models are left as they are."""
+    from lmrec.encoders.device import resolve_device
+    from lmrec.models.base import MODEL_REGISTRY
+
+    try:
+        resolve_device(device)
+    except ValueError as exc:
+        _fail(f"--device: {exc}")
+    key = getattr(MODEL_REGISTRY.get(cfg.name), "device_key", None)
+    return cfg if key is None else replace(cfg, params={**cfg.params, key: device})
+
+
+def _with_progress(cfg: ModelConfig) -> ModelConfig:
+    """``cfg`` with ``show_progress`` on (encoding and training bars with items/s and an ETA) for a model
+    that has the setting, when stderr is a terminal and the user left it unset."""
+    import inspect
+
+    from lmrec.models.base import MODEL_REGISTRY
+
+    cls = MODEL_REGISTRY.get(cfg.name)
+    if not sys.stderr.isatty() or "show_progress" in cfg.params or cls is None:
+        return cfg
+    if "show_progress" not in inspect.signature(cls.__init__).parameters:
+        return cfg
+    return replace(cfg, params={**cfg.params, "show_progress": True})
+
+
+def _train_on_ray(cfg: ModelConfig, dataset: Any, seed: int, out_dir: Path, address: str, workers: int) -> None:
+    """``lmrec train --ray``: `lmrec.train.ray_train.ray_train` over ``train_bundle`` for a data-parallel model."""
+    from lmrec.models.base import MODEL_REGISTRY
+    from lmrec.pipeline import make_model, train_bundle
+    from lmrec.train.ray_train import ray_train
+
+    if not getattr(MODEL_REGISTRY.get(cfg.name), "trains_data_parallel", False):
+        data_parallel = sorted(n for n, c in MODEL_REGISTRY.items() if getattr(c, "trains_data_parallel", False))
+        _fail(f"--ray trains the data-parallel models {data_parallel}; {cfg.name!r} trains in one process")
+
+    def fit() -> Any:
+        return train_bundle(make_model(cfg, seed), dataset, seed=seed)
+
+    try:
+        ray_train(fit, out_dir, workers=workers, address=address)
+    except RuntimeError as exc:
+        _fail(str(exc))
 
 
 def _model_params(params: list[str], names: list[str]) -> dict[str, dict[str, Any]]:
@@ -204,6 +253,9 @@ def evaluate(
     train_frac: float = typer.Option(
         0.6, "--train-frac", help="Initial share of the time-ordered rows, for --protocol stream."
     ),
+    device: str | None = typer.Option(
+        None, "--device", help="auto | cpu | cuda | cuda:N | mps for the torch models (default: each model's own)."
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Fit models on a split and evaluate them with full ranking over all items.
@@ -221,6 +273,9 @@ def evaluate(
     except ConfigError as exc:
         _fail(str(exc))
     _check_models([m.name for m in cfg.models])
+    if device is not None:
+        cfg = replace(cfg, models=tuple(_with_device(m, device) for m in cfg.models))
+    cfg = replace(cfg, models=tuple(_with_progress(m) for m in cfg.models))
     from lmrec.pipeline import run_config, run_stream_config
 
     started = time.perf_counter()
@@ -235,7 +290,7 @@ def evaluate(
     if protocol == "stream":
         from lmrec.eval.stream import stream_table
 
-        out.print(stream_table(result))
+        out.print(stream_table(result), soft_wrap=True)  # a Markdown table: one line per window, never wrapped
     else:
         _print_results(result)
     if json_out is not None:
@@ -271,6 +326,13 @@ def train(
         "--exclude-erased",
         help="A service's --state-dir: users erased there (DELETE /users/{id}) and all their rows are left out.",
     ),
+    device: str | None = typer.Option(
+        None, "--device", help="auto | cpu | cuda | cuda:N | mps for the torch models (default: each model's own)."
+    ),
+    ray_address: str | None = typer.Option(
+        None, "--ray", help="Train data-parallel on a Ray cluster: auto | local | HOST:PORT (lm, sasrec)."
+    ),
+    workers: int = typer.Option(2, "--workers", help="Ray Train workers (one DDP process each, 1 thread)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Fit one model on all interactions and write a model directory for recommend and serve."""
@@ -293,9 +355,23 @@ def train(
                 highlight=False,
             )
             dataset = kept
-        recommender = make_model(ModelConfig(model, _model_params(param, [model]).get(model, {})), seed)
+        model_cfg = ModelConfig(model, _model_params(param, [model]).get(model, {}))
+        if ray_address is not None:
+            started = time.perf_counter()
+            _train_on_ray(
+                _with_device(model_cfg, device) if device else model_cfg, dataset, seed, out_dir, ray_address, workers
+            )
+            console.print(
+                f"trained {model} on {dataset.name} with Ray ({workers} workers) in {time.perf_counter() - started:.1f}s; wrote {out_dir}"
+            )
+            return
+        shown = _with_progress(_with_device(model_cfg, device) if device is not None else model_cfg)
+        recommender = make_model(shown, seed)
         started = time.perf_counter()
         bundle = train_bundle(recommender, dataset, seed=seed)
+        if shown.params.get("show_progress") and not model_cfg.params.get("show_progress"):
+            # the bars were for this terminal, not for the saved model (every such model has the attribute)
+            recommender.show_progress = False  # type: ignore[attr-defined]
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     bundle.save(out_dir)
@@ -347,6 +423,11 @@ def encode(
     template: str | None = typer.Option(None, "--template", help='Item text template, e.g. "{title}. {brand}".'),
     batch_size: int = typer.Option(64, "--batch-size"),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Embedding cache directory."),
+    device: str = typer.Option("cpu", "--device", help="auto | cpu | cuda | cuda:N | mps (torch backends)."),
+    ray_address: str | None = typer.Option(
+        None, "--ray", help="Encode on a Ray cluster: auto (this machine's, else a local one) | local | HOST:PORT."
+    ),
+    workers: int = typer.Option(2, "--workers", help="Encoder actors on the Ray cluster (one model load each)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Encode every item's text into L2-normalised vectors in item-index order."""
@@ -356,8 +437,24 @@ def encode(
 
     try:
         dataset = load_dataset(DataConfig(source=data, text_fields=tuple(_split_list(text_fields)) or None))
-        encoder = make_text_encoder(model, check_backend(backend), cache_dir=cache_dir)
-        result = encode_catalog(dataset, encoder=encoder, template=template, batch_size=batch_size, show_progress=True)
+        from lmrec.encoders.device import resolve_device
+
+        torch_device = str(resolve_device(device))
+        if ray_address is not None:
+            from lmrec.encoders.ray_encode import RayEncoder
+
+            ray_encoder = RayEncoder(
+                model, backend, workers=workers, batch_size=batch_size, address=ray_address, device=torch_device
+            )
+            # one Ray job for every text the cache lacks: the actors batch it themselves
+            result = encode_catalog(
+                dataset, encoder=ray_encoder, template=template, cache_dir=cache_dir, batch_size=10**9
+            )
+        else:
+            encoder = make_text_encoder(model, check_backend(backend), cache_dir=cache_dir, device=torch_device)
+            result = encode_catalog(
+                dataset, encoder=encoder, template=template, batch_size=batch_size, show_progress=True
+            )
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -401,8 +498,14 @@ def serve(
     host: str | None = typer.Option(None, "--host", help="Address to listen on (127.0.0.1)."),
     port: int | None = typer.Option(None, "--port", help="Port (8000)."),
     state_dir: Path | None = typer.Option(None, "--state-dir", help="Where the SQLite event log and profiles live."),
-    profile_store: str | None = typer.Option(None, "--profile-store", help="sqlite (default) | redis."),
-    redis_url: str | None = typer.Option(None, "--redis-url", help="redis://host:port/db for --profile-store redis."),
+    profile_store: str | None = typer.Option(
+        None,
+        "--store",
+        "--profile-store",
+        help="sqlite (default) | redis: the event log (a Redis Stream), profiles and popularity shared by replicas.",
+    ),
+    redis_url: str | None = typer.Option(None, "--redis-url", help="redis://host:port/db for --store redis."),
+    workers: int | None = typer.Option(None, "--workers", help="Server processes on this port (1)."),
     index: str | None = typer.Option(
         None, "--index", help="auto (default) | flat | hnsw | ivf | numpy (exact up to --exact-max-items)."
     ),
@@ -466,6 +569,7 @@ def serve(
         "state_dir": state_dir,
         "profile_store": profile_store,
         "redis_url": redis_url,
+        "workers": workers,
         "index": index,
         "exact_max_items": exact_max_items,
         "sqlite_synchronous": sqlite_synchronous,
@@ -489,6 +593,39 @@ def serve(
         run_server(settings)
     except ValueError as exc:  # a public address without keys, an unreadable keys file
         _fail(str(exc))
+
+
+@policy_app.command("evaluate")
+def policy_evaluate(
+    log_dir: Path = typer.Option(..., "--log", help="A serve state directory (with lmrec.sqlite3) or the database."),
+    policy: str = typer.Option(
+        ...,
+        "--policy",
+        help="'retrieval', 'weights:score=1,novelty=0.5', a re-ranker state (reranker.json) or a weights JSON file.",
+    ),
+    alpha: float = typer.Option(0.05, "--alpha", help="1 - the confidence intervals' coverage."),
+    as_json: bool = typer.Option(False, "--json", help="Print the estimates as JSON."),
+) -> None:
+    """IPS, SNIPS and doubly robust estimates of a policy's clicks per list from logged impressions."""
+    from lmrec.serve.feedback.policy import evaluate as evaluate_policy
+
+    try:
+        report = evaluate_policy(log_dir, policy, alpha=alpha)
+    except ValueError as exc:
+        _fail(str(exc))
+    rows = {name: vars(getattr(report, name)) for name in ("ips", "snips", "dr")}
+    if as_json:
+        info = {"n_lists": report.n_lists, "logged_value": report.logged_value, "match_rate": report.match_rate}
+        typer.echo(json.dumps({**rows, **info}, indent=2))
+        return
+    table = Table(
+        title=f"{policy}: clicks per list ({report.n_lists} logged lists; logged policy {report.logged_value:.4f})"
+    )
+    for col in ("estimator", "value", "std err", f"{1 - alpha:.0%} interval"):
+        table.add_column(col)
+    for name, e in rows.items():
+        table.add_row(name, f"{e['value']:.4f}", f"{e['std_err']:.4f}", f"[{e['lower']:.4f}, {e['upper']:.4f}]")
+    out.print(table)
 
 
 @keys_app.command("add")

@@ -72,6 +72,11 @@ class DataConfig:
         scenario_field: interaction or item column holding the scenario.
         scenario_level: for list-valued scenario columns, which element is the scenario (0 = first).
         kcore: drop users and items with fewer interactions than this (0 = keep all).
+        kg: a knowledge graph (`lmrec.data.loaders.kg.load_kg`): ``path`` (a ``.kg`` atomic file or a
+            head / relation / tail table) and optional ``link_path`` (``.link``), ``link_column``,
+            ``columns`` (role -> column), ``relations`` (those to keep) and ``member_column`` /
+            ``member_relation`` (an item column naming concepts items belong to). RecBole directories pick up
+            ``<name>.kg`` / ``<name>.link`` without it.
     """
 
     source: str | tuple[str, ...] = "ml-100k"
@@ -91,6 +96,7 @@ class DataConfig:
     scenario_field: str | None = None
     scenario_level: int = 0
     kcore: int = 0
+    kg: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.format not in typing.get_args(DataFormat):
@@ -102,6 +108,13 @@ class DataConfig:
         sources = self.source if isinstance(self.source, tuple) else (self.source,)
         if not sources or not all(isinstance(p, str) and p for p in sources):
             raise ConfigError(f"data.source must be a non-empty string or list of strings, got {self.source!r}")
+        if self.kg is not None:
+            valid = ("path", "link_path", "link_column", "columns", "relations", "member_column", "member_relation")
+            if not isinstance(self.kg, Mapping) or "path" not in self.kg:
+                raise ConfigError(f"data.kg must be a mapping with a 'path', got {self.kg!r}")
+            unknown = [k for k in self.kg if k not in valid]
+            if unknown:
+                raise ConfigError(f"data.kg: unknown keys {unknown}; valid: {list(valid)}")
         for key in ("columns", "item_columns", "user_columns"):
             value = getattr(self, key)
             if value is not None and not isinstance(value, Mapping):

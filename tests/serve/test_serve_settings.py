@@ -33,8 +33,11 @@ def test_unknown_keys_are_rejected_with_the_valid_ones() -> None:
 def test_bad_values_name_the_field() -> None:
     with pytest.raises(ValidationError, match="profile_store"):
         ServeSettings(model_dir=Path("/m"), profile_store="memcached")
-    with pytest.raises(ValidationError, match=r"event_weights must lie in \[0, 10\]; got \{'view': -1.0\}"):
-        ServeSettings(model_dir=Path("/m"), event_weights={"view": -1.0})
+    with pytest.raises(
+        ValidationError,
+        match=r"event_weights must lie in \[-10, 10\] \(negative: away from the item\); got \{'view': -11.0\}",
+    ):
+        ServeSettings(model_dir=Path("/m"), event_weights={"view": -11.0})
     with pytest.raises(ValidationError, match="rules must be 'package.module:function'"):
         ServeSettings(model_dir=Path("/m"), rules=("mymodule.rule",))
     with pytest.raises(ValidationError, match="query_weight"):

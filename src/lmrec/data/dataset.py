@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lmrec.data.catalog import ItemCatalog, UserTexts
 from lmrec.data.interactions import Interactions
+from lmrec.data.kg import KnowledgeGraph
 
 __all__ = ["Dataset", "LoadReport"]
 
@@ -54,6 +55,8 @@ class Dataset:
     users: UserTexts | None = None
     name: str = "dataset"
     reports: list[LoadReport] | None = None
+    #: typed relations between items and entities (`lmrec.data.kg`), carried like item text
+    kg: KnowledgeGraph | None = None
 
     @property
     def n_users(self) -> int:
@@ -81,8 +84,26 @@ class Dataset:
             "item_text_fields": self.items.text_fields if self.items is not None else [],
             "catalog_items": len(self.items) if self.items is not None else 0,
             "users_with_text": int(self.users.texts["user_id"].nunique()) if self.users is not None else 0,
-            "rejected_rows": sum(r.n_rejected for r in self.reports or []),
+            "rejected_rows": sum(r.n_rejected for r in self.reports or [] if not self._is_kg_report(r)),
+            **(self.kg_summary() if self.kg is not None else {}),
         }
+
+    def _is_kg_report(self, report: LoadReport) -> bool:
+        return self.kg is not None and report.source == self.kg.source
+
+    def kg_summary(self) -> dict[str, object]:
+        """The graph's figures (`KnowledgeGraph.summary`) and its rejected triples."""
+        assert self.kg is not None
+        rejected = sum(r.n_rejected for r in self.reports or [] if self._is_kg_report(r))
+        return {**self.kg.summary(self.all_item_ids()), "kg_rejected_triples": rejected}
+
+    def all_item_ids(self) -> list[str]:
+        """Every item id: the interactions' then catalogue-only ones."""
+        ids = list(self.interactions.item_map.ids)
+        if self.items is not None:
+            known = set(ids)
+            ids += [i for i in self.items.frame.index if i not in known]
+        return ids
 
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
@@ -91,6 +112,8 @@ class Dataset:
             self.items.save(directory)
         if self.users is not None:
             self.users.save(directory)
+        if self.kg is not None:
+            self.kg.save(directory)
         (directory / "dataset.json").write_text(json.dumps({"name": self.name}))
 
     @classmethod
@@ -99,4 +122,5 @@ class Dataset:
         items = ItemCatalog.load(directory) if (directory / "catalog.json").exists() else None
         users = UserTexts.load(directory) if (directory / "user_texts.parquet").exists() else None
         name = json.loads((directory / "dataset.json").read_text())["name"]
-        return cls(Interactions.load(directory), items, users, name)
+        kg = KnowledgeGraph.load(directory) if (directory / "kg.json").exists() else None
+        return cls(Interactions.load(directory), items, users, name, kg=kg)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -138,6 +139,10 @@ def create_app(
             lambda: {"version": host.service.version, "model_dir": str(host.service.settings.model_dir)},
         )
         app.state.host = host
+        follower = svc.profile_sync.stream  # the Redis store: follow the shared stream in the background
+        start_follower = getattr(follower, "start", None)
+        if start_follower is not None:
+            start_follower(metrics)
         watcher = None
         if settings.model_dir_watch is not None:
             watcher = VersionWatcher(host, settings.model_dir_watch, settings.model_watch_interval_s)
@@ -155,6 +160,9 @@ def create_app(
                 await asyncio.to_thread(retention.stop)
             if watcher is not None:
                 await asyncio.to_thread(watcher.stop)
+            stop_follower = getattr(follower, "stop", None)
+            if stop_follower is not None:
+                await asyncio.to_thread(stop_follower)
             await asyncio.to_thread(host.close)
             if service is None:
                 host.service.close()
@@ -204,6 +212,17 @@ def run_server(settings: ServeSettings) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     access = AccessControl.from_settings(settings)
     check_bind(settings.host, has_keys=access.has_keys, insecure=settings.insecure)
+    if settings.workers > 1:  # uvicorn's worker processes build their apps from the settings' JSON
+        os.environ["LMREC_SERVE_SETTINGS_JSON"] = settings.model_dump_json()
+        uvicorn.run(
+            "lmrec.serve.workers:worker_app",
+            factory=True,
+            workers=settings.workers,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+        )
+        return
     app = create_app(settings, on_ready=lambda: limit_threads(settings.threads), access=access)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
 

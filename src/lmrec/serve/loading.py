@@ -20,6 +20,7 @@ import lmrec.models  # noqa: F401  (registers the built-in models)
 from lmrec.models.base import MODEL_REGISTRY
 from lmrec.models.bundle import ModelBundle
 from lmrec.serve.attributes import AttributeTable
+from lmrec.serve.follower import StreamFollower, open_replicated
 from lmrec.serve.index import VectorIndex, resolve_kind
 from lmrec.serve.items import ServedItems
 from lmrec.serve.ranking import BusinessRule, load_rules
@@ -64,9 +65,13 @@ def _ensure_registered(model_dir: Path) -> None:
             importlib.import_module(f"lmrec.models.{name}")
 
 
-def _index_params(settings: ServeSettings, n: int) -> dict[str, Any]:
+def _index_params(settings: ServeSettings, n: int, dim: int) -> dict[str, Any]:
+    kind = resolve_kind(
+        settings.index, n, settings.exact_max_items, dim=dim, max_index_mb=settings.index_max_mb, hnsw_m=settings.hnsw_m
+    )
     return {
-        "kind": resolve_kind(settings.index, n, settings.exact_max_items),
+        "kind": kind,
+        "auto_upgrade_at": settings.exact_max_items if settings.index == "auto" and kind == "flat" else None,
         "hnsw_m": settings.hnsw_m,
         "ef_construction": settings.hnsw_ef_construction,
         "ef_search": settings.hnsw_ef_search,
@@ -80,8 +85,9 @@ def build_index(
 ) -> VectorIndex:
     """The index over the base rows, reloaded from ``cache_dir`` when the same space, items, texts and
     index settings built it before (no re-encoding, no HNSW rebuild)."""
-    params = _index_params(settings, len(ids))
-    key_src = json.dumps([space.name, {k: v for k, v in params.items() if k != "ef_search"}, list(ids), list(texts)])
+    params = _index_params(settings, len(ids), space.dim)
+    hashed = {k: v for k, v in params.items() if k not in ("ef_search", "auto_upgrade_at")}
+    key_src = json.dumps([space.name, hashed, list(ids), list(texts)])
     key = hashlib.sha256(key_src.encode()).hexdigest()[:20]
     path = cache_dir / f"index-{params['kind']}-{key}.faiss"
     kwargs = {k: v for k, v in params.items() if k != "kind"}
@@ -177,7 +183,12 @@ def open_service(settings: ServeSettings, *, encoder: Any = None, rules: Sequenc
     bundle, version = _load_bundle(model_dir)
     state = settings.resolved_state_dir
     state.mkdir(parents=True, exist_ok=True)
-    store = SQLiteStore(state / DB_NAME, synchronous=settings.sqlite_synchronous)
+    follower: StreamFollower | None = None
+    store: SQLiteStore
+    if settings.profile_store == "redis":  # the replica's copy of the shared stream, caught up
+        store, follower = open_replicated(settings, state / DB_NAME)
+    else:
+        store = SQLiteStore(state / DB_NAME, synchronous=settings.sqlite_synchronous)
     set_aside = store.quarantine_bad_events()  # before anything reads the log
     if set_aside:
         log.warning("set aside %d stored event rows that are not valid events (table 'quarantine')", set_aside)
@@ -186,6 +197,8 @@ def open_service(settings: ServeSettings, *, encoder: Any = None, rules: Sequenc
     service = RecService(
         settings, bundle, version, space, items, store, profiles, rules=[*rules, *load_rules(settings.rules)]
     )
+    if follower is not None:
+        follower.attach(service)
     service.recover_profiles()
     log.info(
         "serving %s (%s) with %d items (%s index, %s space) in %.1fs",
@@ -235,9 +248,12 @@ def open_successor(old: RecService, model_dir: str | Path, *, encoder: Any = Non
             rules=old.rules,
             metrics=old.metrics,
             forgotten=old.forgotten,
+            feedback=old.feedback,
         )
     except Exception as exc:  # noqa: BLE001
         raise ValueError(f"cannot serve the model in {path}: {type(exc).__name__}: {exc}") from exc
+    if isinstance(old.profile_sync.stream, StreamFollower):
+        old.profile_sync.stream.attach(service)
     log.info(
         "loaded %s (%s) with %d items (%s space) to the side in %.1fs",
         path,

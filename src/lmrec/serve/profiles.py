@@ -8,6 +8,10 @@ vector ``H = v_i / |v_i|``::
 
 so older events fade geometrically in the number of later events (and optionally in time). ``P_u``
 starts at zero; only its direction matters downstream (`unit`), so the first event sets it to ``H``.
+
+An event of negative weight (dislike, dismiss, skip) moves the profile away from the item, keeping
+its length: ``a = min(1, alpha * |w|)``, ``P_u <- d * P_u - a * |d * P_u| * H``. Its cosine to ``H``
+drops (unless the profile is ``H`` itself), and a profile that is still zero stays zero.
 """
 
 from __future__ import annotations
@@ -84,11 +88,16 @@ def absorb(
         if item is not None:
             if vector.size == 0:
                 vector = np.zeros(len(item), dtype=np.float32)
-            a = min(1.0, alpha * event_weight(event.type, event.value, weights, rating_scale=rating_scale))
+            w = event_weight(event.type, event.value, weights, rating_scale=rating_scale)
+            a = min(1.0, alpha * abs(w))
             decay = 1.0
             if half_life_s is not None and n > 1:
                 decay = 0.5 ** (max(0.0, event.ts - last_ts) / half_life_s)
-            vector = a * unit(item) + (1.0 - a) * decay * vector
+            if w < 0:
+                kept = decay * vector
+                vector = (kept - a * float(np.linalg.norm(kept)) * unit(item)).astype(np.float32)
+            else:
+                vector = a * unit(item) + (1.0 - a) * decay * vector
         last_ts = max(last_ts, event.ts)
     return Profile(vector.astype(np.float32), n_events=n, last_seq=last_seq, last_ts=last_ts, space=space)
 

@@ -35,6 +35,7 @@ from lmrec.serve.schemas import (
     ModelSwapResponse,
     RecommendRequest,
     RecommendResponse,
+    RelatedResponse,
     ServerError,
     SimilarResponse,
     UserErased,
@@ -185,6 +186,7 @@ def recommend(body: RecommendRequest, service: Service) -> RecommendResponse:
         diversity=body.diversity,
         session_items=body.session_items,
         user_text=body.user_text,
+        mode=body.mode,
     )
 
 
@@ -196,11 +198,19 @@ def post_events(body: EventsRequest, host: Host) -> EventsResponse:
         return service.ingest(body.events)
 
 
-@router.put("/items/{item_id}", response_model=ItemWritten, tags=["items"], responses=BODY_ANSWERS, **scoped("catalog"))
+@router.put(
+    "/items/{item_id}",
+    response_model=ItemWritten,
+    response_model_exclude_unset=True,  # the relation fields only when relations were sent
+    tags=["items"],
+    responses=BODY_ANSWERS,
+    **scoped("catalog"),
+)
 def put_item(item_id: ItemId, body: ItemUpsert, host: Host) -> ItemWritten:
     """Add or replace an item; it is recommendable as soon as this answers (and after model swaps)."""
     with host.writing() as service:
-        return service.put_item(item_id, body.text, body.attributes)
+        relations = [(r.relation, r.target) for r in body.relations or []]
+        return service.put_item(item_id, body.text, body.attributes, relations)
 
 
 @router.delete(
@@ -222,6 +232,24 @@ def delete_item(item_id: ItemId, host: Host) -> ItemDeleted:
 def similar_items(item_id: ItemId, service: Service, k: Annotated[int, Query(ge=1)] = 10) -> SimilarResponse:
     """Items nearest to one item."""
     return service.similar(item_id, k)
+
+
+@router.get(
+    "/items/{item_id}/related",
+    response_model=RelatedResponse,
+    tags=["items"],
+    responses=READ_ANSWERS,
+    **scoped("recommend"),
+)
+def related_items(
+    item_id: ItemId,
+    service: Service,
+    relation: Annotated[str, Query(min_length=1, max_length=128)] = "complement",
+    k: Annotated[int, Query(ge=1)] = 10,
+) -> RelatedResponse:
+    """Items the knowledge graph relates to one item by ``relation`` (``complement``, ``substitute``, ...),
+    ranked by the model; the model's nearest items fill the list when the graph has fewer than ``k``."""
+    return service.related_items(item_id, relation, k)
 
 
 @router.get("/users/{user_id}", response_model=UserSummary, tags=["users"], responses=READ_ANSWERS, **scoped("users"))

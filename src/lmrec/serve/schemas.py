@@ -17,11 +17,13 @@ __all__ = [
     "EventsResponse",
     "ExplainRequest",
     "ExplainResponse",
+    "FeedbackHealth",
     "Filters",
     "HealthResponse",
     "HistoryContribution",
     "ItemDeleted",
     "ItemUpsert",
+    "ItemRelationIn",
     "ItemWritten",
     "ModelStatus",
     "ModelSwapRequest",
@@ -32,12 +34,15 @@ __all__ = [
     "RecommendRequest",
     "RecommendResponse",
     "ScoredItem",
+    "RelatedResponse",
     "SimilarResponse",
     "TermContribution",
     "Erasure",
     "ExportedEvent",
+    "ExportedImpression",
     "ExportedProfile",
     "StoredQuery",
+    "StreamStatus",
     "UserErased",
     "UserEvent",
     "UserExport",
@@ -120,6 +125,13 @@ class RecommendRequest(_Strict):
     filters: Filters | None = None
     exclude_seen: bool = Field(True, description="leave out the user's seen items (and the session's items)")
     diversity: float = Field(0.0, ge=0.0, le=1.0, description="MMR weight: 0 pure relevance, 1 maximal novelty")
+    mode: Literal["default", "complements"] = Field(
+        "default",
+        description=(
+            "'complements': only items the knowledge graph relates as complements of the user's recent items "
+            "(ranked as usual); when there are none, the usual list and a note"
+        ),
+    )
 
 
 class ScoredItem(BaseModel):
@@ -146,6 +158,9 @@ class RecommendResponse(BaseModel):
         default_factory=list,
         description="how session_items / user_text were read when not by the model's own user tower, or why not",
     )
+    request_id: str | None = Field(
+        None, description="this answer's id: events that respond to it name it (POST /events, request_id)"
+    )
 
 
 class EventIn(_Strict):
@@ -158,6 +173,12 @@ class EventIn(_Strict):
     value: float | None = Field(None, description="rating value, quantity, ...; required for ratings")
     timestamp: float | datetime | None = None
     scenario: str | None = Field(None, max_length=128)
+    request_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description="the /recommend answer this event responds to (unknown or expired ids: logged, counted unmatched)",
+    )
 
 
 class EventsRequest(_Strict):
@@ -179,6 +200,14 @@ class EventsResponse(BaseModel):
     )
 
 
+class ItemRelationIn(_Strict):
+    """One relation of an item: ``relation`` (e.g. ``complementary_category``) to ``target`` (an item id or
+    a concept such as a category)."""
+
+    relation: str = Field(min_length=1, max_length=128)
+    target: str = Field(min_length=1, max_length=256)
+
+
 class ItemUpsert(_Strict):
     """An item's text and attributes. Without ``text``, the text is built from the attributes with the
     catalogue's template (or their string values joined)."""
@@ -187,6 +216,13 @@ class ItemUpsert(_Strict):
     attributes: dict[str, Scalar | list[Scalar] | None] = Field(
         default_factory=dict, description="attribute -> value; a list for multi-valued attributes (genres, tags)"
     )
+    relations: list[ItemRelationIn] | None = Field(
+        None,
+        description=(
+            "knowledge-graph relations of the item; a relation the model was not trained with is stored and "
+            "ignored by the model (the answer lists it)"
+        ),
+    )
 
 
 class ItemWritten(BaseModel):
@@ -194,6 +230,19 @@ class ItemWritten(BaseModel):
     created: bool
     reencoded: bool
     index_size: int
+    relations_stored: list[str] = Field(default_factory=list, description="the item's relations, 'relation -> target'")
+    relations_ignored: list[str] = Field(
+        default_factory=list, description="stored relations the served model was not trained with (it ignores them)"
+    )
+    notes: list[str] = Field(default_factory=list)
+
+
+class RelatedResponse(BaseModel):
+    item_id: str
+    relation: str
+    items: list[ScoredItem]
+    from_graph: int = Field(description="how many of items came from the knowledge graph (the rest: nearest items)")
+    model_version: str
 
 
 class ItemDeleted(BaseModel):
@@ -264,6 +313,15 @@ class Erasure(BaseModel):
     )
 
 
+class ExportedImpression(BaseModel):
+    """A logged ``/recommend`` answer shown to the user (`lmrec.serve.feedback`)."""
+
+    request_id: str
+    at: float = Field(description="when it was served (seconds since the epoch)")
+    items: list[str] = Field(description="the items shown, in position order")
+    policy: str = Field(description="the ranking that made it: static, greedy, thompson or epsilon")
+
+
 class UserExport(BaseModel):
     """Everything the service holds about one user (``GET /users/{id}/export``)."""
 
@@ -279,6 +337,9 @@ class UserExport(BaseModel):
     online_profile: ExportedProfile | None
     queries: list[StoredQuery] = Field(description="stored query texts (only when the server stores queries)")
     retention_days: dict[str, float] = Field(description="how long each event type is kept (empty: until erasure)")
+    impressions: list[ExportedImpression] = Field(
+        default_factory=list, description="logged answers shown to the user, oldest first (impression_sample > 0)"
+    )
 
 
 class SimilarResponse(BaseModel):
@@ -313,6 +374,7 @@ class ExplainResponse(BaseModel):
     history: list[HistoryContribution]
     query_terms: list[TermContribution]
     model_version: str
+    relation: str | None = Field(None, description="the knowledge-graph relation linking the item to the history")
 
 
 class Quarantined(BaseModel):
@@ -322,6 +384,29 @@ class Quarantined(BaseModel):
 
     items: int = 0
     events: int = 0
+
+
+class StreamStatus(BaseModel):
+    """A replica's place in the shared Redis Stream (``profile_store="redis"``)."""
+
+    redis_url: str
+    redis_up: bool = Field(description="false while Redis is unreachable (writes answer 503)")
+    aof: bool = Field(description="whether Redis runs with appendonly yes")
+    position: str = Field(description="id of the last stream entry this replica applied")
+    applied: int = Field(description="entries this replica applied since it started")
+    lag_entries: int | None = Field(None, description="entries not yet applied (capped at 10000; null: unknown)")
+    lag_s: float | None = Field(None, description="stream time between the last entry and the last applied one")
+
+
+class FeedbackHealth(BaseModel):
+    """The feedback loop (`lmrec.serve.feedback`): the re-ranker and the responses to answers."""
+
+    reranker: str = Field(description="off, greedy, thompson or epsilon")
+    state: str = Field(description="off; loaded (from its saved state); fresh (new, or the saved state did not load)")
+    problem: str | None = Field(None, description="why the saved re-ranker state was not used")
+    updates: int = Field(description="shown items the re-ranker has learned from")
+    open_impressions: int = Field(description="answers held in memory, waiting for responses")
+    unmatched_responses: int = Field(description="events naming an unknown, expired or foreign request_id")
 
 
 class HealthResponse(BaseModel):
@@ -344,6 +429,8 @@ class HealthResponse(BaseModel):
     live_items: int | None = None
     profile_store: str | None = None
     events: int | None = None
+    feedback: FeedbackHealth | None = None
+    stream: StreamStatus | None = Field(None, description="the Redis store: this replica's place in the shared stream")
 
 
 class ModelSwapRequest(_Strict):

@@ -44,12 +44,15 @@ from typing import Any
 import numpy as np
 
 from lmrec.models.bundle import ModelBundle
+from lmrec.models.lm.graph import encode_items_with_relations
 from lmrec.serve import reasons as why
+from lmrec.serve import related as kg
 from lmrec.serve.attributes import FilterError, FilterSpec
 from lmrec.serve.candidates import CandidateRetriever, RequestContext
 from lmrec.serve.catalog import ItemUpdates
 from lmrec.serve.cold import ColdProfile, ColdStart
 from lmrec.serve.errors import BadRequest, NotFound, ServeError, TooLarge
+from lmrec.serve.feedback.loop import FeedbackLoop
 from lmrec.serve.items import ServedItems
 from lmrec.serve.metrics import Metrics
 from lmrec.serve.profile_sync import ProfileSync, UserVectorCache
@@ -61,6 +64,7 @@ from lmrec.serve.schemas import (
     EventsResponse,
     ExplainResponse,
     ExportedEvent,
+    ExportedImpression,
     ExportedProfile,
     HealthResponse,
     ItemDeleted,
@@ -68,9 +72,11 @@ from lmrec.serve.schemas import (
     OnlineProfile,
     Quarantined,
     RecommendResponse,
+    RelatedResponse,
     ScoredItem,
     SimilarResponse,
     StoredQuery,
+    StreamStatus,
     UserErased,
     UserEvent,
     UserExport,
@@ -123,6 +129,7 @@ class RecService:
         rules: Sequence[BusinessRule] = (),
         metrics: Metrics | None = None,
         forgotten: set[str] | None = None,
+        feedback: FeedbackLoop | None = None,
     ) -> None:
         self.settings = settings
         self.bundle = bundle
@@ -142,6 +149,7 @@ class RecService:
         self.user_vectors = UserVectorCache(space, items)
         self.retriever = CandidateRetriever(self.model, items, settings.online_weight, self.user_vectors)
         self.cold = ColdStart(self.model, space, items, settings.query_weight)
+        self.related = kg.ItemRelations.for_model(self.model, settings.model_dir)  # knowledge-graph relations
         items.add_popularity(
             np.arange(items.n_model), np.asarray(self.model.seen_.sum(axis=0), dtype=np.float64).ravel()
         )
@@ -151,6 +159,8 @@ class RecService:
         self.item_updates.apply(store.items_since(items.version))  # items PUT or DELETEd before this start
         self.profile_sync = ProfileSync(settings, store, profiles, items, space)
         self.profile_sync.catch_up_popularity()  # every logged event so far
+        # impressions, suppression, the re-ranker: shared by the services of successive models
+        self.feedback = feedback or FeedbackLoop(settings.feedback, store, settings.resolved_state_dir / "feedback")
 
     def catch_up_store(self) -> None:
         """Apply what other services wrote to the shared stores since this one was built: item PUTs and
@@ -159,6 +169,7 @@ class RecService:
         self.profile_sync.catch_up_popularity()
 
     def close(self) -> None:
+        self.feedback.save()
         self.profiles.close()
         self.store.close()
 
@@ -251,6 +262,7 @@ class RecService:
         diversity: float = 0.0,
         session_items: Sequence[str] | None = None,
         user_text: str | None = None,
+        mode: str = "default",
     ) -> RecommendResponse:
         """Top-``k`` items for a user and/or a query (see the module docstring).
 
@@ -287,15 +299,28 @@ class RecService:
             allowed[seen[seen < n]] = False
         if exclude_seen and ctx.cold is not None:
             allowed[ctx.cold.rows[ctx.cold.rows < n]] = False
+        self.feedback.suppress(user_id, allowed, self.items)  # said no to: never shown again
         pool = k if diversity == 0 and not self.rules else max(k, self.settings.candidate_pool)
+        pool = self.feedback.pool(k, pool)
+        mode_notes = self._complements_only(ctx, allowed) if mode == "complements" else []
         rows, scores = self.retriever.retrieve(ctx, allowed, pool)
         cands = Candidates(rows, scores, tuple(self.items.ids[r] for r in rows))
         context = RankContext(user_id, ctx.query, scenario, k, self.items.attributes.row)
         cands = apply_rules(cands, context, self.rules)
+        ranking = self.feedback.rank(
+            cands,
+            user_id=user_id,
+            has_query=ctx.query is not None,
+            online=ctx.online,
+            items=self.items,
+            exploring=diversity == 0,
+        )
+        cands = ranking.candidates
         if diversity > 0 and len(cands) > 1:
             cands = cands.select(mmr(cands.scores, self.items.index.vectors[cands.rows], k, diversity))
         else:
             cands = cands.select(np.arange(min(k, len(cands))))
+        request_id = self.feedback.shown(ranking, cands, user_id)
         texts = self._reasons(ctx, cands.rows)
         self.metrics.inc("lmrec_recommendations_total", strategy=ctx.strategy)
         return RecommendResponse(
@@ -311,7 +336,8 @@ class RecService:
             scenario_applied=ctx.scenario_applied,
             used=ctx.used(),  # type: ignore[arg-type]
             unknown_session_items=ctx.cold.unknown if ctx.cold is not None else [],
-            notes=ctx.notes(wants_cold),
+            notes=[*ctx.notes(wants_cold), *self.profile_sync.notes(), *mode_notes],
+            request_id=request_id,
         )
 
     def _history(self, user_id: str | None, u: int | None, limit: int = 20) -> list[why.HistoryItem]:
@@ -353,11 +379,13 @@ class RecService:
         if len(events) > s.max_events_per_batch:
             raise TooLarge("events", f"{len(events)} events exceed max_events_per_batch={s.max_events_per_batch}")
         self.item_updates.maybe_sync()
+        events = self.feedback.expand(events, set(s.event_weights))  # skips of unclicked items, by setting
         try:
             out = self.profile_sync.ingest(events)
         except BadRequest:
             self.metrics.inc("lmrec_events_rejected_total", len(events))
             raise
+        self.feedback.responses(events, self.metrics)  # events naming a request_id: matched or not
         self.metrics.inc("lmrec_events_ingested_total", out.accepted)
         self.metrics.inc("lmrec_events_duplicate_total", out.duplicates)
         return out
@@ -373,13 +401,89 @@ class RecService:
         return self.profile_sync.rebuild(batch, stop=lambda: self.retired)
 
     # ------------------------------------------------------------------ items
-    def put_item(self, item_id: str, text: str | None, attributes: Mapping[str, Any]) -> ItemWritten:
+    def put_item(
+        self,
+        item_id: str,
+        text: str | None,
+        attributes: Mapping[str, Any],
+        relations: Sequence[tuple[str, str]] | None = None,
+    ) -> ItemWritten:
         """Add or replace an item (`lmrec.serve.catalog.ItemUpdates.put`); a text longer than
-        ``max_item_text_chars`` is a `BadRequest`."""
+        ``max_item_text_chars`` is a `BadRequest`. ``relations`` (``(relation, target)``) join the
+        service's graph; those the model knows also shape the item's vector (`lmrec.serve.related`)."""
         limit = self.settings.max_item_text_chars
         if text is not None and len(text) > limit:
             raise BadRequest("text", f"{len(text)} characters exceed max_item_text_chars={limit}")
-        return self.item_updates.put(item_id, text, attributes)
+        out = self.item_updates.put(item_id, text, attributes)
+        return out if not relations else self._put_relations(out, attributes, relations)
+
+    def _put_relations(
+        self, out: ItemWritten, attributes: Mapping[str, Any], relations: Sequence[tuple[str, str]]
+    ) -> ItemWritten:
+        stored = self.related.put(out.item_id, relations)
+        notes = []
+        if stored["ignored_by_model"]:
+            notes.append("the model was not trained with these relations and ignores them: stored for /related only")
+        known = self.related.model_relations or set()
+        used = [(r, t) for r, t in relations if r in known]
+        row = self.items.row(out.item_id)
+        if used and row is not None and self.space.kind == "model":
+            vector = encode_items_with_relations(self.model, [self.items.texts[row]], [used])[0]
+            kg.write_relation_vector(self.items, self.store, self.space.name, out.item_id, attributes, vector)
+            notes.append(f"the item's vector uses {len(used)} relation(s)")
+        return out.model_copy(
+            update={
+                "relations_stored": stored["stored"],
+                "relations_ignored": stored["ignored_by_model"],
+                "notes": notes,
+            }
+        )
+
+    def related_items(self, item_id: str, relation: str, k: int = 10) -> RelatedResponse:
+        """Items related to one item by ``relation`` in the knowledge graph, ranked by the model, then the
+        model's nearest items when the graph has fewer than ``k`` (`lmrec.serve.related.related_items`)."""
+        self._check_k(k)
+        self.item_updates.maybe_sync()
+        if self.items.row(item_id) is None:
+            raise NotFound("item_id", f"unknown item {item_id!r}")
+        out, n_graph = kg.related_items(self.related, self.items, item_id, relation, k)
+        return RelatedResponse(
+            item_id=item_id, relation=relation, items=out, from_graph=n_graph, model_version=self.version
+        )
+
+    def _recent(self, user_id: str | None, u: int | None, limit: int = 10) -> list[tuple[str, float | None, str]]:
+        """``(item id, time, verb)`` of the user's recent items, most recent first: logged events, then
+        the model's training history (with its times where the model keeps them)."""
+        out: list[tuple[str, float | None, str]] = []
+        if user_id is not None:
+            for e in self.store.recent_events(user_id, limit):
+                out.append((e.item_id, e.ts, kg.past_tense(e.type)))
+        if u is not None:
+            hist = getattr(self.model, "hist_items_", None)
+            times = getattr(self.model, "hist_times_", None)
+            if hist is not None and u < len(hist):
+                ids = self.model.item_map_.to_ids(hist[u][-limit:])
+                ts = times[u][-limit:] if times is not None else [None] * len(ids)
+                out += [(str(i), float(t) if t is not None else None, "bought") for i, t in zip(ids[::-1], ts[::-1])]
+            else:
+                seen = self.model.seen_
+                rows = seen.indices[seen.indptr[u] : seen.indptr[u + 1]][-limit:]
+                out += [(self.items.ids[r], None, "bought") for r in rows[::-1]]
+        return out[:limit]
+
+    def _complements_only(self, ctx: RequestContext, allowed: np.ndarray) -> list[str]:
+        """Restrict ``allowed`` to complements of the user's recent items (``mode="complements"``)."""
+        history = [i for i, _, _ in self._recent(ctx.user_id, ctx.u)]
+        if ctx.cold is not None:
+            history += [self.items.ids[r] for r in ctx.cold.rows[::-1]]
+        rows = kg.complement_rows(self.related, self.items, history)
+        rows = rows[rows < len(allowed)]
+        keep = np.zeros_like(allowed)
+        keep[rows] = True
+        if not (allowed & keep).any():
+            return ["mode complements: the knowledge graph relates no unseen item to the recent items; usual list"]
+        allowed &= keep
+        return [f"mode complements: {int(allowed.sum())} complements of {len(history)} recent items"]
 
     def delete_item(self, item_id: str) -> ItemDeleted:
         """Remove an item from results (`lmrec.serve.catalog.ItemUpdates.delete`)."""
@@ -404,6 +508,7 @@ class RecService:
         """Profile summary and recent events; `NotFound` for a user neither the model nor the log knows."""
         u = self._user_index(user_id)
         limit = self.settings.recent_events_shown if limit is None else limit
+        self.profile_sync.sync_user(user_id)  # the Redis store: this replica has the user's latest events
         with self.store.snapshot():  # the event count, the events and (SQLite) the profile from one state
             record = self.store.user(user_id)
             profile = self.profile_sync.online(user_id)
@@ -447,11 +552,13 @@ class RecService:
         and the erasure state. `NotFound` when it holds nothing."""
         u = self.model.user_map_.get(user_id)
         in_model = 0 <= u < self.model.n_users
+        self.profile_sync.sync_user(user_id)
         with self.store.snapshot():
             record = self.store.user(user_id)
             events, queries = self.store.export_user(user_id)
             profile = self.profiles.get(user_id)
-        if not in_model and record is None and not events and not queries and profile is None:
+            impressions = self.feedback.impressions.for_user(user_id)
+        if not in_model and record is None and not events and not queries and profile is None and not impressions:
             raise NotFound("user_id", f"unknown user {user_id!r}")
         seen = self.model.seen_
         training = [self.items.ids[r] for r in seen.indices[seen.indptr[u] : seen.indptr[u + 1]]] if in_model else []
@@ -476,6 +583,7 @@ class RecService:
             ),
             queries=[StoredQuery(**q) for q in queries],
             retention_days=dict(self.settings.retention_days),
+            impressions=[ExportedImpression(**x) for x in impressions],
         )
 
     def forget_user(self, user_id: str) -> UserErased:
@@ -506,14 +614,17 @@ class RecService:
             )
         history = why.history_contributions(self._history(user_id, ctx.u, limit=50), item, self.items)
         terms = why.term_contributions(ctx.query, item, self.space) if ctx.query else []
+        reason = self._reasons(ctx, np.asarray([row]))[0]
+        link = kg.relation_reason(self.related, self.items, item_id, self._recent(user_id, ctx.u, limit=20))
         return ExplainResponse(
             item_id=item_id,
             score=score,
             strategy=ctx.strategy,  # type: ignore[arg-type]
-            reason=self._reasons(ctx, np.asarray([row]))[0],
+            reason=reason if link is None else f"{link[1]}; {reason}",
             history=history,
             query_terms=terms,
             model_version=self.version,
+            relation=None if link is None else link[0],
         )
 
     def check(self) -> list[str]:
@@ -525,6 +636,10 @@ class RecService:
         """Liveness, the model served, and whether the catalogue and the index agree ("degraded" with
         the reasons when not); stored records set aside at replay are counted in ``quarantined``."""
         problems = self.check()
+        stream = self.profile_sync.stream
+        status = getattr(stream, "status", None)
+        if stream is not None and status is not None:
+            problems += stream.problems()  # type: ignore[attr-defined]
         return HealthResponse(
             status="degraded" if problems else "ok",
             problems=problems,
@@ -542,6 +657,8 @@ class RecService:
             live_items=self.items.n_live,
             profile_store=type(self.profiles).__name__,
             events=self.store.count_events(),
+            stream=None if status is None else StreamStatus(**status()),
+            feedback=self.feedback.health(),
         )
 
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from lmrec.data.pii import ALL_KINDS, PIIKind, PIIScrubber, ScrubConfig
 from lmrec.encoders.config import Backend
 from lmrec.serve.auth import KeyEntry, is_loopback
+from lmrec.serve.feedback.config import FeedbackSettings
 
 __all__ = ["DEFAULT_EVENT_WEIGHTS", "ServeSettings"]
 
@@ -29,6 +30,11 @@ DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "cart": 0.75,
     "purchase": 1.0,
     "rating": 1.0,
+    # negative feedback: the profile moves away from the item (`lmrec.serve.profiles.absorb`); dislike and
+    # dismiss also suppress the item for the user (`FeedbackSettings.suppress_types`)
+    "dislike": -1.0,
+    "dismiss": -0.5,
+    "skip": -0.1,
 }
 
 ENV_PREFIX = "LMREC_"
@@ -60,15 +66,26 @@ class ServeSettings(BaseModel):
             the same across model swaps, so the event log, profiles and PUT items carry over.
         host, port: where `run_server` listens.
         log_level: uvicorn's log level.
-        profile_store: ``"sqlite"`` (embedded, default) or ``"redis"`` (shared by several server processes).
+        profile_store: ``"sqlite"`` (embedded, default) or ``"redis"`` (``lmrec serve --store redis``): all
+            shared state in Redis, for replicas behind a load balancer: the event log and item writes as
+            a Redis Stream every replica follows, profiles and popularity counters
+            (`lmrec.serve.stores.redis_stream`, `lmrec.serve.follower`).
         redis_url: the Redis server for ``profile_store="redis"`` (None: ``redis://127.0.0.1:6379/0``).
-        redis_prefix: key prefix of the profiles in Redis.
+        redis_prefix: key prefix of everything the service keeps in Redis.
+        redis_aof: ``"require"`` refuses to start against a Redis without ``appendonly yes``
+            (acknowledged events would not survive a Redis restart); ``"warn"`` (default) serves and
+            logs it loudly (``/health`` ``stream.aof`` says so too).
+        workers: server processes `run_server` starts on one port (each loads the model; use them with
+            ``profile_store="redis"`` so they share events, items and profiles).
         sqlite_synchronous: ``"FULL"`` fsyncs the WAL at every commit (survives power loss);
             ``"NORMAL"`` survives a process crash (kill -9) but may lose the last commits on power loss.
-        index: ``"auto"`` (exact inner product up to ``exact_max_items`` items, HNSW beyond), ``"flat"``,
-            ``"hnsw"``, ``"ivf"``, or ``"numpy"`` (exact numpy scoring over every item, no FAISS: the
+        index: ``"auto"`` (exact inner product up to ``exact_max_items`` items, HNSW beyond, IVF-PQ when
+            HNSW would exceed ``index_max_mb``: `lmrec.serve.index.choose_kind`), ``"flat"``, ``"hnsw"``,
+            ``"ivf"``, ``"ivfpq"``, or ``"numpy"`` (exact numpy scoring over every item, no FAISS: the
             naive baseline of the benchmark).
-        exact_max_items: catalogue size up to which ``index="auto"`` stays exact.
+        exact_max_items: catalogue size up to which ``index="auto"`` stays exact; with ``"auto"``, an
+            exact index that grows past it by item PUTs is rebuilt into HNSW in the background.
+        index_max_mb: memory budget of the ANN structure for ``index="auto"`` (None: no limit).
         hnsw_m, hnsw_ef_construction, hnsw_ef_search: HNSW graph degree and beam widths.
         ivf_nlist, ivf_nprobe: IVF cells (default ``4 * sqrt(n)``) and cells visited per query.
         encoder: text encoder of models that are not `VectorRecommender`s: a model name or path for
@@ -82,7 +99,8 @@ class ServeSettings(BaseModel):
             weight 1; an event of type weight ``w`` uses ``a = min(1, profile_alpha * w)``.
         profile_half_life_s: optional time decay: the old profile also loses half its weight per
             this many seconds between events. None: decay by event count only.
-        event_weights: event type -> weight; a batch with another type is rejected whole (422).
+        event_weights: event type -> weight; a batch with another type is rejected whole (422). A negative
+            weight (dislike, dismiss, skip) moves the profile away from the item.
         rating_scale: a rating event of value ``v`` has weight ``event_weights["rating"] * v / rating_scale``.
         candidate_pool: candidates retrieved before re-ranking (at least ``k``; more when diversity > 0).
         max_k: largest ``k`` a request may ask for.
@@ -113,6 +131,7 @@ class ServeSettings(BaseModel):
         retention_interval_s: seconds between two runs of the retention job.
         console: serve the web console at ``/ui`` (`lmrec.serve.ui`); None: on when ``host`` is loopback.
         reports_dir: where the console finds evaluation reports (``lmrec evaluate --report``); None: none.
+        feedback: impressions, negative feedback and the adaptive re-ranker (`lmrec.serve.feedback.config`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -132,9 +151,12 @@ class ServeSettings(BaseModel):
     profile_store: Literal["sqlite", "redis"] = "sqlite"
     redis_url: str | None = None
     redis_prefix: str = "lmrec:"
+    redis_aof: Literal["require", "warn"] = "warn"
+    workers: int = Field(1, ge=1)
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
-    index: Literal["auto", "flat", "hnsw", "ivf", "numpy"] = "auto"
+    index: Literal["auto", "flat", "hnsw", "ivf", "ivfpq", "numpy"] = "auto"
     exact_max_items: int = Field(20_000, ge=0)
+    index_max_mb: float | None = Field(None, gt=0)
     hnsw_m: int = Field(32, ge=4, le=256)
     hnsw_ef_construction: int = Field(80, ge=8)
     hnsw_ef_search: int = Field(128, ge=8)
@@ -169,6 +191,7 @@ class ServeSettings(BaseModel):
     retention_interval_s: float = Field(3600.0, gt=0.0)
     console: bool | None = None
     reports_dir: Path | None = None
+    feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
 
     @model_validator(mode="before")
     @classmethod
@@ -199,9 +222,9 @@ class ServeSettings(BaseModel):
     @field_validator("event_weights")
     @classmethod
     def _check_weights(cls, value: dict[str, float]) -> dict[str, float]:
-        bad = {k: v for k, v in value.items() if not 0.0 <= v <= 10.0}
+        bad = {k: v for k, v in value.items() if not -10.0 <= v <= 10.0}
         if bad:
-            raise ValueError(f"event_weights must lie in [0, 10]; got {bad}")
+            raise ValueError(f"event_weights must lie in [-10, 10] (negative: away from the item); got {bad}")
         if not value:
             raise ValueError("event_weights is empty: no event type would be accepted")
         return value

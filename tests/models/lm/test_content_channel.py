@@ -80,7 +80,7 @@ def test_cold_items_new_items_queries_and_empty_users_share_the_layout(content_m
 def test_content_channel_changes_training_and_needs_text(genre_split) -> None:
     data, split = genre_split
     train = data.with_interactions(split.train)
-    plain = make_model(epochs=3).fit(train)
+    plain = make_model(epochs=3, cold_start={"enabled": False}).fit(train)  # learned width only
     content = make_model(epochs=3, content_weight=1.0).fit(train)
     # the channel enters the loss, so the learned part differs from a model trained without it
     assert not np.allclose(plain.item_vectors(), content.item_vectors()[:, : plain.dim])

@@ -120,7 +120,7 @@ def test_every_old_name_has_a_place_and_keeps_its_default() -> None:
 
 
 def test_constructor_is_short() -> None:
-    assert len(inspect.signature(LMRecommender).parameters) <= 15
+    assert len(inspect.signature(LMRecommender).parameters) <= 16  # 13 + privacy, cold_start, graph
     assert len(inspect.signature(LMScenarioRecommender).parameters) <= 15
     assert not hasattr(LMScenarioRecommender.__init__, "__signature__")  # no patched signature
 
@@ -174,7 +174,7 @@ def test_a_bad_value_names_the_field_the_value_and_the_choices(make, message) ->
 
 
 def test_from_dict_rejects_unknown_keys_naming_the_valid_ones() -> None:
-    valid = ["lr", "weight_decay", "batch_size", "epochs", "patience", "grad_clip"]
+    valid = ["lr", "weight_decay", "batch_size", "epochs", "patience", "grad_clip", "device", "precision"]
     with pytest.raises(
         ValueError, match="^" + re.escape(f"OptimConfig has no field 'epoch' (lm.optim.epoch); valid: {valid}") + "$"
     ):
@@ -237,7 +237,7 @@ def test_old_flat_keywords_build_the_same_model_through_from_params_only() -> No
     )
     assert old.get_params() == new.get_params()
     assert old.text_encoder is encoder and old.encoder == EncoderConfig(cache_dir="/c")
-    with pytest.raises(ValueError, match=r"^model 'lm' has no parameter 'epoch'; valid: \['continual', "):
+    with pytest.raises(ValueError, match=r"^model 'lm' has no parameter 'epoch'; valid: \['cold_start', 'continual', "):
         LMRecommender.from_params({"epoch": 3})
     # the constructor takes components only: an old flat name there is a TypeError
     with pytest.raises(TypeError, match="unexpected keyword argument 'loss'"):
@@ -332,7 +332,8 @@ def _flatten(params: dict) -> dict:
     flat = {k: v for k, v in params.items() if k in TOP_LEVEL}
     for component, fields in params.items():
         if isinstance(fields, dict):
-            flat.update({back[f"{component}.{f}"]: v for f, v in fields.items()})
+            # fields added after format 1 (optim.device, optim.precision) have no flat name
+            flat.update({back[f"{component}.{f}"]: v for f, v in fields.items() if f"{component}.{f}" in back})
     return flat
 
 

@@ -31,6 +31,7 @@ from lmrec.data.loaders.build import (
     make_interactions,
 )
 from lmrec.data.loaders.common import RawTable, log_report, missing_mask, read_delimited
+from lmrec.data.loaders.kg import find_recbole_kg
 from lmrec.data.splits import Split
 from lmrec.data.text import clean_text
 
@@ -279,6 +280,8 @@ def load_recbole(
     Returns:
         `Dataset` whose catalogue has token_seq and free-text token columns as text, other tokens as
         categorical, floats as numeric; the .user file gives attributes and a profile sentence.
+        A ``<name>.kg`` file (with ``<name>.link``, or linked through an item column) becomes
+        ``dataset.kg`` (`lmrec.data.loaders.kg`).
     """
     directory, name = _resolve(directory_or_prefix, name)
     inter_path = directory / f"{name}.inter"
@@ -307,7 +310,7 @@ def load_recbole(
     for r in reports:
         log_report(r)
     logger.info("RecBole %s: fields %s", name, columns.roles())
-    return Dataset(interactions, items, users, name, reports)
+    return find_recbole_kg(Dataset(interactions, items, users, name, reports), directory, name, encoding=encoding)
 
 
 def load_recbole_benchmark(
@@ -371,7 +374,8 @@ def load_recbole_benchmark(
     items, users = _side_files(directory, name, fields, encoding, strict, reports)
     for r in reports:
         log_report(r)
-    return Dataset(everything, items, users, name, reports), split
+    dataset = find_recbole_kg(Dataset(everything, items, users, name, reports), directory, name, encoding=encoding)
+    return dataset, split
 
 
 # ---------------------------------------------------------------------------------------- writing

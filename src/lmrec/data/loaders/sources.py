@@ -20,6 +20,7 @@ from lmrec.data.loaders.amazon import load_amazon2023
 from lmrec.data.loaders.bundled import BUNDLED_FILES, bundled_files
 from lmrec.data.loaders.clothing import load_clothing_reviews
 from lmrec.data.loaders.common import read_parquet_table
+from lmrec.data.loaders.kg import attach_kg
 from lmrec.data.loaders.movielens import detect_movielens, load_movielens, movielens_100k
 from lmrec.data.loaders.recbole import load_recbole
 from lmrec.data.loaders.remote import REMOTE, default_cache_dir, download
@@ -126,6 +127,11 @@ def load_from_config(config: DataConfig, base_dir: str | Path = ".", **kw: Any) 
             dataset = load(target, strict=config.strict, **kw)
     if config.name:
         dataset.name = config.name
+    if config.kg is not None:
+        kg = dict(config.kg)
+        for key in ("path", "link_path"):
+            kg[key] = resolve(kg.get(key))
+        dataset = attach_kg(dataset, kg.pop("path"), encoding=config.encoding, strict=config.strict, **kg)
     return set_text_fields(dataset, config.text_fields)
 
 

@@ -17,7 +17,7 @@ import torch
 from lmrec.data.interactions import Interactions
 from lmrec.encoders.base import TextEncoder
 from lmrec.models.lm.config import ItemTowerConfig, ObjectiveConfig, UserTowerConfig
-from lmrec.models.lm.fusion import ItemFusion
+from lmrec.models.lm.graph import fusion_from_state
 from lmrec.models.lm.item_tower import ItemTower, fit_whitening
 from lmrec.models.lm.net import LMNet
 from lmrec.models.lm.text import encode_texts
@@ -176,7 +176,7 @@ def net_from_arrays(
         n_event_classes,
     )
     if fusion_spec:
-        model.item_tower.fusion = ItemFusion.from_state(fusion_spec, net, dim)
+        model.item_tower.fusion = fusion_from_state(fusion_spec, net, dim)  # modality fusion, graph or both
     model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in net.items()})
     model.eval()
     return model

@@ -20,13 +20,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeVar
 
+from lmrec.encoders.device import check_device, check_precision
+
 __all__ = [
     "COMPONENTS",
+    "ColdStartConfig",
     "ComponentConfig",
     "ContinualConfig",
     "EncoderConfig",
     "FLAT_NAMES",
     "FusionConfig",
+    "GraphConfig",
     "ItemTowerConfig",
     "ObjectiveConfig",
     "OptimConfig",
@@ -266,6 +270,11 @@ class OptimConfig(ComponentConfig):
         batch_size: training windows per step.
         epochs: most epochs; patience: epochs without a validation gain before stopping.
         grad_clip: clip the gradient norm (None: off).
+        device: where ``fit`` trains (`lmrec.encoders.device`): ``"auto"`` (a CUDA GPU when there is
+            one, else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``; the fitted network
+            returns to the CPU for scoring and saving, so a model loads on any machine.
+        precision: ``"auto"`` (bf16 / fp16 autocast on a GPU, fp32 on the CPU), ``"fp32"``,
+            ``"bf16"`` or ``"fp16"``.
     """
 
     key: ClassVar[str] = "optim"
@@ -276,6 +285,8 @@ class OptimConfig(ComponentConfig):
     epochs: int = 200
     patience: int = 10
     grad_clip: float | None = 5.0
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
 
     def __post_init__(self) -> None:
         _number(self, "lr", strict=True)
@@ -283,6 +294,8 @@ class OptimConfig(ComponentConfig):
         for name in ("batch_size", "epochs", "patience"):
             _int_at_least(self, name, 1)
         _number(self, "grad_clip", strict=True, optional=True)
+        object.__setattr__(self, "device", check_device(self.device, _name(self, "device")))
+        check_precision(self.precision, _name(self, "precision"))
 
 
 @dataclass(frozen=True)
@@ -297,6 +310,11 @@ class EncoderConfig(ComponentConfig):
             `lmrec.models.lm.finetune`; slow on a CPU, hence ``"none"`` by default).
         lora_rank / lora_items_per_step / lora_lr: adapter rank, targets re-encoded with gradients
             per step, and the adapters' learning rate.
+        item_vectors / item_vector_ids: bring your own item text vectors (`lmrec.encoders.byo`): a
+            ``.npy`` file (row ids from ``item_vector_ids`` or ``NAME.ids.txt``) or a parquet file
+            keyed by ``item_id``; ``fit`` reads them instead of encoding the catalogue. Queries,
+            new items and user texts still go through ``model``: bring vectors of that model (same
+            space and dimension) when those paths are used.
     """
 
     key: ClassVar[str] = "encoder"
@@ -308,9 +326,11 @@ class EncoderConfig(ComponentConfig):
     lora_rank: int = 8
     lora_items_per_step: int = 32
     lora_lr: float = 1e-4
+    item_vectors: str | None = None
+    item_vector_ids: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("model", "cache_dir"):
+        for name in ("model", "cache_dir", "item_vectors", "item_vector_ids"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"{_name(self, name)} must be None or a string, got {value!r}")
@@ -320,6 +340,9 @@ class EncoderConfig(ComponentConfig):
         _int_at_least(self, "lora_rank", 1)
         _int_at_least(self, "lora_items_per_step", 1)
         _number(self, "lora_lr", strict=True)
+        if self.item_vectors is not None and self.finetune == "lora":
+            what = f"{_name(self, 'item_vectors')} brings fixed item vectors"
+            raise ValueError(f"{what}; finetune='lora' re-encodes the texts")
 
 
 @dataclass(frozen=True)
@@ -367,7 +390,19 @@ class ContinualConfig(ComponentConfig):
             (Fisher-weighted) or ``"none"``, decoupled from the loss: after each optimiser step the
             distance to the previous weights shrinks by the share ``update lr * reg_strength``
             (times the Fisher weight for EWC; capped at 1).
-        update_epochs: epochs of each update; update_lr: its learning rate (None: ``optim.lr``).
+        update_epochs: epochs of an update without validation rows; update_lr: the update's
+            learning rate (None: ``optim.lr``).
+        update_max_epochs: most epochs of an update with validation rows (``partial_fit(valid=...)``,
+            as `lmrec.eval.stream` gives it): it keeps its best epoch and stops earlier after
+            ``update_patience`` epochs without a gain or when its time budget runs out.
+        update_patience: epochs without a validation gain before an update stops (None:
+            ``optim.patience``); shorter than a fit's, as an update starts near its optimum.
+        update_budget: the time an update may take, as a share of the model's last fresh fit
+            (``fit_s_``): after each epoch the update stops when one more epoch (at its mean epoch
+            time so far, validation included) would overrun it; at least one epoch always runs.
+            Tied to the fit so that an update stays a fraction of what a retrain costs on the same
+            machine; it makes the number of epochs depend on the machine's speed (None: no time
+            bound, fully reproducible updates). No bound either when the fit time is unknown.
         distill: weight of the distillation term (learning without forgetting; 0: off): the KL
             divergence from the model before the update to the model being trained, over each
             training position's next-item distribution.
@@ -384,6 +419,9 @@ class ContinualConfig(ComponentConfig):
     reg_strength: float = 1.0
     update_epochs: int = 5
     update_lr: float | None = None
+    update_max_epochs: int = 50
+    update_patience: int | None = 5
+    update_budget: float | None = 0.2
     distill: float = 0.0
     distill_rows: Literal["all", "replayed"] = "all"
 
@@ -395,6 +433,10 @@ class ContinualConfig(ComponentConfig):
         _number(self, "reg_strength")
         _int_at_least(self, "update_epochs", 1)
         _number(self, "update_lr", strict=True, optional=True)
+        _int_at_least(self, "update_max_epochs", 1)
+        if self.update_patience is not None:
+            _int_at_least(self, "update_patience", 1)
+        _number(self, "update_budget", strict=True, optional=True)
         _number(self, "distill")
         _choice(self, "distill_rows", ("all", "replayed"))
         if self.distill and self.distill_rows == "replayed" and self.replay == "none":
@@ -489,6 +531,87 @@ class PrivacyConfig(ComponentConfig):
         return self.epsilon is not None
 
 
+@dataclass(frozen=True)
+class ColdStartConfig(ComponentConfig):
+    """Cold start: items scored by how much the model knows of them (`lmrec.models.lm.cold`).
+
+    After training, an item with few training interactions gets the frozen content similarity
+    ``w(n) * cos(c_u, c_i)`` added to its learned score, and an item with none a learned vector
+    borrowed from its nearest warm items by content; queries get the same content term. Vectors stay
+    one inner product (``[v, w(n) c, query_weight c]`` for items). Off for a private model, for
+    ``repr='id'`` and when ``item_tower.content_weight`` > 0 (that channel already adds content).
+
+    Attributes:
+        enabled: apply the cold-start paths.
+        calibrate: choose ``item_weight``, ``half_count`` and ``borrow`` on the validation rows
+            ``fit`` gets (NDCG@10 over a small grid; all 0 when no candidate beats the learned
+            vectors alone there); the paths stay off without validation rows. False: use the values
+            below.
+        neighbours: warm items a cold item (or query) borrows its learned vector from.
+        tau: softmax temperature over the neighbours' content cosines.
+        item_weight: content weight ``w(0)`` of an item without training interactions.
+        half_count: ``h`` of the gate ``w(n) = item_weight * h / (h + n)`` (0: cold items only).
+        borrow: share of the neighbours' learned vector in a cold item's learned vector, in [0, 1].
+        query_weight: weight of the raw text cosine of a query to every item, against its learned
+            score (a query is text without behaviour: its text carries most of what it asks).
+    """
+
+    key: ClassVar[str] = "cold_start"
+
+    enabled: bool = True
+    calibrate: bool = True
+    neighbours: int = 20
+    tau: float = 0.05
+    item_weight: float = 1.0
+    half_count: float = 0.0
+    borrow: float = 1.0
+    query_weight: float = 8.0
+
+    def __post_init__(self) -> None:
+        _flag(self, "enabled")
+        _flag(self, "calibrate")
+        _int_at_least(self, "neighbours", 1)
+        _number(self, "tau", strict=True)
+        _number(self, "item_weight")
+        _number(self, "half_count")
+        _number(self, "query_weight")
+        b = self.borrow
+        if not _is_number(b) or not 0.0 <= b <= 1.0:
+            raise ValueError(f"ColdStartConfig.borrow must be a number in [0, 1], got {b!r}")
+
+
+@dataclass(frozen=True)
+class GraphConfig(ComponentConfig):
+    """Knowledge-graph relations in the item vector (`lmrec.models.lm.graph`); off by default.
+
+    Attributes:
+        enabled: add each item's graph part (needs a data set with ``kg`` and item text).
+        relations: the relations used (None: all the graph has).
+        hops: 0 uses the ``(relation, entity)`` pairs items point to; 1 also the pairs one step
+            further over entity-entity triples.
+        hop_weight: weight of a one-hop pair relative to a direct one (1).
+        min_items: a pair met on fewer items than this is dropped.
+        neighbor_text: add the mean text part of the items an item relates to (item-valued tails).
+    """
+
+    key: ClassVar[str] = "graph"
+
+    enabled: bool = False
+    relations: Sequence[str] | None = None
+    hops: int = 1
+    hop_weight: float = 0.5
+    min_items: int = 2
+    neighbor_text: bool = True
+
+    def __post_init__(self) -> None:
+        _flag(self, "enabled")
+        _names(self, "relations")
+        _choice(self, "hops", (0, 1))
+        _number(self, "hop_weight")
+        _int_at_least(self, "min_items", 1)
+        _flag(self, "neighbor_text")
+
+
 #: component key -> config class, in constructor order
 COMPONENTS: dict[str, type[ComponentConfig]] = {
     c.key: c
@@ -516,6 +639,12 @@ def coerce(cls: type[C], value: C | Mapping[str, Any] | None) -> C:
 
 
 # ---------------------------------------------------------------------- the flat names of before
+#: fields added after the flat constructor was retired: reachable by their dotted key only
+_NO_FLAT_NAME = frozenset(
+    {"device", "precision", "item_vectors", "item_vector_ids", "update_max_epochs", "update_patience", "update_budget"}
+)
+
+
 def _table() -> dict[str, str]:
     renamed = {
         "item_repr": "item_tower.repr",
@@ -535,6 +664,7 @@ def _table() -> dict[str, str]:
         k: v
         for k, v in table.items()
         if k not in {"repr", "model", "backend", "finetune", "mode", "categorical", "numeric", "image"}
+        and k not in _NO_FLAT_NAME
     }
     table.update(renamed)
     return table

@@ -64,7 +64,8 @@ class LoraTuner(Callback):
         """(n_items, D) text vectors: cached rows, with up to ``items_per_step`` targets re-encoded
         with gradients."""
         unique = torch.unique(targets)
-        pick = unique[torch.randperm(len(unique), generator=self.generator)[: self.items_per_step]]
+        order = torch.randperm(len(unique), generator=self.generator, device=unique.device)
+        pick = unique[order[: self.items_per_step]]
         self.encoder.train()
         fresh = self.encoder(**self.encoder.tokenize([self.texts[i] for i in pick.tolist()]))  # (k, D)
         return self.buffer.detach().index_put((pick,), fresh.to(self.buffer.dtype))

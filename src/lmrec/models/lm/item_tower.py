@@ -194,7 +194,7 @@ class ItemTower(nn.Module):
             return out
         mask = self.id_mask
         if self.training and self.item_repr == "hybrid" and self.id_dropout > 0:
-            keep = torch.rand(mask.shape, generator=generator) >= self.id_dropout
+            keep = torch.rand(mask.shape, generator=generator, device=mask.device) >= self.id_dropout
             mask = mask * keep.to(mask.dtype)
         ids = self.id_emb.weight * mask.unsqueeze(1)  # (n_items, d)
         return ids if out is None else out + ids

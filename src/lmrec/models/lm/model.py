@@ -21,6 +21,7 @@ is assembled in `lmrec.models.lm.build` and read out (item, user and text-path v
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -32,6 +33,8 @@ from lmrec.data.dataset import Dataset
 from lmrec.data.interactions import Interactions
 from lmrec.data.splits import Split
 from lmrec.encoders.base import TextEncoder
+from lmrec.encoders.byo import load_item_vectors
+from lmrec.encoders.device import resolve_device
 from lmrec.models.base import register
 from lmrec.models.lm import persist
 from lmrec.models.lm.build import (
@@ -42,12 +45,15 @@ from lmrec.models.lm.build import (
     time_ordered_histories,
     user_text_inputs,
 )
+from lmrec.models.lm.cold import ColdState, fit_state, state_from_meta
 from lmrec.models.lm.config import (
     COMPONENTS,
+    ColdStartConfig,
     ComponentConfig,
     ContinualConfig,
     EncoderConfig,
     FusionConfig,
+    GraphConfig,
     ItemTowerConfig,
     ObjectiveConfig,
     OptimConfig,
@@ -59,6 +65,7 @@ from lmrec.models.lm.continual import ContinualUpdater, UpdateHooks, UpdateState
 from lmrec.models.lm.explain import explain_recommendation
 from lmrec.models.lm.finetune import lora_arrays, make_lora_encoder
 from lmrec.models.lm.fusion import make_fusion
+from lmrec.models.lm.graph import attach_graph, check_graph
 from lmrec.models.lm.item_tower import fit_whitening
 from lmrec.models.lm.params import FORMAT_VERSION, ComponentParams
 from lmrec.models.lm.privacy import check_private_settings, train_private
@@ -67,6 +74,7 @@ from lmrec.models.lm.training import LoraSetup, append_histories, train_network,
 from lmrec.models.lm.user_tower import UserTower
 from lmrec.models.lm.validation import Validator, ndcg_validator
 from lmrec.models.lm.vectors import LMVectors
+from lmrec.train.distributed import data_parallel
 from lmrec.train.seeding import seeded
 
 __all__ = ["LMRecommender"]
@@ -98,6 +106,9 @@ class LMRecommender(ComponentParams, LMVectors):
         random_state: seed of weights, dropout, sampling and shuffling (the global RNG is untouched).
         privacy: `PrivacyConfig`: user-level DP-SGD (`lmrec.models.lm.privacy`); off unless
             ``epsilon`` is set. Last, so that positional calls of before keep their meaning.
+        cold_start: `ColdStartConfig`: items scored by how much the model knows of them
+            (`lmrec.models.lm.cold`); on by default, its weights fitted on ``fit``'s validation rows.
+        graph: `GraphConfig`: knowledge-graph relations in the item vector (`lmrec.models.lm.graph`); off by default.
 
     With privacy on, ``fit`` trains exactly ``optim.epochs`` epochs (no early stopping: validation
     users' data is private too) and sets ``privacy_report_`` (the ``(epsilon, delta)`` spent, the
@@ -113,7 +124,15 @@ class LMRecommender(ComponentParams, LMVectors):
     #: component key -> config class (the multi-scenario model adds its own)
     components: ClassVar[dict[str, type[ComponentConfig]]] = dict(COMPONENTS)
     #: components of this model alone (the multi-scenario model copies ``components`` only)
-    own_components: ClassVar[dict[str, type[ComponentConfig]]] = {"privacy": PrivacyConfig}
+    own_components: ClassVar[dict[str, type[ComponentConfig]]] = {
+        "privacy": PrivacyConfig,
+        "cold_start": ColdStartConfig,
+        "graph": GraphConfig,
+    }
+    #: the parameter ``lmrec train/evaluate --device`` sets
+    device_key: ClassVar[str] = "optim.device"
+    #: ``fit`` trains data-parallel inside torch.distributed (``lmrec train --ray``; not with privacy)
+    trains_data_parallel: ClassVar[bool] = True
     #: top-level arguments that are saved (the encoder objects are not)
     top_level: ClassVar[tuple[str, ...]] = ("dim", "num_threads", "show_progress", "random_state")
 
@@ -125,6 +144,10 @@ class LMRecommender(ComponentParams, LMVectors):
     fusion: FusionConfig
     continual: ContinualConfig
     privacy: PrivacyConfig
+    cold_start: ColdStartConfig
+    #: the fitted weights of the cold-start paths (None while training, or without the component)
+    cold_state_: ColdState | None
+    graph: GraphConfig
     #: what private training spent (`lmrec.models.lm.privacy.train_private`); None when not private
     privacy_report_: dict[str, Any] | None
 
@@ -144,6 +167,8 @@ class LMRecommender(ComponentParams, LMVectors):
         show_progress: bool = False,
         random_state: int | None = 0,
         privacy: PrivacyConfig | Mapping[str, Any] | None = None,
+        cold_start: ColdStartConfig | Mapping[str, Any] | None = None,
+        graph: GraphConfig | Mapping[str, Any] | None = None,
     ) -> None:
         self.item_tower = coerce(ItemTowerConfig, item_tower)
         self.user_tower = coerce(UserTowerConfig, user_tower)
@@ -153,6 +178,8 @@ class LMRecommender(ComponentParams, LMVectors):
         self.fusion = coerce(FusionConfig, fusion)
         self.continual = coerce(ContinualConfig, continual)
         self.privacy = coerce(PrivacyConfig, privacy)
+        self.cold_start = coerce(ColdStartConfig, cold_start)
+        self.graph = coerce(GraphConfig, graph)
         self.dim, self.num_threads, self.show_progress, self.random_state = (
             dim,
             num_threads,
@@ -184,10 +211,12 @@ class LMRecommender(ComponentParams, LMVectors):
         self._validator = validator
         if getattr(self, "_built_encoder", False):
             self.text_encoder, self._built_encoder = None, False  # a refit starts from the untuned encoder
+        started = time.perf_counter()
         try:
             super().fit(dataset)
         finally:
             self._valid = self._validator = None
+        self.fit_s_: float | None = time.perf_counter() - started  # the base of continual.update_budget
         return self
 
     def epoch_validator(
@@ -219,6 +248,7 @@ class LMRecommender(ComponentParams, LMVectors):
             raise ValueError("LMRecommender fusion.mode fuses with the item text; item_tower.repr is 'id'")
         if self.privacy.enabled:
             check_private_settings(self.objective, self.fusion, self.encoder.finetune)
+        check_graph(self.graph, self.item_tower)
 
     def _fit(self, dataset: Dataset) -> None:
         self.check_params()
@@ -227,9 +257,11 @@ class LMRecommender(ComponentParams, LMVectors):
         if valid is not None and (valid.user_map != inter.user_map or valid.item_map != inter.item_map):
             raise ValueError("LMRecommender.fit: valid interactions use different id maps from the training data")
         seed = 0 if self.random_state is None else int(self.random_state)
+        resolve_device(self.optim.device)  # a device this machine lacks fails before the encoding
         with seeded(seed, self.num_threads):
             self.prepare(dataset)
             self._train(inter, valid, seed)
+            self.calibrate_cold_start(inter, valid)
 
     def prepare(self, dataset: Dataset) -> None:
         """The first step of ``fit``: text vectors (once), histories, counts and a fresh network for
@@ -237,6 +269,7 @@ class LMRecommender(ComponentParams, LMVectors):
         inter = dataset.interactions
         n_users = inter.n_users
         it, enc = self.item_tower, self.encoder
+        self.cold_state_ = None  # training and early stopping see the learned vectors alone
         uses_text = it.uses_text
         self.item_fields_: dict[str, list[str]] = {}
         item_text_vecs = None
@@ -246,15 +279,19 @@ class LMRecommender(ComponentParams, LMVectors):
                 raise ValueError(f"item_repr={it.repr!r} needs an item catalogue with text; the dataset has none")
             fields = item_fields(dataset.items, it.text_fields)
             texts, self.item_fields_ = item_texts(dataset.items, inter.item_map, fields)
-            log.info("encoding %d item texts (fields %s)", len(texts), fields)
+            if enc.item_vectors is None:
+                log.info("encoding %d item texts (fields %s)", len(texts), fields)
             if enc.finetune == "lora":
                 self._item_texts = texts
                 if self.text_encoder is None or not hasattr(self.text_encoder, "train_mode"):
                     self.text_encoder, self._built_encoder = make_lora_encoder(enc.model, enc.lora_rank), True
                 elif getattr(self.text_encoder, "mode_", None) is None:
                     self.text_encoder.train_mode(lora=True, r=enc.lora_rank, alpha=2 * enc.lora_rank)
-            encoder = self.get_text_encoder()
-            item_text_vecs = encode_texts(encoder, texts, cache_dir=enc.cache_dir, show_progress=self.show_progress)
+            if enc.item_vectors is not None:  # brought by the user: no encoding
+                item_text_vecs = load_item_vectors(enc.item_vectors, inter.item_map.ids, ids=enc.item_vector_ids)
+            else:
+                encoder = self.get_text_encoder()
+                item_text_vecs = encode_texts(encoder, texts, cache_dir=enc.cache_dir, show_progress=self.show_progress)
         ut = self.user_tower
         utexts = user_texts(dataset.users, inter.user_map, ut.user_text_kinds) if ut.use_user_text else []
         user_inputs = user_text_inputs(
@@ -298,6 +335,24 @@ class LMRecommender(ComponentParams, LMVectors):
             )
         else:
             self.fusion_spec_ = None
+        self.fusion_spec_ = attach_graph(self.net_, self.graph, dataset, self.dim, self.fusion_spec_)
+
+    def calibrate_cold_start(self, known: Interactions, valid: Interactions | None) -> None:
+        """Set the cold-start weights (`lmrec.models.lm.cold.fit_state`): chosen on ``valid`` (rows on
+        the model's maps, ``known`` masked), None (paths off) without it, or the config's with
+        ``cold_start.calibrate`` False; refreshes the vectors."""
+        self._check_fitted()
+        self.cold_state_ = ColdState.from_config(self.cold_start)
+        self.refresh_vectors()
+        if self.cold_paths_ is not None:
+
+            def paths(state: Any) -> Any:
+                return self.make_cold_paths(state)
+
+            self.cold_state_, self.cold_calibration_ = fit_state(
+                self.cold_start, paths, self.user_vectors, known, valid
+            )
+            self.refresh_vectors()
 
     def make_user_tower(self, text_dim: int) -> UserTower:
         """A freshly initialised user tower of this model's shape (``text_dim`` 0: no user text)."""
@@ -317,6 +372,8 @@ class LMRecommender(ComponentParams, LMVectors):
             self.event_classes_,
         )
         if self.privacy.enabled:
+            if data_parallel()[1] > 1:
+                raise ValueError("LMRecommender: private training (privacy.epsilon) is not data-parallel")
             if valid is not None and len(valid):
                 log.info("privacy on: %d validation rows are not used (fixed %d epochs)", len(valid), self.optim.epochs)
             self.train_history_, self.privacy_report_ = train_private(
@@ -373,19 +430,21 @@ class LMRecommender(ComponentParams, LMVectors):
         unknown users with their new history (and text from ``new_users``). The network keeps its
         weights, a fresh optimiser trains ``continual.update_epochs`` epochs with the new rows plus the
         replay buffer's rows as targets and ``continual.regularizer`` pulling toward the previous weights.
+        The update takes at most ``continual.update_budget`` times the last fit's time (``fit_s_``);
+        ``last_update_`` reports ``epochs_run``, ``budget_s``, ``budget_bound`` and ``stopped_by``.
 
         Args:
             new_interactions: raw-id rows: an `Interactions` on any id maps (its maps give the raw
                 ids) or a DataFrame with ``user_id``, ``item_id`` and optionally ``timestamp``.
             new_items: catalogue rows of new items (same text fields as the training catalogue).
             new_users: texts of new users.
-            epochs: override ``continual.update_epochs``; 0 only absorbs the rows (maps, histories, counts)
-                without training.
+            epochs: override ``continual.update_epochs`` (``update_max_epochs`` with ``valid``); 0 only
+                absorbs the rows (maps, histories, counts) without training.
             valid: raw-id validation rows from the same window (for example each user's last row, as
                 `lmrec.eval.stream.last_row_split` cuts it), not in ``new_interactions``. The update
                 then validates NDCG@10 on them after every epoch (every row the model holds masked),
-                stops after ``optim.patience`` epochs without a gain and keeps the best of epochs 0
-                (the weights before the update) to ``continual.update_epochs``; afterwards the rows join the
+                stops after ``continual.update_patience`` epochs without a gain and keeps the best of
+                epochs 0 (the weights before the update) to ``continual.update_max_epochs``; afterwards the rows join the
                 history, as in ``lmrec train``. ``last_update_`` reports ``best_epoch``,
                 ``valid_ndcg@10`` and ``valid_ndcg@10_before``.
             validator: the validation measure (as in `fit`; None: `ndcg_validator`).
@@ -409,6 +468,7 @@ class LMRecommender(ComponentParams, LMVectors):
             random_state=self.random_state,
             num_threads=self.num_threads,
             show_progress=self.show_progress,
+            fit_s=getattr(self, "fit_s_", None),
         )
         hooks = UpdateHooks(
             encoder=self.get_text_encoder,
@@ -533,6 +593,12 @@ class LMRecommender(ComponentParams, LMVectors):
         report = getattr(self, "privacy_report_", None)
         if report:
             meta["privacy_report"] = dict(report)
+        fit_s = getattr(self, "fit_s_", None)
+        if fit_s is not None:
+            meta["fit_s"] = float(fit_s)  # the update budget's base survives save / load
+        cold_state = getattr(self, "cold_state_", None)
+        if cold_state is not None:
+            meta["cold_state"] = cold_state.to_dict()
         return arrays, meta
 
     def load_state_dict(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
@@ -556,6 +622,8 @@ class LMRecommender(ComponentParams, LMVectors):
         self.item_fields_ = saved.item_fields
         self.train_history_ = saved.train_history
         self.privacy_report_ = meta.get("privacy_report")
+        self.fit_s_ = meta.get("fit_s")
+        self.cold_state_ = state_from_meta(meta, self.cold_start)
         self.refresh_vectors()
 
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

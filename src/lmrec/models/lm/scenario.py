@@ -208,6 +208,7 @@ class LMScenarioRecommender(ComponentParams, ScenarioReadout):
             num_threads,
             show_progress,
             random_state,
+            cold_start={"enabled": False},  # the scenario adapters score the learned width only
         )
         self.scenarios = coerce(ScenarioConfig, scenarios)
 

@@ -29,17 +29,21 @@ import torch
 import torch.nn.functional as F
 
 from lmrec.data.interactions import Interactions
+from lmrec.encoders.device import amp_dtype, resolve_device
 from lmrec.models.lm.config import EncoderConfig, ObjectiveConfig, OptimConfig, UserTowerConfig
 from lmrec.models.lm.finetune import LoraTuner
 from lmrec.models.lm.net import LMNet
 from lmrec.models.lm.user_tower import time_buckets
 from lmrec.train.callbacks import EarlyStopping, LogMetrics
+from lmrec.train.distributed import data_parallel, shard_batches
 from lmrec.train.loop import fit_loop
 from lmrec.train.losses import BPRLoss, FullSoftmaxCE, SampledSoftmax
 
 __all__ = ["Objective", "Windows", "append_histories", "history_tokens", "make_windows", "user_content", "with_content"]
 
 BOS, PAD = -1, -2
+
+log = logging.getLogger("lmrec.models.lm.model")
 
 
 @dataclass
@@ -226,6 +230,15 @@ class Objective:
         #: distil only positions whose ``events`` equal this mark (replayed rows); None: every position
         self.distill_mark: int | None = None
 
+    def to(self, device: torch.device) -> Objective:
+        """Move the sampling tables to ``device`` (the network's), so a step draws negatives there;
+        ``generator`` must live on the same device."""
+        self.log_pos_q, self.neg_p = self.log_pos_q.to(device), self.neg_p.to(device)
+        self.trainable, self.trainable_idx = self.trainable.to(device), self.trainable_idx.to(device)
+        if self._content is not None:
+            self._content = self._content.to(device)
+        return self
+
     def _retrieval(
         self,
         net: LMNet,
@@ -302,7 +315,9 @@ class Objective:
                 neg_ids=neg,
             )
         else:
-            pick = torch.randint(0, len(self.trainable_idx), target.shape, generator=self.generator)
+            pick = torch.randint(
+                0, len(self.trainable_idx), target.shape, generator=self.generator, device=self.trainable_idx.device
+            )
             neg = self.trainable_idx[pick]
             total = self.bpr((u_s * v_s[target]).sum(-1) / tau, (u_s * v_s[neg]).sum(-1) / tau)
         if net.rating_head is not None and self.rating_weight > 0:
@@ -324,8 +339,9 @@ class Objective:
         return total
 
 
-def batches_of(windows: Windows, batch_size: int, seed: int):
-    """``epoch -> iterator of batch dicts``, shuffled with a seed derived from the epoch."""
+def batches_of(windows: Windows, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+    """``epoch -> iterator of batch dicts``, shuffled with a seed derived from the epoch; with
+    ``world`` > 1, this rank's share of every global batch (`lmrec.train.distributed.shard_batches`)."""
     tensors = {
         "tokens": torch.from_numpy(windows.tokens),
         "buckets": torch.from_numpy(windows.buckets),
@@ -338,8 +354,7 @@ def batches_of(windows: Windows, batch_size: int, seed: int):
 
     def batches(epoch: int):
         order = torch.from_numpy(np.random.default_rng([seed, epoch]).permutation(len(windows)))
-        for start in range(0, len(order), batch_size):
-            sel = order[start : start + batch_size]
+        for sel in shard_batches(order, batch_size, rank, world):
             # trim the padded tail shared by every row of the batch
             width = int(tensors["lengths"][sel].max())
             yield {k: (v[sel][:, :width] if v.dim() == 2 else v[sel]) for k, v in tensors.items()}
@@ -442,6 +457,11 @@ def train_network(
 
     With ``validate``, `EarlyStopping` on its ``"ndcg@10"`` keeps the best weights.
 
+    Training runs on ``optim.device`` with ``optim.precision`` (`lmrec.encoders.device`); batches are
+    built on the host and moved once per step, and the network (and a LoRA-tuned encoder) is back
+    on the CPU when this returns. Validation, which scores through the CPU-side vector code, moves
+    the network to the CPU for its duration.
+
     Args:
         net: the network (item tower over every item of ``counts``).
         windows: the training windows.
@@ -453,7 +473,14 @@ def train_network(
         lora: LoRA fine-tuning of the language model, or None.
         show_progress: a progress bar over epochs.
     """
-    generator = torch.Generator().manual_seed(seed)
+    device = resolve_device(optim.device)
+    amp = amp_dtype(device, optim.precision)
+    if device.type != "cpu":
+        log.info("training on %s (autocast %s)", device, amp)
+    net.to(device)
+    if lora is not None:
+        lora.encoder.to(device)
+    generator = torch.Generator(device=device).manual_seed(seed)
     loss_fn = Objective(
         objective.resolved_loss(len(counts)),
         counts,
@@ -462,11 +489,12 @@ def train_network(
         event_weight=objective.event_weight,
         content_weight=content_weight,
         generator=generator,
-    )
-    callbacks: list = [LogMetrics(logging.getLogger("lmrec.models.lm.model"))]
+    ).to(device)
+    callbacks: list = [LogMetrics(log)]
     if validate is not None:
         callbacks.append(EarlyStopping("ndcg@10", mode="max", patience=int(optim.patience)))
     groups: list[dict[str, Any]] = [{"params": list(net.parameters())}]
+    tuner: LoraTuner | None = None
     if lora is not None:
         tuner = LoraTuner(
             lora.encoder, lora.texts, net.item_tower.text, int(lora.config.lora_items_per_step), generator
@@ -475,18 +503,46 @@ def train_network(
         callbacks.append(tuner)  # after EarlyStopping: restores the adapters of the same best epoch
         groups.append({"params": lora.encoder.trainable_parameters(), "lr": lora.config.lora_lr, "weight_decay": 0.0})
     optimizer = torch.optim.AdamW(groups, lr=optim.lr, weight_decay=optim.weight_decay)
-    state = fit_loop(
-        net,
-        batches_of(windows, int(optim.batch_size), seed),
-        loss_fn,
-        optimizer,
-        epochs=int(optim.epochs),
-        callbacks=callbacks,
-        validate=validate,
-        grad_clip=optim.grad_clip,
-        show_progress=show_progress,
-    )
+    if validate is not None and device.type != "cpu":
+        validate = _validate_on_cpu(net, device, validate, tuner)
+    rank, world = data_parallel()  # inside Ray Train's workers: a share of each batch, averaged gradients
+    try:
+        state = fit_loop(
+            net,
+            batches_of(windows, int(optim.batch_size), seed, rank, world),
+            loss_fn,
+            optimizer,
+            epochs=int(optim.epochs),
+            callbacks=callbacks,
+            validate=validate,
+            grad_clip=optim.grad_clip,
+            show_progress=show_progress,
+            device=device,
+            amp_dtype=amp,
+            average_gradients=world > 1,
+        )
+    finally:
+        net.cpu()
+        if lora is not None:
+            lora.encoder.to(torch.device("cpu"))
     return state.history
+
+
+def _validate_on_cpu(
+    net: LMNet, device: torch.device, validate: Callable[[], dict[str, float]], tuner: LoraTuner | None
+) -> Callable[[], dict[str, float]]:
+    """``validate`` with ``net`` on the CPU while it runs (the vector code reads host tensors)."""
+
+    def run() -> dict[str, float]:
+        net.cpu()
+        try:
+            return validate()
+        finally:
+            net.to(device)
+            if tuner is not None:
+                tuner.buffer = net.item_tower.text  # moving replaced the buffer tensor
+
+    return run
 
 
 __all__ += ["LoraSetup", "train_network", "training_windows", "user_columns"]

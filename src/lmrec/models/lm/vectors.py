@@ -19,6 +19,7 @@ import torch
 from lmrec.encoders.base import TextEncoder
 from lmrec.models.base import Recommender
 from lmrec.models.lm import persist
+from lmrec.models.lm.cold import ColdStart, ColdState
 from lmrec.models.lm.config import EncoderConfig, ItemTowerConfig, UserTowerConfig
 from lmrec.models.lm.net import LMNet
 from lmrec.models.lm.text import encode_texts, format_item_text
@@ -160,6 +161,7 @@ class LMVectors(Recommender):
     net_: LMNet
     item_raw_: torch.Tensor
     item_vectors_: np.ndarray
+    learned_item_vectors_: np.ndarray
     hist_items_: list[np.ndarray]
     hist_times_: list[np.ndarray]
     item_fields_: dict[str, list[str]]
@@ -195,6 +197,30 @@ class LMVectors(Recommender):
         self.item_raw_, self._content, self.item_vectors_ = cached_item_vectors(
             self.net_, self.item_tower.content_weight
         )
+        self.learned_item_vectors_ = self.item_vectors_
+        self.cold_paths_ = self.make_cold_paths()
+        if self.cold_paths_ is not None:
+            self.item_vectors_ = self.cold_paths_.item_vectors()
+            self.item_raw_ = torch.from_numpy(self.cold_paths_.history_inputs(self.item_raw_.numpy()))
+
+    @torch.no_grad()
+    def make_cold_paths(self, state: ColdState | None = None) -> ColdStart | None:
+        """The cold-start paths (`lmrec.models.lm.cold`) over the learned item vectors, under ``state``
+        (None: the fitted ``cold_state_``); None when they do not apply (no ``cold_start`` component or
+        it is off, no fitted state yet (during training), no item text, the content channel on, or
+        private training)."""
+        config = getattr(self, "cold_start", None)
+        state = getattr(self, "cold_state_", None) if state is None else state
+        privacy = getattr(self, "privacy", None)
+        if config is None or state is None or not config.enabled or not self.item_tower.uses_text:
+            return None
+        if self.item_tower.content_weight > 0 or (privacy is not None and privacy.enabled):
+            return None
+        content = self.net_.item_tower.content().numpy()
+        counts = np.asarray(getattr(self, "counts_", np.zeros(len(content))))
+        unit = self.net_.similarity == "cosine"
+        raw = self.net_.item_tower.text.numpy()
+        return ColdStart(config, state, self.learned_item_vectors_, content, counts, raw, unit=unit)
 
     def item_vectors(self) -> np.ndarray:
         """(n_items, d) item vectors (unit length for cosine; ``[v, sqrt(beta) c]`` with a content
@@ -237,7 +263,7 @@ class LMVectors(Recommender):
             raise ValueError(f"encode_users: {len(texts)} texts for {n} histories")
         items, times = clean_histories(histories, timestamps, self.n_items)
         user_text = user_text_rows(self.net_, n, texts, known_users, self.get_text_encoder)
-        return encode_histories(
+        learned = encode_histories(
             self.net_,
             self.item_raw_ if item_raw is None else item_raw,
             self._content,
@@ -246,9 +272,11 @@ class LMVectors(Recommender):
             user_text,
             user_tower=self.user_tower,
             content_weight=self.item_tower.content_weight,
-            width=self.item_vectors_.shape[1],
+            width=self.learned_item_vectors_.shape[1],
             batch_size=batch_size,
         )
+        paths = getattr(self, "cold_paths_", None)
+        return learned if paths is None else paths.user_vectors(learned, items, self.user_tower.max_len)
 
     def user_vectors(self, user_idx: np.ndarray) -> np.ndarray:
         """(n, d) unit vectors of known users (history + stored text).
@@ -289,4 +317,9 @@ class LMVectors(Recommender):
         if self.item_tower.repr == "id":
             raise ValueError("this model was fit with item_repr='id': it has no text path for new items or queries")
         raw = torch.from_numpy(encode_texts(self.get_text_encoder(), list(texts), kind=kind))
-        return text_path_vectors(self.net_, raw, self._content is not None, self.item_tower.content_weight)
+        learned = text_path_vectors(self.net_, raw, self._content is not None, self.item_tower.content_weight)
+        paths = getattr(self, "cold_paths_", None)
+        if paths is None:
+            return learned
+        content = self.net_.item_tower.content(raw).numpy()
+        return paths.text_vectors(learned, content, raw.numpy(), "query" if kind == "query" else "passage")

@@ -95,6 +95,31 @@ CREATE TABLE IF NOT EXISTS quarantine (
     reason TEXT NOT NULL,
     at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS impressions (
+    request_id TEXT PRIMARY KEY,
+    user_id TEXT,
+    at REAL NOT NULL,
+    policy TEXT NOT NULL,
+    explored INTEGER NOT NULL,
+    epsilon REAL NOT NULL,
+    items TEXT NOT NULL,
+    scores BLOB,
+    propensities BLOB,
+    pool TEXT,
+    features BLOB,
+    n_features INTEGER,
+    greedy TEXT
+);
+CREATE INDEX IF NOT EXISTS impressions_by_user ON impressions (user_id, at);
+CREATE TABLE IF NOT EXISTS impression_responses (
+    event_id TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS responses_by_request ON impression_responses (request_id);
 """
 
 # an events row that the service did not write: wrong storage types, empty ids, a negative or
@@ -199,6 +224,10 @@ class SQLiteStore:
             with self._all_lock:
                 self._all.append(conn)
         return conn
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection, for reads of tables that other modules own (`lmrec.serve.feedback`)."""
+        return self._conn()
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
@@ -380,6 +409,8 @@ class SQLiteStore:
         """
         n = tx.execute("DELETE FROM events WHERE user_id = ?", (user_id,)).rowcount
         tx.execute("DELETE FROM queries WHERE user_id = ?", (user_id,))
+        tx.execute("DELETE FROM impressions WHERE user_id = ?", (user_id,))  # lmrec.serve.feedback
+        tx.execute("DELETE FROM impression_responses WHERE user_id = ?", (user_id,))
         # every erased id, known to the model or not, leaves its hash (not the id) for the next
         # training run: that run's data may hold users this service never saw
         tx.execute(
