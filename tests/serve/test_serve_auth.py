@@ -38,6 +38,7 @@ ROUTES = [
     ("POST", "/recommend", {"k": 2}, "recommend", 200),
     ("POST", "/explain", {"item_id": "s1"}, "recommend", 200),
     ("GET", "/items/s1/similar?k=2", None, "recommend", 200),
+    ("GET", "/items/s1/related?k=2", None, "recommend", 200),
     (
         "POST",
         "/events",

@@ -92,6 +92,8 @@ def connect_ray(address: str = "auto", *, num_cpus: int | None = None, timeout_s
         import ray
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ValueError("Ray is not installed; install the extra: pip install 'lmrec[ray]'") from exc
+    if address not in ("auto", "local"):
+        probe_address(address, timeout_s)  # an explicit address must answer, even with a cluster already joined
     if ray.is_initialized():
         return ray
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
@@ -100,7 +102,6 @@ def connect_ray(address: str = "auto", *, num_cpus: int | None = None, timeout_s
     elif address == "auto":
         ray.init(num_cpus=num_cpus, **options)  # an existing cluster of this machine, else a local one
     else:
-        probe_address(address, timeout_s)
         ray.init(address=address, **options)
     log.info("Ray cluster: %s", ray.cluster_resources())
     return ray
