@@ -64,6 +64,9 @@ def _rank(rank: int, world: int, init_file: str, out_dir: str) -> None:
         weights = {k: v.numpy() for k, v in model.net_.state_dict().items()}
         np.savez(os.path.join(out_dir, f"rank{rank}.npz"), **weights)
     finally:
+        # both ranks leave together: a rank that exits while its peer still talks to it over gloo
+        # makes the peer abort ("terminate called without an active exception")
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 
 
@@ -107,6 +110,9 @@ def _lm_rank(rank: int, world: int, init_file: str, out_dir: str) -> None:
         weights = {k: v.numpy() for k, v in model.net_.state_dict().items()}
         np.savez(os.path.join(out_dir, f"lm{rank}.npz"), **weights)
     finally:
+        # both ranks leave together: a rank that exits while its peer still talks to it over gloo
+        # makes the peer abort ("terminate called without an active exception")
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 
 
