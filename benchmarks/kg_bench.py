@@ -4,7 +4,7 @@ cold items, and complements from ``/items/{id}/related`` vs ``/similar``.
 Subcommands (one process at a time; ``nice`` on a shared machine):
 
 - ``loo``: leave-one-out by time, full ranking, test after observing valid; for each seed, lm without
-  and with the graph (``graph.enabled``; Office's ``Office.kg`` linked through ``asin``) are fitted in
+  and with the graph (``fusion.graph``; Office's ``Office.kg`` linked through ``asin``) are fitted in
   the same process, so both see the same code. Runs go to ``benchmarks/out/kg_runs/loo/<variant>_s<seed>.json``
   with per-user NDCG@10 / Recall@10 in a matching ``.npz``; a finished run is skipped unless ``--force``.
   The graph model of the first seed is saved to ``benchmarks/out/kg_runs/models/loo-graph_s<seed>``.
@@ -42,7 +42,7 @@ RUNS = common.OUT / "kg_runs"
 MODELS = RUNS / "models"
 #: lm settings on Office (benchmarks/lm_bench.py's, so the figures line up with RESULTS.md section 6)
 LM_PARAMS: dict[str, Any] = {"max_len": 50, "dropout": 0.3, "rating_weight": 0.1, "patience": 5}
-VARIANTS: dict[str, dict[str, Any]] = {"lm": {}, "lm-graph": {"graph": {"enabled": True}}}
+VARIANTS: dict[str, dict[str, Any]] = {"lm": {}, "lm-graph": {"fusion.graph": True}}
 
 log = logging.getLogger("kg_bench")
 

@@ -61,7 +61,7 @@ def kg_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         dim=16,
         user_tower={"n_layers": 1, "use_user_text": False},
         optim={"epochs": 3, "batch_size": 16},
-        graph={"enabled": True},
+        fusion={"graph": True},
         text_encoder=HashingEncoder(DIM),
         random_state=0,
     )

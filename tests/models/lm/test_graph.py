@@ -12,9 +12,10 @@ from lm_helpers import COLD, GENRES, N_ITEMS, N_USERS, genre_dataset, genre_of_u
 from lmrec.data import IdMap, leave_one_out
 from lmrec.data.kg import KnowledgeGraph
 from lmrec.models.lm import LMRecommender
-from lmrec.models.lm.config import GraphConfig
+from lmrec.models.lm.config import FusionConfig
 from lmrec.models.lm.graph import (
     GraphInputs,
+    GraphSettings,
     ItemGraph,
     build_graph_inputs,
     encode_items_with_relations,
@@ -38,7 +39,7 @@ def blind_genre_data():
     return data
 
 
-GRAPH = {"graph": {"enabled": True}}
+GRAPH = {"fusion.graph": True}
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def test_tokens_and_weights_with_one_hop() -> None:
         [("a", "r", "C"), ("b", "r", "C"), ("C", "s", "D"), ("a", "q", "b")], columns=["head", "relation", "tail"]
     )
     kg = KnowledgeGraph(triples, {"a": "a", "b": "b", "c": "c"})
-    inputs = build_graph_inputs(kg, IdMap(["a", "b", "c"]), GraphConfig(enabled=True, hop_weight=0.5))
+    inputs = build_graph_inputs(kg, IdMap(["a", "b", "c"]), GraphSettings(hop_weight=0.5))
     # a: r->C (1), r/s->D (0.5), q->b (1, on one item only: dropped by min_items 2)
     assert inputs.vocab == ["r\tC", "r/s\tD"]
     # weights 1 and 0.5 normalised: 2/3 and 1/3
@@ -138,17 +139,30 @@ def test_new_item_with_relations_equals_the_cold_item(graph_fit, tmp_path) -> No
 
 def test_graph_needs_a_knowledge_graph_and_item_text() -> None:
     data = genre_dataset()
-    with pytest.raises(ValueError, match=r"graph.enabled needs a data set with a knowledge graph"):
+    with pytest.raises(ValueError, match=r"fusion.graph needs a data set with a knowledge graph"):
         make_model(epochs=1, **GRAPH).fit(data)
-    with pytest.raises(ValueError, match=r"graph.enabled adds to the item text part; item_tower.repr is 'id'"):
+    with pytest.raises(ValueError, match=r"fusion.graph adds to the item text part; item_tower.repr is 'id'"):
         make_model(epochs=1, item_repr="id", **GRAPH).fit(blind_genre_data())
 
 
-def test_config_is_checked_and_saved_only_when_used() -> None:
-    with pytest.raises(ValueError, match=r"GraphConfig.hops must be one of \[0, 1\], got 2"):
-        GraphConfig(hops=2)
-    with pytest.raises(ValueError, match=r"GraphConfig has no field 'hop'"):
-        LMRecommender.from_params({"graph": {"hop": 1}})
-    assert "graph" not in LMRecommender().get_params()
-    params = LMRecommender.from_params({"graph.enabled": True, "graph.relations": ["in_genre"]}).get_params()
-    assert params["graph"]["enabled"] is True and params["graph"]["relations"] == ["in_genre"]
+def test_config_is_checked_and_is_part_of_fusion() -> None:
+    with pytest.raises(ValueError, match=r"FusionConfig.graph_hops must be one of \[0, 1\], got 2"):
+        FusionConfig(graph_hops=2)
+    with pytest.raises(ValueError, match=r"FusionConfig.graph must be True or False, got 'yes'"):
+        LMRecommender.from_params({"fusion.graph": "yes"})
+    with pytest.raises(ValueError, match=r"has no parameter 'graph.enabled'"):
+        LMRecommender.from_params({"graph.enabled": True})  # a component of its own no longer
+    assert LMRecommender().get_params()["fusion"]["graph"] is False
+    params = LMRecommender.from_params({"fusion.graph": True, "fusion.graph_relations": ["in_genre"]}).get_params()
+    assert params["fusion"]["graph"] is True and params["fusion"]["graph_relations"] == ["in_genre"]
+    assert params["fusion"]["mode"] == "none"  # the graph part needs no modality fusion
+    assert GraphSettings.of(FusionConfig(graph=True, graph_hops=0, graph_min_items=3)) == GraphSettings(
+        hops=0, min_items=3
+    )
+
+
+def test_the_scenario_model_refuses_the_graph_part() -> None:
+    from lmrec.models.lm import LMScenarioRecommender
+
+    with pytest.raises(ValueError, match=r"does not support the knowledge-graph part; fusion.graph must be False"):
+        LMScenarioRecommender.from_params({"fusion.graph": True}).check_params()

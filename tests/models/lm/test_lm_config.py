@@ -120,7 +120,7 @@ def test_every_old_name_has_a_place_and_keeps_its_default() -> None:
 
 
 def test_constructor_is_short() -> None:
-    assert len(inspect.signature(LMRecommender).parameters) <= 16  # 13 + privacy, cold_start, graph
+    assert len(inspect.signature(LMRecommender).parameters) <= 15  # 13 + privacy, cold_start
     assert len(inspect.signature(LMScenarioRecommender).parameters) <= 15
     assert not hasattr(LMScenarioRecommender.__init__, "__signature__")  # no patched signature
 
@@ -281,6 +281,12 @@ def test_from_params_dotted_nested_flat_and_shortcuts() -> None:
         "numeric": None,
         "image": False,
         "image_model": None,
+        "graph": False,
+        "graph_relations": None,
+        "graph_hops": 1,
+        "graph_hop_weight": 0.5,
+        "graph_min_items": 2,
+        "graph_neighbor_text": True,
     }
     assert p["continual"]["update_epochs"] == 7 and p["encoder"]["backend"] == "fake"
     # a dotted key overrides the same field of a nested dict

@@ -30,7 +30,6 @@ __all__ = [
     "EncoderConfig",
     "FLAT_NAMES",
     "FusionConfig",
-    "GraphConfig",
     "ItemTowerConfig",
     "ObjectiveConfig",
     "OptimConfig",
@@ -355,6 +354,14 @@ class FusionConfig(ComponentConfig):
         categorical / numeric: catalogue columns fused as embedding bags / z-scored numbers.
         image: fuse image vectors: the catalogue's ``vector_col``, else its ``image_col`` through the
             model's ``image_encoder`` (an object, not saved) or a local CLIP directory ``image_model``.
+        graph: add each item's knowledge-graph part (`lmrec.models.lm.graph`; needs a data set with
+            ``kg`` and item text; works with any ``mode``, ``"none"`` included); off by default.
+        graph_relations: the relations used (None: all the graph has).
+        graph_hops: 0 uses the ``(relation, entity)`` pairs items point to; 1 also the pairs one
+            step further over entity-entity triples.
+        graph_hop_weight: weight of a one-hop pair relative to a direct one (1).
+        graph_min_items: a pair met on fewer items than this is dropped.
+        graph_neighbor_text: add the mean text part of the items an item relates to (item-valued tails).
     """
 
     key: ClassVar[str] = "fusion"
@@ -364,12 +371,24 @@ class FusionConfig(ComponentConfig):
     numeric: Sequence[str] | None = None
     image: bool = False
     image_model: str | None = None
+    graph: bool = False
+    graph_relations: Sequence[str] | None = None
+    graph_hops: int = 1
+    graph_hop_weight: float = 0.5
+    graph_min_items: int = 2
+    graph_neighbor_text: bool = True
 
     def __post_init__(self) -> None:
         _choice(self, "mode", ("none", "concat", "mean", "gated"))
         _names(self, "categorical")
         _names(self, "numeric")
         _flag(self, "image")
+        _flag(self, "graph")
+        _names(self, "graph_relations")
+        _choice(self, "graph_hops", (0, 1))
+        _number(self, "graph_hop_weight")
+        _int_at_least(self, "graph_min_items", 1)
+        _flag(self, "graph_neighbor_text")
         if self.image_model is not None and not isinstance(self.image_model, str):
             raise ValueError(f"FusionConfig.image_model must be None or a string, got {self.image_model!r}")
         asked = [f for f in ("categorical", "numeric", "image") if getattr(self, f)]
@@ -580,38 +599,6 @@ class ColdStartConfig(ComponentConfig):
             raise ValueError(f"ColdStartConfig.borrow must be a number in [0, 1], got {b!r}")
 
 
-@dataclass(frozen=True)
-class GraphConfig(ComponentConfig):
-    """Knowledge-graph relations in the item vector (`lmrec.models.lm.graph`); off by default.
-
-    Attributes:
-        enabled: add each item's graph part (needs a data set with ``kg`` and item text).
-        relations: the relations used (None: all the graph has).
-        hops: 0 uses the ``(relation, entity)`` pairs items point to; 1 also the pairs one step
-            further over entity-entity triples.
-        hop_weight: weight of a one-hop pair relative to a direct one (1).
-        min_items: a pair met on fewer items than this is dropped.
-        neighbor_text: add the mean text part of the items an item relates to (item-valued tails).
-    """
-
-    key: ClassVar[str] = "graph"
-
-    enabled: bool = False
-    relations: Sequence[str] | None = None
-    hops: int = 1
-    hop_weight: float = 0.5
-    min_items: int = 2
-    neighbor_text: bool = True
-
-    def __post_init__(self) -> None:
-        _flag(self, "enabled")
-        _names(self, "relations")
-        _choice(self, "hops", (0, 1))
-        _number(self, "hop_weight")
-        _int_at_least(self, "min_items", 1)
-        _flag(self, "neighbor_text")
-
-
 #: component key -> config class, in constructor order
 COMPONENTS: dict[str, type[ComponentConfig]] = {
     c.key: c
@@ -641,7 +628,21 @@ def coerce(cls: type[C], value: C | Mapping[str, Any] | None) -> C:
 # ---------------------------------------------------------------------- the flat names of before
 #: fields added after the flat constructor was retired: reachable by their dotted key only
 _NO_FLAT_NAME = frozenset(
-    {"device", "precision", "item_vectors", "item_vector_ids", "update_max_epochs", "update_patience", "update_budget"}
+    {
+        "device",
+        "precision",
+        "item_vectors",
+        "item_vector_ids",
+        "update_max_epochs",
+        "update_patience",
+        "update_budget",
+        "graph",
+        "graph_relations",
+        "graph_hops",
+        "graph_hop_weight",
+        "graph_min_items",
+        "graph_neighbor_text",
+    }
 )
 
 

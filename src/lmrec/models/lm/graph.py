@@ -1,6 +1,6 @@
 """Knowledge-graph relations in the item vector of the language-model interest model.
 
-With ``GraphConfig.enabled`` an item's vector draws on its relations in the data set's knowledge graph
+With ``FusionConfig.graph`` (``fusion.graph``) an item's vector draws on its relations in the data set's knowledge graph
 (`lmrec.data.kg.KnowledgeGraph`):
 
 - **relation-typed entity embeddings**: each ``(relation, entity)`` pair an item points to (for
@@ -36,13 +36,14 @@ from torch import nn
 
 from lmrec.data.idmap import IdMap
 from lmrec.data.kg import KnowledgeGraph
-from lmrec.models.lm.config import GraphConfig, ItemTowerConfig
+from lmrec.models.lm.config import FusionConfig, ItemTowerConfig
 from lmrec.models.lm.fusion import ItemFusion
 from lmrec.models.lm.text import encode_texts
 from lmrec.models.lm.training import with_content
 
 __all__ = [
     "GraphInputs",
+    "GraphSettings",
     "ItemGraph",
     "attach_graph",
     "build_graph_inputs",
@@ -54,6 +55,32 @@ __all__ = [
 ]
 
 _HOP = "/"
+
+
+@dataclasses.dataclass(frozen=True)
+class GraphSettings:
+    """The ``graph_*`` fields of `FusionConfig` (checked there), as the graph code reads them."""
+
+    relations: Sequence[str] | None = None
+    hops: int = 1
+    hop_weight: float = 0.5
+    min_items: int = 2
+    neighbor_text: bool = True
+
+    @classmethod
+    def of(cls, fusion: FusionConfig) -> GraphSettings:
+        return cls(
+            fusion.graph_relations,
+            fusion.graph_hops,
+            fusion.graph_hop_weight,
+            fusion.graph_min_items,
+            fusion.graph_neighbor_text,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["relations"] = None if self.relations is None else list(self.relations)
+        return out
 
 
 @dataclasses.dataclass
@@ -84,7 +111,7 @@ def _token(relation: str, entity: str) -> str:
 
 
 def _weighted(
-    pairs: Iterable[tuple[str, str]], entity_out: dict[str, list[tuple[str, str]]], config: GraphConfig
+    pairs: Iterable[tuple[str, str]], entity_out: dict[str, list[tuple[str, str]]], config: GraphSettings
 ) -> dict[str, float]:
     """Token -> raw weight of an item's ``(relation, tail)`` pairs (and one hop further with ``hops``)."""
     allowed = None if config.relations is None else set(config.relations)
@@ -101,7 +128,7 @@ def _weighted(
     return out
 
 
-def build_graph_inputs(kg: KnowledgeGraph, item_map: IdMap, config: GraphConfig) -> GraphInputs:
+def build_graph_inputs(kg: KnowledgeGraph, item_map: IdMap, config: GraphSettings) -> GraphInputs:
     """Read every item's relations from ``kg`` in ``item_map`` order and build the token vocabulary."""
     ids = item_map.ids
     index = {i: j for j, i in enumerate(ids)}
@@ -239,7 +266,7 @@ class ItemGraph(nn.Module):
         """Every stored ``(item index, relation, entity)``."""
         return [(int(i), self.relations[r], self.entities[e]) for i, r, e in self.edges.tolist()]
 
-    def spec(self, inner_spec: dict[str, Any] | None, config: GraphConfig) -> dict[str, Any]:
+    def spec(self, inner_spec: dict[str, Any] | None, config: GraphSettings) -> dict[str, Any]:
         """What config.json needs to rebuild this module (the arrays are in the state dict)."""
         return {
             "graph": config.to_dict(),
@@ -281,27 +308,28 @@ class ItemGraph(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------- the model's hooks
-def check_graph(config: GraphConfig, item_tower: ItemTowerConfig) -> None:
+def check_graph(fusion: FusionConfig, item_tower: ItemTowerConfig) -> None:
     """Checks across components: the graph part joins the text part, so it needs item text."""
-    if config.enabled and item_tower.repr == "id":
-        raise ValueError("LMRecommender graph.enabled adds to the item text part; item_tower.repr is 'id'")
+    if fusion.graph and item_tower.repr == "id":
+        raise ValueError("LMRecommender fusion.graph adds to the item text part; item_tower.repr is 'id'")
 
 
 def attach_graph(
-    net: Any, config: GraphConfig, dataset: Any, dim: int, fusion_spec: dict[str, Any] | None
+    net: Any, fusion: FusionConfig, dataset: Any, dim: int, fusion_spec: dict[str, Any] | None
 ) -> dict[str, Any] | None:
-    """Wrap the item tower's fusion slot in an `ItemGraph` when ``config.enabled`` (returns the
+    """Wrap the item tower's fusion slot in an `ItemGraph` when ``fusion.graph`` (returns the
     spec to save as the model's fusion spec; ``fusion_spec`` unchanged when the graph is off).
 
     Raises:
         ValueError: the graph is on but the data set has no knowledge graph.
     """
-    if not config.enabled:
+    if not fusion.graph:
         return fusion_spec
     if dataset.kg is None:
         raise ValueError(
-            "LMRecommender graph.enabled needs a data set with a knowledge graph (dataset.kg); this one has none"
+            "LMRecommender fusion.graph needs a data set with a knowledge graph (dataset.kg); this one has none"
         )
+    config = GraphSettings.of(fusion)
     inputs = build_graph_inputs(dataset.kg, dataset.interactions.item_map, config)
     module = ItemGraph(inputs, dim, net.item_tower.fusion)
     net.item_tower.fusion = module
@@ -337,7 +365,7 @@ def set_item_relations(model: Any, item_idx: int, relations: Sequence[tuple[str,
     if graph is None:
         out["unknown_relations"] = sorted({r for r, _ in relations})
         return out
-    config = GraphConfig.from_dict(model.graph.to_dict())
+    config = GraphSettings.of(model.fusion)
     known = set(graph.relations)
     entity_out: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for h, r, t in graph.entity_edges.tolist():
@@ -366,7 +394,7 @@ def encode_items_with_relations(
     graph = model_graph(model)
     if graph is None:
         return np.asarray(model.encode_items(list(texts)), dtype=np.float32)
-    config = GraphConfig.from_dict(model.graph.to_dict())
+    config = GraphSettings.of(model.fusion)
     entity_out: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for h, r, t in graph.entity_edges.tolist():
         entity_out[graph.entities[h]].append((graph.relations[r], graph.entities[t]))

@@ -53,7 +53,6 @@ from lmrec.models.lm.config import (
     ContinualConfig,
     EncoderConfig,
     FusionConfig,
-    GraphConfig,
     ItemTowerConfig,
     ObjectiveConfig,
     OptimConfig,
@@ -108,7 +107,6 @@ class LMRecommender(ComponentParams, LMVectors):
             ``epsilon`` is set. Last, so that positional calls of before keep their meaning.
         cold_start: `ColdStartConfig`: items scored by how much the model knows of them
             (`lmrec.models.lm.cold`); on by default, its weights fitted on ``fit``'s validation rows.
-        graph: `GraphConfig`: knowledge-graph relations in the item vector (`lmrec.models.lm.graph`); off by default.
 
     With privacy on, ``fit`` trains exactly ``optim.epochs`` epochs (no early stopping: validation
     users' data is private too) and sets ``privacy_report_`` (the ``(epsilon, delta)`` spent, the
@@ -127,7 +125,6 @@ class LMRecommender(ComponentParams, LMVectors):
     own_components: ClassVar[dict[str, type[ComponentConfig]]] = {
         "privacy": PrivacyConfig,
         "cold_start": ColdStartConfig,
-        "graph": GraphConfig,
     }
     #: the parameter ``lmrec train/evaluate --device`` sets
     device_key: ClassVar[str] = "optim.device"
@@ -147,7 +144,6 @@ class LMRecommender(ComponentParams, LMVectors):
     cold_start: ColdStartConfig
     #: the fitted weights of the cold-start paths (None while training, or without the component)
     cold_state_: ColdState | None
-    graph: GraphConfig
     #: what private training spent (`lmrec.models.lm.privacy.train_private`); None when not private
     privacy_report_: dict[str, Any] | None
 
@@ -168,7 +164,6 @@ class LMRecommender(ComponentParams, LMVectors):
         random_state: int | None = 0,
         privacy: PrivacyConfig | Mapping[str, Any] | None = None,
         cold_start: ColdStartConfig | Mapping[str, Any] | None = None,
-        graph: GraphConfig | Mapping[str, Any] | None = None,
     ) -> None:
         self.item_tower = coerce(ItemTowerConfig, item_tower)
         self.user_tower = coerce(UserTowerConfig, user_tower)
@@ -179,7 +174,6 @@ class LMRecommender(ComponentParams, LMVectors):
         self.continual = coerce(ContinualConfig, continual)
         self.privacy = coerce(PrivacyConfig, privacy)
         self.cold_start = coerce(ColdStartConfig, cold_start)
-        self.graph = coerce(GraphConfig, graph)
         self.dim, self.num_threads, self.show_progress, self.random_state = (
             dim,
             num_threads,
@@ -248,7 +242,7 @@ class LMRecommender(ComponentParams, LMVectors):
             raise ValueError("LMRecommender fusion.mode fuses with the item text; item_tower.repr is 'id'")
         if self.privacy.enabled:
             check_private_settings(self.objective, self.fusion, self.encoder.finetune)
-        check_graph(self.graph, self.item_tower)
+        check_graph(self.fusion, self.item_tower)
 
     def _fit(self, dataset: Dataset) -> None:
         self.check_params()
@@ -335,7 +329,7 @@ class LMRecommender(ComponentParams, LMVectors):
             )
         else:
             self.fusion_spec_ = None
-        self.fusion_spec_ = attach_graph(self.net_, self.graph, dataset, self.dim, self.fusion_spec_)
+        self.fusion_spec_ = attach_graph(self.net_, self.fusion, dataset, self.dim, self.fusion_spec_)
 
     def calibrate_cold_start(self, known: Interactions, valid: Interactions | None) -> None:
         """Set the cold-start weights (`lmrec.models.lm.cold.fit_state`): chosen on ``valid`` (rows on

@@ -258,6 +258,10 @@ class LMScenarioRecommender(ComponentParams, ScenarioReadout):
             )
         if self.objective.event_weight > 0:
             raise ValueError("LMScenarioRecommender has no event head; objective.event_weight must be 0")
+        if self.fusion.graph:
+            raise ValueError(
+                "LMScenarioRecommender does not support the knowledge-graph part; fusion.graph must be False"
+            )
 
     def _fit(self, dataset: Dataset) -> None:
         inter = dataset.interactions
