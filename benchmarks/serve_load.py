@@ -16,7 +16,10 @@ What it does (all on loopback; the server is one process, this script the load-g
    Without ``wrk`` (``--client httpx``) an asyncio httpx client does the same, at a higher client cost.
 3. Ingestion: ``/events`` batches in a closed loop for ``--duration`` seconds (events/s), checking
    after every acknowledged batch that a sampled user's profile has absorbed their latest event.
-4. With ``--api-key``: a third server, the configured index again, with API keys (a keys file in
+4. With ``--compare feedback`` (only this): the re-ranker off and on (``--feedback`` settings), the
+   ``profile`` and ``query`` runs side by side over alternating rounds (what the re-ranker adds to
+   ``/recommend``'s p99; ``--keys-only`` is the same for the API-key check).
+5. With ``--api-key``: a third server, the configured index again, with API keys (a keys file in
    ``--out`` holding one all-scope key, scrypt-hashed) and every request carrying
    ``Authorization: Bearer <key>``: the ``profile`` and ``query`` runs side by side with the keyless ones
    (what the key check adds to ``/recommend``'s p99).
@@ -27,6 +30,7 @@ Figures go to ``--out`` as ``results.json`` and ``results.md``. Example::
     python benchmarks/serve_load.py --items 5000 --encoder hashing --duration 5      # a quick smoke run
     python benchmarks/serve_load.py --items 5000 --encoder hashing --duration 5 --api-key  # key check cost
     python benchmarks/serve_load.py --items 5000 --encoder hashing --duration 10 --keys-only --repeats 3
+    python benchmarks/serve_load.py --compare feedback --feedback '{"reranker": "thompson"}' --repeats 3
 """
 
 from __future__ import annotations
@@ -525,10 +529,18 @@ def key_check_cost(keys_file: Path, key: str, calls: int = 20_000) -> dict[str, 
     }
 
 
-def run_keys(args: argparse.Namespace) -> dict[str, Any]:
-    """``--keys-only``: ``/recommend`` (profile and query runs) without and with an API key, the two
-    servers alternating over ``--repeats`` rounds (keyless first in even rounds, keyed first in odd
-    ones) on the same model and state, so slow drifts of a shared machine fall on both sides."""
+#: ``--compare``: the two sides of each comparison, in the order of the even rounds
+COMPARISONS: dict[str, tuple[str, str]] = {"keys": ("none", "bearer"), "feedback": ("off", "on")}
+
+
+def run_sides(args: argparse.Namespace, comparison: str) -> dict[str, Any]:
+    """``/recommend`` (profile and query runs) on two servers that differ in one setting, alternating
+    over ``--repeats`` rounds (the first side first in even rounds, the second first in odd ones) on the
+    same model and state, so slow drifts of a shared machine fall on both sides.
+
+    ``comparison`` is ``"keys"`` (without and with an API key: ``--keys-only``) or ``"feedback"``
+    (re-ranker off and with ``--feedback`` settings, e.g. ``{"reranker": "thompson"}``: ``--compare
+    feedback``)."""
     from lmrec.serve.auth import SCOPES, add_key
 
     out = Path(args.out)
@@ -544,13 +556,18 @@ def run_keys(args: argparse.Namespace) -> dict[str, Any]:
     profile_users = known if args.model == "lm" else [f"live{u}" for u in range(args.profile_users)]
     profile_bodies = [{"user_id": u, "k": 10} for u in profile_users]
     query_bodies = make_queries(20_000, args.seed)
-    keys_file = out / "bench_keys.json"
-    keys_file.unlink(missing_ok=True)
-    key = add_key(keys_file, "bench", SCOPES)
-    sides: dict[str, tuple[dict[str, str] | None, str | None]] = {
-        "none": (None, None),
-        "bearer": ({"Authorization": f"Bearer {key}"}, str(keys_file)),
-    }
+    # side -> (request headers, extra serve settings)
+    sides: dict[str, tuple[dict[str, str] | None, dict[str, Any]]]
+    extra: dict[str, Any] = {}
+    if comparison == "keys":
+        keys_file = out / "bench_keys.json"
+        keys_file.unlink(missing_ok=True)
+        key = add_key(keys_file, "bench", SCOPES)
+        sides = {"none": (None, {}), "bearer": ({"Authorization": f"Bearer {key}"}, {"api_keys_file": str(keys_file)})}
+        extra["in_process"] = key_check_cost(keys_file, key)
+    else:
+        sides = {"off": (None, {}), "on": (None, {"feedback": json.loads(args.feedback)})}
+    first, second = COMPARISONS[comparison]
     base_settings: dict[str, Any] = {
         "model_dir": str(model_dir),
         "state_dir": str(state_dir),
@@ -564,18 +581,19 @@ def run_keys(args: argparse.Namespace) -> dict[str, Any]:
         base_settings.update(encoder="hashing-384", encoder_backend="fake")
     results: dict[str, Any] = {
         "config": dict(vars(args)),
+        "comparison": comparison,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_at_start": os.getloadavg()},
         "rounds": [],
-        "in_process": key_check_cost(keys_file, key),
+        **extra,
     }
     warmed = False
     for round_ in range(args.repeats):
-        order = ["none", "bearer"] if round_ % 2 == 0 else ["bearer", "none"]
+        order = [first, second] if round_ % 2 == 0 else [second, first]
         runs: dict[str, Any] = {"order": order}
         for side in order:
-            headers, keys = sides[side]
+            headers, side_settings = sides[side]
             port = common.free_port()
-            settings = {**base_settings, "port": port, **({"api_keys_file": keys} if keys else {})}
+            settings = {**base_settings, "port": port, **side_settings}
             proc, _ = common.start_server(settings, out / "server.log", timeout_s=7200)
             base = f"http://127.0.0.1:{port}"
             try:
@@ -594,32 +612,39 @@ def run_keys(args: argparse.Namespace) -> dict[str, Any]:
                     "profile": load(profile_bodies, args.connections),
                     "query": load(query_bodies, args.query_connections),
                 }
-                log.info("round %d, key %s: %s", round_, side, json.dumps(runs[side]))
+                log.info("round %d, %s %s: %s", round_, comparison, side, json.dumps(runs[side]))
             finally:
                 common.stop_server(proc)
         results["rounds"].append(runs)
     results["machine"]["load_avg_at_end"] = os.getloadavg()
-    (out / "results_keys.json").write_text(json.dumps(results, indent=2, default=str))
-    (out / "results_keys.md").write_text(keys_markdown(results, args))
+    (out / f"results_{comparison}.json").write_text(json.dumps(results, indent=2, default=str))
+    (out / f"results_{comparison}.md").write_text(sides_markdown(results, args))
     return results
 
 
-def keys_markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
+def sides_markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
+    comparison = results["comparison"]
+    first, second = COMPARISONS[comparison]
+    what = (
+        "`/recommend` without and with an API key (`Authorization: Bearer`, an all-scope key; scrypt-hashed "
+        "in the keys file, verdicts cached)"
+        if comparison == "keys"
+        else f"`/recommend` with the re-ranker off and with feedback settings `{args.feedback}`"
+    )
     lines = [
         (
-            f"`/recommend` without and with an API key (`Authorization: Bearer`, an all-scope key; scrypt-hashed "
-            f"in the keys file, verdicts cached): {args.items:,} synthetic items, model `{args.model}`, encoder "
+            f"{what}: {args.items:,} synthetic items, model `{args.model}`, encoder "
             f"`{args.encoder}`, client `{args.client}`, {args.duration:g} s per run, {len(results['rounds'])} rounds "
             f"alternating which server runs first; {results['machine']['cpus']} cores, load average "
             f"{results['machine']['load_avg_at_start'][0]:.1f} at start, {results['machine']['load_avg_at_end'][0]:.1f} at end."
         ),
         "",
-        "| round | scenario | key | connections | requests/s | p50 ms | p99 ms | errors |",
+        f"| round | scenario | {comparison} | connections | requests/s | p50 ms | p99 ms | errors |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for i, runs in enumerate(results["rounds"], 1):
         for scenario in ("profile", "query"):
-            for side in ("none", "bearer"):
+            for side in (first, second):
                 r = runs[side][scenario]
                 lines.append(
                     f"| {i} | {scenario} | {side} | {r['connections']} | {r['throughput_rps']:.0f} | {r['p50_ms']:.2f} "
@@ -627,34 +652,35 @@ def keys_markdown(results: dict[str, Any], args: argparse.Namespace) -> str:
                 )
     lines += [
         "",
-        "| scenario | median p50 none | median p50 bearer | median p99 none | median p99 bearer "
+        f"| scenario | median p50 {first} | median p50 {second} | median p99 {first} | median p99 {second} "
         "| difference of the medians, p99 ms | median of the per-round p99 differences, ms |",
         "|---|---|---|---|---|---|---|",
     ]
     for scenario in ("profile", "query"):
         med = {
             (side, q): float(np.median([runs[side][scenario][q] for runs in results["rounds"]]))
-            for side in ("none", "bearer")
+            for side in (first, second)
             for q in ("p50_ms", "p99_ms")
         }
         paired = float(
             np.median(
-                [runs["bearer"][scenario]["p99_ms"] - runs["none"][scenario]["p99_ms"] for runs in results["rounds"]]
+                [runs[second][scenario]["p99_ms"] - runs[first][scenario]["p99_ms"] for runs in results["rounds"]]
             )
         )
         lines.append(
-            f"| {scenario} | {med['none', 'p50_ms']:.2f} | {med['bearer', 'p50_ms']:.2f} | {med['none', 'p99_ms']:.2f} "
-            f"| {med['bearer', 'p99_ms']:.2f} | {med['bearer', 'p99_ms'] - med['none', 'p99_ms']:+.2f} | {paired:+.2f} |"
+            f"| {scenario} | {med[first, 'p50_ms']:.2f} | {med[second, 'p50_ms']:.2f} | {med[first, 'p99_ms']:.2f} "
+            f"| {med[second, 'p99_ms']:.2f} | {med[second, 'p99_ms'] - med[first, 'p99_ms']:+.2f} | {paired:+.2f} |"
         )
-    c = results["in_process"]
-    lines += [
-        "",
-        (
-            f"In process, `AccessControl.authorize` takes {c['first_call_ms']:.0f} ms for a key's first request "
-            f"(scrypt), then {c['cached_p50_us']:.1f} us at p50 and {c['cached_p99_us']:.1f} us at p99 "
-            f"({c['calls']:,} cached calls)."
-        ),
-    ]
+    c = results.get("in_process")
+    if c:
+        lines += [
+            "",
+            (
+                f"In process, `AccessControl.authorize` takes {c['first_call_ms']:.0f} ms for a key's first request "
+                f"(scrypt), then {c['cached_p50_us']:.1f} us at p50 and {c['cached_p99_us']:.1f} us at p99 "
+                f"({c['calls']:,} cached calls)."
+            ),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -737,12 +763,25 @@ def main() -> None:
         action="store_true",
         help="only the API-key comparison: profile and query runs without and with a key, alternating (--repeats)",
     )
-    parser.add_argument("--repeats", type=int, default=3, help="rounds of the --keys-only comparison")
+    parser.add_argument(
+        "--compare",
+        choices=sorted(COMPARISONS),
+        default=None,
+        help="only a side-by-side comparison over --repeats alternating rounds: keys (same as --keys-only) or "
+        "feedback (re-ranker off vs the --feedback settings)",
+    )
+    parser.add_argument(
+        "--feedback",
+        default='{"reranker": "thompson"}',
+        help="JSON feedback settings of the 'on' side of --compare feedback",
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of a --compare / --keys-only comparison")
     parser.add_argument("--out", default="benchmarks/out/serve_load")
     args = parser.parse_args()
     common.setup_logging(fmt="%(asctime)s %(levelname)s %(name)s: %(message)s", quiet=("httpx",))
-    if args.keys_only:
-        print(keys_markdown(run_keys(args), args))
+    comparison = "keys" if args.keys_only else args.compare
+    if comparison is not None:
+        print(sides_markdown(run_sides(args, comparison), args))
         return
     results = run(args)
     print(markdown(results, args))

@@ -122,6 +122,25 @@ def test_dislike_suppresses_the_item_and_moves_the_profile_away(vec_dir: Path) -
         assert "s4" in ids(client.post("/recommend", json={"user_id": "u2", "k": 12, "exclude_seen": False}).json())
 
 
+def test_negative_events_never_make_an_item_popular(vec_dir: Path) -> None:
+    def pop(client: TestClient, item: str) -> float:
+        service = client.app.state.host.service  # type: ignore[attr-defined]
+        return float(service.items.popularity()[service.items.row(item)])
+
+    with client_for(vec_dir) as client:
+        base = pop(client, "b4")
+        events(
+            client,
+            {"event_id": "n1", "user_id": "u1", "item_id": "b4", "type": "dislike"},
+            {"event_id": "n2", "user_id": "u2", "item_id": "b4", "type": "dismiss"},
+            {"event_id": "n3", "user_id": "u3", "item_id": "b4", "type": "skip"},
+            {"event_id": "p1", "user_id": "u3", "item_id": "b4", "type": "click"},
+        )
+        assert pop(client, "b4") == base + 1  # the click only
+    with client_for(vec_dir) as restarted:  # popularity rebuilt from the log: the same count
+        assert pop(restarted, "b4") == base + 1
+
+
 def test_dismiss_can_suppress_near_duplicates(vec_dir: Path) -> None:
     with client_for(vec_dir) as probe:
         service = probe.app.state.host.service  # type: ignore[attr-defined]
@@ -272,3 +291,40 @@ def test_an_expired_request_id_is_a_plain_event_counted_unmatched(vec_dir: Path)
         assert out["accepted"] == 1
         assert client.get("/health").json()["feedback"]["unmatched_responses"] == 1
         assert client.get("/users/u1").json()["recent_events"][0]["event_id"] == "late"
+
+
+def test_retention_deletes_old_impressions_and_their_responses(vec_dir: Path) -> None:
+    from lmrec.serve.retention import DAY_S, RetentionReport, enforce_retention
+
+    settings = make_settings(
+        vec_dir, feedback={"impression_sample": 1.0}, retention_days={"impression": 1.0, "*": 30.0}
+    )
+    with TestClient(create_app(settings)) as client:
+        service = client.app.state.host.service  # type: ignore[attr-defined]
+        shown = ImpressionLog(service.store)
+        answers = [client.post("/recommend", json={"user_id": u, "k": 2}).json() for u in ("u1", "u2")]
+        events(
+            client,
+            {
+                "event_id": "r1",
+                "user_id": "u1",
+                "item_id": ids(answers[0])[0],
+                "type": "click",
+                "request_id": answers[0]["request_id"],
+            },
+        )
+        start = time.time()
+        assert enforce_retention(service, start + 0.5 * DAY_S) == RetentionReport(0, 0, 0)
+        assert shown.count() == 2
+        # two days on: both answers (1 day) and the response to one go; the click event (30 days) stays
+        assert enforce_retention(service, start + 2 * DAY_S) == RetentionReport(events=0, queries=0, impressions=2)
+        assert shown.count() == 0 and list(shown.export()) == []
+        conn = service.store.connection()
+        assert conn.execute("SELECT count(*) FROM impression_responses").fetchone()[0] == 0
+        assert [e["event_id"] for e in client.get("/users/u1/export").json()["events"]] == ["r1"]
+        assert "lmrec_impressions_expired_total 2" in client.get("/metrics").text
+
+
+def test_unknown_retention_keys_name_impression_as_valid(vec_dir: Path) -> None:
+    with pytest.raises(ValueError, match=r"unknown event type\(s\) \['impresion'\]; valid: .*'impression'"):
+        make_settings(vec_dir, retention_days={"impresion": 1.0})

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from serve_helpers import make_settings
 
 from lmrec.serve.app import create_app
-from lmrec.serve.feedback.features import FEATURES, candidate_features, category_share
+from lmrec.serve.feedback.features import FEATURES, candidate_features, category_share, category_share_codes
 from lmrec.serve.feedback.simulate import replay
 
 
@@ -52,6 +52,17 @@ def test_category_share_handles_lists_and_missing_values() -> None:
     share = category_share(["shoes", ["sale"], None, "toys"], ["shoes", ["shoes", "sale"], None, "books"])
     assert share.tolist() == pytest.approx([2 / 3, 1 / 3, 0.0, 0.0])
     assert category_share(["shoes"], []).tolist() == [0.0]
+
+
+def test_category_share_of_codes_equals_the_share_of_values() -> None:
+    # codes: shoes 0, books 1, toys 2, absent -1; recent shoes, shoes, absent (ignored), books -> 3 events
+    cands, recent = np.array([0, 1, -1, 2]), np.array([0, 0, -1, 1])
+    share = category_share_codes(cands, recent)
+    assert share.tolist() == pytest.approx([2 / 3, 1 / 3, 0.0, 0.0])
+    names = {0: "shoes", 1: "books", 2: "toys", -1: None}
+    by_value = category_share([names[int(c)] for c in cands], [names[int(c)] for c in recent])
+    np.testing.assert_array_equal(share, by_value)
+    assert category_share_codes(cands, np.array([-1, -1])).tolist() == [0.0] * 4
 
 
 def test_the_greedy_reranker_learns_to_stop_repeating_ignored_items(vec_dir: Path) -> None:

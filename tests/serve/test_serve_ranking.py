@@ -115,3 +115,14 @@ def test_list_valued_attributes_match_any_member() -> None:
     assert t.row(0) == {"genres": ["Horror"]} and t.row(2) == {}
     with pytest.raises(FilterError, match=r"filters\.range\.genres: attribute 'genres' is multi"):
         t.mask(FilterSpec(range={"genres": (1, 2)}))
+
+
+def test_one_value_and_the_codes_of_a_text_attribute() -> None:
+    t = table()
+    assert [t.value(r, "color") for r in range(5)] == ["red", "blue", None, "red", None]
+    assert t.value(1, "price") == 20.0 and t.value(0, "size") is None
+    codes = t.codes("color", np.array([0, 3, 1, 2, 4]))
+    assert codes is not None
+    # equal values share a code, missing ones (None, "") are -1
+    assert codes[0] == codes[1] >= 0 and codes[2] not in (codes[0], -1) and codes[3] == codes[4] == -1
+    assert t.codes("price", np.array([0])) is None and t.codes("size", np.array([0])) is None

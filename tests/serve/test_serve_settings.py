@@ -65,6 +65,14 @@ def test_from_env_reads_only_known_lmrec_variables_and_overrides_win() -> None:
     assert ServeSettings.from_env({"LMREC_MODEL_DIR": "/x"}).model_dir == Path("/x")
 
 
+def test_from_env_reads_nested_feedback_settings_as_json() -> None:
+    env = {"LMREC_MODEL_DIR": "/m", "LMREC_FEEDBACK": '{"reranker": "thompson", "explore_rate": 0.2}'}
+    s = ServeSettings.from_env(env)
+    assert (s.feedback.reranker, s.feedback.explore_rate, s.feedback.rerank_pool) == ("thompson", 0.2, 50)
+    with pytest.raises(ValueError, match=r"^LMREC_FEEDBACK must be JSON, got 'thompson'"):
+        ServeSettings.from_env({"LMREC_MODEL_DIR": "/m", "LMREC_FEEDBACK": "thompson"})
+
+
 def test_lmrec_serve_wires_every_setting_through(tmp_path: Path, monkeypatch) -> None:
     """Options, ``--set NAME=VALUE`` and ``LMREC_<NAME>`` variables all reach the settings (options win)."""
     from typer.testing import CliRunner

@@ -43,6 +43,9 @@ def test_append_dedupes_by_event_id_and_orders_by_seq(tmp_path: Path) -> None:
     assert (user.n_events, user.first_event_at, user.last_event_at) == (3, 0.0, 1.0)
     assert store.event_watermarks() == {"u": again[1].seq, "v": again[2].seq}
     assert store.item_event_counts() == {"i1": 4}
+    assert store.item_event_counts(types={"view"}) == {"i1": 4} and store.item_event_counts(types={"dislike"}) == {}
+    assert store.item_event_counts(since_seq=again[1].seq) == {"i1": 1}  # only "d" of user v after it
+    assert store.item_event_counts(types=set()) == {}
 
 
 def test_a_failed_transaction_leaves_nothing(tmp_path: Path) -> None:

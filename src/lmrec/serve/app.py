@@ -62,6 +62,9 @@ def _describe(metrics: Metrics) -> None:
         "logged events deleted by the retention job (their effect stays in the profiles)",
     )
     metrics.describe("lmrec_queries_expired_total", "counter", "stored queries deleted by the retention job")
+    metrics.describe(
+        "lmrec_impressions_expired_total", "counter", "logged /recommend answers deleted by the retention job"
+    )
     metrics.describe("lmrec_index_items", "gauge", "rows in the item index (deleted ones included)")
     metrics.describe("lmrec_live_items", "gauge", "items that can be recommended")
     metrics.describe(

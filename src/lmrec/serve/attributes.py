@@ -260,6 +260,19 @@ class AttributeTable:
             raise IndexError(f"row {row} out of range [0, {self._n})")
         self.apply_row(row, self.prepare_row(values))
 
+    def value(self, row: int, name: str) -> Any:
+        """One attribute of one row (None when absent, or when there is no such attribute)."""
+        col = self._cols.get(name)
+        return None if col is None else col.get(row)
+
+    def codes(self, name: str, rows: np.ndarray) -> np.ndarray | None:
+        """(len(rows),) int codes of a single-valued text attribute (-1: absent; equal codes, equal
+        values); None when ``name`` is not such an attribute (numeric, multi-valued or unknown)."""
+        col = self._cols.get(name)
+        if col is None or col.kind != "categorical":
+            return None
+        return col.values[np.asarray(rows, dtype=np.int64)]
+
     def row(self, row: int) -> dict[str, Any]:
         """One row's present attributes."""
         out = {name: col.get(row) for name, col in list(self._cols.items())}  # a PUT may add a column meanwhile

@@ -102,9 +102,14 @@ class ProfileSync:
         with self._pop_lock:  # the stream follower and a swap may both call it
             with self.store.snapshot():  # the counts and their watermark from one state of the log
                 seq = self.store.max_event_seq()
-                counts = self.store.item_event_counts(self._events_seq)
+                counts = self.store.item_event_counts(self._events_seq, self.popular_types())
             self._events_seq = seq
             self._add_event_popularity(counts)
+
+    def popular_types(self) -> frozenset[str]:
+        """Event types that count toward item popularity: those with a positive weight (a ``dislike``,
+        ``dismiss`` or ``skip`` says the user did not want the item, so it must not make it popular)."""
+        return frozenset(t for t, w in self.settings.event_weights.items() if w > 0)
 
     def _add_event_popularity(self, counts: Mapping[str, int]) -> None:
         rows = [(self.items.any_row(i), c) for i, c in counts.items()]
@@ -233,7 +238,7 @@ class ProfileSync:
 
     def ingest(self, events: Sequence[EventIn]) -> EventsResponse:
         """Check the whole batch (`check`), log it durably (committed before returning), absorb it into
-        the users' profiles, then count it in item popularity.
+        the users' profiles, then count its positive events (`popular_types`) in item popularity.
 
         The caller checks the batch size and counts the outcome in its metrics.
         """
@@ -257,7 +262,8 @@ class ProfileSync:
             if not self.profiles.transactional:
                 # duplicates' users too: a retried batch repairs a profile whose write failed after the commit
                 self.catch_up_many([e.user_id for e in valid])
-        rows = [self.items.any_row(e.item_id) for e in accepted]
+        popular = self.popular_types()
+        rows = [self.items.any_row(e.item_id) for e in accepted if e.type in popular]
         self.items.add_popularity([r for r in rows if r is not None])
         return EventsResponse(accepted=len(accepted), duplicates=len(valid) - len(accepted), rejected=[])
 

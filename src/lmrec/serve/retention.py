@@ -1,5 +1,5 @@
-"""Retention: logged events (and stored queries) are deleted once they are older than their type's
-``retention_days``, while the online profiles keep their effect.
+"""Retention: logged events (and stored queries and impressions) are deleted once they are older than
+their type's ``retention_days``, while the online profiles keep their effect.
 
 An event is deleted only after its user's profile has absorbed it: per batch of users, the profiles
 are first brought up to the log (`ProfileSync.catch_up_many`), then the user's expired events up to
@@ -10,7 +10,9 @@ vector space rebuilds profiles from the events still held), their share of item 
 a restart, and "already seen" exclusion of their items.
 
 Ages count from when the service received an event (``received_at``, the server's clock), not from
-the client's ``timestamp``. `RetentionJob` runs `enforce_retention` at start-up and every
+the client's ``timestamp``. Logged ``/recommend`` answers (impressions, `lmrec.serve.feedback`) and
+the responses to them go after ``retention_days["impression"]`` (else ``"*"``) days; the re-ranker
+keeps what it learned from them. `RetentionJob` runs `enforce_retention` at start-up and every
 ``retention_interval_s`` seconds, in a thread, as a write (a model swap waits for it).
 """
 
@@ -22,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from lmrec.serve.feedback.impressions import ImpressionLog
 from lmrec.serve.service import RecService
 from lmrec.serve.swap import ModelHost
 
@@ -38,6 +41,7 @@ class RetentionReport:
 
     events: int = 0
     queries: int = 0
+    impressions: int = 0
 
 
 def enforce_retention(service: RecService, now: float, batch: int = 200) -> RetentionReport:
@@ -51,7 +55,7 @@ def enforce_retention(service: RecService, now: float, batch: int = 200) -> Rete
     days = service.settings.retention_days
     if not days:
         return RetentionReport()
-    cutoffs = {t: now - d * DAY_S for t, d in days.items() if t not in ("*", "query")}
+    cutoffs = {t: now - d * DAY_S for t, d in days.items() if t not in ("*", "query", "impression")}
     default = now - days["*"] * DAY_S if "*" in days else None
     sync, store = service.profile_sync, service.store
     users = store.users_with_expired_events(cutoffs, default) if cutoffs or default is not None else []
@@ -70,12 +74,21 @@ def enforce_retention(service: RecService, now: float, batch: int = 200) -> Rete
                 events += sum(store.delete_expired_events(tx, u, marks.get(u, 0), cutoffs, default) for u in chunk)
     query_days = days.get("query", days.get("*"))
     queries = store.delete_queries_before(now - query_days * DAY_S) if query_days is not None else 0
+    shown_days = days.get("impression", days.get("*"))
+    shown = ImpressionLog(store).delete_before(now - shown_days * DAY_S) if shown_days is not None else 0
     service.metrics.inc("lmrec_events_expired_total", events)
     service.metrics.inc("lmrec_queries_expired_total", queries)
-    if events or queries:
+    service.metrics.inc("lmrec_impressions_expired_total", shown)
+    if events or queries or shown:
         store.checkpoint()
-        log.info("retention: deleted %d expired events of %d users and %d stored queries", events, len(users), queries)
-    return RetentionReport(events, queries)
+        log.info(
+            "retention: deleted %d expired events of %d users, %d stored queries and %d impressions",
+            events,
+            len(users),
+            queries,
+            shown,
+        )
+    return RetentionReport(events, queries, shown)
 
 
 class RetentionJob:

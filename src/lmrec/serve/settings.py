@@ -125,7 +125,8 @@ class ServeSettings(BaseModel):
             keep each query of ``/recommend`` with its user id and time (exported, erased and expired
             with the user's other data).
         retention_days: days a logged event is kept after it was received, by event type; ``"*"``
-            covers the types not named, ``"query"`` the stored queries. An expired event is deleted
+            covers the types not named, ``"query"`` the stored queries, ``"impression"`` the logged
+            ``/recommend`` answers and their responses (`lmrec.serve.feedback`). An expired event is deleted
             once its user's profile has absorbed it, so the profile keeps its effect (`lmrec.serve.retention`).
             Empty: kept until the user is erased.
         retention_interval_s: seconds between two runs of the retention job.
@@ -213,9 +214,9 @@ class ServeSettings(BaseModel):
         bad = {k: v for k, v in self.retention_days.items() if not v > 0}
         if bad:
             raise ValueError(f"retention_days must be positive numbers of days; got {bad}")
-        unknown = sorted(set(self.retention_days) - set(self.event_weights) - {"*", "query"})
+        unknown = sorted(set(self.retention_days) - set(self.event_weights) - {"*", "query", "impression"})
         if unknown:
-            valid = sorted({*self.event_weights, "*", "query"})
+            valid = sorted({*self.event_weights, "*", "query", "impression"})
             raise ValueError(f"retention_days: unknown event type(s) {unknown}; valid: {valid}")
         return self
 
@@ -276,10 +277,12 @@ class ServeSettings(BaseModel):
         """Settings from ``LMREC_<FIELD>`` variables, then ``overrides`` (keyword arguments win).
 
         Only variables naming a field are read (``LMREC_`` is shared with the rest of lmrec).
-        Dict, list and tuple fields take JSON (``LMREC_EVENT_WEIGHTS='{"view": 0.1}'``).
+        Dict, list, tuple and nested-settings fields take JSON (``LMREC_EVENT_WEIGHTS='{"view": 0.1}'``,
+        ``LMREC_FEEDBACK='{"reranker": "thompson"}'``).
 
         Raises:
             pydantic.ValidationError: an override names no field, or a value is invalid.
+            ValueError: a variable of a JSON field does not hold JSON.
         """
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -287,7 +290,14 @@ class ServeSettings(BaseModel):
             raw = environ.get(ENV_PREFIX + name.upper())
             if raw is None:
                 continue
-            ann = str(info.annotation)
-            values[name] = json.loads(raw) if ann.startswith(("dict", "tuple", "list")) else raw
+            ann = info.annotation
+            nested = isinstance(ann, type) and issubclass(ann, BaseModel)  # e.g. feedback
+            if nested or str(ann).startswith(("dict", "tuple", "list")):
+                try:
+                    values[name] = json.loads(raw)
+                except ValueError as exc:
+                    raise ValueError(f"{ENV_PREFIX}{name.upper()} must be JSON, got {raw!r}: {exc}") from exc
+            else:
+                values[name] = raw
         values.update(overrides)
         return cls.model_validate(values)

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["FEATURES", "candidate_features", "category_share"]
+__all__ = ["FEATURES", "candidate_features", "category_share", "category_share_codes"]
 
 FEATURES: tuple[str, ...] = (
     "bias",
@@ -91,11 +91,30 @@ def category_share(candidate_values: Sequence[object], recent_values: Sequence[o
     out = np.zeros(len(candidate_values), dtype=np.float32)
     if not recent:
         return out
+    events_of: dict[object, int] = {}  # category -> bit mask of the recent events that have it
+    for j, cats in enumerate(recent):
+        for c in cats:
+            events_of[c] = events_of.get(c, 0) | (1 << j)
     for i, value in enumerate(candidate_values):
-        cats = _as_set(value)
-        if cats:
-            out[i] = sum(1 for r in recent if r & cats) / len(recent)
+        mask = 0
+        for c in _as_set(value):
+            mask |= events_of.get(c, 0)
+        out[i] = mask.bit_count() / len(recent)  # events sharing at least one category with the candidate
     return out
+
+
+def category_share_codes(candidate_codes: np.ndarray, recent_codes: np.ndarray) -> np.ndarray:
+    """`category_share` of a single-valued attribute given as int codes (-1: absent), vectorised.
+
+    Args:
+        candidate_codes: (m,) codes of the candidates.
+        recent_codes: (r,) codes of the recent events' items.
+    """
+    recent = recent_codes[recent_codes >= 0]
+    if not len(recent):
+        return np.zeros(len(candidate_codes), dtype=np.float32)
+    same = candidate_codes[:, None] == recent[None, :]  # (m, r); -1 never equals a kept code
+    return (same.sum(axis=1) / len(recent)).astype(np.float32)
 
 
 def _as_set(value: object) -> frozenset[object]:

@@ -177,6 +177,16 @@ class ImpressionLog:
         )
         return [{"request_id": r, "at": float(at), "items": json.loads(i), "policy": p} for r, at, i, p in rows]
 
+    def delete_before(self, cutoff: float) -> int:
+        """Delete the answers logged before ``cutoff`` (seconds since the epoch) and the responses to
+        them, in one transaction (retention, `lmrec.serve.retention`). Returns how many answers went."""
+        with self.store.write() as tx:
+            tx.execute(
+                "DELETE FROM impression_responses WHERE request_id IN (SELECT request_id FROM impressions WHERE at < ?)",
+                (cutoff,),
+            )
+            return int(tx.execute("DELETE FROM impressions WHERE at < ?", (cutoff,)).rowcount)
+
     def count(self) -> int:
         return int(self.store.connection().execute("SELECT count(*) FROM impressions").fetchone()[0])
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from lmrec.serve.feedback.config import FeedbackSettings
-from lmrec.serve.feedback.features import FEATURES, candidate_features, category_share
+from lmrec.serve.feedback.features import FEATURES, candidate_features, category_share, category_share_codes
 from lmrec.serve.feedback.impressions import ImpressionLog, ImpressionRecord, Response
 from lmrec.serve.feedback.linear import LinearThompson
 from lmrec.serve.items import ServedItems
@@ -255,10 +255,16 @@ class FeedbackLoop:
         category = None
         attr = self.settings.category_attribute
         if attr is not None and user_id is not None and attr in items.attributes.names:
-            recent_rows = [items.any_row(e.item_id) for e in self.store.recent_events(user_id, 20)]
-            recent = [items.attributes.row(r).get(attr) for r in recent_rows if r is not None]
-            if recent:
-                category = category_share([items.attributes.row(int(r)).get(attr) for r in rows], recent)
+            found = [items.any_row(e.item_id) for e in self.store.recent_events(user_id, 20)]
+            recent_rows = np.asarray([r for r in found if r is not None], dtype=np.int64)
+            recent_codes = items.attributes.codes(attr, recent_rows)
+            if recent_codes is not None:  # one text value per item: vectorised
+                codes = items.attributes.codes(attr, rows)
+                assert codes is not None
+                category = category_share_codes(codes, recent_codes)
+            elif len(recent_rows):  # lists of values
+                recent = [items.attributes.value(int(r), attr) for r in recent_rows]
+                category = category_share([items.attributes.value(int(r), attr) for r in rows], recent)
         return candidate_features(
             cands.scores,
             has_query=has_query,

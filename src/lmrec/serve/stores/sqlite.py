@@ -17,7 +17,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -323,14 +323,20 @@ class SQLiteStore:
     def count_events(self) -> int:
         return int(self._conn().execute("SELECT count(*) FROM events").fetchone()[0])
 
-    def item_event_counts(self, since_seq: int = 0) -> dict[str, int]:
-        """Events per item over the log after ``since_seq`` (default: all; popularity of the online traffic)."""
-        rows = (
-            self._conn()
-            .execute("SELECT item_id, count(*) FROM events WHERE seq > ? GROUP BY item_id", (since_seq,))
-            .fetchall()
-        )
-        return dict(rows)
+    def item_event_counts(self, since_seq: int = 0, types: Collection[str] | None = None) -> dict[str, int]:
+        """Events per item over the log after ``since_seq`` (default: all; popularity of the online traffic).
+
+        Args:
+            since_seq: count only events logged after this ``seq``.
+            types: count only these event types (None: every type).
+        """
+        sql, args = "SELECT item_id, count(*) FROM events WHERE seq > ?", [since_seq]
+        if types is not None:
+            if not types:
+                return {}
+            sql += f" AND type IN ({','.join('?' * len(types))})"
+            args += sorted(types)
+        return dict(self._conn().execute(sql + " GROUP BY item_id", args).fetchall())
 
     def max_event_seq(self) -> int:
         """The largest ``seq`` in the log (0 when empty)."""
