@@ -72,6 +72,7 @@ class ServedItems:
         self.dead_row_of: dict[str, int] = {}
         self._live = np.ones(max(len(ids), 64), dtype=bool)
         self._pop = np.zeros(max(len(ids), 64), dtype=np.float64)
+        self._pop_max: float | None = None
         self._n = len(ids)
         self.version = 0  # last store item version applied
         self.lock = threading.Lock()
@@ -101,9 +102,16 @@ class ServedItems:
         """(n,) interaction counts by row (training counts plus logged events); a view."""
         return self._pop[: self._n if n is None else n]
 
+    def max_popularity(self) -> float:
+        """The largest count over the rows (0 with none); cached until the counts change."""
+        if self._pop_max is None:
+            self._pop_max = float(self._pop[: self._n].max()) if self._n else 0.0
+        return self._pop_max
+
     def add_popularity(self, rows: np.ndarray | Sequence[int], counts: np.ndarray | float = 1.0) -> None:
         """Add counts to rows (repeated rows add up)."""
         np.add.at(self._pop, np.asarray(rows, dtype=np.int64), counts)
+        self._pop_max = None
 
     def vector(self, row: int) -> np.ndarray:
         return self.index.vectors[row]
@@ -159,6 +167,7 @@ class ServedItems:
             self._pop = _grown(self._pop)
         self._live[row] = True
         self._pop[row] = 0.0 if old is None else self._pop[old]  # a new text does not reset the item's popularity
+        self._pop_max = None
         self._n = row + 1  # the new row is complete: readers may see it
         if old is not None:
             self._live[old] = False

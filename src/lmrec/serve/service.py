@@ -84,7 +84,7 @@ from lmrec.serve.schemas import (
 )
 from lmrec.serve.settings import ServeSettings
 from lmrec.serve.space import VectorSpace
-from lmrec.serve.stores.base import ProfileStore
+from lmrec.serve.stores.base import ProfileStore, StoredEvent
 from lmrec.serve.stores.sqlite import SQLiteStore
 
 __all__ = ["BadRequest", "NotFound", "RecService", "RequestContext", "ServeError", "TooLarge"]
@@ -307,6 +307,7 @@ class RecService:
         cands = Candidates(rows, scores, tuple(self.items.ids[r] for r in rows))
         context = RankContext(user_id, ctx.query, scenario, k, self.items.attributes.row)
         cands = apply_rules(cands, context, self.rules)
+        recent = self.store.recent_events(user_id, 20) if user_id is not None else []  # one read, two uses
         ranking = self.feedback.rank(
             cands,
             user_id=user_id,
@@ -314,6 +315,7 @@ class RecService:
             online=ctx.online,
             items=self.items,
             exploring=diversity == 0,
+            recent=recent,
         )
         cands = ranking.candidates
         if diversity > 0 and len(cands) > 1:
@@ -321,7 +323,7 @@ class RecService:
         else:
             cands = cands.select(np.arange(min(k, len(cands))))
         request_id = self.feedback.shown(ranking, cands, user_id)
-        texts = self._reasons(ctx, cands.rows)
+        texts = self._reasons(ctx, cands.rows, recent)
         self.metrics.inc("lmrec_recommendations_total", strategy=ctx.strategy)
         return RecommendResponse(
             items=[
@@ -340,10 +342,15 @@ class RecService:
             request_id=request_id,
         )
 
-    def _history(self, user_id: str | None, u: int | None, limit: int = 20) -> list[why.HistoryItem]:
+    def _history(
+        self, user_id: str | None, u: int | None, limit: int = 20, recent: Sequence[StoredEvent] | None = None
+    ) -> list[why.HistoryItem]:
+        """The user's latest logged events (``recent``, newest first, when the caller read them already)
+        and training items, as the explanations read them."""
         out: list[why.HistoryItem] = []
         if user_id is not None:
-            for e in self.store.recent_events(user_id, limit):
+            events = self.store.recent_events(user_id, limit) if recent is None else recent[:limit]
+            for e in events:
                 row = self.items.any_row(e.item_id)
                 if row is not None:
                     out.append(why.HistoryItem(row, "event", e.type))
@@ -353,12 +360,14 @@ class RecService:
                 out.append(why.HistoryItem(int(row), "training", None))
         return out
 
-    def _reasons(self, ctx: RequestContext, rows: np.ndarray) -> list[str]:
+    def _reasons(self, ctx: RequestContext, rows: np.ndarray, recent: Sequence[StoredEvent] | None = None) -> list[str]:
         if ctx.cold is not None:
             history = [why.HistoryItem(int(r), "session", None) for r in ctx.cold.rows[-10:]]
             profile_text = "user_text" in ctx.cold.used
+        elif ctx.strategy in ("popularity", "query"):
+            history, profile_text = [], False
         else:
-            history = [] if ctx.strategy in ("popularity", "query") else self._history(ctx.user_id, ctx.u, limit=10)
+            history = self._history(ctx.user_id, ctx.u, limit=10, recent=recent)
             profile_text = False
         if ctx.strategy == "popularity":
             history = []
@@ -420,16 +429,20 @@ class RecService:
     def _put_relations(
         self, out: ItemWritten, attributes: Mapping[str, Any], relations: Sequence[tuple[str, str]]
     ) -> ItemWritten:
-        stored = self.related.put(out.item_id, relations)
+        pairs = kg.clean_relations(relations)
+        known = self.related.model_relations or set()
+        used = [(r, t) for r, t in pairs if r in known]
+        row = self.items.row(out.item_id)
+        vector = None
+        if used and row is not None and self.space.kind == "model":
+            vector = encode_items_with_relations(self.model, [self.items.texts[row]], [used])[0]
+        stored = kg.store_relations(
+            self.related, self.relation_log, self.items, self.space.name, out.item_id, pairs, attributes, vector
+        )
         notes = []
         if stored["ignored_by_model"]:
             notes.append("the model was not trained with these relations and ignores them: stored for /related only")
-        known = self.related.model_relations or set()
-        used = [(r, t) for r, t in relations if r in known]
-        row = self.items.row(out.item_id)
-        if used and row is not None and self.space.kind == "model":
-            vector = encode_items_with_relations(self.model, [self.items.texts[row]], [used])[0]
-            kg.write_relation_vector(self.items, self.store, self.space.name, out.item_id, attributes, vector)
+        if vector is not None:
             notes.append(f"the item's vector uses {len(used)} relation(s)")
         return out.model_copy(
             update={
@@ -444,6 +457,7 @@ class RecService:
         model's nearest items when the graph has fewer than ``k`` (`lmrec.serve.related.related_items`)."""
         self._check_k(k)
         self.item_updates.maybe_sync()
+        self.related.maybe_catch_up(self.relation_log, self.settings.items_sync_interval_s)
         if self.items.row(item_id) is None:
             raise NotFound("item_id", f"unknown item {item_id!r}")
         out, n_graph = kg.related_items(self.related, self.items, item_id, relation, k)
@@ -473,6 +487,7 @@ class RecService:
 
     def _complements_only(self, ctx: RequestContext, allowed: np.ndarray) -> list[str]:
         """Restrict ``allowed`` to complements of the user's recent items (``mode="complements"``)."""
+        self.related.maybe_catch_up(self.relation_log, self.settings.items_sync_interval_s)
         history = [i for i, _, _ in self._recent(ctx.user_id, ctx.u)]
         if ctx.cold is not None:
             history += [self.items.ids[r] for r in ctx.cold.rows[::-1]]
@@ -615,6 +630,7 @@ class RecService:
         history = why.history_contributions(self._history(user_id, ctx.u, limit=50), item, self.items)
         terms = why.term_contributions(ctx.query, item, self.space) if ctx.query else []
         reason = self._reasons(ctx, np.asarray([row]))[0]
+        self.related.maybe_catch_up(self.relation_log, self.settings.items_sync_interval_s)
         link = kg.relation_reason(self.related, self.items, item_id, self._recent(user_id, ctx.u, limit=20))
         return ExplainResponse(
             item_id=item_id,

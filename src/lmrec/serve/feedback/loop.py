@@ -42,6 +42,7 @@ from lmrec.serve.metrics import Metrics
 from lmrec.serve.profiles import unit
 from lmrec.serve.ranking import Candidates
 from lmrec.serve.schemas import EventIn, FeedbackHealth
+from lmrec.serve.stores.base import StoredEvent
 from lmrec.serve.stores.sqlite import SQLiteStore
 
 __all__ = ["FeedbackLoop", "Ranking", "prior_mean"]
@@ -206,15 +207,17 @@ class FeedbackLoop:
         online: np.ndarray | None,
         items: ServedItems,
         exploring: bool = True,
+        recent: Sequence[StoredEvent] | None = None,
     ) -> Ranking:
         """Order the pool (see the module docstring); ``exploring=False`` (a diversity request) keeps
-        the greedy order. Closes the user's previous open list first, so it has learned from it."""
+        the greedy order. Closes the user's previous open list first, so it has learned from it.
+        ``recent``: the user's latest logged events, newest first, when the caller read them already."""
         if user_id is not None:
             self._close_latest(user_id)
         logging_pool = self.settings.impression_sample > 0 and self.settings.log_pool
         if len(cands) == 0 or (self.model is None and not logging_pool):
             return Ranking(cands)
-        x = self._features(cands, user_id, has_query, online, items)
+        x = self._features(cands, user_id, has_query, online, items, recent)
         m = len(cands)
         if self.model is None:  # off, but the pool is logged: the retrieval order is the greedy one
             ones = np.ones(m, dtype=np.float32)
@@ -242,20 +245,27 @@ class FeedbackLoop:
         return Ranking(shown, s.reranker, bool(explore), eps, cands, x, greedy, props)
 
     def _features(
-        self, cands: Candidates, user_id: str | None, has_query: bool, online: np.ndarray | None, items: ServedItems
+        self,
+        cands: Candidates,
+        user_id: str | None,
+        has_query: bool,
+        online: np.ndarray | None,
+        items: ServedItems,
+        recent_events: Sequence[StoredEvent] | None = None,
     ) -> np.ndarray:
         rows = cands.rows
         pop = items.popularity()
         shown = self._times_shown(user_id)
         affinity = None
-        vectors = items.index.vectors
         if online is not None and np.any(online):
-            v = vectors[rows]
+            v = items.index.vectors[rows]
             affinity = (v @ unit(online)) / np.maximum(np.linalg.norm(v, axis=1), 1e-12)
         category = None
         attr = self.settings.category_attribute
         if attr is not None and user_id is not None and attr in items.attributes.names:
-            found = [items.any_row(e.item_id) for e in self.store.recent_events(user_id, 20)]
+            if recent_events is None:
+                recent_events = self.store.recent_events(user_id, 20)
+            found = [items.any_row(e.item_id) for e in recent_events[:20]]
             recent_rows = np.asarray([r for r in found if r is not None], dtype=np.int64)
             recent_codes = items.attributes.codes(attr, recent_rows)
             if recent_codes is not None:  # one text value per item: vectorised
@@ -269,7 +279,7 @@ class FeedbackLoop:
             cands.scores,
             has_query=has_query,
             popularity=pop[rows],
-            max_popularity=float(pop.max()) if len(pop) else 1.0,
+            max_popularity=items.max_popularity() if len(pop) else 1.0,
             fresh=rows >= items.n_model,
             times_shown=np.asarray([shown.get(i, 0) for i in cands.item_ids], dtype=np.float64),
             affinity=affinity,
