@@ -175,7 +175,96 @@ def test_a_failing_worker_leaves_no_model_directory(ray_cluster, tmp_path) -> No
         RuntimeError,
         match=r"(?s)Ray training failed .*the data are broken.*Ray's run directory: " + re.escape(str(tmp_path)),
     ):
-        ray_train(fit, tmp_path / "model", workers=2, storage_path=tmp_path / "ray")
+        ray_train(fit, tmp_path / "model", workers=2, storage_path=tmp_path / "ray", max_failures=0)
+    assert not (tmp_path / "model").exists() and not (tmp_path / "model.partial").exists()
+
+
+class _Weights:
+    """What the resume test's ``fit`` returns: the trained weights and the loop's history."""
+
+    def __init__(self, net: torch.nn.Module, state) -> None:
+        self.weight = net.weight.detach().numpy().copy()
+        self.history, self.resumed_from = state.history, state.resumed_from
+
+    def save(self, directory) -> None:
+        import json
+
+        os.makedirs(directory)
+        np.save(os.path.join(directory, "weight.npy"), self.weight)
+        with open(os.path.join(directory, "run.json"), "w") as f:
+            json.dump({"history": self.history, "resumed_from": self.resumed_from}, f)
+
+
+def _fit_that_dies_once(marker: str):
+    """Rank 1 kills its process at the end of epoch 2 on the first attempt (``marker`` says it did)."""
+    import time
+
+    import ray.train
+
+    from lmrec.train.callbacks import Callback
+    from lmrec.train.loop import fit_loop
+
+    class Die(Callback):
+        def on_epoch_begin(self, state, module) -> None:
+            time.sleep(1.0)  # an epoch of real length: Ray registers the reported checkpoints asynchronously
+
+        def on_epoch_end(self, state, module) -> None:
+            if state.epoch == 2 and ray.train.get_context().get_world_rank() == 1 and not os.path.exists(marker):
+                open(marker, "w").close()
+                os._exit(1)
+
+    torch.manual_seed(0)
+    net = torch.nn.Linear(1, 1)
+    x = torch.linspace(-1, 1, 16).reshape(-1, 1)
+    data = [(x, 3 * x + 1)]
+    state = fit_loop(
+        net,
+        lambda epoch: data,
+        lambda m, b: ((m(b[0]) - b[1]) ** 2).mean(),
+        torch.optim.SGD(net.parameters(), lr=0.1),
+        epochs=5,
+        callbacks=[Die()],
+    )
+    return _Weights(net, state)
+
+
+@pytest.mark.slow
+def test_a_killed_worker_resumes_from_the_last_epoch_checkpoint(ray_cluster, tmp_path) -> None:
+    import json
+
+    from lmrec.train.ray_train import ray_train
+
+    marker = str(tmp_path / "died")
+    out = ray_train(
+        lambda: _fit_that_dies_once(marker),
+        tmp_path / "model",
+        workers=2,
+        storage_path=tmp_path / "ray",
+        max_failures=1,
+    )
+    assert os.path.exists(marker)  # a worker did die
+    run = json.loads((out / "run.json").read_text())
+    # the restarted group went on after the last epoch Ray had registered (reports reach the controller
+    # asynchronously, so 0, 1 or 2 of the epochs before the death), not from the start
+    assert run["resumed_from"] in (0, 1, 2)
+    assert [h["epoch"] for h in run["history"]] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    losses = [h["loss"] for h in run["history"]]
+    assert losses == sorted(losses, reverse=True)  # one descent across the restart, not a fresh start
+
+
+@pytest.mark.slow
+def test_when_retries_are_spent_the_error_names_the_last_checkpoint(ray_cluster, tmp_path) -> None:
+    from lmrec.train.ray_train import ray_train
+
+    marker = str(tmp_path / "died")
+    with pytest.raises(RuntimeError, match=r"(?s)Ray training failed .*last epoch checkpoint: .*Ray's run directory"):
+        ray_train(
+            lambda: _fit_that_dies_once(marker),
+            tmp_path / "model",
+            workers=2,
+            storage_path=tmp_path / "ray",
+            max_failures=0,
+        )
     assert not (tmp_path / "model").exists() and not (tmp_path / "model.partial").exists()
 
 

@@ -12,7 +12,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -35,6 +35,8 @@ class TrainState:
         metrics: the last validation result (empty before the first validation).
         history: one dict per finished epoch: ``epoch``, ``loss`` and the validation metrics.
         stop: set by a callback to stop after this epoch.
+        resumed_from: the last epoch of a saved state this run went on from (`lmrec.train.resume`);
+            None for a run from the start.
     """
 
     epochs: int
@@ -45,6 +47,7 @@ class TrainState:
     metrics: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     stop: bool = False
+    resumed_from: int | None = None
 
     def value(self, monitor: str) -> float | None:
         """The monitored quantity this epoch: a validation metric, or ``"loss"`` for the train loss."""
@@ -144,6 +147,15 @@ class EarlyStopping(Callback):
     def on_train_end(self, state: TrainState, module: nn.Module) -> None:
         if self.restore_best and self._best_state is not None:
             module.load_state_dict(self._best_state)
+
+    def state_dict(self) -> dict[str, Any]:
+        """What an epoch checkpoint keeps of this callback (`lmrec.train.resume`)."""
+        return {"best": self.best, "best_epoch": self.best_epoch, "bad": self._bad, "best_state": self._best_state}
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        """Go on from a `state_dict` (after ``on_train_begin``)."""
+        self.best, self.best_epoch, self._bad = saved["best"], int(saved["best_epoch"]), int(saved["bad"])
+        self._best_state = saved["best_state"]
 
 
 class Checkpoint(Callback):

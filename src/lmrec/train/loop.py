@@ -29,6 +29,7 @@ from torch import nn
 from lmrec.encoders.device import autocast, grad_scaler, to_device
 from lmrec.train.callbacks import Callback, ProgressBar, TrainState
 from lmrec.train.distributed import average_gradients_
+from lmrec.train.resume import active_store, next_loop, resume_target
 
 __all__ = ["fit_loop"]
 
@@ -97,8 +98,12 @@ def fit_loop(
     state = TrainState(epochs=epochs)
     for cb in callbacks:
         cb.on_train_begin(state, module)
+    store, loop_id, target = active_store(), next_loop(), resume_target()
+    start = _resume(target, loop_id, state, module, optimizer, scheduler, scaler, callbacks)
+    if target is not None and int(target["loop"]) > loop_id:
+        store = None  # a loop before the one to resume: run it again, keep the newer checkpoint
     try:
-        for epoch in range(epochs):
+        for epoch in range(start, epochs):
             state.epoch, state.metrics = epoch, {}
             for cb in callbacks:
                 cb.on_epoch_begin(state, module)
@@ -141,6 +146,11 @@ def fit_loop(
             state.history.append({"epoch": float(epoch), "loss": state.epoch_loss, **state.metrics})
             for cb in callbacks:
                 cb.on_epoch_end(state, module)
+            if store is not None:
+                store.save(
+                    _epoch_state(loop_id, state, module, optimizer, scheduler, scaler, callbacks),
+                    {"loss": state.epoch_loss, **state.metrics},
+                )
             if state.stop:
                 break
     finally:
@@ -148,6 +158,61 @@ def fit_loop(
             cb.on_train_end(state, module)
         module.eval()
     return state
+
+
+def _epoch_state(
+    loop_id: int,
+    state: TrainState,
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any | None,
+    scaler: Any | None,
+    callbacks: Sequence[Callback],
+) -> dict[str, Any]:
+    """What `lmrec.train.resume` keeps after an epoch: enough to go on from the next one."""
+    return {
+        "loop": loop_id,
+        "epoch": state.epoch,
+        "step": state.step,
+        "stop": state.stop,
+        "history": state.history,
+        "module": module.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "callbacks": {str(i): cb.state_dict() for i, cb in enumerate(callbacks) if hasattr(cb, "state_dict")},
+    }
+
+
+def _resume(
+    saved: dict[str, Any] | None,
+    loop_id: int,
+    state: TrainState,
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any | None,
+    scaler: Any | None,
+    callbacks: Sequence[Callback],
+) -> int:
+    """Load ``saved`` (`lmrec.train.resume.resume_target`) into this loop when it is this loop's;
+    the first epoch to run."""
+    if saved is None or saved.get("loop") != loop_id:
+        return 0
+    module.load_state_dict(saved["module"])
+    optimizer.load_state_dict(saved["optimizer"])
+    if scheduler is not None and saved.get("scheduler") is not None:
+        scheduler.load_state_dict(saved["scheduler"])
+    if scaler is not None and saved.get("scaler") is not None:
+        scaler.load_state_dict(saved["scaler"])
+    for i, cb in enumerate(callbacks):
+        kept = saved["callbacks"].get(str(i))
+        if kept is not None and hasattr(cb, "load_state_dict"):
+            cb.load_state_dict(kept)
+    state.step, state.history = int(saved["step"]), list(saved["history"])
+    state.epoch = state.resumed_from = int(saved["epoch"])
+    log.info("resuming training loop %d after epoch %d of %d", loop_id, state.epoch, state.epochs)
+    # a saved state that had stopped (early stopping) has nothing left to run
+    return state.epochs if saved.get("stop") else state.epoch + 1
 
 
 def _device_of(module: nn.Module) -> torch.device:

@@ -330,7 +330,8 @@ class SQLiteStore:
             since_seq: count only events logged after this ``seq``.
             types: count only these event types (None: every type).
         """
-        sql, args = "SELECT item_id, count(*) FROM events WHERE seq > ?", [since_seq]
+        sql = "SELECT item_id, count(*) FROM events WHERE seq > ?"
+        args: list[int | str] = [since_seq]
         if types is not None:
             if not types:
                 return {}
