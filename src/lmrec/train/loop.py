@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -99,7 +100,8 @@ def fit_loop(
     for cb in callbacks:
         cb.on_train_begin(state, module)
     store, loop_id, target = active_store(), next_loop(), resume_target()
-    start = _resume(target, loop_id, state, module, optimizer, scheduler, scaler, callbacks)
+    parts = _Resumable(module, optimizer, scheduler, scaler, callbacks)
+    start = parts.resume(target, loop_id, state)
     if target is not None and int(target["loop"]) > loop_id:
         store = None  # a loop before the one to resume: run it again, keep the newer checkpoint
     try:
@@ -148,7 +150,7 @@ def fit_loop(
                 cb.on_epoch_end(state, module)
             if store is not None:
                 store.save(
-                    _epoch_state(loop_id, state, module, optimizer, scheduler, scaler, callbacks),
+                    parts.state(loop_id, state),
                     {"loss": state.epoch_loss, **state.metrics},
                 )
             if state.stop:
@@ -160,59 +162,50 @@ def fit_loop(
     return state
 
 
-def _epoch_state(
-    loop_id: int,
-    state: TrainState,
-    module: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any | None,
-    scaler: Any | None,
-    callbacks: Sequence[Callback],
-) -> dict[str, Any]:
-    """What `lmrec.train.resume` keeps after an epoch: enough to go on from the next one."""
-    return {
-        "loop": loop_id,
-        "epoch": state.epoch,
-        "step": state.step,
-        "stop": state.stop,
-        "history": state.history,
-        "module": module.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "scaler": scaler.state_dict() if scaler is not None else None,
-        "callbacks": {str(i): cb.state_dict() for i, cb in enumerate(callbacks) if hasattr(cb, "state_dict")},
-    }
+@dataclass(frozen=True)
+class _Resumable:
+    """What an epoch checkpoint holds the state of, besides the `TrainState`."""
 
+    module: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any | None
+    scaler: Any | None
+    callbacks: Sequence[Callback]
 
-def _resume(
-    saved: dict[str, Any] | None,
-    loop_id: int,
-    state: TrainState,
-    module: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any | None,
-    scaler: Any | None,
-    callbacks: Sequence[Callback],
-) -> int:
-    """Load ``saved`` (`lmrec.train.resume.resume_target`) into this loop when it is this loop's;
-    the first epoch to run."""
-    if saved is None or saved.get("loop") != loop_id:
-        return 0
-    module.load_state_dict(saved["module"])
-    optimizer.load_state_dict(saved["optimizer"])
-    if scheduler is not None and saved.get("scheduler") is not None:
-        scheduler.load_state_dict(saved["scheduler"])
-    if scaler is not None and saved.get("scaler") is not None:
-        scaler.load_state_dict(saved["scaler"])
-    for i, cb in enumerate(callbacks):
-        kept = saved["callbacks"].get(str(i))
-        if kept is not None and hasattr(cb, "load_state_dict"):
-            cb.load_state_dict(kept)
-    state.step, state.history = int(saved["step"]), list(saved["history"])
-    state.epoch = state.resumed_from = int(saved["epoch"])
-    log.info("resuming training loop %d after epoch %d of %d", loop_id, state.epoch, state.epochs)
-    # a saved state that had stopped (early stopping) has nothing left to run
-    return state.epochs if saved.get("stop") else state.epoch + 1
+    def state(self, loop_id: int, state: TrainState) -> dict[str, Any]:
+        """What `lmrec.train.resume` keeps after an epoch: enough to go on from the next one."""
+        return {
+            "loop": loop_id,
+            "epoch": state.epoch,
+            "step": state.step,
+            "stop": state.stop,
+            "history": state.history,
+            "module": self.module.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "callbacks": {str(i): cb.state_dict() for i, cb in enumerate(self.callbacks) if hasattr(cb, "state_dict")},
+        }
+
+    def resume(self, saved: dict[str, Any] | None, loop_id: int, state: TrainState) -> int:
+        """Load ``saved`` (`lmrec.train.resume.resume_target`) when it is this loop's; the first epoch to run."""
+        if saved is None or saved.get("loop") != loop_id:
+            return 0
+        self.module.load_state_dict(saved["module"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        if self.scheduler is not None and saved.get("scheduler") is not None:
+            self.scheduler.load_state_dict(saved["scheduler"])
+        if self.scaler is not None and saved.get("scaler") is not None:
+            self.scaler.load_state_dict(saved["scaler"])
+        for i, cb in enumerate(self.callbacks):
+            kept = saved["callbacks"].get(str(i))
+            if kept is not None and hasattr(cb, "load_state_dict"):
+                cb.load_state_dict(kept)
+        state.step, state.history = int(saved["step"]), list(saved["history"])
+        state.epoch = state.resumed_from = int(saved["epoch"])
+        log.info("resuming training loop %d after epoch %d of %d", loop_id, state.epoch, state.epochs)
+        # a saved state that had stopped (early stopping) has nothing left to run
+        return state.epochs if saved.get("stop") else state.epoch + 1
 
 
 def _device_of(module: nn.Module) -> torch.device:
