@@ -179,3 +179,45 @@ def test_an_exact_index_upgrades_itself_past_its_limit(data: tuple[np.ndarray, n
     assert thread is not None
     thread.join(10)
     assert index.kind == "hnsw" and len(index) == 1001 and index.check() == []
+
+
+@pytest.fixture(scope="module")
+def sphere() -> tuple[np.ndarray, np.ndarray]:
+    """Uniform unit vectors in 32 dimensions: no structure, so a narrow HNSW beam misses neighbours."""
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((20_000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors, rng.standard_normal((100, 32)).astype(np.float32)
+
+
+def recall(index: VectorIndex, vectors: np.ndarray, queries: np.ndarray) -> float:
+    return sum(len(set(index.search(q, 10)[0]) & set(brute(vectors, q, 10))) for q in queries) / (10 * len(queries))
+
+
+def test_hnsw_raises_ef_search_until_it_reaches_the_target_recall(sphere: tuple[np.ndarray, np.ndarray]) -> None:
+    vectors, queries = sphere
+    plain = VectorIndex(32, "hnsw", hnsw_m=8, ef_construction=16, ef_search=10)
+    plain.add(vectors)
+    assert plain.ef_search == 10 and plain.tuned is None  # no target: the setting stays
+    before = recall(plain, vectors, queries)
+    tuned = VectorIndex(32, "hnsw", hnsw_m=8, ef_construction=16, ef_search=10, target_recall=0.95)
+    tuned.add(vectors)
+    assert tuned.tuned is not None and tuned.tuned["recall_at_10"] >= 0.95
+    assert tuned.ef_search == tuned.tuned["ef_search"] and tuned.ef_search in (20, 40, 80, 160, 320, 640)
+    assert before < 0.9 <= recall(tuned, vectors, queries)  # other queries than the tuner's agree
+    # the doubling stopped at the first width that reached the target: half of it did not
+    half = VectorIndex(32, "hnsw", hnsw_m=8, ef_construction=16, ef_search=tuned.ef_search // 2)
+    half._vecs, half._n, half._faiss = tuned._vecs, tuned._n, tuned._faiss
+    half.tune_ef_search(1.01, max_ef=tuned.ef_search // 2)  # measure only
+    assert half.tuned is not None and half.tuned["recall_at_10"] < 0.95
+
+
+def test_an_upgrade_to_hnsw_is_tuned_too(sphere: tuple[np.ndarray, np.ndarray]) -> None:
+    vectors, _ = sphere
+    index = VectorIndex(32, "flat", auto_upgrade_at=5000, hnsw_m=8, ef_construction=16, ef_search=10, target_recall=0.9)
+    index.add(vectors[:5001])
+    thread = index.rebuilding
+    assert thread is not None
+    thread.join(60)
+    assert index.kind == "hnsw" and index.tuned is not None and index.tuned["recall_at_10"] >= 0.9
+    assert index.ef_search > 10

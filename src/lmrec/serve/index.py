@@ -141,6 +141,8 @@ class VectorIndex:
         rerank: IVF-PQ re-scores ``rerank * k`` candidates exactly.
         auto_upgrade_at: an exact (``"flat"``) index that grows past this many rows rebuilds itself
             into HNSW in the background (None: never).
+        target_recall: after every HNSW build, raise ``ef_search`` (doubling it) until recall@10
+            against exact search reaches this on sampled queries (`tune_ef_search`); None: keep it.
         exact_fraction: when at most this fraction of rows is allowed, approximate indexes score
             the allowed rows exactly instead (filters that keep few items would starve HNSW/IVF).
     """
@@ -159,6 +161,7 @@ class VectorIndex:
         pq_bytes: int | None = None,
         rerank: int = 16,
         auto_upgrade_at: int | None = None,
+        target_recall: float | None = None,
     ) -> None:
         if kind not in _KINDS:
             raise ValueError(f"index kind {kind!r} is not one of {', '.join(repr(k) for k in _KINDS)}")
@@ -170,6 +173,9 @@ class VectorIndex:
         self.nlist, self.nprobe = nlist, nprobe
         self.exact_fraction = exact_fraction
         self.pq_bytes, self.rerank, self.auto_upgrade_at = pq_bytes, rerank, auto_upgrade_at
+        self.target_recall = target_recall
+        #: what the last `tune_ef_search` measured (``ef_search``, ``recall_at_10``, ``queries``)
+        self.tuned: dict[str, float] | None = None
         self.rebuilding: threading.Thread | None = None
         self.last_build_s: float | None = None
         self._vecs = np.zeros((0, self.dim), dtype=np.float32)
@@ -231,11 +237,14 @@ class VectorIndex:
                 grown[:start] = self._vecs[:start]
                 self._vecs = grown
             self._vecs[start : start + m] = vectors
-            if self._faiss is None and self.kind != "numpy":
+            fresh = self._faiss is None and self.kind != "numpy"
+            if fresh:
                 self._faiss = self._new_faiss(vectors)
             if self._faiss is not None and m:
                 self._faiss.add(vectors)
             self._n = start + m
+        if fresh and self.kind == "hnsw" and self.target_recall is not None:
+            self.tune_ef_search(self.target_recall)
         upgrade = self.auto_upgrade_at
         if upgrade is not None and self.kind == "flat" and self._n > upgrade and self.rebuilding is None:
             log.info("the exact index outgrew %d rows: building HNSW in the background", upgrade)
@@ -276,6 +285,8 @@ class VectorIndex:
                     if structure is not None and self._n > n0:
                         structure.add(np.ascontiguousarray(self._vecs[n0 : self._n]))
                     self._faiss, self.kind = structure, kind
+                if kind == "hnsw" and self.target_recall is not None:
+                    self.tune_ef_search(self.target_recall)
                 self.last_build_s = time.perf_counter() - start
                 log.info("rebuilt the index as %s over %d rows in %.1fs", kind, n0, self.last_build_s)
             finally:
@@ -300,6 +311,44 @@ class VectorIndex:
         else:
             self._finite_upto = max(self._finite_upto, n)
         return problems
+
+    def tune_ef_search(
+        self, target: float, *, k: int = 10, n_queries: int = 100, max_ef: int = 4096, seed: int = 0
+    ) -> dict[str, float] | None:
+        """Raise ``ef_search`` until the HNSW structure's recall@``k`` reaches ``target``.
+
+        Queries are the unit means of two random stored rows (in the items' distribution, but not items
+        themselves, whose nearest neighbour would be trivially found); their exact top-``k`` comes from
+        the stored vectors. ``ef_search`` doubles from its current value (it never goes down) until the
+        recall reaches ``target`` or ``max_ef``. The search cost grows about linearly with ``ef_search``.
+
+        Returns:
+            ``{"ef_search", "recall_at_10", "queries"}`` (also kept in `tuned`); None when the structure
+            is not HNSW or holds fewer than ``k`` rows.
+        """
+        with self.lock.read():
+            index, n = self._faiss, self._n
+            if not isinstance(index, faiss.IndexHNSW) or n < k:
+                return None
+            vecs = self._vecs[:n]
+            rng = np.random.default_rng(seed)
+            pairs = rng.integers(n, size=(2, n_queries))
+            q = vecs[pairs[0]] + vecs[pairs[1]]
+            q = np.ascontiguousarray(q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12), dtype=np.float32)
+            exact = [set(top_rows(vecs @ row, np.arange(n), k)[0].tolist()) for row in q]  # (n_queries,) top-k sets
+            ef = max(int(self.ef_search), k)
+            fa: Any = faiss  # the SWIG module's parameter classes are not in its stubs
+            while True:
+                _, found = index.search(q, k, params=fa.SearchParametersHNSW(efSearch=ef))
+                recall = float(np.mean([len(exact[i] & set(found[i].tolist())) / k for i in range(n_queries)]))
+                if recall >= target or ef >= max_ef:
+                    break
+                ef = min(2 * ef, max_ef)
+        self.ef_search = ef
+        self.tuned = {"ef_search": float(ef), "recall_at_10": recall, "queries": float(n_queries)}
+        level = log.info if recall >= target else log.warning
+        level("HNSW over %d rows: ef_search %d gives recall@%d %.3f (target %.2f)", n, ef, k, recall, target)
+        return self.tuned
 
     # ------------------------------------------------------------------ search
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -392,6 +441,8 @@ class VectorIndex:
             index._faiss = faiss.read_index(str(path))
             if index._faiss.ntotal != index._n:
                 raise ValueError(f"{path}: FAISS index holds {index._faiss.ntotal} rows, vectors {index._n}")
+            if kind == "hnsw" and index.target_recall is not None:
+                index.tune_ef_search(index.target_recall)  # the setting is not part of the saved structure
         return index
 
 

@@ -75,6 +75,7 @@ def _index_params(settings: ServeSettings, n: int, dim: int) -> dict[str, Any]:
         "hnsw_m": settings.hnsw_m,
         "ef_construction": settings.hnsw_ef_construction,
         "ef_search": settings.hnsw_ef_search,
+        "target_recall": settings.hnsw_target_recall,
         "nlist": settings.ivf_nlist,
         "nprobe": settings.ivf_nprobe,
     }
@@ -86,7 +87,7 @@ def build_index(
     """The index over the base rows, reloaded from ``cache_dir`` when the same space, items, texts and
     index settings built it before (no re-encoding, no HNSW rebuild)."""
     params = _index_params(settings, len(ids), space.dim)
-    hashed = {k: v for k, v in params.items() if k not in ("ef_search", "auto_upgrade_at")}
+    hashed = {k: v for k, v in params.items() if k not in ("ef_search", "auto_upgrade_at", "target_recall")}
     key_src = json.dumps([space.name, hashed, list(ids), list(texts)])
     key = hashlib.sha256(key_src.encode()).hexdigest()[:20]
     path = cache_dir / f"index-{params['kind']}-{key}.faiss"

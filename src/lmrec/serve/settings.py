@@ -87,6 +87,9 @@ class ServeSettings(BaseModel):
             exact index that grows past it by item PUTs is rebuilt into HNSW in the background.
         index_max_mb: memory budget of the ANN structure for ``index="auto"`` (None: no limit).
         hnsw_m, hnsw_ef_construction, hnsw_ef_search: HNSW graph degree and beam widths.
+        hnsw_target_recall: after each HNSW build ``hnsw_ef_search`` is raised (doubled) until recall@10
+            against exact search reaches this on sampled queries (`lmrec.serve.index.VectorIndex.tune_ef_search`);
+            None keeps ``hnsw_ef_search`` as set.
         ivf_nlist, ivf_nprobe: IVF cells (default ``4 * sqrt(n)``) and cells visited per query.
         encoder: text encoder of models that are not `VectorRecommender`s: a model name or path for
             ``lmrec.encoders.make_text_encoder`` (``"hashing-DIM"`` with ``encoder_backend="fake"`` for
@@ -161,6 +164,7 @@ class ServeSettings(BaseModel):
     hnsw_m: int = Field(32, ge=4, le=256)
     hnsw_ef_construction: int = Field(80, ge=8)
     hnsw_ef_search: int = Field(128, ge=8)
+    hnsw_target_recall: float | None = Field(0.95, gt=0.0, le=1.0)
     ivf_nlist: int | None = Field(None, ge=1)
     ivf_nprobe: int = Field(16, ge=1)
     encoder: str | None = None
