@@ -405,6 +405,10 @@ class ContinualConfig(ComponentConfig):
             (weight ``2^(t / replay_half_life)``) or ``"none"``.
         replay_size: rows in the replay buffer.
         replay_half_life: seconds for ``"recency"`` (None: a quarter of the history's time span).
+        replay_share: rows replayed per update as a share of the update's new training rows: an
+            update replays a random ``ceil(replay_share * rows)`` of the buffer's rows (all of them
+            when it holds fewer), so that old rows weigh the same against new ones whatever the
+            window's size (None: the whole buffer in every update).
         regularizer: pull toward the weights before each update: ``"l2sp"``, ``"ewc"``
             (Fisher-weighted) or ``"none"``, decoupled from the loss: after each optimiser step the
             distance to the previous weights shrinks by the share ``update lr * reg_strength``
@@ -434,6 +438,7 @@ class ContinualConfig(ComponentConfig):
     replay: Literal["none", "reservoir", "recency"] = "reservoir"
     replay_size: int = 1000
     replay_half_life: float | None = None
+    replay_share: float | None = None
     regularizer: Literal["none", "l2sp", "ewc"] = "l2sp"
     reg_strength: float = 1.0
     update_epochs: int = 5
@@ -448,6 +453,7 @@ class ContinualConfig(ComponentConfig):
         _choice(self, "replay", ("none", "reservoir", "recency"))
         _int_at_least(self, "replay_size", 1)
         _number(self, "replay_half_life", strict=True, optional=True)
+        _number(self, "replay_share", strict=True, optional=True)
         _choice(self, "regularizer", ("none", "l2sp", "ewc"))
         _number(self, "reg_strength")
         _int_at_least(self, "update_epochs", 1)
@@ -636,6 +642,7 @@ _NO_FLAT_NAME = frozenset(
         "update_max_epochs",
         "update_patience",
         "update_budget",
+        "replay_share",
         "graph",
         "graph_relations",
         "graph_hops",

@@ -15,7 +15,10 @@ Three guards against forgetting, all configured by `ContinualConfig`:
 - a replay buffer (`ReplayBuffer`) holding a weighted random sample of earlier interactions, which are
   trained again as targets (with their true preceding history as input) in every update. ``"reservoir"``
   samples every earlier row with the same probability, ``"recency"`` with weight ``2^(t / half_life)``
-  so that recent rows are favoured;
+  so that recent rows are favoured. An update replays the whole buffer, or with ``replay_share`` a
+  random ``ceil(replay_share * rows)`` of it for ``rows`` new training rows, so that old rows weigh
+  the same against new ones whatever the window's size (a fixed number weighs more against a small
+  window than against a large one);
 - a pull toward the weights before the update: L2-SP or EWC (the same pull weighted by a diagonal
   Fisher estimate on the replayed rows, normalised to mean 1, so strengths are comparable). It is
   decoupled from the loss, as AdamW decouples weight decay: after every optimiser step
@@ -152,6 +155,24 @@ class ReplayBuffer:
         self.items = np.concatenate([self.items, items])[keep]
         self.timestamps = np.concatenate([self.timestamps, timestamps])[keep]
         self._keys = all_keys[keep]
+
+    def sample(self, n: int | None, random_state: int | None = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``n`` of the buffer's rows drawn uniformly without replacement (all of them when ``n`` is
+        None or at least its size), in buffer order; the buffer itself does not change.
+
+        Args:
+            n: rows to draw (None: all).
+            random_state: seed of the draw.
+
+        Returns:
+            (users, items, timestamps), parallel (m,) arrays, ``m = min(n, len(self))``.
+        """
+        if n is not None and n < 0:
+            raise ValueError(f"ReplayBuffer.sample n must be >= 0, got {n!r}")
+        pool = np.arange(len(self))
+        if n is not None and n < len(pool):
+            pool = np.sort(np.random.default_rng(random_state).choice(pool, size=int(n), replace=False))
+        return self.users[pool], self.items[pool], self.timestamps[pool]
 
 
 # ---------------------------------------------------------------------- the state an update works on
@@ -434,21 +455,23 @@ class ContinualUpdater:
         state.n_updates += 1
         vinter = on_maps(vframe, state.user_map, state.item_map) if vframe is not None else None
         chosen: dict[str, object] = {}
+        n_replayed = 0
         if epochs > 0 and len(inter):
+            seed = self.seed + 7919 * state.n_updates
             targets = rows_index(inter.users, inter.items, inter.timestamps)
             replayed = None
             if buffer is not None and len(buffer):
-                replayed = rows_index(buffer.users, buffer.items, buffer.timestamps)
+                r_users, r_items, r_times = buffer.sample(self.replay_count(len(inter)), seed)
+                replayed = rows_index(r_users, r_items, r_times)
                 targets = targets.append(replayed)
-                self._count_untrained(state, buffer.items)
+                self._count_untrained(state, r_items)
+                n_replayed = len(r_users)
             windows = self._windows(state, targets, replayed)
-            seed = self.seed + 7919 * state.n_updates
             with seeded(seed, self.num_threads):
                 # LwF: the model as it is now (maps grown, new items on its text path) teaches the update
                 teacher = copy.deepcopy(state.net).eval().requires_grad_(False) if cfg.distill > 0 else None
                 budget = TimeBudget(budget_s, started, self.clock) if budget_s is not None else None
                 chosen = self._train(state, windows, buffer, anchor, rows, epochs, seed, vinter, teacher, hooks, budget)
-        n_replayed = int(len(buffer)) if buffer is not None else 0
         if vinter is not None:  # validated on, now part of the history (as `lmrec train` does after early stopping)
             state.observe(vinter)
             state.counts = state.counts + vinter.item_counts().astype(state.counts.dtype)
@@ -476,6 +499,12 @@ class ContinualUpdater:
         }
         log.info("partial_fit: %s", report)
         return report
+
+    def replay_count(self, n_rows: int) -> int | None:
+        """Rows to replay in an update with ``n_rows`` new training rows: ``ceil(config.replay_share *
+        n_rows)`` (None: the whole buffer, when ``replay_share`` is None)."""
+        share = self.config.replay_share
+        return None if share is None else int(np.ceil(float(share) * n_rows))
 
     def budget_s(self) -> float | None:
         """Seconds an update may take: ``config.update_budget`` times the last fit's time (None: no bound)."""
