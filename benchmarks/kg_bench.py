@@ -23,7 +23,7 @@ Usage::
     nice python benchmarks/kg_bench.py loo --seeds 0 1 2 --threads 1
     nice python benchmarks/kg_bench.py cold --seeds 0 1 2 --threads 1
     nice python benchmarks/kg_bench.py complements
-    python benchmarks/kg_bench.py report --recbole 'benchmarks/out/recbole/kg_office-kg_*.json'
+    python benchmarks/kg_bench.py report --recbole 'benchmarks/out/recbole/kg[_l]*office-kg_*.json'
 """
 
 from __future__ import annotations

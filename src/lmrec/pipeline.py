@@ -8,7 +8,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Collection
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +18,7 @@ import numpy as np
 import lmrec.models  # noqa: F401  (registers the built-in models in MODEL_REGISTRY)
 from lmrec.config import DataConfig, ExperimentConfig, ModelConfig, SplitConfig
 from lmrec.data import Dataset, IdMap, Split, cold_item_split, kcore_filter, leave_one_out, ratio_split, temporal_split
+from lmrec.data.kg import KnowledgeGraph
 from lmrec.data.loaders import load_from_config, load_recbole_benchmark, set_text_fields
 from lmrec.data.text import clean_text
 from lmrec.eval import ExperimentResult, run_experiment
@@ -27,6 +28,7 @@ from lmrec.models.base import MODEL_REGISTRY, Recommender, top_k
 from lmrec.models.bundle import ModelBundle, VectorRecommender
 
 __all__ = [
+    "TrainedBundle",
     "assign_scenarios",
     "exclude_users",
     "load_dataset",
@@ -275,8 +277,23 @@ def _add_query_results(result: ExperimentResult, dataset: Dataset, split: Split,
         raise ValueError(f"--query-from {query_from!r} needs a model with a text space (e.g. lm) among --models")
 
 
-def train_bundle(model: Recommender, dataset: Dataset, *, seed: int = 2020) -> ModelBundle:
-    """Fit ``model`` for serving and wrap it with the catalogue and user texts.
+@dataclass(eq=False)
+class TrainedBundle(ModelBundle):
+    """A `ModelBundle` that also saves the data set's knowledge graph, as ``DIR/kg``, where the service
+    reads it (`lmrec.serve.related.ItemRelations.for_model`: ``/items/{id}/related``, complements,
+    relation reasons); `ModelBundle.load` reads such a directory as any other."""
+
+    kg: KnowledgeGraph | None = None
+
+    def save(self, directory: str | Path) -> Path:
+        out = super().save(directory)
+        if self.kg is not None:
+            self.kg.save(out / "kg")
+        return out
+
+
+def train_bundle(model: Recommender, dataset: Dataset, *, seed: int = 2020) -> TrainedBundle:
+    """Fit ``model`` for serving and wrap it with the catalogue, user texts and knowledge graph.
 
     Models whose ``fit`` takes ``valid`` (early stopping) train on a leave-one-out split and then
     ``observe`` the held-out rows, so their history is complete; other models fit on everything.
@@ -295,7 +312,7 @@ def train_bundle(model: Recommender, dataset: Dataset, *, seed: int = 2020) -> M
         "seed": seed,
         "n_interactions": len(dataset.interactions),
     }
-    return ModelBundle(model, dataset.items, dataset.users, info)
+    return TrainedBundle(model, dataset.items, dataset.users, info, kg=dataset.kg)
 
 
 def _titles(bundle: ModelBundle, item_idx: np.ndarray) -> list[str]:

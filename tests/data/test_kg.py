@@ -150,3 +150,36 @@ def test_report_counts_sum() -> None:
     assert isinstance(kg, KnowledgeGraph)
     # 3 read = 1 kept + 1 duplicate + 1 dangling
     assert (report.rows_read, report.rows_kept, report.n_rejected) == (3, 1, 2)
+
+
+def test_train_saves_the_graph_where_the_service_reads_it(office_like: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lmrec.cli import app
+    from lmrec.models.bundle import ModelBundle
+    from lmrec.serve.related import ItemRelations
+
+    out = tmp_path / "model"
+    result = CliRunner().invoke(app, ["train", "--data", str(office_like), "--model", "pop", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    data = load_recbole(office_like)
+    assert data.kg is not None
+    saved = KnowledgeGraph.load(out / "kg")
+    pd.testing.assert_frame_equal(saved.triples, data.kg.triples)
+    assert saved.links == {"0": "A0", "1": "A1", "2": "A2"} and saved.source == data.kg.source
+    bundle = ModelBundle.load(out)  # the directory still loads as any model directory
+    served = ItemRelations.for_model(bundle.model, out)  # pop has no graph of its own: this one is from kg/
+    assert served.kg.item_edges("0") == [("complementary_category", "Toner")]
+    assert served.kg.source == data.kg.source and served.model_relations is None
+
+
+def test_train_without_a_graph_writes_no_kg_folder(office_like: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lmrec.cli import app
+
+    (office_like / "shop.kg").unlink()
+    out = tmp_path / "model"
+    result = CliRunner().invoke(app, ["train", "--data", str(office_like), "--model", "pop", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "config.json").exists() and not (out / "kg").exists()

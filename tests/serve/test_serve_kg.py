@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from lmrec.data.kg import KnowledgeGraph
 from lmrec.encoders.fake import HashingEncoder
 from lmrec.models.base import load_model
 from lmrec.models.bundle import ModelBundle
+from lmrec.models.lm.graph import encode_items_with_relations
 from lmrec.serve.app import create_app
 from lmrec.serve.related import ItemRelations, relation_matches
 
@@ -124,6 +126,78 @@ def test_put_relations_unknown_relation_stored_and_said(client: TestClient) -> N
     # toner complements printers: the new printer is now among t1's complements
     related = ok(client.get("/items/t1/related", params={"relation": "complement", "k": 4}))
     assert "p9" in [i["item_id"] for i in related["items"][: related["from_graph"]]]
+
+
+def served_vector(client: TestClient, item_id: str) -> np.ndarray:
+    items = client.app.state.host.service.items
+    return items.vector(items.row(item_id)).copy()
+
+
+def test_put_relations_survive_a_restart(kg_dir: Path, tmp_path: Path) -> None:
+    settings = make_settings(kg_dir, state_dir=tmp_path / "state")
+    new_item = [("belongs_to", "Printers"), ("complementary_category", "Toner"), ("made_in", "Japan")]
+    # t2 is a model item (toner): its text stays, a relation to Paper joins its graph and its vector
+    old_item = [("complementary_category", "Paper")]
+    with TestClient(create_app(settings, encoder=HashingEncoder(DIM))) as c:
+        before = ok(c.get("/items/t2/related", params={"relation": "complement", "k": 10}))
+        assert before["from_graph"] == 3  # Toner -> Printers: p1, p2, p3
+        trained_t2 = served_vector(c, "t2")
+        ok(
+            c.put(
+                "/items/p9",
+                json={
+                    "text": "printers model 9",
+                    "relations": [dict(zip(("relation", "target"), r)) for r in new_item],
+                },
+            )
+        )
+        body = ok(
+            c.put(
+                "/items/t2",
+                json={
+                    "text": "toner model 2",
+                    "relations": [{"relation": "complementary_category", "target": "Paper"}],
+                },
+            )
+        )
+        assert body["reencoded"] is False and any("uses 1 relation" in n for n in body["notes"])
+        live = {i: served_vector(c, i) for i in ("p9", "t2")}
+        assert not np.allclose(live["t2"], trained_t2)  # the relation moved the model item's vector
+        related = ok(c.get("/items/t2/related", params={"relation": "complement", "k": 10}))
+    with TestClient(create_app(settings, encoder=HashingEncoder(DIM))) as c:  # a restart on the same state
+        service = c.app.state.host.service
+        for item_id, vector in live.items():
+            np.testing.assert_array_equal(served_vector(c, item_id), vector)
+        # and the vectors are those of the text plus the relations the model knows (made_in is not one)
+        expected = encode_items_with_relations(
+            service.model, ["printers model 9", "toner model 2"], [new_item[:2], old_item]
+        )
+        np.testing.assert_allclose(live["p9"], expected[0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(live["t2"], expected[1], rtol=1e-5, atol=1e-6)
+        after = ok(c.get("/items/t2/related", params={"relation": "complement", "k": 10}))
+        assert after == related
+        # Toner -> Printers: p1..p3 and p9 (which belongs to Printers); a1..a3 through the relation to Paper
+        assert after["from_graph"] == 7
+        assert sorted(i["item_id"] for i in after["items"][:7]) == ["a1", "a2", "a3", "p1", "p2", "p3", "p9"]
+        toner = ok(c.get("/items/t1/related", params={"relation": "complement", "k": 10}))
+        assert "p9" in [i["item_id"] for i in toner["items"][: toner["from_graph"]]]
+        assert service.related.kg.item_edges("p9") == new_item  # the unknown relation is kept too
+        assert c.get("/health").json()["status"] == "ok"
+
+
+def test_relations_put_by_one_process_reach_another(kg_dir: Path, tmp_path: Path) -> None:
+    settings = make_settings(kg_dir, state_dir=tmp_path / "state", items_sync_interval_s=0.01)
+    with (
+        TestClient(create_app(settings, encoder=HashingEncoder(DIM))) as a,
+        TestClient(create_app(settings, encoder=HashingEncoder(DIM))) as b,
+    ):
+        assert ok(b.get("/items/s1/related", params={"relation": "substitute", "k": 3}))["from_graph"] == 0
+        body = {"text": "staplers model 1", "relations": [{"relation": "substitute", "target": "Staplers"}]}
+        ok(a.put("/items/s1", json=body))
+        time.sleep(0.02)
+        # s1 -substitute-> Staplers, whose members are s1 (itself, left out), s2 and s3
+        got = ok(b.get("/items/s1/related", params={"relation": "substitute", "k": 3}))
+        assert got["from_graph"] == 2 and sorted(i["item_id"] for i in got["items"][:2]) == ["s2", "s3"]
 
 
 def test_recommend_complements_of_recent_items(client: TestClient) -> None:

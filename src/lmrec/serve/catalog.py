@@ -9,7 +9,8 @@ the same writes are replayed in version order, without re-encoding; a stored row
 check (written by another version of the service, or by hand) is set aside, logged and counted
 (`ItemUpdates.quarantined`, shown by ``/health``) instead of stopping the start-up. Other server
 processes sharing the database pick the writes up at most ``items_sync_interval_s`` seconds later.
-Replaying is idempotent: an item already live with the same text only has its attributes set again.
+Replaying is idempotent: an item already live with the same text only has its attributes set again,
+and takes its stored vector where that differs (relations PUT with the item changed it).
 """
 
 from __future__ import annotations
@@ -131,9 +132,13 @@ class ItemUpdates:
         if not rec.text.strip():
             raise ValueError("the text is empty")
         items = self.items
-        if items.unchanged(rec.item_id, rec.text):
-            return items.prepare(rec.item_id, rec.text, rec.attributes, None)
         ok = rec.vector is not None and rec.space == self.space.name and len(rec.vector) == self.space.dim
+        if items.unchanged(rec.item_id, rec.text):
+            live = items.vector(items.row_of[rec.item_id])
+            # same text, another vector of this space: relations PUT with the item gave it (`lmrec.serve.related`);
+            # the tolerance keeps re-encoding noise of a catalogue item from moving it to a new row
+            moved = ok and not np.allclose(np.asarray(rec.vector, dtype=np.float32), live, rtol=1e-4, atol=1e-6)
+            return items.prepare(rec.item_id, rec.text, rec.attributes, rec.vector if moved else None)
         vector = rec.vector if ok else self.space.encode_items([rec.text])[0]
         return items.prepare(rec.item_id, rec.text, rec.attributes, vector)
 

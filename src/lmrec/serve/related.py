@@ -2,7 +2,7 @@
 
 The graph comes from the model directory's ``kg/`` folder (`lmrec.data.kg.KnowledgeGraph.save`), else
 from the model itself when it was fit with its graph component (`lmrec.models.lm.graph`: every item's
-relations are saved with it); relations sent with ``PUT /items/{id}`` join it while the service runs.
+relations are saved with it); relations sent with ``PUT /items/{id}`` join it, and stay after a restart.
 
 Which items an item relates to by relation ``R`` (a request's ``relation``, e.g. ``complement``):
 
@@ -15,11 +15,16 @@ Which items an item relates to by relation ``R`` (a request's ``relation``, e.g.
 
 `related` ranks those items by the model (cosine to the item's served vector) and fills up with the
 model's nearest neighbours when the graph gives fewer than ``k``.
+
+Relations sent with ``PUT /items/{id}`` are durable: `store_relations` commits them to the store's
+``item_relations`` table (`lmrec.serve.stores.relations.RelationLog`) together with the vector they give
+the item, then makes both live; `ItemRelations.catch_up` reads them back at start-up.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -34,18 +39,20 @@ from lmrec.models.lm.graph import model_graph
 from lmrec.serve.items import ServedItems
 from lmrec.serve.schemas import ScoredItem
 from lmrec.serve.stores.base import ItemRecord
+from lmrec.serve.stores.relations import RelationLog
 
 __all__ = [
     "MEMBERSHIP",
     "ItemRelations",
     "RelatedItem",
     "ago",
+    "clean_relations",
     "past_tense",
     "complement_rows",
     "relation_matches",
     "relation_reason",
     "related_items",
-    "write_relation_vector",
+    "store_relations",
 ]
 
 log = logging.getLogger(__name__)
@@ -92,6 +99,9 @@ class ItemRelations:
     def __init__(self, kg: KnowledgeGraph | None, model_relations: Iterable[str] | None = None) -> None:
         self.kg = kg if kg is not None else KnowledgeGraph(_empty_triples())
         self.model_relations = None if model_relations is None else set(model_relations)
+        self.seq = 0  # the last `RelationLog` row applied (`catch_up`)
+        self._lock = threading.Lock()  # writes (PUTs, catch-ups) from several request threads
+        self._last_sync = time.monotonic()
         self._members: dict[str, set[str]] = defaultdict(set)
         for item in self.kg.links:
             self._index(item)
@@ -131,12 +141,38 @@ class ItemRelations:
             ``{"stored": [...], "ignored_by_model": [...]}`` as ``relation -> target`` strings: the second
             lists relations the served model was not trained with (or all, when it has no graph).
         """
-        pairs = [(str(r).strip(), str(t).strip()) for r, t in relations if str(r).strip() and str(t).strip()]
-        self.kg.add_item_relations(item_id, pairs)
-        self._index(item_id)
+        pairs = clean_relations(relations)
+        with self._lock:
+            self.kg.add_item_relations(item_id, pairs)
+            self._index(item_id)
         labels = [f"{r} -> {t}" for r, t in pairs]
         known = self.model_relations or set()
         return {"stored": labels, "ignored_by_model": [f"{r} -> {t}" for r, t in pairs if r not in known]}
+
+    def catch_up(self, log: RelationLog) -> int:
+        """Add the relations stored in ``log`` after the last row applied (all of them at start-up).
+
+        Returns:
+            how many stored rows were read.
+        """
+        rows = log.since(self.seq)
+        by_item: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for _, item_id, relation, target in rows:
+            by_item[item_id].append((relation, target))
+        for item_id, pairs in by_item.items():
+            self.put(item_id, pairs)
+        if rows:
+            self.seq = max(self.seq, rows[-1][0])
+        return len(rows)
+
+    def maybe_catch_up(self, log: RelationLog, interval_s: float) -> None:
+        """`catch_up` at most every ``interval_s`` seconds (0: never): relations other processes sharing
+        the store PUT, as `lmrec.serve.catalog.ItemUpdates.maybe_sync` does for items."""
+        now = time.monotonic()
+        if interval_s <= 0 or now - self._last_sync < interval_s:
+            return
+        self._last_sync = now
+        self.catch_up(log)
 
     # ------------------------------------------------------------------ reads
     def related(self, item_id: str, relation: str) -> list[RelatedItem]:
@@ -169,6 +205,12 @@ class ItemRelations:
                 if any(r.item_id == item_id for r in self.related(hist, name)):
                     return name, hist
         return None
+
+
+def clean_relations(relations: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``(relation, target)`` pairs stripped of surrounding blanks, pairs with an empty side dropped."""
+    pairs = [(str(r).strip(), str(t).strip()) for r, t in relations]
+    return [(r, t) for r, t in pairs if r and t]
 
 
 def _family(relation: str) -> str:
@@ -303,17 +345,40 @@ def relation_reason(
     return name, f'{name} of "{title}"' + (f", {verb} {when}" if when else "")
 
 
-def write_relation_vector(
-    items: ServedItems, store: Any, space_name: str, item_id: str, attributes: Mapping[str, Any], vector: np.ndarray
-) -> None:
-    """Give a live item a new vector (its relations changed it): committed to the store, then live, as
-    an item PUT is (`lmrec.serve.catalog.ItemUpdates.put`)."""
+def store_relations(
+    relations: ItemRelations,
+    log: RelationLog,
+    items: ServedItems,
+    space_name: str,
+    item_id: str,
+    pairs: Sequence[tuple[str, str]],
+    attributes: Mapping[str, Any],
+    vector: np.ndarray | None,
+) -> dict[str, list[str]]:
+    """Make an item's relations durable, then live: the pairs (`RelationLog.put`) and, when the relations
+    give the live item a new vector, its ``items`` row commit in one transaction; only then do the
+    served graph (`ItemRelations.put`) and the item's vector (`ServedItems.apply`) change.
+
+    Args:
+        pairs: ``(relation, target)``, cleaned (`clean_relations`).
+        vector: (dim,) the item's vector with its relations, or None (the vector stays).
+
+    Returns:
+        `ItemRelations.put`'s answer.
+
+    Raises:
+        ValueError: ``vector`` does not fit the index (nothing was stored or changed).
+    """
+    store = log.store
     with items.lock:
         row = items.row(item_id)
-        if row is None:
-            return
-        text = items.texts[row]
-        change = items.prepare(item_id, text, attributes, vector)
+        change = None
+        if vector is not None and row is not None:
+            change = items.prepare(item_id, items.texts[row], attributes, vector)
         with store.write() as tx:
-            store.put_item(tx, ItemRecord(item_id, text, dict(attributes), change.vector, space_name))
-        items.apply(change)
+            log.put(tx, item_id, pairs)
+            if change is not None:
+                store.put_item(tx, ItemRecord(item_id, change.text, dict(attributes), change.vector, space_name))
+        if change is not None:
+            items.apply(change)
+        return relations.put(item_id, pairs)

@@ -85,6 +85,7 @@ from lmrec.serve.schemas import (
 from lmrec.serve.settings import ServeSettings
 from lmrec.serve.space import VectorSpace
 from lmrec.serve.stores.base import ProfileStore, StoredEvent
+from lmrec.serve.stores.relations import RelationLog
 from lmrec.serve.stores.sqlite import SQLiteStore
 
 __all__ = ["BadRequest", "NotFound", "RecService", "RequestContext", "ServeError", "TooLarge"]
@@ -150,6 +151,8 @@ class RecService:
         self.retriever = CandidateRetriever(self.model, items, settings.online_weight, self.user_vectors)
         self.cold = ColdStart(self.model, space, items, settings.query_weight)
         self.related = kg.ItemRelations.for_model(self.model, settings.model_dir)  # knowledge-graph relations
+        self.relation_log = RelationLog(store)  # relations PUT with items, durable
+        self.related.catch_up(self.relation_log)
         items.add_popularity(
             np.arange(items.n_model), np.asarray(self.model.seen_.sum(axis=0), dtype=np.float64).ravel()
         )
@@ -166,6 +169,7 @@ class RecService:
         """Apply what other services wrote to the shared stores since this one was built: item PUTs and
         DELETEs, and logged events' popularity. A swap calls it while no write request is running."""
         self.item_updates.apply(self.store.items_since(self.items.version))
+        self.related.catch_up(self.relation_log)
         self.profile_sync.catch_up_popularity()
 
     def close(self) -> None:
