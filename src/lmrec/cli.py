@@ -684,14 +684,17 @@ def demo(
     data: str = typer.Option("ml-100k", "--data"),
 ) -> None:
     """The main job end to end on bundled data: baselines and the language-model model, full-ranking
-    evaluation and report, then real-time personalisation on the embedded service (SQLite + FAISS)."""
+    evaluation and report, then real-time personalisation on the embedded service (SQLite + FAISS)
+    and the cold-items view (items never seen in training: text models vs ID-only ones)."""
     _setup_logging(False)
-    from lmrec.demo import run_demo
+    from lmrec.demo import cold_view_markdown, run_demo
 
     result = run_demo(data=data, out_dir=out_dir)
     _print_results(result)
     if "serving" in result:
         _print_walkthrough(result["serving"])
+    if "cold_items" in result:
+        out.print(cold_view_markdown(result["cold_items"]), markup=False, highlight=False)
     console.print(f"report written to {out_dir}")
     if "serving" in result:
         console.print(
@@ -716,6 +719,14 @@ def _print_walkthrough(walk: dict[str, Any]) -> None:
     acted = ", ".join(f"{e['type']} {e['title']}" for e in walk["events"])
     table(f"after live events ({acted})", walk["after_events"])
     table(f"user {user} + query {walk['query']!r}", walk["with_query"])
+    if "session" in walk:
+        watched = ", ".join(it["title"] for it in walk["session_items"])
+        table(f"anonymous session (no user id), session_items: {watched}", walk["session"])
+        same = {True: "the offline model gives the same list", False: "the offline model's list differs"}
+        console.print(
+            f"answered with strategy {walk['session_strategy']!r} (the model's user tower reads the session); "
+            + same.get(walk["session_matches_offline"], "")
+        )
     rank = walk["new_item_rank_for_query"]
     console.print(
         f"new item {walk['new_item']['item_id']!r} added by PUT /items, found from its text alone: "
