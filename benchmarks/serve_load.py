@@ -212,7 +212,7 @@ def build_bundle(args: argparse.Namespace, model_dir: Path, embeddings: Path) ->
             "batch_size": 256,
             "n_layers": 1,
             "max_len": 20,
-            "encoder": HashingEncoder(384) if args.encoder == "hashing" else None,
+            "encoder": HashingEncoder(args.hash_dim) if args.encoder == "hashing" else None,
             "cache_dir": str(embeddings),
             "show_progress": True,
             "num_threads": os.cpu_count(),
@@ -220,7 +220,7 @@ def build_bundle(args: argparse.Namespace, model_dir: Path, embeddings: Path) ->
         model = common.make_lm(params, None)  # no seed given: the model's default random_state
         model.fit(dataset)
     info = (
-        {"dataset": dataset.name, "encoder": {"model": "hashing-384", "backend": "fake"}}
+        {"dataset": dataset.name, "encoder": {"model": f"hashing-{args.hash_dim}", "backend": "fake"}}
         if args.encoder == "hashing"
         else {"dataset": dataset.name}
     )
@@ -455,7 +455,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "items_sync_interval_s": 0.0,
     }
     if args.encoder == "hashing":
-        base_settings.update(encoder="hashing-384", encoder_backend="fake")
+        base_settings.update(encoder=f"hashing-{args.hash_dim}", encoder_backend="fake")
     variants = [(args.index, args.index, None), ("numpy", "numpy", None)]
     if args.api_key:
         from lmrec.serve.auth import SCOPES, add_key
@@ -578,7 +578,7 @@ def run_sides(args: argparse.Namespace, comparison: str) -> dict[str, Any]:
         "index": args.index,
     }
     if args.encoder == "hashing":
-        base_settings.update(encoder="hashing-384", encoder_backend="fake")
+        base_settings.update(encoder=f"hashing-{args.hash_dim}", encoder_backend="fake")
     results: dict[str, Any] = {
         "config": dict(vars(args)),
         "comparison": comparison,
@@ -739,6 +739,7 @@ def main() -> None:
     parser.add_argument("--model", choices=["pop", "lm"], default="pop")
     parser.add_argument("--lm-epochs", type=int, default=1)
     parser.add_argument("--encoder", choices=["minilm", "hashing"], default="minilm")
+    parser.add_argument("--hash-dim", type=int, default=384, help="vector width of --encoder hashing")
     parser.add_argument("--index", default="auto", choices=["auto", "flat", "hnsw", "ivf"])
     parser.add_argument(
         "--client",
