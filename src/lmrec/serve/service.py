@@ -311,7 +311,10 @@ class RecService:
         cands = Candidates(rows, scores, tuple(self.items.ids[r] for r in rows))
         context = RankContext(user_id, ctx.query, scenario, k, self.items.attributes.row)
         cands = apply_rules(cands, context, self.rules)
-        recent = self.store.recent_events(user_id, 20) if user_id is not None else []  # one read, two uses
+        # the user's latest events, read once for the re-ranker's features and the explanations, when either reads them
+        explained = ctx.cold is None and ctx.strategy not in ("popularity", "query")
+        reads = self.feedback.reads_features or explained
+        recent = self.store.recent_events(user_id, 20) if user_id is not None and reads else None
         ranking = self.feedback.rank(
             cands,
             user_id=user_id,

@@ -198,6 +198,11 @@ class FeedbackLoop:
                 self._shown.popitem(last=False)
         return counts
 
+    @property
+    def reads_features(self) -> bool:
+        """`rank` computes the pool's features: a re-ranker is on, or pools are logged with impressions."""
+        return self.model is not None or (self.settings.impression_sample > 0 and self.settings.log_pool)
+
     def rank(
         self,
         cands: Candidates,
@@ -214,8 +219,7 @@ class FeedbackLoop:
         ``recent``: the user's latest logged events, newest first, when the caller read them already."""
         if user_id is not None:
             self._close_latest(user_id)
-        logging_pool = self.settings.impression_sample > 0 and self.settings.log_pool
-        if len(cands) == 0 or (self.model is None and not logging_pool):
+        if len(cands) == 0 or not self.reads_features:
             return Ranking(cands)
         x = self._features(cands, user_id, has_query, online, items, recent)
         m = len(cands)
