@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from lmrec.serve.feedback.impressions import ImpressionLog
 from lmrec.serve.service import RecService
+from lmrec.serve.settings import RETENTION_KEYS
 from lmrec.serve.swap import ModelHost
 
 __all__ = ["RetentionJob", "RetentionReport", "enforce_retention"]
@@ -55,7 +56,7 @@ def enforce_retention(service: RecService, now: float, batch: int = 200) -> Rete
     days = service.settings.retention_days
     if not days:
         return RetentionReport()
-    cutoffs = {t: now - d * DAY_S for t, d in days.items() if t not in ("*", "query", "impression")}
+    cutoffs = {t: now - d * DAY_S for t, d in days.items() if t not in RETENTION_KEYS}
     default = now - days["*"] * DAY_S if "*" in days else None
     sync, store = service.profile_sync, service.store
     users = store.users_with_expired_events(cutoffs, default) if cutoffs or default is not None else []

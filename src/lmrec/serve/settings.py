@@ -20,7 +20,7 @@ from lmrec.encoders.config import Backend
 from lmrec.serve.auth import KeyEntry, is_loopback
 from lmrec.serve.feedback.config import FeedbackSettings
 
-__all__ = ["DEFAULT_EVENT_WEIGHTS", "ServeSettings"]
+__all__ = ["DEFAULT_EVENT_WEIGHTS", "RETENTION_KEYS", "ServeSettings"]
 
 #: how strongly one event of each type pulls the online profile towards its item (times ``profile_alpha``)
 DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
@@ -38,6 +38,10 @@ DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
 }
 
 ENV_PREFIX = "LMREC_"
+
+
+#: ``retention_days`` keys that are not event types: the default, stored queries, logged answers
+RETENTION_KEYS = ("*", "query", "impression")
 
 
 class ServeSettings(BaseModel):
@@ -218,9 +222,9 @@ class ServeSettings(BaseModel):
         bad = {k: v for k, v in self.retention_days.items() if not v > 0}
         if bad:
             raise ValueError(f"retention_days must be positive numbers of days; got {bad}")
-        unknown = sorted(set(self.retention_days) - set(self.event_weights) - {"*", "query", "impression"})
+        unknown = sorted(set(self.retention_days) - set(self.event_weights) - set(RETENTION_KEYS))
         if unknown:
-            valid = sorted({*self.event_weights, "*", "query", "impression"})
+            valid = sorted({*self.event_weights, *RETENTION_KEYS})
             raise ValueError(f"retention_days: unknown event type(s) {unknown}; valid: {valid}")
         return self
 
