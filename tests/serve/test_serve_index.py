@@ -89,7 +89,7 @@ def test_bad_arguments() -> None:
         VectorIndex(4, "annoy")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="vectors have width 3, the index has 4"):
         VectorIndex(4).add(np.zeros((1, 3)))
-    assert resolve_kind("auto", 10, 10) == "flat" and resolve_kind("auto", 11, 10) == "hnsw"
+    assert resolve_kind("auto", 10, 10) == "flat" and resolve_kind("auto", 11, 10) == "ivf"
     assert resolve_kind("ivf", 5, 10) == "ivf"
 
 
@@ -131,12 +131,14 @@ def test_ivfpq_reranks_exactly_and_takes_upserts_without_a_rebuild() -> None:
 def test_choose_kind_by_size_and_memory() -> None:
     # hnsw, M=32, d=64: 4*64 + 8*32*(1 + 1/32) = 256 + 264 = 520 bytes per row -> 1M rows = 496 MiB
     assert index_bytes("hnsw", 1_000_000, 64) == 520_000_000
+    # ivf, d=64: 4*64 + an 8-byte id = 264 bytes per row -> 1M rows = 251.8 MiB
+    assert index_bytes("ivf", 1_000_000, 64) == 264_000_000
     assert index_bytes("ivfpq", 1_000_000, 64) == (8 + 8) * 1_000_000  # 64 / 8 code bytes + an 8-byte id
     assert choose_kind(20_000, 64, 20_000) == "flat"
-    assert choose_kind(1_000_000, 64, 20_000) == "hnsw"
-    assert choose_kind(1_000_000, 64, 20_000, max_index_mb=500) == "hnsw"  # 496 MiB fits
-    assert choose_kind(1_000_000, 64, 20_000, max_index_mb=400) == "ivfpq"
-    assert resolve_kind("auto", 1_000_000, 20_000, dim=64, max_index_mb=400) == "ivfpq"
+    assert choose_kind(1_000_000, 64, 20_000) == "ivf"
+    assert choose_kind(1_000_000, 64, 20_000, max_index_mb=252) == "ivf"  # 251.8 MiB fits
+    assert choose_kind(1_000_000, 64, 20_000, max_index_mb=251) == "ivfpq"
+    assert resolve_kind("auto", 1_000_000, 20_000, dim=64, max_index_mb=200) == "ivfpq"
     assert resolve_kind("ivf", 10, 20_000) == "ivf"
     with pytest.raises(ValueError, match=r"pq_bytes=5 must be a positive divisor of dim=16"):
         VectorIndex(16, "ivfpq", pq_bytes=5)
@@ -178,7 +180,7 @@ def test_an_exact_index_upgrades_itself_past_its_limit(data: tuple[np.ndarray, n
     thread = index.rebuilding
     assert thread is not None
     thread.join(10)
-    assert index.kind == "hnsw" and len(index) == 1001 and index.check() == []
+    assert index.kind == "ivf" and len(index) == 1001 and index.check() == []
 
 
 @pytest.fixture(scope="module")
@@ -208,16 +210,52 @@ def test_hnsw_raises_ef_search_until_it_reaches_the_target_recall(sphere: tuple[
     # the doubling stopped at the first width that reached the target: half of it did not
     half = VectorIndex(32, "hnsw", hnsw_m=8, ef_construction=16, ef_search=tuned.ef_search // 2)
     half._vecs, half._n, half._faiss = tuned._vecs, tuned._n, tuned._faiss
-    half.tune_ef_search(1.01, max_ef=tuned.ef_search // 2)  # measure only
+    half.tune_search(1.01, max_width=tuned.ef_search // 2)  # measure only
     assert half.tuned is not None and half.tuned["recall_at_10"] < 0.95
 
 
-def test_an_upgrade_to_hnsw_is_tuned_too(sphere: tuple[np.ndarray, np.ndarray]) -> None:
+def test_an_upgrade_is_tuned_too(sphere: tuple[np.ndarray, np.ndarray]) -> None:
     vectors, _ = sphere
-    index = VectorIndex(32, "flat", auto_upgrade_at=5000, hnsw_m=8, ef_construction=16, ef_search=10, target_recall=0.9)
+    # 5,001 rows -> min(4 * sqrt(5001), 5001 // 39) = 128 IVF cells, of which 2 are searched at first
+    index = VectorIndex(32, "flat", auto_upgrade_at=5000, nprobe=2, target_recall=0.9)
     index.add(vectors[:5001])
     thread = index.rebuilding
     assert thread is not None
     thread.join(60)
-    assert index.kind == "hnsw" and index.tuned is not None and index.tuned["recall_at_10"] >= 0.9
-    assert index.ef_search > 10
+    assert index.kind == "ivf" and index.tuned is not None and index.tuned["recall_at_10"] >= 0.9
+    assert index.nprobe > 2 and index.structure == ("IndexIVFFlat", 5001)
+    rebuilt = VectorIndex(32, "flat", hnsw_m=8, ef_construction=16, ef_search=10, target_recall=0.9)
+    rebuilt.add(vectors[:5001])
+    rebuilt.rebuild_in_background("hnsw").join(60)  # a rebuild into HNSW widens ef_search instead
+    assert rebuilt.kind == "hnsw" and rebuilt.tuned is not None and rebuilt.tuned["recall_at_10"] >= 0.9
+    assert rebuilt.ef_search > 10
+
+
+def test_ivf_raises_nprobe_until_it_reaches_the_target_recall(sphere: tuple[np.ndarray, np.ndarray]) -> None:
+    vectors, queries = sphere
+    # 20,000 rows -> nlist = min(4 * sqrt(20,000), 20,000 // 39) = min(565, 512) = 512 cells; 2 of them miss most
+    # of a uniform query's top 10
+    plain = VectorIndex(32, "ivf", nprobe=2)
+    plain.add(vectors)
+    assert plain.nprobe == 2 and plain.tuned is None and plain.structure == ("IndexIVFFlat", 20_000)
+    before = recall(plain, vectors, queries)
+    tuned = VectorIndex(32, "ivf", nprobe=2, target_recall=0.95)
+    tuned.add(vectors)
+    assert tuned.tuned is not None and tuned.tuned["recall_at_10"] >= 0.95 and "ef_search" not in tuned.tuned
+    assert tuned.nprobe == tuned.tuned["nprobe"] and tuned.nprobe in (4, 8, 16, 32, 64, 128, 256, 512)
+    assert before < 0.9 <= recall(tuned, vectors, queries)
+    # the doubling stopped at the first width that reached the target: half of it did not
+    half = VectorIndex(32, "ivf", nprobe=tuned.nprobe // 2)
+    half._vecs, half._n, half._faiss = tuned._vecs, tuned._n, tuned._faiss
+    half.tune_search(1.01, max_width=tuned.nprobe // 2)  # measure only
+    assert half.tuned is not None and half.tuned["recall_at_10"] < 0.95
+    # nprobe never passes the number of cells, whatever the target
+    whole = VectorIndex(32, "ivf", nprobe=400)
+    whole._vecs, whole._n, whole._faiss = tuned._vecs, tuned._n, tuned._faiss
+    assert whole.tune_search(1.01) is not None and whole.nprobe == 512
+
+
+def test_exact_indexes_are_not_tuned(data: tuple[np.ndarray, np.ndarray]) -> None:
+    index = VectorIndex(16, "flat", target_recall=0.95)
+    index.add(data[0])
+    assert index.tuned is None and index.tune_search(0.95) is None

@@ -9,14 +9,19 @@ An item upsert is a new row added to the live structure (HNSW links it in, IVF f
 nearest centroid): no rebuild.
 
 Choosing by size and memory (`choose_kind`, ``index="auto"``): exact up to ``exact_max_items``; beyond,
-HNSW while its estimated memory (`index_bytes`: a copy of the vectors plus ``2 * M`` links of 4 bytes per
-row) fits ``max_index_mb``, else IVF-PQ (``pq_bytes`` code bytes per row plus an 8-byte id; its
-candidates are re-scored exactly against the kept vectors, ``rerank`` times ``k`` of them).
+IVF with the exact vectors in its lists while its estimated memory (`index_bytes`: a copy of the vectors
+plus an 8-byte id per row) fits ``max_index_mb``, else IVF-PQ (``pq_bytes`` code bytes per row plus an
+8-byte id; its candidates are re-scored exactly against the kept vectors, ``rerank`` times ``k`` of
+them). IVF rather than HNSW by default: on clustered item vectors (many items sharing most of their
+text) HNSW needs a very wide beam to find the exact top 10, while IVF's cells follow the clusters; it
+also builds faster and stores no graph. HNSW stays a choice (``kind="hnsw"``). After every build or
+load, `VectorIndex.tune_search` widens the search (``ef_search`` or ``nprobe``) until recall@10 against
+exact search reaches ``target_recall``.
 
 `VectorIndex.rebuild_in_background` builds a new structure (another kind, or retrained IVF centroids)
 from a snapshot of the vectors in a thread while the old one keeps serving, then adds the rows that
 arrived meanwhile and swaps it in under the write lock; an exact index that outgrows
-``auto_upgrade_at`` rows starts one into HNSW by itself.
+``auto_upgrade_at`` rows starts one into IVF by itself.
 """
 
 from __future__ import annotations
@@ -58,16 +63,14 @@ def index_bytes(kind: IndexKind, n: int, dim: int, *, hnsw_m: int = 32, pq_bytes
     return int(n * per_row)
 
 
-def choose_kind(
-    n_items: int, dim: int, exact_max_items: int, max_index_mb: float | None = None, *, hnsw_m: int = 32
-) -> IndexKind:
-    """Exact (``"flat"``) up to ``exact_max_items``; beyond, ``"hnsw"`` unless its estimated memory
+def choose_kind(n_items: int, dim: int, exact_max_items: int, max_index_mb: float | None = None) -> IndexKind:
+    """Exact (``"flat"``) up to ``exact_max_items``; beyond, ``"ivf"`` unless its estimated memory
     exceeds ``max_index_mb`` (None: no limit), then ``"ivfpq"``."""
     if n_items <= exact_max_items:
         return "flat"
-    if max_index_mb is not None and index_bytes("hnsw", n_items, dim, hnsw_m=hnsw_m) > max_index_mb * 2**20:
+    if max_index_mb is not None and index_bytes("ivf", n_items, dim) > max_index_mb * 2**20:
         return "ivfpq"
-    return "hnsw"
+    return "ivf"
 
 
 def resolve_kind(
@@ -77,11 +80,10 @@ def resolve_kind(
     *,
     dim: int = 0,
     max_index_mb: float | None = None,
-    hnsw_m: int = 32,
 ) -> IndexKind:
     """``"auto"``: `choose_kind`; any other kind as given."""
     if kind == "auto":
-        return choose_kind(n_items, dim, exact_max_items, max_index_mb, hnsw_m=hnsw_m)
+        return choose_kind(n_items, dim, exact_max_items, max_index_mb)
     return kind
 
 
@@ -129,20 +131,21 @@ class VectorIndex:
 
     Args:
         dim: vector width.
-        kind: ``"flat"``, ``"hnsw"``, ``"ivf"`` or ``"numpy"``.
+        kind: ``"flat"``, ``"hnsw"``, ``"ivf"``, ``"ivfpq"`` or ``"numpy"``.
         hnsw_m: HNSW graph degree.
         ef_construction: HNSW build beam width.
         ef_search: HNSW search beam width (raised to ``2 * k`` for large ``k``).
         nlist: IVF cells (default ``4 * sqrt(n)`` at the first ``add``, at most ``n / 39``).
-        nprobe: IVF cells visited per query.
+        nprobe: IVF cells visited per query (raised by `tune_search` with ``target_recall``).
         pq_bytes: IVF-PQ code bytes per row (a divisor of ``dim``; default about ``dim / 8``: sub-vectors
             of 8 dimensions, which FAISS trains far faster than narrower ones; the exact re-scoring
             recovers the precision the short codes lose).
         rerank: IVF-PQ re-scores ``rerank * k`` candidates exactly.
         auto_upgrade_at: an exact (``"flat"``) index that grows past this many rows rebuilds itself
-            into HNSW in the background (None: never).
-        target_recall: after every HNSW build, raise ``ef_search`` (doubling it) until recall@10
-            against exact search reaches this on sampled queries (`tune_ef_search`); None: keep it.
+            into IVF in the background (None: never).
+        target_recall: after every approximate build or load, widen the search (``ef_search`` or
+            ``nprobe``, doubling it) until recall@10 against exact search reaches this on sampled
+            queries (`tune_search`); None: keep them as set.
         exact_fraction: when at most this fraction of rows is allowed, approximate indexes score
             the allowed rows exactly instead (filters that keep few items would starve HNSW/IVF).
     """
@@ -174,7 +177,7 @@ class VectorIndex:
         self.exact_fraction = exact_fraction
         self.pq_bytes, self.rerank, self.auto_upgrade_at = pq_bytes, rerank, auto_upgrade_at
         self.target_recall = target_recall
-        #: what the last `tune_ef_search` measured (``ef_search``, ``recall_at_10``, ``queries``)
+        #: what the last `tune_search` measured (``ef_search`` or ``nprobe``, ``recall_at_10``, ``queries``)
         self.tuned: dict[str, float] | None = None
         self.rebuilding: threading.Thread | None = None
         self.last_build_s: float | None = None
@@ -243,12 +246,12 @@ class VectorIndex:
             if self._faiss is not None and m:
                 self._faiss.add(vectors)
             self._n = start + m
-        if fresh and self.kind == "hnsw" and self.target_recall is not None:
-            self.tune_ef_search(self.target_recall)
+        if fresh and self.target_recall is not None:
+            self.tune_search(self.target_recall)
         upgrade = self.auto_upgrade_at
         if upgrade is not None and self.kind == "flat" and self._n > upgrade and self.rebuilding is None:
-            log.info("the exact index outgrew %d rows: building HNSW in the background", upgrade)
-            self.rebuild_in_background("hnsw")
+            log.info("the exact index outgrew %d rows: building IVF in the background", upgrade)
+            self.rebuild_in_background("ivf")
         return np.arange(start, start + m, dtype=np.int64)
 
     def rebuild_in_background(self, kind: IndexKind | None = None) -> threading.Thread:
@@ -285,8 +288,8 @@ class VectorIndex:
                     if structure is not None and self._n > n0:
                         structure.add(np.ascontiguousarray(self._vecs[n0 : self._n]))
                     self._faiss, self.kind = structure, kind
-                if kind == "hnsw" and self.target_recall is not None:
-                    self.tune_ef_search(self.target_recall)
+                if self.target_recall is not None:
+                    self.tune_search(self.target_recall)
                 self.last_build_s = time.perf_counter() - start
                 log.info("rebuilt the index as %s over %d rows in %.1fs", kind, n0, self.last_build_s)
             finally:
@@ -312,24 +315,28 @@ class VectorIndex:
             self._finite_upto = max(self._finite_upto, n)
         return problems
 
-    def tune_ef_search(
-        self, target: float, *, k: int = 10, n_queries: int = 100, max_ef: int = 4096, seed: int = 0
+    def tune_search(
+        self, target: float, *, k: int = 10, n_queries: int = 100, max_width: int = 4096, seed: int = 0
     ) -> dict[str, float] | None:
-        """Raise ``ef_search`` until the HNSW structure's recall@``k`` reaches ``target``.
+        """Widen the approximate search until its recall@``k`` against exact search reaches ``target``.
 
-        Queries are the unit means of two random stored rows (in the items' distribution, but not items
-        themselves, whose nearest neighbour would be trivially found); their exact top-``k`` comes from
-        the stored vectors. ``ef_search`` doubles from its current value (it never goes down) until the
-        recall reaches ``target`` or ``max_ef``. The search cost grows about linearly with ``ef_search``.
+        The width is HNSW's ``ef_search`` or IVF's ``nprobe`` (cells visited, at most ``nlist``); it
+        doubles from its current value (it never goes down) until the recall reaches ``target`` or
+        ``max_width``. Queries are the unit means of two random stored rows (in the items' distribution,
+        but not items themselves, whose nearest neighbour would be trivially found); each goes through
+        the search path requests take (IVF-PQ's exact re-scoring included). The search cost grows
+        about linearly with the width.
 
         Returns:
-            ``{"ef_search", "recall_at_10", "queries"}`` (also kept in `tuned`); None when the structure
-            is not HNSW or holds fewer than ``k`` rows.
+            ``{<"ef_search" or "nprobe">, "recall_at_10", "queries"}`` (also kept in `tuned`); None when
+            the structure is exact or holds fewer than ``k`` rows.
         """
         with self.lock.read():
-            index, n = self._faiss, self._n
-            if not isinstance(index, faiss.IndexHNSW) or n < k:
+            n = self._n
+            if self.kind not in ("hnsw", "ivf", "ivfpq") or self._faiss is None or n < k:
                 return None
+            knob = "ef_search" if self.kind == "hnsw" else "nprobe"
+            ceiling = max_width if self.kind == "hnsw" else min(max_width, int(getattr(self._faiss, "nlist", 1)))
             vecs = self._vecs[:n]
             rng = np.random.default_rng(seed)
             pairs = rng.integers(n, size=(2, n_queries))
@@ -339,18 +346,20 @@ class VectorIndex:
             for start in range(0, n_queries, 16):
                 scores = q[start : start + 16] @ vecs.T  # (<=16, n)
                 exact += [set(r.tolist()) for r in np.argpartition(-scores, k - 1, axis=1)[:, :k]]
-            ef = max(int(self.ef_search), k)
-            fa: Any = faiss  # the SWIG module's parameter classes are not in its stubs
+            width = min(max(int(self.ef_search if knob == "ef_search" else self.nprobe), 1), ceiling)
             while True:
-                _, found = index.search(q, k, params=fa.SearchParametersHNSW(efSearch=ef))
+                found = [self._faiss_search(q[i : i + 1], k, None, width=width)[0] for i in range(n_queries)]
                 recall = float(np.mean([len(exact[i] & set(found[i].tolist())) / k for i in range(n_queries)]))
-                if recall >= target or ef >= max_ef:
+                if recall >= target or width >= ceiling:
                     break
-                ef = min(2 * ef, max_ef)
-        self.ef_search = ef
-        self.tuned = {"ef_search": float(ef), "recall_at_10": recall, "queries": float(n_queries)}
+                width = min(2 * width, ceiling)
+        if knob == "ef_search":
+            self.ef_search = width
+        else:
+            self.nprobe = width
+        self.tuned = {knob: float(width), "recall_at_10": recall, "queries": float(n_queries)}
         level = log.info if recall >= target else log.warning
-        level("HNSW over %d rows: ef_search %d gives recall@%d %.3f (target %.2f)", n, ef, k, recall, target)
+        level("%s over %d rows: %s %d gives recall@%d %.3f (target %.2f)", self.kind, n, knob, width, k, recall, target)
         return self.tuned
 
     # ------------------------------------------------------------------ search
@@ -386,7 +395,10 @@ class VectorIndex:
                 return self._exact_subset(query[0], k, np.flatnonzero(allowed))
             return rows, scores
 
-    def _faiss_search(self, query: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def _faiss_search(
+        self, query: np.ndarray, k: int, allowed: np.ndarray | None, *, width: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS's top ``k`` (IVF-PQ: re-scored exactly); ``width`` overrides ``ef_search`` / ``nprobe``."""
         bitmap = None
         selector = None
         if allowed is not None:
@@ -395,9 +407,9 @@ class VectorIndex:
         # faiss's bundled stubs lack the search-parameter classes and their keyword arguments
         fa: Any = faiss
         if self.kind == "hnsw":
-            params = fa.SearchParametersHNSW(sel=selector, efSearch=max(self.ef_search, 2 * k))
+            params = fa.SearchParametersHNSW(sel=selector, efSearch=max(width or self.ef_search, 2 * k))
         elif self.kind in ("ivf", "ivfpq"):
-            params = fa.SearchParametersIVF(sel=selector, nprobe=self.nprobe)
+            params = fa.SearchParametersIVF(sel=selector, nprobe=width or self.nprobe)
         else:
             params = fa.SearchParameters(sel=selector) if selector is not None else None
         assert self._faiss is not None  # kind "numpy" never reaches a faiss search
@@ -444,8 +456,8 @@ class VectorIndex:
             index._faiss = faiss.read_index(str(path))
             if index._faiss.ntotal != index._n:
                 raise ValueError(f"{path}: FAISS index holds {index._faiss.ntotal} rows, vectors {index._n}")
-            if kind == "hnsw" and index.target_recall is not None:
-                index.tune_ef_search(index.target_recall)  # the setting is not part of the saved structure
+            if index.target_recall is not None:
+                index.tune_search(index.target_recall)  # the search width is not part of the saved structure
         return index
 
 

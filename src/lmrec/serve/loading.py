@@ -66,16 +66,14 @@ def _ensure_registered(model_dir: Path) -> None:
 
 
 def _index_params(settings: ServeSettings, n: int, dim: int) -> dict[str, Any]:
-    kind = resolve_kind(
-        settings.index, n, settings.exact_max_items, dim=dim, max_index_mb=settings.index_max_mb, hnsw_m=settings.hnsw_m
-    )
+    kind = resolve_kind(settings.index, n, settings.exact_max_items, dim=dim, max_index_mb=settings.index_max_mb)
     return {
         "kind": kind,
         "auto_upgrade_at": settings.exact_max_items if settings.index == "auto" and kind == "flat" else None,
         "hnsw_m": settings.hnsw_m,
         "ef_construction": settings.hnsw_ef_construction,
         "ef_search": settings.hnsw_ef_search,
-        "target_recall": settings.hnsw_target_recall,
+        "target_recall": settings.index_target_recall,
         "nlist": settings.ivf_nlist,
         "nprobe": settings.ivf_nprobe,
     }
@@ -87,7 +85,7 @@ def build_index(
     """The index over the base rows, reloaded from ``cache_dir`` when the same space, items, texts and
     index settings built it before (no re-encoding, no HNSW rebuild)."""
     params = _index_params(settings, len(ids), space.dim)
-    hashed = {k: v for k, v in params.items() if k not in ("ef_search", "auto_upgrade_at", "target_recall")}
+    hashed = {k: v for k, v in params.items() if k not in ("ef_search", "nprobe", "auto_upgrade_at", "target_recall")}
     key_src = json.dumps([space.name, hashed, list(ids), list(texts)])
     key = hashlib.sha256(key_src.encode()).hexdigest()[:20]
     path = cache_dir / f"index-{params['kind']}-{key}.faiss"

@@ -83,17 +83,18 @@ class ServeSettings(BaseModel):
             ``profile_store="redis"`` so they share events, items and profiles).
         sqlite_synchronous: ``"FULL"`` fsyncs the WAL at every commit (survives power loss);
             ``"NORMAL"`` survives a process crash (kill -9) but may lose the last commits on power loss.
-        index: ``"auto"`` (exact inner product up to ``exact_max_items`` items, HNSW beyond, IVF-PQ when
-            HNSW would exceed ``index_max_mb``: `lmrec.serve.index.choose_kind`), ``"flat"``, ``"hnsw"``,
+        index: ``"auto"`` (exact inner product up to ``exact_max_items`` items, IVF beyond, IVF-PQ when
+            IVF would exceed ``index_max_mb``: `lmrec.serve.index.choose_kind`), ``"flat"``, ``"hnsw"``,
             ``"ivf"``, ``"ivfpq"``, or ``"numpy"`` (exact numpy scoring over every item, no FAISS: the
             naive baseline of the benchmark).
         exact_max_items: catalogue size up to which ``index="auto"`` stays exact; with ``"auto"``, an
-            exact index that grows past it by item PUTs is rebuilt into HNSW in the background.
+            exact index that grows past it by item PUTs is rebuilt into IVF in the background.
         index_max_mb: memory budget of the ANN structure for ``index="auto"`` (None: no limit).
         hnsw_m, hnsw_ef_construction, hnsw_ef_search: HNSW graph degree and beam widths.
-        hnsw_target_recall: after each HNSW build ``hnsw_ef_search`` is raised (doubled) until recall@10
-            against exact search reaches this on sampled queries (`lmrec.serve.index.VectorIndex.tune_ef_search`);
-            None keeps ``hnsw_ef_search`` as set.
+        index_target_recall: after each build or load of an approximate index its search width
+            (``hnsw_ef_search`` or ``ivf_nprobe``) is raised (doubled) until recall@10 against exact
+            search reaches this on sampled queries (`lmrec.serve.index.VectorIndex.tune_search`);
+            None keeps the widths as set.
         ivf_nlist, ivf_nprobe: IVF cells (default ``4 * sqrt(n)``) and cells visited per query.
         encoder: text encoder of models that are not `VectorRecommender`s: a model name or path for
             ``lmrec.encoders.make_text_encoder`` (``"hashing-DIM"`` with ``encoder_backend="fake"`` for
@@ -168,7 +169,7 @@ class ServeSettings(BaseModel):
     hnsw_m: int = Field(32, ge=4, le=256)
     hnsw_ef_construction: int = Field(80, ge=8)
     hnsw_ef_search: int = Field(128, ge=8)
-    hnsw_target_recall: float | None = Field(0.95, gt=0.0, le=1.0)
+    index_target_recall: float | None = Field(0.95, gt=0.0, le=1.0)
     ivf_nlist: int | None = Field(None, ge=1)
     ivf_nprobe: int = Field(16, ge=1)
     encoder: str | None = None
