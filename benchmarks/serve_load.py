@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -231,6 +232,17 @@ def build_bundle(args: argparse.Namespace, model_dir: Path, embeddings: Path) ->
 
 
 # ----------------------------------------------------------------------------- load
+def process_memory_mb(pid: int) -> dict[str, float]:
+    """Resident memory of a process now (``VmRSS``) and at its peak (``VmHWM``), in MiB (Linux)."""
+    fields: dict[str, float] = {}
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                fields["rss" if key == "VmRSS" else "peak_rss"] = int(value.split()[0]) / 1024
+    return fields
+
+
 def summarise(latencies: list[float], errors: int, wall: float, connections: int) -> dict[str, float]:
     lat = np.asarray(latencies) * 1e3
     out = {
@@ -496,6 +508,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 runs["saturation"] = load(profile_bodies, args.concurrency)
             if name == args.index:
                 runs["ingestion"] = asyncio.run(ingestion(base, item_ids, args.duration, args.batch, 4, args.seed))
+            runs["memory_mb"] = process_memory_mb(proc.pid)
             results[name] = runs
             log.info("%s: %s", index, json.dumps({k: v for k, v in runs.items() if k != "health"}, indent=1))
         finally:

@@ -34,6 +34,7 @@ def click(client: TestClient, user: str, items: list[str], prefix: str = "e", ki
 def test_health_openapi_and_version(pop_client: TestClient) -> None:
     health = pop_client.get("/health").json()
     assert (health["status"], health["model"], health["items"], health["index"]) == ("ok", "Popularity", 12, "flat")
+    assert health["index_tuning"] is None  # exact search: nothing to tune
     assert health["space"] == "text:hashing-32-0"
     schema = pop_client.get("/openapi.json").json()
     for path in (
@@ -330,3 +331,17 @@ def test_validation_messages_use_plain_field_paths(pop_client: TestClient) -> No
     ok = pop_client.put("/items/x", json={"text": "comedy heist film", "attributes": {"tags": ["heist", "comedy"]}})
     assert ok.status_code == 200
     assert ids(pop_client.post("/recommend", json={"k": 3, "filters": {"equals": {"tags": "heist"}}})) == ["x"]
+
+
+@pytest.mark.parametrize("target", [0.95, None])
+def test_health_shows_the_approximate_index_and_its_measured_recall(pop_dir: Path, target: float | None) -> None:
+    # 12 items past exact_max_items=4: "auto" picks IVF; 12 rows make one cell (fewer than 39 rows per
+    # cell), so the tuner's widest search is that cell and finds the exact top 10 of every query
+    settings = make_settings(pop_dir, exact_max_items=4, index_target_recall=target)
+    with TestClient(create_app(settings, encoder=HashingEncoder(DIM))) as client:
+        health = client.get("/health").json()
+    assert health["index"] == "ivf"
+    if target is None:
+        assert health["index_tuning"] is None
+    else:
+        assert health["index_tuning"] == {"nprobe": 1.0, "recall_at_10": 1.0, "queries": 100.0}

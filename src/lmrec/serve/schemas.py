@@ -425,6 +425,11 @@ class HealthResponse(BaseModel):
     scenarios: list[str] | None = Field(None, description="a scenario-aware model's scenario names; None otherwise")
     space: str | None = None
     index: str | None = None
+    index_tuning: dict[str, float] | None = Field(
+        None,
+        description="an approximate index's search width ('ef_search' or 'nprobe') and the recall_at_10 against "
+        "exact search it measured on 'queries' sampled queries (index_target_recall); null when not tuned",
+    )
     items: int | None = None
     live_items: int | None = None
     profile_store: str | None = None

@@ -676,6 +676,7 @@ class RecService:
             scenarios=self.scenarios,
             space=self.space.name,
             index=self.items.index.kind,
+            index_tuning=self.items.index.tuned,
             items=len(self.items),
             live_items=self.items.n_live,
             profile_store=type(self.profiles).__name__,
