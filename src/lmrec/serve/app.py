@@ -28,6 +28,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from threadpoolctl import threadpool_limits
 
+from lmrec.serve import heap
 from lmrec.serve.auth import AccessControl, check_bind
 from lmrec.serve.errors import ServeError
 from lmrec.serve.loading import open_service
@@ -143,6 +144,7 @@ def create_app(
         )
         app.state.host = host
         follower = svc.profile_sync.stream  # the Redis store: follow the shared stream in the background
+        del svc  # the host holds the service: a local here would keep the first model alive after a swap
         start_follower = getattr(follower, "start", None)
         if start_follower is not None:
             start_follower(metrics)
@@ -154,6 +156,7 @@ def create_app(
         if settings.retention_days:
             retention = RetentionJob(host, settings.retention_interval_s)
             retention.start()
+        heap.freeze()  # the loaded model out of the garbage collector's full walks (`lmrec.serve.heap`)
         if on_ready is not None:
             on_ready()
         try:
@@ -169,6 +172,7 @@ def create_app(
             await asyncio.to_thread(host.close)
             if service is None:
                 host.service.close()
+            heap.thaw()
 
     app = FastAPI(
         title="lmrec",

@@ -36,6 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from lmrec.serve import heap
 from lmrec.serve.errors import BadRequest, Conflict
 from lmrec.serve.index import RWLock
 from lmrec.serve.loading import open_successor
@@ -129,9 +130,11 @@ class ModelHost:
                     path = model_dir_below(root, path)
                 except ValueError as exc:
                     raise self._failed(repr(str(path)), exc) from None
-            return self._swap(path)
+            answer = self._swap(path)
         finally:
             self._swap_lock.release()
+        heap.settle()  # the old model's cycles collected, the new model out of the collector's walks
+        return answer
 
     def _swap(self, path: str | Path) -> ModelSwapResponse:
         old = self._service
