@@ -220,7 +220,8 @@ class VectorIndex:
             index: faiss.Index = faiss.IndexIVFPQ(quantizer, self.dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
         else:  # too few rows for PQ: plain IVF (re-scoring stays exact either way)
             index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        sample = first if n <= 100_000 else first[np.random.default_rng(0).choice(n, 100_000, replace=False)]
+        size = max(100_000, 39 * nlist)  # FAISS's k-means wants at least 39 training rows per cell
+        sample = first if n <= size else first[np.random.default_rng(0).choice(n, size, replace=False)]
         index.train(sample)
         return index
 
