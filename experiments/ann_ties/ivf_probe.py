@@ -16,6 +16,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+from probe import profile_queries
 
 
 def main() -> None:
@@ -42,10 +43,7 @@ def main() -> None:
     index.train(vecs[rng.choice(len(vecs), min(len(vecs), 64 * args.nlist), replace=False)])
     index.add(vecs)
     print(f"IVF-Flat nlist {args.nlist} built in {time.perf_counter() - t0:.0f} s", flush=True)
-    rng = np.random.default_rng(1)
-    pairs = rng.integers(args.n, size=(2, args.queries))
-    q = vecs[pairs[0]] + vecs[pairs[1]]
-    q = np.ascontiguousarray(q / np.linalg.norm(q, axis=1, keepdims=True), dtype=np.float32)
+    q = profile_queries(vecs, args.queries)
     exact = []
     for s in range(0, args.queries, 16):
         sc = q[s : s + 16] @ vecs.T

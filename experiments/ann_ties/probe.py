@@ -2,7 +2,7 @@
 
 Builds the 1M-item synthetic catalogue of benchmarks/serve_load.py, encodes it with the hashing
 encoder (64-d), builds HNSW (M=32, efConstruction 80, 2 threads), and for 200 profile-like queries
-(unit means of two stored rows, as VectorIndex.tune_ef_search draws them) reports, per ef_search:
+(unit means of two stored rows, as VectorIndex.tune_search draws them) reports, per ef_search:
 id recall@10, score recall@10 (a found row counts when its exact score is >= the 10th exact score
 minus a tolerance), and search p50/p99 in ms (1 thread).
 
@@ -23,6 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from serve_load import synthetic_catalog  # noqa: E402
 
 from lmrec.encoders.fake import HashingEncoder  # noqa: E402
+
+
+def profile_queries(vecs: np.ndarray, n: int, seed: int = 1) -> np.ndarray:
+    """(n, d) unit means of two random stored rows (as `VectorIndex.tune_search` draws them)."""
+    pairs = np.random.default_rng(seed).integers(len(vecs), size=(2, n))
+    q = vecs[pairs[0]] + vecs[pairs[1]]
+    return np.ascontiguousarray(q / np.linalg.norm(q, axis=1, keepdims=True), dtype=np.float32)
 
 
 def main() -> None:
@@ -53,10 +60,7 @@ def main() -> None:
     index.hnsw.efConstruction = args.efc
     index.add(vecs)
     print(f"HNSW M={args.m} efC={args.efc} built in {time.perf_counter() - t0:.0f} s", flush=True)
-    rng = np.random.default_rng(1)
-    pairs = rng.integers(args.n, size=(2, args.queries))
-    q = vecs[pairs[0]] + vecs[pairs[1]]
-    q = np.ascontiguousarray(q / np.linalg.norm(q, axis=1, keepdims=True), dtype=np.float32)
+    q = profile_queries(vecs, args.queries)
     exact_ids, exact_scores = [], []
     for s in range(0, args.queries, 16):
         sc = q[s : s + 16] @ vecs.T
