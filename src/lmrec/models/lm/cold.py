@@ -50,6 +50,9 @@ __all__ = ["ColdStart", "ColdState", "GRID", "calibrate", "user_content_vectors"
 
 log = logging.getLogger(__name__)
 
+#: similarities computed at once by `ColdStart.borrowed` (rows x warm items): bounds its memory
+_SIM_CHUNK = 1 << 23
+
 #: the calibration grid (the config's own values are tried first, so ties keep them)
 GRID: dict[str, tuple[float, ...]] = {
     "item_weight": (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0),
@@ -152,13 +155,23 @@ class ColdStart:
         if len(self.warm) == 0 or m == 0:
             return np.zeros((m, d), np.float32)
         k = min(self.config.neighbours, len(self.warm))
-        sims = content_rows @ self.content[self.warm].T  # (m, n_warm)
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < sims.shape[1] else np.tile(np.arange(k), (m, 1))
-        s = np.take_along_axis(sims, top, axis=1).astype(np.float64)  # (m, k)
-        w = np.exp((s - s.max(axis=1, keepdims=True)) / self.config.tau)
-        w /= w.sum(axis=1, keepdims=True)
-        nbr = values[self.warm[top]]  # (m, k, d)
-        return np.einsum("mk,mkd->md", w, nbr).astype(np.float32)
+        warm_content = self.content[self.warm]
+        out = np.empty((m, d), np.float32)
+        # rows in chunks: the (rows, n_warm) similarities of every cold item at once would need
+        # n_cold x n_warm floats (and argpartition twice that in int64), tens of GiB for 100,000 items
+        step = max(1, _SIM_CHUNK // len(self.warm))
+        for start in range(0, m, step):
+            sims = content_rows[start : start + step] @ warm_content.T  # (rows, n_warm)
+            rows = len(sims)
+            top = (
+                np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < sims.shape[1] else np.tile(np.arange(k), (rows, 1))
+            )
+            s = np.take_along_axis(sims, top, axis=1).astype(np.float64)  # (rows, k)
+            w = np.exp((s - s.max(axis=1, keepdims=True)) / self.config.tau)
+            w /= w.sum(axis=1, keepdims=True)
+            nbr = values[self.warm[top]]  # (rows, k, d)
+            out[start : start + rows] = np.einsum("mk,mkd->md", w, nbr)
+        return out
 
     def mix_learned(self, learned_rows: np.ndarray, content_rows: np.ndarray) -> np.ndarray:
         """(m, d) ``(1 - borrow) * learned + borrow * borrowed`` (renormalised for cosine)."""
