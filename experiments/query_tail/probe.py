@@ -46,17 +46,31 @@ def main() -> None:
     proc, startup = common.start_server(settings, out / "server.log", timeout_s=900)
     try:
         base = f"http://127.0.0.1:{settings['port']}"
-        bodies = make_queries(20_000, 0) if args.kind == "query" else [
-            {"user_id": f"live{u}", "k": 10} for u in range(2000)
-        ]
+        bodies = (
+            make_queries(20_000, 0) if args.kind == "query" else [{"user_id": f"live{u}", "k": 10} for u in range(2000)]
+        )
         wrk_run(base, bodies[-200:], 2, 3, out)  # warm-up
         spy = None
         if args.spy:
             spy = subprocess.Popen(
-                [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(proc.pid), "--format", "speedscope",
-                 "--rate", "250", "--duration", str(int(args.duration)), "--output", str(out / "spy.json"),
-                 "--threads", "--idle"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                [
+                    str(Path(sys.executable).parent / "py-spy"),
+                    "record",
+                    "--pid",
+                    str(proc.pid),
+                    "--format",
+                    "speedscope",
+                    "--rate",
+                    "250",
+                    "--duration",
+                    str(int(args.duration)),
+                    "--output",
+                    str(out / "spy.json"),
+                    "--threads",
+                    "--idle",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
         result = wrk_run(base, bodies, 2, args.duration, out)
         if spy is not None:
