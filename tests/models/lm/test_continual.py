@@ -388,6 +388,7 @@ def test_partial_fit_with_valid_keeps_the_old_weights_when_every_epoch_is_worse(
     _, split, fitted = base
     cut = _window_cut(split)
     model = _copy(fitted)
+    model.continual = model.continual.replace(update_lr_scale=1.0)  # at the fit's rate every epoch overshoots
     model.partial_fit(cut.train, valid=cut.valid, epochs=2)
     rep = model.last_update_
     # the fixture's model (20 epochs) already ranks every validation row first; both epochs lose some
@@ -498,3 +499,30 @@ def test_update_windows_mark_the_replayed_targets(base):
         t = torch.log_softmax(u_s[rows] @ v_s[cand].T / tau, -1)
         s = torch.log_softmax(u_s[rows] @ (v_s + shift)[cand].T / tau, -1)
     assert float(got) == pytest.approx(float((t.exp() * (t - s)).sum(-1).mean()), rel=1e-5)
+
+
+def test_an_update_learns_at_a_share_of_the_fit_rate_unless_told(base):
+    _, split, fitted = base
+    assert fitted.continual.update_lr_scale == 0.3 and fitted.optim.lr == pytest.approx(1e-2)  # the fixture's rate
+    default = _copy(fitted)
+    default.partial_fit(split.test, epochs=1)
+    assert default.last_update_["lr"] == pytest.approx(3e-3)  # 0.3 x optim.lr 1e-2
+    scaled = _copy(fitted)
+    scaled.continual = scaled.continual.replace(update_lr_scale=1.0)
+    scaled.partial_fit(split.test, epochs=1)
+    assert scaled.last_update_["lr"] == pytest.approx(1e-2)
+    fixed = _copy(fitted)
+    fixed.continual = fixed.continual.replace(update_lr=5e-3, update_lr_scale=0.1)  # an explicit rate wins
+    fixed.partial_fit(split.test, epochs=1)
+    assert fixed.last_update_["lr"] == pytest.approx(5e-3)
+    # the rate is the one the update trained with: one epoch at 0.3x moves the weights less than at 1x
+    moved = [
+        max(
+            float((b.detach()[: a.shape[0]] - a.detach()).abs().max())
+            for a, b in zip(fitted.net_.parameters(), m.net_.parameters())
+        )
+        for m in (default, scaled)
+    ]
+    assert moved[0] < moved[1]
+    with pytest.raises(ValueError, match="update_lr_scale must be a number > 0, got 0"):
+        fitted.continual.replace(update_lr_scale=0)

@@ -414,7 +414,11 @@ class ContinualConfig(ComponentConfig):
             distance to the previous weights shrinks by the share ``update lr * reg_strength``
             (times the Fisher weight for EWC; capped at 1).
         update_epochs: epochs of an update without validation rows; update_lr: the update's
-            learning rate (None: ``optim.lr``).
+            learning rate (None: ``update_lr_scale * optim.lr``).
+        update_lr_scale: the update's learning rate as a share of the fit's when ``update_lr`` is
+            None. Below 1 because an update starts near an optimum and sees one window: at the fit's
+            rate, which window an update over-fits changes with its seed (RESULTS.md §11 measures the
+            spread); the L2-SP pull, ``update lr * reg_strength`` per step, scales with it.
         update_max_epochs: most epochs of an update with validation rows (``partial_fit(valid=...)``,
             as `lmrec.eval.stream` gives it): it keeps its best epoch and stops earlier after
             ``update_patience`` epochs without a gain or when its time budget runs out.
@@ -443,6 +447,7 @@ class ContinualConfig(ComponentConfig):
     reg_strength: float = 1.0
     update_epochs: int = 5
     update_lr: float | None = None
+    update_lr_scale: float = 0.3
     update_max_epochs: int = 50
     update_patience: int | None = 5
     update_budget: float | None = 0.2
@@ -458,6 +463,7 @@ class ContinualConfig(ComponentConfig):
         _number(self, "reg_strength")
         _int_at_least(self, "update_epochs", 1)
         _number(self, "update_lr", strict=True, optional=True)
+        _number(self, "update_lr_scale", strict=True)
         _int_at_least(self, "update_max_epochs", 1)
         if self.update_patience is not None:
             _int_at_least(self, "update_patience", 1)
@@ -643,6 +649,7 @@ _NO_FLAT_NAME = frozenset(
         "update_patience",
         "update_budget",
         "replay_share",
+        "update_lr_scale",
         "graph",
         "graph_relations",
         "graph_hops",

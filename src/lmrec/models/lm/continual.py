@@ -292,6 +292,11 @@ def target_windows(
     return win if len(win) else None
 
 
+def update_lr(cfg: ContinualConfig, optim: OptimConfig) -> float:
+    """An update's learning rate: ``cfg.update_lr``, else ``cfg.update_lr_scale`` times the fit's."""
+    return float(cfg.update_lr) if cfg.update_lr is not None else float(cfg.update_lr_scale) * float(optim.lr)
+
+
 def _trained_id_rows(net: LMNet) -> dict[str, torch.Tensor]:
     """Rows of the item ID table that had training data before the update: only they have learned
     values worth keeping (the rows of cold items are still their random initialisation)."""
@@ -495,6 +500,7 @@ class ContinualUpdater:
             "stopped_by": None,
             **chosen,
             "replayed": n_replayed,
+            "lr": update_lr(cfg, self.optim),
             "train_s": self.clock() - started,
         }
         log.info("partial_fit: %s", report)
@@ -578,7 +584,7 @@ class ContinualUpdater:
             fisher = fisher_diagonal(
                 net, objective, batches_of(old if old is not None else windows, int(optim.batch_size), seed)
             )
-        lr = optim.lr if cfg.update_lr is None else cfg.update_lr
+        lr = update_lr(cfg, optim)
         optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=optim.weight_decay)
         if anchor is not None:
             rate = float(lr) * float(cfg.reg_strength)
