@@ -97,13 +97,34 @@ def build_config_dict(args: argparse.Namespace, model: str) -> dict[str, Any]:
 SEQUENTIAL_CE = {"SASRec", "GRU4Rec", "BERT4Rec", "NARM", "STAMP", "Caser", "NextItNet"}
 
 
+def prepare(config: Any) -> tuple[Any, Any, Any, Any, Any, Any, float]:
+    """RecBole's data, model and trainer for ``config``, in the order of calls of
+    ``recbole.quick_start.run_recbole`` (so seeds line up with a plain RecBole run).
+
+    Returns:
+        ``(dataset, train_data, valid_data, test_data, model, trainer, prep_s)``: ``prep_s`` the seconds the
+        data set and its loaders took.
+    """
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import get_model, get_trainer, init_logger, init_seed
+
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    t0 = time.perf_counter()
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    prep_s = time.perf_counter() - t0
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    return dataset, train_data, valid_data, test_data, model, trainer, prep_s
+
+
 def run_one(args: argparse.Namespace, model_name: str) -> dict[str, Any]:
     import numpy as np
     import recbole
     import torch
     from recbole.config import Config
-    from recbole.data import create_dataset, data_preparation
-    from recbole.utils import get_model, get_trainer, init_logger, init_seed
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -120,16 +141,7 @@ def run_one(args: argparse.Namespace, model_name: str) -> dict[str, Any]:
         config_files = [str(yaml_path)]
     cfg = build_config_dict(args, model_name)
     config = Config(model=model_name, dataset=dataset_name, config_file_list=config_files, config_dict=cfg)
-    # Same order of calls as recbole.quick_start.run_recbole, so seeds line up with a plain RecBole run.
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
-    t0 = time.perf_counter()
-    dataset = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    prep_s = time.perf_counter() - t0
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    dataset, train_data, valid_data, test_data, model, trainer, prep_s = prepare(config)
 
     epochs: list[dict[str, Any]] = []
     state = {"fit_start": 0.0, "slowest": 0.0, "epoch_start": 0.0, "train_s": 0.0}
@@ -202,7 +214,7 @@ def run_one(args: argparse.Namespace, model_name: str) -> dict[str, Any]:
         "seed": config["seed"],
         # knowledge-based loaders keep the data set as ``_dataset``
         "sizes": {
-            part: len(getattr(loader, "dataset", None) or getattr(loader, "_dataset"))
+            part: len(getattr(loader, "dataset", None) or loader._dataset)
             for part, loader in (("train", train_data), ("valid", valid_data), ("test", test_data))
         },
         "n_users": int(dataset.user_num),

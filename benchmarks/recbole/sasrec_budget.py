@@ -41,8 +41,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
     import torch
     from recbole.config import Config
-    from recbole.data import create_dataset, data_preparation
-    from recbole.utils import get_model, get_trainer, init_logger, init_seed
 
     torch.set_num_threads(args.threads)
     name = args.data_dir.name
@@ -53,15 +51,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     config = Config(
         model="SASRec", dataset=name, config_file_list=[str(args.data_dir / f"{name}.yaml")], config_dict=cfg
     )
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
-    t0 = time.perf_counter()
-    dataset = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    prep_s = time.perf_counter() - t0
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    dataset, train_data, valid_data, test_data, model, trainer, prep_s = run_recbole.prepare(config)
 
     batch_s: list[float] = []
     state = {"start": 0.0, "last": 0.0}
