@@ -47,15 +47,7 @@ def _genre(item_id: str) -> int | None:
 def walk(tmp_path_factory):
     data = genre_dataset()
     split = leave_one_out(data.interactions)
-    model = LMRecommender(
-        dim=16,
-        item_tower={"whiten": False},
-        user_tower={"max_len": 8, "n_layers": 1, "n_heads": 2, "dropout": 0.1},
-        optim={"epochs": 40, "batch_size": 8, "lr": 1e-2},
-        num_threads=1,
-        text_encoder=HashingEncoder(32),
-        random_state=0,
-    ).fit(data.with_interactions(split.train))
+    model = _lm(epochs=40).fit(data.with_interactions(split.train))
     model.observe(split.valid)
     out = tmp_path_factory.mktemp("demo")
     result = serving_walkthrough(
@@ -109,12 +101,12 @@ def test_anonymous_session_is_served_as_the_offline_model_reads_it(walk):
     assert result["session_max_score_diff"] < 1e-5  # FAISS (float32) vs numpy (float64) on the same vectors
 
 
-def _lm(seed: int = 0) -> LMRecommender:
+def _lm(seed: int = 0, epochs: int = 30) -> LMRecommender:
     return LMRecommender(
         dim=16,
         item_tower={"whiten": False},
         user_tower={"max_len": 8, "n_layers": 1, "n_heads": 2, "dropout": 0.1},
-        optim={"epochs": 30, "batch_size": 8, "lr": 1e-2},
+        optim={"epochs": epochs, "batch_size": 8, "lr": 1e-2},
         num_threads=1,
         text_encoder=HashingEncoder(32),
         random_state=seed,
