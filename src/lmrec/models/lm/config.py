@@ -417,8 +417,8 @@ class ContinualConfig(ComponentConfig):
             learning rate (None: ``update_lr_scale * optim.lr``).
         update_lr_scale: the update's learning rate as a share of the fit's when ``update_lr`` is
             None. Below 1 because an update starts near an optimum and sees one window: at the fit's
-            rate, which window an update over-fits changes with its seed (RESULTS.md §11 measures the
-            spread); the L2-SP pull, ``update lr * reg_strength`` per step, scales with it.
+            rate, how far an update over-fits its window swings with its seed; the L2-SP pull,
+            ``update lr * reg_strength`` per step, scales with it.
         update_max_epochs: most epochs of an update with validation rows (``partial_fit(valid=...)``,
             as `lmrec.eval.stream` gives it): it keeps its best epoch and stops earlier after
             ``update_patience`` epochs without a gain or when its time budget runs out.
