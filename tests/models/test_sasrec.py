@@ -188,6 +188,9 @@ def test_bf16_autocast_on_the_cpu_still_learns_the_cycle() -> None:
         ({"device": "tpu"}, r"SASRec device must be one of \['auto', 'cpu', 'cuda', 'cuda:N', 'mps'\], got 'tpu'"),
         ({"precision": "fp8"}, r"SASRec precision must be one of \['auto', 'fp32', 'bf16', 'fp16'\], got 'fp8'"),
         ({"num_threads": 0}, r"SASRec num_threads must be >= 1 or None, got 0"),
+        ({"loss": "bpr"}, r"SASRec loss must be one of 'auto', 'full', 'sampled', got 'bpr'"),
+        ({"n_negatives": 0}, r"SASRec n_negatives must be an integer >= 1, got 0"),
+        ({"full_softmax_max_items": 0}, r"SASRec full_softmax_max_items must be an integer >= 1, got 0"),
     ],
 )
 def test_bad_parameters(params: dict, match: str) -> None:
@@ -205,3 +208,34 @@ def test_user_without_history_gets_finite_scores() -> None:
     scores = model.score_all(np.array([6, 0]))
     assert np.isfinite(scores).all()
     assert model.histories_[6].size == 0
+
+
+def test_sampled_softmax_learns_the_next_item_of_a_cycle() -> None:
+    inter = cyclic()
+    # 4 negatives per step out of 10 items: the in-batch positives and the samples carry the signal
+    model = fast(loss="sampled", n_negatives=4).fit(inter)
+    assert model.loss_ == "sampled"
+    last = np.array([seq[-1] for seq in inter.sequences()])
+    items, _ = model.recommend(np.arange(inter.n_users), k=1, exclude_seen=False)
+    np.testing.assert_array_equal(items[:, 0], (last + 1) % N_ITEMS)
+
+
+@pytest.mark.parametrize(("threshold", "expected"), [(10, "full"), (9, "sampled")])
+def test_auto_loss_switches_above_the_catalogue_threshold(threshold: int, expected: str) -> None:
+    model = fast(epochs=1, full_softmax_max_items=threshold).fit(cyclic(n_users=4))
+    assert model.loss_ == expected  # the catalogue has 10 items: sampled only above the threshold
+    assert model.resolved_loss(10) == expected
+
+
+@pytest.mark.parametrize(("loss", "moved"), [("sampled", False), ("full", True)])
+def test_an_item_without_events_is_never_a_sampled_negative(loss: str, moved: bool) -> None:
+    # item i9 is in the catalogue but nobody has it: the full softmax pushes its logit down at every
+    # step (its embedding moves); the sampled softmax never draws it, so its row keeps its initial value
+    inter = cyclic(n_users=12).to_frame()
+    inter = inter[inter["item_id"] != "i9"]
+    data = Interactions.from_frame(inter, item_map=IdMap(f"i{i}" for i in range(N_ITEMS)))
+    model = fast(epochs=3, loss=loss, n_negatives=8).fit(data)
+    torch.manual_seed(0)  # fit seeds the initial weights with random_state=0 the same way
+    initial = model._make_net(N_ITEMS).item_weights()[9]
+    trained = model.net_.item_weights()[9]
+    assert torch.equal(trained, initial) is not moved

@@ -2,7 +2,11 @@
 
 Training follows RecBole's SASRec with ``loss_type: CE`` in what it optimises (cross-entropy over
 the full catalogue for the next item) but not in how: each user's sequence passes once per epoch
-with a causal mask and a loss at every position, instead of one training row per prefix. Sequences
+with a causal mask and a loss at every position, instead of one training row per prefix. Above
+``full_softmax_max_items`` items (``loss="auto"``) the softmax runs over the batch's positives plus
+popularity-sampled negatives with the log-Q correction (`lmrec.train.negatives`) instead: the
+full-catalogue logits of a step (targets x items) dominate both the time and the memory of a step on
+a large catalogue. Sequences
 longer than ``max_len`` are cut into windows from the newest end so every target is used once per
 epoch; the window boundaries move randomly from epoch to epoch (see ``SASRec._windows``), so that a
 long history is not always cut at the same places (benchmarks/RESULTS.md has the effect).
@@ -27,7 +31,8 @@ from lmrec.models.sasrec_net import SASRecNet
 from lmrec.train.callbacks import EarlyStopping, LogMetrics
 from lmrec.train.distributed import data_parallel, shard_batches, unwrap, wrap_ddp
 from lmrec.train.loop import fit_loop
-from lmrec.train.losses import FullSoftmaxCE
+from lmrec.train.losses import FullSoftmaxCE, SampledSoftmax
+from lmrec.train.negatives import PopularityNegatives
 
 __all__ = ["SASRec"]
 
@@ -89,6 +94,11 @@ class SASRec(Recommender):
         lr: AdamW learning rate (RecBole uses 1e-3 with Adam).
         weight_decay: AdamW weight decay.
         patience: epochs without a better validation NDCG@10 before stopping (with ``valid``).
+        loss: ``"full"`` softmax over the catalogue, ``"sampled"`` softmax over the batch's positives
+            and ``n_negatives`` popularity-sampled negatives with the log-Q correction, or
+            ``"auto"``: full up to ``full_softmax_max_items`` items, sampled above.
+        full_softmax_max_items: the ``"auto"`` threshold.
+        n_negatives: negatives per step for the sampled softmax, shared by the batch.
         device: ``"auto"`` (a CUDA GPU when there is one), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or
             ``"mps"`` (`lmrec.encoders.device`); a device the machine lacks is a ``ValueError`` at
             ``fit``. Training and scoring run there (scores in chunks of users); a saved model
@@ -118,6 +128,9 @@ class SASRec(Recommender):
         lr: float = 2e-3,
         weight_decay: float = 0.0,
         patience: int = 10,
+        loss: Literal["auto", "full", "sampled"] = "auto",
+        full_softmax_max_items: int = 50_000,
+        n_negatives: int = 512,
         device: str = "auto",
         precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto",
         num_threads: int | None = None,
@@ -134,6 +147,9 @@ class SASRec(Recommender):
         self.lr = lr
         self.weight_decay = weight_decay
         self.patience = patience
+        self.loss = loss
+        self.full_softmax_max_items = full_softmax_max_items
+        self.n_negatives = n_negatives
         self.device = device
         self.precision = precision
         self.num_threads = num_threads
@@ -152,7 +168,17 @@ class SASRec(Recommender):
         return self
 
     def _validate_params(self) -> None:
-        ints = {"max_len": 1, "hidden": 1, "n_layers": 1, "n_heads": 1, "epochs": 1, "batch_size": 1, "patience": 1}
+        ints = {
+            "max_len": 1,
+            "hidden": 1,
+            "n_layers": 1,
+            "n_heads": 1,
+            "epochs": 1,
+            "batch_size": 1,
+            "patience": 1,
+            "full_softmax_max_items": 1,
+            "n_negatives": 1,
+        }
         for name, low in ints.items():
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < low:
@@ -165,10 +191,18 @@ class SASRec(Recommender):
             raise ValueError(f"SASRec lr must be > 0, got {self.lr!r}")
         if self.weight_decay < 0:
             raise ValueError(f"SASRec weight_decay must be >= 0, got {self.weight_decay!r}")
+        if self.loss not in ("auto", "full", "sampled"):
+            raise ValueError(f"SASRec loss must be one of 'auto', 'full', 'sampled', got {self.loss!r}")
         check_device(self.device, "SASRec device")
         check_precision(self.precision, "SASRec precision")
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"SASRec num_threads must be >= 1 or None, got {self.num_threads!r}")
+
+    def resolved_loss(self, n_items: int) -> Literal["full", "sampled"]:
+        """The softmax training uses for a catalogue of ``n_items`` items (``"auto"`` resolved)."""
+        if self.loss == "auto":
+            return "full" if n_items <= self.full_softmax_max_items else "sampled"
+        return self.loss
 
     def _torch_device(self) -> torch.device:
         return resolve_device(self.device)
@@ -229,7 +263,15 @@ class SASRec(Recommender):
             rank, world = data_parallel()
             trained = wrap_ddp(self.net_, device)
             rng = np.random.default_rng(seed)
+            self.loss_ = self.resolved_loss(inter.n_items)
+            log.info("SASRec: %s softmax over %d items", self.loss_, inter.n_items)
             criterion = FullSoftmaxCE(ignore_index=-100)
+            sampled = SampledSoftmax(temperature=1.0)
+            negatives: PopularityNegatives | None = None
+            generator: torch.Generator | None = None
+            if self.loss_ == "sampled":
+                negatives = PopularityNegatives(inter.item_counts(), int(self.n_negatives)).to(device)
+                generator = torch.Generator(device=device).manual_seed(seed + rank)
 
             def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
                 inputs, targets = self._windows(self.histories_, rng)
@@ -243,8 +285,20 @@ class SASRec(Recommender):
                 x, y = batch
                 hidden = module(x)  # (B, L, d); through DDP's forward, which syncs the gradients
                 keep = y >= 0
-                logits = hidden[keep] @ net.item_weights().T  # (N, n_items), only positions with a target
-                return criterion(logits, y[keep])
+                target, weights = y[keep], net.item_weights()
+                if negatives is None:
+                    logits = hidden[keep] @ weights.T  # (N, n_items), only positions with a target
+                    return criterion(logits, target)
+                neg, neg_log_q = negatives.draw(generator)  # (M,): logits (N, N + M)
+                return sampled(
+                    hidden[keep],
+                    weights[target],
+                    weights[neg],
+                    pos_log_q=negatives.log_pos_q[target],
+                    neg_log_q=neg_log_q,
+                    pos_ids=target,
+                    neg_ids=neg,
+                )
 
             callbacks: list = [LogMetrics(log)]
             validate = None

@@ -38,6 +38,7 @@ from lmrec.train.callbacks import EarlyStopping, LogMetrics
 from lmrec.train.distributed import data_parallel, shard_batches
 from lmrec.train.loop import fit_loop
 from lmrec.train.losses import BPRLoss, FullSoftmaxCE, SampledSoftmax
+from lmrec.train.negatives import PopularityNegatives
 
 __all__ = ["Objective", "Windows", "append_histories", "history_tokens", "make_windows", "user_content", "with_content"]
 
@@ -211,9 +212,7 @@ class Objective:
         counts = torch.as_tensor(np.asarray(item_counts, dtype=np.float64))
         # in-batch positives occur in proportion to popularity; sampled negatives are drawn from
         # popularity^0.75 (word2vec's smoothing), never from items without training data
-        self.log_pos_q = torch.log((counts / counts.sum()).clamp(min=1e-12)).float()
-        smoothed = counts.pow(0.75)
-        self.neg_p = (smoothed / smoothed.sum()).float()
+        self.negatives = PopularityNegatives(item_counts, n_negatives)
         self.n_items = len(counts)
         # items without training interactions are never negatives: nothing is known about them, and
         # pushing them down would teach the model to never recommend a new item (cold start)
@@ -230,10 +229,20 @@ class Objective:
         #: distil only positions whose ``events`` equal this mark (replayed rows); None: every position
         self.distill_mark: int | None = None
 
+    @property
+    def log_pos_q(self) -> torch.Tensor:
+        """(n_items,) log-probability of each item being an in-batch positive (its popularity)."""
+        return self.negatives.log_pos_q
+
+    @property
+    def neg_p(self) -> torch.Tensor:
+        """(n_items,) the distribution the sampled negatives come from."""
+        return self.negatives.neg_p
+
     def to(self, device: torch.device) -> Objective:
         """Move the sampling tables to ``device`` (the network's), so a step draws negatives there;
         ``generator`` must live on the same device."""
-        self.log_pos_q, self.neg_p = self.log_pos_q.to(device), self.neg_p.to(device)
+        self.negatives.to(device)
         self.trainable, self.trainable_idx = self.trainable.to(device), self.trainable_idx.to(device)
         if self._content is not None:
             self._content = self._content.to(device)
@@ -280,7 +289,7 @@ class Objective:
         if self.loss == "full":
             cand = self.trainable_idx
         else:
-            neg = torch.multinomial(self.neg_p, self.n_negatives, replacement=True, generator=self.generator)
+            neg, _ = self.negatives.draw(self.generator)
             cand = torch.unique(torch.cat([target, neg]))
         teacher = self.teacher
         assert teacher is not None  # called only with a teacher
@@ -303,13 +312,12 @@ class Objective:
             logits = (u_s @ v_s.T / tau).masked_fill(~self.trainable, float("-inf"))  # (N, n_items)
             total = self.ce(logits, target)
         elif self.loss == "sampled":
-            neg = torch.multinomial(self.neg_p, self.n_negatives, replacement=True, generator=self.generator)
-            neg_log_q = torch.log(self.neg_p[neg] * self.n_negatives)
+            neg, neg_log_q = self.negatives.draw(self.generator)
             total = self.sampled(
                 u_s / tau,
                 v_s[target],
                 v_s[neg],
-                pos_log_q=self.log_pos_q[target],
+                pos_log_q=self.negatives.log_pos_q[target],
                 neg_log_q=neg_log_q,
                 pos_ids=target,
                 neg_ids=neg,
