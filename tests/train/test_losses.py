@@ -98,3 +98,46 @@ def test_losses_have_gradients() -> None:
     q = torch.randn(4, 3, requires_grad=True)
     SampledSoftmax()(q, torch.randn(4, 3), torch.randn(5, 3), neg_log_q=torch.zeros(5)).backward()
     assert q.grad is not None and torch.isfinite(q.grad).all()
+
+
+def _reference_sampled_softmax(q, pos, neg, pos_log_q, neg_log_q, pos_ids, neg_ids, temperature):
+    """The loss written out term by term: in-batch block, negative block, corrections, masks."""
+    in_batch = q @ pos.T / temperature - pos_log_q.reshape(1, -1)
+    same = pos_ids.reshape(-1, 1) == pos_ids.reshape(1, -1)
+    same.fill_diagonal_(False)
+    in_batch = in_batch.masked_fill(same, float("-inf"))
+    sampled = q @ neg.T / temperature - neg_log_q.reshape(1, -1)
+    sampled = sampled.masked_fill(pos_ids.reshape(-1, 1) == neg_ids.reshape(1, -1), float("-inf"))
+    return F.cross_entropy(torch.cat([in_batch, sampled], dim=1), torch.arange(len(q)))
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.3])
+def test_sampled_softmax_matches_the_term_by_term_reference_with_gradients(temperature: float) -> None:
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randn(12, 5, generator=gen, requires_grad=True)
+    table = torch.randn(9, 5, generator=gen, requires_grad=True)
+    # repeated positives (accidental in-batch hits) and negatives that hit some rows' positives
+    pos_ids = torch.tensor([0, 1, 2, 2, 3, 4, 4, 4, 5, 6, 7, 8])
+    neg_ids = torch.tensor([8, 2, 2, 0, 6, 1])
+    pos_log_q = -torch.rand(9, generator=gen)[pos_ids] * 5
+    neg_log_q = -torch.rand(6, generator=gen) * 5
+    ours = SampledSoftmax(temperature=temperature)(
+        q, table[pos_ids], table[neg_ids], pos_log_q=pos_log_q, neg_log_q=neg_log_q, pos_ids=pos_ids, neg_ids=neg_ids
+    )
+    grads = torch.autograd.grad(ours, [q, table])
+    args = (q, table[pos_ids], table[neg_ids], pos_log_q, neg_log_q, pos_ids, neg_ids)
+    reference = _reference_sampled_softmax(*args, temperature)
+    expected = torch.autograd.grad(reference, [q, table])
+    assert ours.item() == pytest.approx(reference.item(), rel=1e-6)
+    for got, want in zip(grads, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_negatives_without_ids_are_never_masked() -> None:
+    # row 0's positive id is given, the negatives' ids are not: the negative column stays a negative
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    neg = torch.tensor([[1.0, 0.0]])
+    loss = SampledSoftmax()(q, q, neg, pos_ids=torch.tensor([1, 2]))
+    # row 0: logits [1, 0, 1] target 0 -> log(2e + 1) - 1 = 0.86199; row 1: [0, 1, 0] -> log(e + 2) - 1
+    expected = (math.log(2 * math.e + 1) - 1 + math.log(math.e + 2) - 1) / 2
+    assert loss.item() == pytest.approx(expected, abs=1e-6)

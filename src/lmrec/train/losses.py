@@ -98,27 +98,39 @@ class SampledSoftmax(nn.Module):
             scalar tensor.
         """
         batch = query.shape[0]
-        if self.in_batch:
-            logits = query @ positive.T / self.temperature  # (B, B), positives on the diagonal
+        if self.temperature != 1.0:
+            query = query / self.temperature  # (B, d): cheaper than dividing the (B, B + M) logits
+        if not self.in_batch:
+            pos_logit = (query * positive).sum(-1, keepdim=True)  # (B, 1)
             if pos_log_q is not None:
-                logits = logits - pos_log_q.reshape(1, -1)
-            if self.remove_accidental_hits and pos_ids is not None:
-                same = pos_ids.reshape(-1, 1) == pos_ids.reshape(1, -1)
-                same.fill_diagonal_(False)
-                logits = logits.masked_fill(same, float("-inf"))
-        else:
-            logits = (query * positive).sum(-1, keepdim=True) / self.temperature  # (B, 1)
-            if pos_log_q is not None:
-                logits = logits - pos_log_q.reshape(-1, 1)
-        if negatives is not None:
-            neg = query @ negatives.T / self.temperature  # (B, M)
+                pos_logit = pos_logit - pos_log_q.reshape(-1, 1)
+            if negatives is None:
+                return F.cross_entropy(pos_logit, query.new_zeros(batch, dtype=torch.long))
+            neg = query @ negatives.T  # (B, M)
             if neg_log_q is not None:
                 neg = neg - neg_log_q.reshape(1, -1)
             if self.remove_accidental_hits and pos_ids is not None and neg_ids is not None:
                 neg = neg.masked_fill(pos_ids.reshape(-1, 1) == neg_ids.reshape(1, -1), float("-inf"))
-            logits = torch.cat([logits, neg], dim=1)
-        target = torch.arange(batch, device=query.device) if self.in_batch else query.new_zeros(batch, dtype=torch.long)
-        return F.cross_entropy(logits, target)
+            return F.cross_entropy(torch.cat([pos_logit, neg], dim=1), query.new_zeros(batch, dtype=torch.long))
+        # one (B, B + M) matrix, built in place: the candidates' vectors, corrections and ids are
+        # concatenated (small), never the logits (the step's largest array)
+        candidates = positive if negatives is None else torch.cat([positive, negatives])
+        logits = query @ candidates.T  # (B, B + M), positives on the diagonal of the first B columns
+        if logits.dtype != torch.float32:  # autocast's half-precision product: correct in float32
+            logits = logits.float()
+        if pos_log_q is not None or neg_log_q is not None:
+            n_neg = 0 if negatives is None else negatives.shape[0]
+            pos_q = pos_log_q.reshape(-1) if pos_log_q is not None else logits.new_zeros(batch)
+            neg_q = neg_log_q.reshape(-1) if neg_log_q is not None else logits.new_zeros(n_neg)
+            logits.sub_(torch.cat([pos_q, neg_q]).to(logits.dtype).reshape(1, -1))
+        if self.remove_accidental_hits and pos_ids is not None:
+            ids = pos_ids if negatives is None or neg_ids is None else torch.cat([pos_ids, neg_ids])
+            same = pos_ids.reshape(-1, 1) == ids.reshape(1, -1)  # (B, B + M) or (B, B)
+            same[:, :batch].fill_diagonal_(False)
+            if negatives is not None and neg_ids is None:
+                same = torch.cat([same, same.new_zeros(batch, negatives.shape[0])], dim=1)
+            logits.masked_fill_(same, float("-inf"))
+        return F.cross_entropy(logits, torch.arange(batch, device=query.device))
 
 
 InfoNCE = SampledSoftmax
