@@ -11,7 +11,8 @@ and prints a side-by-side table with RecBole's figures when its JSON or per-epoc
 ``--synthetic EVENTS`` compares on a synthetic set instead (`lmrec.data.synth`, 100,000 items, the
 set benchmarks/scale_cost.py generates and caches): lmrec's leave-one-out split is written as
 RecBole sequential benchmark files (``export_split.py --sequential``: RecBole's every-prefix rows),
-then lmrec's SASRec trains for ``--budget-s`` seconds (stopped in the middle of an epoch when the
+then lmrec's SASRec (``--loss``: its default ``auto`` picks the sampled softmax at this catalogue
+size; ``full`` is RecBole's objective) trains for ``--budget-s`` seconds (stopped in the middle of an epoch when the
 budget ends there; each batch timed, so a partial epoch gives an epoch *estimate*) and is tested
 with and without masking history. RecBole's side runs in its venv on the same files:
 benchmarks/recbole/sasrec_budget.py --data-dir <the split directory> --budget-s <the same budget>.
@@ -121,7 +122,7 @@ def run_synthetic(args: argparse.Namespace) -> None:
         print(f"exported {split_dir} in {time.perf_counter() - started:.0f} s")
     batch_s: list[float] = []
     sizes = _budgeted_batches(args.budget_s, batch_s)
-    model = SASRec(epochs=10_000, device="cpu", num_threads=args.threads, random_state=0)
+    model = SASRec(epochs=10_000, loss=args.loss, device="cpu", num_threads=args.threads, random_state=0)
     started = time.perf_counter()
     stopped_by = "epochs"
     try:
@@ -142,6 +143,7 @@ def run_synthetic(args: argparse.Namespace) -> None:
         "items": dataset.n_items,
         "train_events": len(split.train),
         "threads": args.threads,
+        "loss": model.loss_,
         "budget_s": args.budget_s,
         "stopped_by": stopped_by,
         "train_s": train_s,
@@ -160,13 +162,13 @@ def run_synthetic(args: argparse.Namespace) -> None:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} {platform.node()} 2 cores",
         "command": f"benchmarks/sasrec_vs_recbole.py --synthetic {events} --budget-s {args.budget_s:g} "
-        f"--threads {args.threads}",
+        f"--threads {args.threads} --loss {args.loss}",
         "split": str(split_dir),
         "lmrec": row,
         "recbole": json.loads(recbole_json.read_text()) if recbole_json.exists() else None,
     }
     OUT.mkdir(exist_ok=True)
-    (OUT / f"sasrec_vs_recbole_synth{events}.json").write_text(json.dumps(result, indent=2))
+    (OUT / f"sasrec_vs_recbole_synth{events}_{model.loss_}.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(row, indent=2))
     if result["recbole"] is not None:
         rb = result["recbole"]
@@ -185,6 +187,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--synthetic", type=int, default=0, help="events of a synthetic set (0: the ML-100K split)")
     parser.add_argument("--budget-s", type=float, default=600.0, help="--synthetic: seconds of training")
+    parser.add_argument(
+        "--loss", choices=["auto", "full", "sampled"], default="auto", help="--synthetic: lmrec SASRec's softmax"
+    )
     args = parser.parse_args()
     if args.synthetic:
         run_synthetic(args)

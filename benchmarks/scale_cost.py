@@ -1,4 +1,4 @@
-"""How the cost of one training epoch grows with data: `lm` (sampled softmax) and `sasrec`.
+"""How the cost of one training epoch grows with data: `lm` and `sasrec` (both sampled softmax).
 
 Synthetic data from `lmrec.data.synth` (100,000 items, short item texts, a constant number of events
 per user, so users grow with events; seeded), generated once and cached under
@@ -24,8 +24,8 @@ the width of MiniLM's vectors, so the network and the cost per step are the same
 
 The largest arrays are named from the data structures: the interaction columns, the padded
 training windows ((windows, max_len) int64) and the biggest per-step score matrix seen
-(`sasrec`: full-catalogue logits (targets in the batch, n_items) float32; `lm`: sampled-softmax
-logits (targets, targets + negatives)).
+(sampled softmax: logits (targets, targets + negatives); `sasrec --sasrec-loss full`: the
+full-catalogue logits (targets in the batch, n_items) float32).
 
     nice python benchmarks/scale_cost.py --events 1000000 4000000 16000000 --models lm sasrec --threads 2
     nice python benchmarks/scale_cost.py --events 16000000 --models sasrec --threads 2 --max-batches 40
@@ -171,15 +171,15 @@ def _instrument(probe: _Probe) -> None:
     for module in (lm_training, sasrec_mod):
         module.fit_loop = timed_loop(module.fit_loop)
         module.shard_batches = timed_shards(module.shard_batches)
+        module.SampledSoftmax = WatchedSampled
     sasrec_mod.FullSoftmaxCE = WatchedCE
-    lm_training.SampledSoftmax = WatchedSampled
 
 
-def _make_model(name: str, threads: int, encoder: str):
+def _make_model(name: str, threads: int, encoder: str, sasrec_loss: str = "auto"):
     if name == "sasrec":
         from lmrec.models.sasrec import SASRec
 
-        return SASRec(epochs=1, device="cpu", num_threads=threads, random_state=0)
+        return SASRec(epochs=1, loss=sasrec_loss, device="cpu", num_threads=threads, random_state=0)
     params = {
         "objective.loss": "sampled",  # the sampled softmax with log-Q correction (also what "auto" picks here)
         "optim.epochs": 1,
@@ -261,7 +261,7 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     load_s = time.perf_counter() - began
     inter = dataset.interactions
     load_rss = _rss_mb()
-    model = _make_model(spec["model"], spec["threads"], spec["encoder"])
+    model = _make_model(spec["model"], spec["threads"], spec["encoder"], spec.get("sasrec_loss", "auto"))
     started = time.perf_counter()
     model.fit(dataset)
     fit_s = time.perf_counter() - started
@@ -288,7 +288,7 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     largest = max(arrays, key=lambda k: arrays[k])
     row = {
         "model": spec["model"],
-        "loss": "full softmax" if spec["model"] == "sasrec" else model.objective.resolved_loss(inter.n_items),
+        "loss": model.loss_ if spec["model"] == "sasrec" else model.objective.resolved_loss(inter.n_items),
         "events": int(len(inter)),
         "users": int(inter.n_users),
         "items": int(inter.n_items),
@@ -367,6 +367,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--encoder", choices=["minilm", "hashing"], default="hashing")
     parser.add_argument("--max-batches", type=int, default=0, help="0: the whole epoch; N: N batches, extrapolated")
     parser.add_argument("--loader", choices=["recbole", "arrow"], default="recbole", help="see load_full")
+    parser.add_argument(
+        "--sasrec-loss", choices=["auto", "full", "sampled"], default="auto", help="SASRec's loss (auto: sampled here)"
+    )
     parser.add_argument("--probe-minilm", type=int, default=0, help="time MiniLM on N item texts and exit")
     parser.add_argument("--tag", default="run", help="suffix of the JSON file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -410,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
                 "encoder": args.encoder,
                 "max_batches": args.max_batches,
                 "loader": args.loader,
+                "sasrec_loss": args.sasrec_loss,
             }
             load = os.getloadavg()
             done = subprocess.run(
