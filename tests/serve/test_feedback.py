@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -223,6 +224,27 @@ def test_reranker_learns_saves_and_survives_a_restart(vec_dir: Path) -> None:
         assert health["feedback"]["state"] == "fresh" and health["feedback"]["updates"] == 0
         assert "did not load; started fresh" in health["feedback"]["problem"]
         assert client.post("/recommend", json={"user_id": "u2", "k": 3}).status_code == 200
+
+
+def test_periodic_saves_run_off_the_request_path(vec_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    writers: list[str] = []
+    original = LinearThompson.save
+
+    def recording_save(self: LinearThompson, path: str | Path) -> None:
+        writers.append(threading.current_thread().name)
+        original(self, path)
+
+    monkeypatch.setattr(LinearThompson, "save", recording_save)
+    state = vec_dir / "serve_state" / "feedback" / "reranker.json"
+    with client_for(vec_dir, reranker="thompson", save_every=1) as client:
+        client.post("/recommend", json={"user_id": "u2", "k": 3})
+        client.post("/recommend", json={"user_id": "u2", "k": 3})  # closes the first list: a save is due
+        deadline = time.monotonic() + 10
+        while not state.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert json.loads(state.read_text())["n_updates"] == 3  # one list of three, written while serving
+        assert writers and writers[0] == "lmrec-feedback-saver"
+    assert writers[-1] != "lmrec-feedback-saver"  # the shutdown save is synchronous
 
 
 def test_export_lists_and_erasure_deletes_the_users_impressions(vec_dir: Path) -> None:

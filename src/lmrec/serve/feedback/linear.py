@@ -80,6 +80,14 @@ class LinearThompson:
         self.n_updates_ += len(r)
         self._refresh()
 
+    def copy(self) -> LinearThompson:
+        """An independent copy (the arrays copied), e.g. to save outside a lock while updates go on."""
+        other = LinearThompson.__new__(LinearThompson)
+        other.features, other.l2, other.noise = self.features, self.l2, self.noise
+        other.A_, other.b_, other.n_updates_ = self.A_.copy(), self.b_.copy(), self.n_updates_
+        other._mean, other._chol = self._mean.copy(), self._chol.copy()
+        return other
+
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> None:
         """Write ``<path>.npz`` (A, b) and ``<path>.json`` (features, settings, count), each atomically."""

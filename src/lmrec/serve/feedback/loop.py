@@ -16,8 +16,8 @@
 A user's open list is closed by their next request (or when it leaves the bounded memory): each shown
 item then updates the model with reward 1 when clicked, else 0. The model (and so the ranking) is
 per deployment and shared across model swaps (`lmrec.serve.loading.open_successor` passes it on); its
-state is saved to ``<state_dir>/feedback/reranker.{npz,json}`` every ``save_every`` updates and at
-shutdown, and loaded at start; a state that does not load gives a fresh model, said in ``/health``.
+state is saved to ``<state_dir>/feedback/reranker.{npz,json}`` every ``save_every`` updates (by a
+saver thread, from a copy: no request waits on the files) and at shutdown, and loaded at start; a state that does not load gives a fresh model, said in ``/health``.
 """
 
 from __future__ import annotations
@@ -130,6 +130,9 @@ class FeedbackLoop:
         self._latest: dict[str, str] = {}  # user -> their open request id
         self._shown: OrderedDict[str, Counter[str]] = OrderedDict()  # user -> item -> times shown lately
         self._unsaved = 0
+        self._save_lock = threading.Lock()  # one writer of the state files at a time
+        self._save_due = threading.Event()
+        self._saver: threading.Thread | None = None
         self.model: LinearThompson | None = None
         if settings.reranker != "off":
             self.model = self._load()
@@ -350,7 +353,26 @@ class FeedbackLoop:
             self._unsaved += 1
             due = self._unsaved >= self.settings.save_every
         if due:
-            self.save()
+            self._request_save()
+
+    def _request_save(self) -> None:
+        """Have the saver thread write the state, so no request waits on the files."""
+        if self.state_path is None:
+            return
+        with self.lock:
+            if self._saver is None or not self._saver.is_alive():
+                self._saver = threading.Thread(target=self._save_when_due, name="lmrec-feedback-saver", daemon=True)
+                self._saver.start()
+        self._save_due.set()
+
+    def _save_when_due(self) -> None:
+        while True:
+            self._save_due.wait()
+            self._save_due.clear()
+            try:
+                self.save()
+            except OSError as exc:  # the next save tries again; shutdown saves synchronously
+                log.warning("the re-ranker state was not saved: %s", exc)
 
     # ------------------------------------------------------------------ responses
     def _match(self, e: EventIn, now: float) -> tuple[_Open | None, ImpressionRecord | None]:
@@ -428,12 +450,19 @@ class FeedbackLoop:
 
     # ------------------------------------------------------------------ state
     def save(self) -> None:
-        """Write the re-ranker's state (nothing when it is off or has no place to go)."""
+        """Write the re-ranker's state now (nothing when it is off or has no place to go).
+
+        The files are written from a copy taken under the lock, so updates and re-ranking go on
+        while they are written; `_save_lock` keeps two writers (the saver thread and a shutdown)
+        from interleaving.
+        """
         if self.model is None or self.state_path is None:
             return
-        with self.lock:
-            self.model.save(self.state_path)
-            self._unsaved = 0
+        with self._save_lock:
+            with self.lock:
+                snapshot = self.model.copy()
+                self._unsaved = 0
+            snapshot.save(self.state_path)
 
     def health(self) -> FeedbackHealth:
         """What ``/health`` says about the loop."""
