@@ -122,6 +122,7 @@ def run_synthetic(args: argparse.Namespace) -> None:
         print(f"exported {split_dir} in {time.perf_counter() - started:.0f} s")
     batch_s: list[float] = []
     sizes = _budgeted_batches(args.budget_s, batch_s)
+    run_began = time.time()  # a RecBole JSON older than this is another run's (its side may still be training)
     model = SASRec(epochs=10_000, loss=args.loss, device="cpu", num_threads=args.threads, random_state=0)
     started = time.perf_counter()
     stopped_by = "epochs"
@@ -158,6 +159,9 @@ def run_synthetic(args: argparse.Namespace) -> None:
         "test_ndcg@10_masked": masked.metrics["ndcg@10"],
     }
     recbole_json = OUT / "recbole" / f"budget_{name}_SASRec.json"
+    fresh = recbole_json.exists() and recbole_json.stat().st_mtime >= run_began
+    if recbole_json.exists() and not fresh:
+        print(f"{recbole_json} predates this run: not compared (rerun this script once RecBole's side has finished)")
     result = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} {platform.node()} 2 cores",
@@ -165,7 +169,7 @@ def run_synthetic(args: argparse.Namespace) -> None:
         f"--threads {args.threads} --loss {args.loss}",
         "split": str(split_dir),
         "lmrec": row,
-        "recbole": json.loads(recbole_json.read_text()) if recbole_json.exists() else None,
+        "recbole": json.loads(recbole_json.read_text()) if fresh else None,
     }
     OUT.mkdir(exist_ok=True)
     (OUT / f"sasrec_vs_recbole_synth{events}_{model.loss_}.json").write_text(json.dumps(result, indent=2))
