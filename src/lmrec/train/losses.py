@@ -122,7 +122,7 @@ class SampledSoftmax(nn.Module):
             n_neg = 0 if negatives is None else negatives.shape[0]
             pos_q = pos_log_q.reshape(-1) if pos_log_q is not None else logits.new_zeros(batch)
             neg_q = neg_log_q.reshape(-1) if neg_log_q is not None else logits.new_zeros(n_neg)
-            logits.sub_(torch.cat([pos_q, neg_q]).to(logits.dtype).reshape(1, -1))
+            logits.sub_(torch.cat([pos_q, neg_q]).reshape(1, -1))
         if self.remove_accidental_hits and pos_ids is not None:
             ids = pos_ids if negatives is None or neg_ids is None else torch.cat([pos_ids, neg_ids])
             same = pos_ids.reshape(-1, 1) == ids.reshape(1, -1)  # (B, B + M) or (B, B)

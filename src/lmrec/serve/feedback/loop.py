@@ -17,7 +17,8 @@ A user's open list is closed by their next request (or when it leaves the bounde
 item then updates the model with reward 1 when clicked, else 0. The model (and so the ranking) is
 per deployment and shared across model swaps (`lmrec.serve.loading.open_successor` passes it on); its
 state is saved to ``<state_dir>/feedback/reranker.{npz,json}`` every ``save_every`` updates (by a
-saver thread, from a copy: no request waits on the files) and at shutdown, and loaded at start; a state that does not load gives a fresh model, said in ``/health``.
+saver thread, from a copy: no request waits on the files) and at shutdown, and loaded at start; a
+state that does not load gives a fresh model, said in ``/health``.
 """
 
 from __future__ import annotations
